@@ -1,0 +1,1 @@
+"""Default Hydra configs shipped with wwtune (found as pkg://wwtune.conf)."""

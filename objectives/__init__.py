@@ -1,0 +1,1 @@
+"""Bundled training tasks (offline, seedable). Copy one to start your own."""

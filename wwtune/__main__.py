@@ -1,0 +1,20 @@
+"""`python -m wwtune` / `wwtune`: `wwtune analyze PATH ...` for a diagnosis, else a Hydra-configured study."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "analyze":
+        from wwtune.analyze_cli import main as analyze_main
+
+        return analyze_main(args[1:])
+    from wwtune.cli import main as study_main
+
+    return study_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
