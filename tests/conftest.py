@@ -27,4 +27,6 @@ def pg_cluster() -> Iterator[PgCluster]:
 def pg_url(pg_cluster: PgCluster) -> str:
     """URL (with password) of a fresh, empty database on the session's cluster."""
     return pg_cluster.create_database()
+
+
 # --- end PostgreSQL ---------------------------------------------------------------------------------

@@ -103,8 +103,9 @@ class PgCluster:
         bin_dir = find_pg_bin()
         uid, gid = _run_as()
         root = Path(tempfile.mkdtemp(prefix="wwtune-pg-"))
-        cluster = cls(bin_dir=bin_dir, root=root, port=free_port(), password=secrets.token_urlsafe(16),
-                      uid=uid, gid=gid)
+        cluster = cls(
+            bin_dir=bin_dir, root=root, port=free_port(), password=secrets.token_urlsafe(16), uid=uid, gid=gid
+        )
         try:
             cluster._init_and_start(timeout_s)
         except BaseException:
@@ -141,21 +142,40 @@ class PgCluster:
             os.chown(pwfile, self.uid, self.gid)
         pwfile.chmod(0o600)
         self._pg(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-            "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync",
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
             timeout_s=timeout_s,
         )
         pwfile.unlink()
-        server_options = " ".join([
-            "-c listen_addresses=127.0.0.1",
-            f"-p {self.port}",
-            f"-c unix_socket_directories={self.root}",
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",  # throw-away data
-            "-c max_connections=200",
-        ])
+        server_options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-p {self.port}",
+                f"-c unix_socket_directories={self.root}",
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",  # throw-away data
+                "-c max_connections=200",
+            ]
+        )
         self._pg(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", server_options,
-            "-w", "-t", str(timeout_s), "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            server_options,
+            "-w",
+            "-t",
+            str(timeout_s),
+            "start",
             timeout_s=timeout_s + 10,
         )
 

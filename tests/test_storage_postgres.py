@@ -205,8 +205,9 @@ def test_live_trial_with_heartbeats_is_not_failed(pg_url: str) -> None:
     worker = threading.Thread(target=study.optimize, args=(slow,), kwargs={"n_trials": 1})
     worker.start()
     time.sleep(3.0)
-    other = optuna.load_study(study_name="live", storage=postgres_storage(pg_url, heartbeat_interval=1,
-                                                                         grace_period=2))
+    other = optuna.load_study(
+        study_name="live", storage=postgres_storage(pg_url, heartbeat_interval=1, grace_period=2)
+    )
     optuna.storages.fail_stale_trials(other)
     assert [t.state for t in other.get_trials()] == [optuna.trial.TrialState.RUNNING]
     stop.set()

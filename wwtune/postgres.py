@@ -231,6 +231,9 @@ def postgres_storage(
         ) from None
     _logger.info(
         "study storage: PostgreSQL %s (heartbeat %ss, grace %ss, max_retry %s)",
-        shown, heartbeat_interval, grace_period, max_retry,
+        shown,
+        heartbeat_interval,
+        grace_period,
+        max_retry,
     )
     return storage

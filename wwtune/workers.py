@@ -1,0 +1,140 @@
+"""Several workers, one study: per-worker sampler seeds and a study-wide trial cap.
+
+Every worker runs the same command against a shared storage (journal file on one host, PostgreSQL across
+hosts) and joins the study with ``load_if_exists``. Two things differ between workers and are handled
+here:
+
+* the sampler seed: :func:`worker_seed` derives a distinct, reproducible seed from the study seed and the
+  worker id (:func:`resolve_worker_id` reads it from the config, ``WWTUNE_WORKER_ID`` or SLURM);
+* when to stop: :class:`StudyTrialCap` stops a worker once the *study* holds ``n_trials`` finished
+  trials, whoever ran them, instead of each process counting its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["WORKER_ID_ENV", "StudyTrialCap", "counted_trials", "resolve_worker_id", "worker_seed"]
+
+_logger = logging.getLogger(__name__)
+
+#: Environment variable that sets a worker's id when the config does not.
+WORKER_ID_ENV = "WWTUNE_WORKER_ID"
+#: Scheduler variables consulted after WWTUNE_WORKER_ID, in order (SLURM array task, SLURM task rank).
+_SCHEDULER_ENVS = ("SLURM_ARRAY_TASK_ID", "SLURM_PROCID")
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _as_worker_id(value: object, source: str) -> int:
+    message = f"worker_id from {source} must be a non-negative integer but got {value!r}."
+    try:
+        worker_id = int(str(value).strip())
+    except ValueError:
+        raise ValueError(message) from None
+    if worker_id < 0 or isinstance(value, bool):
+        raise ValueError(message)
+    return worker_id
+
+
+def resolve_worker_id(
+    configured: int | str | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """This worker's id: the config's ``worker_id``, else ``$WWTUNE_WORKER_ID``, else the SLURM array task
+    id or task rank, else ``None`` (a single worker, or workers that did not say who they are)."""
+    env = os.environ if environ is None else environ
+    if configured is not None and configured != "":
+        return _as_worker_id(configured, "the config (worker_id)")
+    for name in (WORKER_ID_ENV, *_SCHEDULER_ENVS):
+        if env.get(name, "").strip():
+            return _as_worker_id(env[name], f"${name}")
+    return None
+
+
+def worker_seed(study_seed: int | None, worker_id: int | None) -> int | None:
+    """The sampler seed of worker ``worker_id`` in a study seeded with ``study_seed``.
+
+    Worker 0 (or no worker id) uses the study seed itself, so a single-worker study is reproduced exactly
+    by the same command. Other workers get ``SeedSequence([study_seed, worker_id])``'s first 32-bit word:
+    deterministic, and distinct between workers so they do not propose the same first trials.
+    ``study_seed=None`` stays ``None`` (unseeded).
+    """
+    if study_seed is None:
+        return None
+    if isinstance(study_seed, bool) or not isinstance(study_seed, (int, np.integer)) or study_seed < 0:
+        raise ValueError(f"study seed must be a non-negative integer or None but got {study_seed!r}.")
+    if worker_id is None or worker_id == 0:
+        return int(study_seed)
+    if isinstance(worker_id, bool) or not isinstance(worker_id, (int, np.integer)) or worker_id < 0:
+        raise ValueError(f"worker_id must be a non-negative integer or None but got {worker_id!r}.")
+    return int(np.random.SeedSequence([int(study_seed), int(worker_id)]).generate_state(1)[0])
+
+
+def counted_trials(trials: list[FrozenTrial]) -> int:
+    """How many of ``trials`` count towards the study's ``n_trials``.
+
+    Finished trials count: COMPLETE, PRUNED and FAIL (a diverged run used its compute too). A trial that a
+    heartbeat declared dead and that was re-queued (its number is in another trial's ``retry_history``,
+    written by Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`) does not count: its
+    retry stands in for it. RUNNING and WAITING trials do not count yet.
+    """
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return sum(
+        1 for t in trials if t.state in _FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
+    )
+
+
+class StudyTrialCap(MaxTrialsCallback):
+    """Stop this worker once the study, across all workers, holds ``n_trials`` counted trials.
+
+    Optuna's :class:`~optuna.study.MaxTrialsCallback` with the counting rule of :func:`counted_trials`:
+    unlike a fixed set of states, it does not count a crashed worker's trial that was re-queued, so the
+    retry still runs before the study ends. Pass it to ``study.optimize(..., n_trials=None,
+    callbacks=[cap])`` in every worker; check :meth:`reached` before starting so a finished study runs no
+    extra trial. Trials already running when the cap is reached still finish, so a study run by ``W``
+    workers ends with between ``n_trials`` and ``n_trials + W - 1`` counted trials.
+
+    Args:
+        n_trials: the study-wide number of trials. Must be a positive integer.
+
+    Example:
+        .. code-block:: python
+
+            import optuna
+            from wwtune.workers import StudyTrialCap
+
+            study = optuna.create_study()
+            cap = StudyTrialCap(5)
+            if not cap.reached(study):
+                study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=None, callbacks=[cap])
+            assert len(study.trials) == 5
+    """
+
+    def __init__(self, n_trials: int) -> None:
+        if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)):
+            raise TypeError(f"n_trials must be an integer but got {n_trials!r}.")
+        if n_trials < 1:
+            raise ValueError(f"n_trials must be positive but got {n_trials}.")
+        super().__init__(int(n_trials), states=_FINISHED)
+
+    @property
+    def n_trials(self) -> int:
+        return self._n_trials
+
+    def count(self, study: optuna.Study) -> int:
+        return counted_trials(study.get_trials(deepcopy=False))
+
+    def reached(self, study: optuna.Study) -> bool:
+        return self.count(study) >= self._n_trials
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.reached(study):
+            _logger.debug("study-wide trial cap %d reached after trial %d", self._n_trials, trial.number)
+            study.stop()
