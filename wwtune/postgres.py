@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import re
+import urllib.parse
 import warnings
 from typing import Any
 
@@ -45,17 +46,14 @@ class StorageConnectionError(RuntimeError):
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also when SQLAlchemy cannot parse it)."""
-    try:
-        from sqlalchemy.engine import make_url
+    """``url`` with its password replaced by ``***``.
 
-        parsed = make_url(url)
-    except Exception:
-        # Unparseable: hide anything between "scheme://user:" and "@".
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    if parsed.password is None:
-        return parsed.render_as_string(hide_password=False)
-    return parsed.render_as_string(hide_password=True)
+    Works on the text, not on a parse, so that a malformed URL (say a password with a raw ``@``) leaks
+    nothing either: everything between ``scheme://user:`` and the last ``@`` is hidden, and so is a
+    ``password=`` query parameter. When in doubt it hides too much, never too little.
+    """
+    shown = re.sub(r"^([A-Za-z][\w+.-]*://[^:/@?#]*:).*@", r"\1***@", str(url))
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", shown)
 
 
 def url_from_env(env_var: str = DEFAULT_URL_ENV) -> str:
@@ -75,14 +73,15 @@ def _is_int(value: object, *, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    if secret:
-        text = text.replace(secret, "***")
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return text
 
 
 def _normalise(url: str) -> tuple[str, str | None]:
-    """(URL with an explicit, installed driver, password) or a :class:`StorageConnectionError`."""
+    """(URL with an explicit, installed driver, [password forms]) or a :class:`StorageConnectionError`."""
     from sqlalchemy.engine import make_url
 
     try:
@@ -91,7 +90,9 @@ def _normalise(url: str) -> tuple[str, str | None]:
         raise StorageConnectionError(
             f"storage URL {redact_url(url)!r} is not a valid database URL; expected {_URL_EXAMPLE}."
         ) from None
-    password = parsed.password
+    query_password = parsed.query.get("password")
+    passwords = [parsed.password or "", *([query_password] if isinstance(query_password, str) else [])]
+    passwords += [urllib.parse.quote(p, safe="") for p in passwords]
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise StorageConnectionError(
@@ -119,7 +120,7 @@ def _normalise(url: str) -> tuple[str, str | None]:
             f"storage URL {redact_url(url)!r} names no database; expected {_URL_EXAMPLE}."
         )
     explicit = parsed.set(drivername=f"postgresql+{driver}")
-    return explicit.render_as_string(hide_password=False), password
+    return explicit.render_as_string(hide_password=False), passwords
 
 
 def _hint(message: str, connect_timeout: int) -> str:
@@ -199,7 +200,7 @@ def postgres_storage(
             f"connect_timeout must be an integer of at least 2 seconds but got {connect_timeout!r}."
         )
 
-    driver_url, password = _normalise(url)
+    driver_url, passwords = _normalise(url)
     shown = redact_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True, **(engine_kwargs or {})}
     connect_args = dict(kwargs.get("connect_args", {}))
@@ -225,7 +226,7 @@ def postgres_storage(
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         original = getattr(e, "orig", None) or e.__cause__ or e
         text = str(original).strip()
-        detail = _scrub(text.splitlines()[0] if text else type(e).__name__, password)
+        detail = _scrub(text.splitlines()[0] if text else type(e).__name__, passwords)
         raise StorageConnectionError(
             f"cannot use the study storage {shown!r}: {detail} ({_hint(detail, connect_timeout)})."
         ) from None
