@@ -219,3 +219,46 @@ def test_live_trial_with_heartbeats_is_not_failed(pg_url: str) -> None:
     stop.set()
     worker.join(10)
     assert [t.state for t in other.get_trials()] == [optuna.trial.TrialState.COMPLETE]
+
+
+# --- the config builder (storage=postgres) ----------------------------------------------------------
+
+
+def test_config_builder_reads_the_url_from_the_environment(pg_url: str, monkeypatch) -> None:
+    from wwtune.postgres import storage_from_config
+
+    monkeypatch.setenv("WWTUNE_TEST_PG_URL", pg_url)
+    cfg = {
+        "kind": "postgres",
+        "url": None,
+        "url_env": "WWTUNE_TEST_PG_URL",
+        "heartbeat_interval": 2,
+        "grace_period": 5,
+        "max_retry": 1,
+        "connect_timeout": 3,
+    }
+    storage = storage_from_config(cfg)
+    assert storage.get_heartbeat_interval() == 2 and storage.grace_period == 5
+    monkeypatch.delenv("WWTUNE_TEST_PG_URL")
+    with pytest.raises(StorageConnectionError, match="WWTUNE_TEST_PG_URL, which is not set"):
+        storage_from_config(cfg)
+
+
+def test_config_builder_refuses_a_password_in_the_config() -> None:
+    from wwtune.postgres import storage_from_config
+
+    cfg = {"kind": "postgres", "url": "postgresql://me:HunTer2pw@db/s"}
+    with pytest.raises(ValueError, match=r"contains a password.*export WWTUNE_STORAGE_URL") as info:
+        storage_from_config(cfg)
+    assert "HunTer2pw" not in _rendered(info.value)
+    with pytest.raises(ValueError, match=r"Unknown storage setting\(s\) \['heartbeat'\]"):
+        storage_from_config({"kind": "postgres", "heartbeat": 3})
+
+
+def test_config_builder_accepts_a_password_free_url_with_pgpassword(pg_cluster, pg_url, monkeypatch) -> None:
+    from wwtune.postgres import storage_from_config
+
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    no_password = pg_url.replace(f":{pg_cluster.password}@", "@")
+    assert pg_cluster.password not in no_password
+    assert storage_from_config({"kind": "postgres", "url": no_password}).get_heartbeat_interval() == 10

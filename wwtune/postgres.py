@@ -18,16 +18,20 @@ import os
 import re
 import urllib.parse
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
 __all__ = [
+    "CONFIG_KEYS",
     "DEFAULT_URL_ENV",
     "StorageConnectionError",
     "postgres_storage",
     "redact_url",
+    "storage_from_config",
     "url_from_env",
+    "url_has_password",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -238,3 +242,56 @@ def postgres_storage(
         max_retry,
     )
     return storage
+
+
+#: Keys of ``conf/storage/postgres.yaml``.
+CONFIG_KEYS = (
+    "kind",
+    "url",
+    "url_env",
+    "heartbeat_interval",
+    "grace_period",
+    "max_retry",
+    "connect_timeout",
+)
+
+
+def url_has_password(url: str) -> bool:
+    """True when ``url`` carries a password (``user:pw@`` or a ``password=`` query parameter)."""
+    return redact_url(url) != url
+
+
+def storage_from_config(cfg: Mapping[str, Any], study_dir: Any = None) -> optuna.storages.RDBStorage:
+    """Build the storage of ``storage=postgres`` from its config node (the storage factory's builder).
+
+    The URL is ``cfg["url"]`` when set *without* a password (the password then comes from libpq's
+    ``PGPASSWORD`` or ``~/.pgpass``), else the environment variable ``cfg["url_env"]``
+    (default ``WWTUNE_STORAGE_URL``). A password in the config is refused: Hydra writes the composed config
+    and the command-line overrides into the run's ``.hydra/`` folder, and the study stores its config.
+    ``study_dir`` is unused (the study lives in the database).
+    """
+    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Unknown storage setting(s) {unknown} for storage=postgres; allowed: {list(CONFIG_KEYS)}."
+        )
+    configured = cfg.get("url")
+    env_var = cfg.get("url_env") or DEFAULT_URL_ENV
+    if configured:
+        if url_has_password(str(configured)):
+            raise ValueError(
+                f"storage.url {redact_url(str(configured))!r} contains a password; configs and command lines "
+                f"are written to disk (.hydra/, the study's stored config). Put the URL in the environment "
+                f"instead: `export {env_var}=...` and leave storage.url unset (or give a URL without the "
+                "password and set PGPASSWORD or ~/.pgpass)."
+            )
+        url = str(configured)
+    else:
+        url = url_from_env(env_var)
+    return postgres_storage(
+        url,
+        heartbeat_interval=cfg.get("heartbeat_interval", 10),
+        grace_period=cfg.get("grace_period", 60),
+        max_retry=cfg.get("max_retry", 2),
+        connect_timeout=cfg.get("connect_timeout", 10),
+    )
