@@ -166,7 +166,7 @@ class AlphaPruner(BasePruner):
                 lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
                 trial.set_user_attr("wwtune.budget", 10)
                 for step in range(1, 11):
-                    alpha = 2.0 + 1e-3 / lr  # toy model: a tiny learning rate leaves layers under-trained
+                    alpha = 2.0 + 0.01 / lr  # toy model: a tiny learning rate leaves layers under-trained
                     trial.set_user_attr(
                         "wwtune.layers",
                         {"step": step, "name": ["fc1", "fc2"], "alpha": [alpha, alpha + 0.5],
@@ -180,7 +180,8 @@ class AlphaPruner(BasePruner):
 
 
             pruner = AlphaPruner(wrapped=optuna.pruners.MedianPruner())
-            study = optuna.create_study(pruner=pruner)
+            sampler = optuna.samplers.RandomSampler(seed=0)
+            study = optuna.create_study(pruner=pruner, sampler=sampler)
             study.optimize(objective, n_trials=10)
 
     Args:
