@@ -1,0 +1,309 @@
+"""Many workers, one study: real processes running the same command against journal and PostgreSQL.
+
+Each worker is ``python -m wwtune study=wtiny`` started in a user project (tests/workerproj + the cheap
+task tests/worker_tasks.py); they differ only in ``WWTUNE_WORKER_ID``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from wwtune.workers import counted_trials
+
+HERE = Path(__file__).parent
+LAYER_KEYS = (
+    "step",
+    "name",
+    "alpha",
+    "num_evals",
+    "eligible",
+    "warning",
+    "status",
+    "lambda_max",
+    "log_norm",
+    "rank_loss",
+    "num_traps",
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
+]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(HERE / "workerproj" / "conf", tmp_path / "conf")
+    shutil.copy(HERE / "worker_tasks.py", tmp_path / "worker_tasks.py")
+    return tmp_path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WWTUNE_", "SLURM_"))}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def start_worker(project: Path, worker_id: int, *overrides: str, **env: str) -> subprocess.Popen:
+    log = open(project / f"worker{worker_id}.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "wwtune", "study=wtiny", *overrides],
+        cwd=project,
+        env=_env(WWTUNE_WORKER_ID=str(worker_id), **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_all(project: Path, workers: list[subprocess.Popen], timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    for w in workers:
+        try:
+            w.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            raise
+    logs = {p.name: p.read_text()[-3000:] for p in sorted(project.glob("worker*.log"))}
+    codes = [w.returncode for w in workers]
+    assert all(code in (0, -signal.SIGKILL) for code in codes), (codes, logs)
+
+
+def journal_study(project: Path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(project / "studies" / "wtiny" / "journal.log"))
+    return optuna.load_study(study_name="wtiny", storage=optuna.storages.journal.JournalStorage(backend))
+
+
+def check_study(
+    study: optuna.Study, cap: int, n_workers: int, zombies: tuple[int, ...] = ()
+) -> list[optuna.trial.FrozenTrial]:
+    """The invariants of a study run by several workers; returns its COMPLETE trials. ``zombies``: numbers
+    of trials of killed workers that nothing could fail (journal: no heartbeat)."""
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))), "trial numbers must be unique and contiguous"
+    # A worker stops once the study holds `cap` counted trials; trials already running then still finish.
+    assert cap <= counted_trials(trials) <= cap + n_workers - 1
+    assert [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)] == list(zombies)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for t in complete:
+        layers = t.user_attrs["wwtune.layers"]
+        assert set(LAYER_KEYS) <= set(layers), f"trial {t.number} lacks per-layer keys"
+        assert "fc1" in layers["name"] and layers["step"] == 3
+        n_layers = len(layers["name"])
+        assert all(len(layers[k]) == n_layers for k in LAYER_KEYS if k != "step" and layers[k] is not None)
+        assert t.user_attrs["wwtune.score"] == pytest.approx(t.value)
+        assert [s for s, _ in t.user_attrs["wwtune.losses"]] == [1, 2, 3]
+    return complete
+
+
+def worker_ids(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    return {t.user_attrs["wwtune.worker"]["worker_id"] for t in trials}
+
+
+# --- several workers, no faults ---------------------------------------------------------------------
+
+
+def test_four_workers_share_one_journal_study(project: Path) -> None:
+    cap = 12
+    workers = [start_worker(project, w, f"study.n_trials={cap}") for w in range(4)]
+    wait_all(project, workers)
+    complete = check_study(journal_study(project), cap, 4)
+    assert len(complete) >= cap
+    assert len(worker_ids(complete)) >= 2, "the workers must share the trials"
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete), "seeds must differ"
+
+
+@pytest.mark.postgres
+def test_four_workers_share_one_postgres_study(project: Path, pg_url: str) -> None:
+    cap = 12
+    workers = [
+        start_worker(project, w, "storage=postgres", f"study.n_trials={cap}", WWTUNE_STORAGE_URL=pg_url)
+        for w in range(4)
+    ]
+    wait_all(project, workers)
+    study = optuna.load_study(study_name="wtiny", storage=pg_url)
+    complete = check_study(study, cap, 4)
+    assert len(worker_ids(complete)) >= 2
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)
+    assert "journal.log" not in {p.name for p in project.rglob("*")}
+
+
+# --- a worker killed mid-trial ----------------------------------------------------------------------
+
+
+def _kill_mid_trial(
+    victim: subprocess.Popen, load: callable, timeout_s: float = 60
+) -> optuna.trial.FrozenTrial:
+    """SIGKILL ``victim`` once one of its trials is RUNNING and has reported a step; returns that trial."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert victim.poll() is None, "the victim ended before it could be killed"
+        for t in load().get_trials(states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(10)
+                return t
+        time.sleep(0.1)
+    raise AssertionError("the victim never got mid-trial")
+
+
+@pytest.mark.postgres
+def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres(
+    project: Path, pg_url: str
+) -> None:
+    cap, grace = 10, 2
+    common = (
+        "storage=postgres",
+        f"study.n_trials={cap}",
+        "storage.heartbeat_interval=1",
+        f"storage.grace_period={grace}",
+    )
+    env = {"WWTUNE_STORAGE_URL": pg_url, "WWTUNE_TEST_EPOCH_SLEEP": "0.25"}
+    victim = start_worker(project, 0, *common, **env)
+    survivors = [start_worker(project, w, *common, **env) for w in (1, 2)]
+    storage = optuna.storages.RDBStorage(pg_url)
+    while True:
+        try:
+            optuna.load_study(study_name="wtiny", storage=storage)
+            break
+        except KeyError:
+            time.sleep(0.2)
+    killed = _kill_mid_trial(victim, lambda: optuna.load_study(study_name="wtiny", storage=storage))
+    killed_at = time.time()
+    done_before = {
+        t.number
+        for t in optuna.load_study(study_name="wtiny", storage=storage).trials
+        if t.state == TrialState.COMPLETE
+    }
+    wait_all(project, [victim, *survivors])
+
+    study = optuna.load_study(study_name="wtiny", storage=storage)
+    complete = check_study(study, cap, 3)
+    dead = study.trials[killed.number]
+    assert dead.state == TrialState.FAIL
+    assert dead.datetime_complete.timestamp() >= killed_at + grace - 1.5  # failed only after the grace period
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert done_before <= {t.number for t in complete}, "a completed trial was lost"
+
+
+def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Path) -> None:
+    cap = 10
+    env = {"WWTUNE_TEST_EPOCH_SLEEP": "0.15"}
+    victim = start_worker(project, 0, f"study.n_trials={cap}", **env)
+    survivors = [start_worker(project, w, f"study.n_trials={cap}", **env) for w in (1, 2)]
+    journal = project / "studies" / "wtiny" / "journal.log"
+    while not journal.exists():
+        time.sleep(0.1)
+    killed = _kill_mid_trial(victim, lambda: journal_study(project))
+    wait_all(project, [victim, *survivors])
+
+    study = journal_study(project)  # the log still parses after the kill
+    complete = check_study(study, cap, 3, zombies=(killed.number,))
+    assert study.trials[killed.number].state == TrialState.RUNNING  # the journal has no heartbeat
+    assert worker_ids(complete) >= {1, 2}
+    # The next run on this host marks the dead worker's trial failed and finds the study complete.
+    rerun = subprocess.run(
+        [sys.executable, "-m", "wwtune", "study=wtiny", f"study.n_trials={cap}"],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = journal_study(project)
+    assert after.trials[killed.number].state == TrialState.FAIL
+    assert after.trials[killed.number].user_attrs["wwtune.fail_reason"].startswith("interrupted")
+    assert len(after.trials) == len(study.trials), "a finished study runs no extra trial"
+
+
+# --- bad storage settings fail fast, and say so without the password --------------------------------
+
+
+@pytest.mark.postgres
+def test_cli_with_a_wrong_password_fails_fast_and_writes_no_secret(
+    project: Path, pg_cluster, pg_url: str
+) -> None:
+    wrong = "NotTheRightOne-7"
+    bad_url = pg_url.replace(pg_cluster.password, wrong)
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "wwtune", "study=wtiny", "storage=postgres", "storage.connect_timeout=2"],
+        cwd=project,
+        env=_env(WWTUNE_STORAGE_URL=bad_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0
+    assert elapsed < 30  # interpreter start-up included; the connection itself fails at once
+    assert "password authentication failed" in result.stderr
+    assert "postgres:***@127.0.0.1" in result.stderr
+    for text in (
+        result.stdout,
+        result.stderr,
+        *(
+            p.read_text(errors="replace")
+            for p in project.rglob("*")
+            if p.is_file() and p.suffix in (".yaml", ".log", ".txt")
+        ),
+    ):
+        assert wrong not in text and pg_cluster.password not in text
+
+
+def test_cli_without_the_url_variable_says_which_to_set(project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wwtune", "study=wtiny", "storage=postgres"],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "WWTUNE_STORAGE_URL" in result.stderr and "not set" in result.stderr
+
+
+# --- the documented local recipe: Hydra multirun with the joblib launcher ---------------------------
+
+
+def test_hydra_joblib_multirun_runs_several_workers_on_one_study(project: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="hydra-joblib-launcher not installed")
+    cap = 6
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wwtune",
+            "-m",
+            "study=wtiny",
+            f"study.n_trials={cap}",
+            "worker_id=0,1",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    complete = check_study(journal_study(project), cap, 2)
+    assert worker_ids(complete) <= {0, 1}
