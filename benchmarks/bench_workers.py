@@ -31,7 +31,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -108,7 +107,10 @@ def trial_metrics(trials: list[optuna.trial.FrozenTrial]) -> dict:
         by_worker[t.user_attrs["wwtune.worker"]["pid"]].append(t)
     for own in by_worker.values():
         own.sort(key=lambda t: t.datetime_start)
-        gaps += [(b.datetime_start - a.datetime_complete).total_seconds() for a, b in zip(own, own[1:])]
+        gaps += [
+            (b.datetime_start - a.datetime_complete).total_seconds()
+            for a, b in zip(own, own[1:], strict=False)
+        ]
     counted = counted_trials(trials)
     return {
         "trials": counted,
@@ -186,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_workers(storage, n, args.trials, args.budget, pg)
                     rows[(storage, n)].append(result)
                     print(
-                        f"[{rep + 1}/{args.repeats}] {storage:8s} {n} workers: {result['tpm']:6.1f} trials/min "
+                        f"[{rep + 1}/{args.repeats}] {storage:8s} {n} workers: "
+                        f"{result['tpm']:6.1f} trials/min "
                         f"(wall {result['wall']:.1f}s, overhead {result['overhead_ms']:.0f} ms/trial)",
                         flush=True,
                     )
@@ -238,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        "trials/min: counted trials / (last completion − first start) × 60. overhead ms/trial: median time of "
-        "a trial outside the task's training and the spectral analysis (sampling, reports, attribute "
+        "trials/min: counted trials / (last completion − first start) × 60. overhead ms/trial: median time "
+        "of a trial outside the task's training and the spectral analysis (sampling, reports, attribute "
         "writes) plus the median gap between two trials of the same worker (callbacks, stale-trial check, "
         "creating the next trial).",
         "",
