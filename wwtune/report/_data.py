@@ -138,6 +138,14 @@ def trials_table(study_or_trials: Any) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=["number", "state", "score", "heldout", "fail_reason", "prune_reason", "time_train_s",
-                 "time_analysis_s"],
+        columns=[
+            "number",
+            "state",
+            "score",
+            "heldout",
+            "fail_reason",
+            "prune_reason",
+            "time_train_s",
+            "time_analysis_s",
+        ],
     )

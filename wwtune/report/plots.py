@@ -125,7 +125,9 @@ def _row_get(row: Any, key: str, default: Any = None) -> Any:
         return row.get(key, default)
     if isinstance(row, Mapping):
         return row.get(key, default)
-    raise TypeError(f"row must be a mapping or a pandas Series of layer results but got {type(row).__name__}.")
+    raise TypeError(
+        f"row must be a mapping or a pandas Series of layer results but got {type(row).__name__}."
+    )
 
 
 def _require(row: Any, keys: Iterable[str]) -> None:
@@ -189,8 +191,14 @@ def plot_esd(evals: Any, row: Any) -> Figure:
         tail_share = float(np.count_nonzero(x >= xmin)) / x.size
         grid = np.geomspace(xmin, max(xmax, xmin * 1.0001), 50)
         pdf = tail_share * (alpha - 1.0) / xmin * (grid / xmin) ** (-alpha)
-        ax.plot(grid, pdf, color=COLORS["fit"], lw=2, label=f"power-law fit, slope −α = {-alpha:.2f}",
-                gid="powerlaw_fit")
+        ax.plot(
+            grid,
+            pdf,
+            color=COLORS["fit"],
+            lw=2,
+            label=f"power-law fit, slope −α = {-alpha:.2f}",
+            gid="powerlaw_fit",
+        )
         ax.axvline(xmin, color=COLORS["xmin"], ls="--", lw=1.5, label=f"xmin = {xmin:.3g}", gid="xmin")
         d = finite_or_none(_row_get(row, "D"))
         ax.set_title(f"{name}: α = {alpha:.2f}, D = {d:.3f}" if d is not None else f"{name}: α = {alpha:.2f}")
@@ -217,10 +225,13 @@ def marchenko_pastur_density(x: np.ndarray, sigma: float, q: float) -> np.ndarra
 
 
 def mp_bulk_edges(evals: Any, sigma_mp: float, q: float) -> tuple[float, float]:
-    """The MP bulk ``(λ−, λ+)`` in the units of ``evals`` (the fit works on eigenvalues rescaled to mean 1)."""
+    """The MP bulk ``(λ−, λ+)`` in the units of ``evals`` (the fit uses eigenvalues rescaled to mean 1)."""
     scale = float(np.mean(_as_evals(evals)))
     ratio = 1.0 / q
-    return (sigma_mp**2 * (1 - math.sqrt(ratio)) ** 2 * scale, sigma_mp**2 * (1 + math.sqrt(ratio)) ** 2 * scale)
+    return (
+        sigma_mp**2 * (1 - math.sqrt(ratio)) ** 2 * scale,
+        sigma_mp**2 * (1 + math.sqrt(ratio)) ** 2 * scale,
+    )
 
 
 def plot_esd_linear(evals: Any, row: Any) -> Figure:
@@ -266,12 +277,24 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
         scale = float(np.mean(x))
         grid = np.linspace(max(lam_minus, 0.0), lam_plus, 400)
         curve = marchenko_pastur_density(grid / scale, sigma, q_eff) / scale
-        ax.plot(grid, curve, color=COLORS["mp"], lw=2, gid="mp_density",
-                label=f"Marchenko–Pastur bulk (σ = {sigma:.3g}, Q = {q:.3g})")
+        ax.plot(
+            grid,
+            curve,
+            color=COLORS["mp"],
+            lw=2,
+            gid="mp_density",
+            label=f"Marchenko–Pastur bulk (σ = {sigma:.3g}, Q = {q:.3g})",
+        )
         spikes = _row_get(row, "num_spikes")
         spike_txt = f", {int(spikes)} spike(s) above" if finite_or_none(spikes) is not None else ""
-        ax.axvline(lam_plus, color=COLORS["xmin"], ls="--", lw=1.5, gid="mp_edge",
-                   label=f"bulk edge λ+ = {lam_plus:.3g}{spike_txt}")
+        ax.axvline(
+            lam_plus,
+            color=COLORS["xmin"],
+            ls="--",
+            lw=1.5,
+            gid="mp_edge",
+            label=f"bulk edge λ+ = {lam_plus:.3g}{spike_txt}",
+        )
     ax.set_xlim(min(0.0, x[0]), right)
     ax.set_title(title, fontsize="medium")
     ax.set_xlabel("eigenvalue λ")
@@ -328,36 +351,65 @@ def plot_layer_alphas(
     fig = _new_figure(width=float(np.clip(6.5 + 0.35 * n, 8.5, 18)), height=4.4)
     ax = fig.add_subplot()
     if high > low:
-        ax.axhspan(low, high, color=COLORS["band"], alpha=0.2, label=f"target band [{low:g}, {high:g}]",
-                   gid="band")
+        ax.axhspan(
+            low, high, color=COLORS["band"], alpha=0.2, label=f"target band [{low:g}, {high:g}]", gid="band"
+        )
     else:
         ax.axhline(low, color=COLORS["band"], lw=2.5, alpha=0.7, label=f"target α = {low:g}", gid="band")
     finite = alpha[np.isfinite(alpha)]
     y_lo = min([low, *finite.tolist()]) - 0.5
     y_hi = max([high, *finite.tolist()]) + 0.5
     if y_hi > UNDER_TRAINED_ALPHA:
-        ax.axhline(UNDER_TRAINED_ALPHA, color=COLORS["under-trained"], ls=":", lw=1,
-                   label="α = 6 (under-trained above)")
+        ax.axhline(
+            UNDER_TRAINED_ALPHA,
+            color=COLORS["under-trained"],
+            ls=":",
+            lw=1,
+            label="α = 6 (under-trained above)",
+        )
     xs = np.arange(n)
-    labels = {"ok": "no warning", "over-trained": "over-trained (α < 2)",
-              "under-trained": "under-trained (α > 6)"}
+    labels = {
+        "ok": "no warning",
+        "over-trained": "over-trained (α < 2)",
+        "under-trained": "under-trained (α > 6)",
+    }
     for kind, label in labels.items():
         for elig in (True, False):
             sel = (kinds == kind) & (eligible == elig)
             if not sel.any():
                 continue
             color = COLORS[kind]
-            ax.scatter(xs[sel], alpha[sel], s=60, zorder=3, edgecolors=color, linewidths=1.8,
-                       facecolors=color if elig else "none",
-                       label=label if elig else f"{label}, too few eigenvalues (not scored)",
-                       gid=f"layers:{kind}:{'eligible' if elig else 'ineligible'}")
+            ax.scatter(
+                xs[sel],
+                alpha[sel],
+                s=60,
+                zorder=3,
+                edgecolors=color,
+                linewidths=1.8,
+                facecolors=color if elig else "none",
+                label=label if elig else f"{label}, too few eigenvalues (not scored)",
+                gid=f"layers:{kind}:{'eligible' if elig else 'ineligible'}",
+            )
     failed = kinds == "failed"
     if failed.any():
-        ax.scatter(xs[failed], np.full(failed.sum(), y_lo + 0.15), marker="x", s=70, zorder=3,
-                   color=COLORS["failed"], label="fit failed", gid="layers:failed")
+        ax.scatter(
+            xs[failed],
+            np.full(failed.sum(), y_lo + 0.15),
+            marker="x",
+            s=70,
+            zorder=3,
+            color=COLORS["failed"],
+            label="fit failed",
+            gid="layers:failed",
+        )
     ax.set_ylim(y_lo, y_hi)
-    ax.set_xticks(xs, [str(s) for s in df["name"]], rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center",
-                  fontsize="small" if n > 12 else "medium")
+    ax.set_xticks(
+        xs,
+        [str(s) for s in df["name"]],
+        rotation=45 if n > 4 else 0,
+        ha="right" if n > 4 else "center",
+        fontsize="small" if n > 12 else "medium",
+    )
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylabel("α (power-law exponent)")
     ax.set_title(title or "α per layer")
@@ -427,15 +479,39 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
         xs, ys = (np.array(v, dtype=float) for v in zip(*complete, strict=True))
         ax.scatter(xs, ys, color=COLORS["ok"], s=30, zorder=3, label="completed trial", gid="complete")
         best = np.minimum.accumulate(ys) if direction == "minimize" else np.maximum.accumulate(ys)
-        ax.step(np.append(xs, trials[-1].number), np.append(best, best[-1]), where="post",
-                color=COLORS["band"], lw=2, label="best so far", gid="best_so_far")
+        ax.step(
+            np.append(xs, trials[-1].number),
+            np.append(best, best[-1]),
+            where="post",
+            color=COLORS["band"],
+            lw=2,
+            label="best so far",
+            gid="best_so_far",
+        )
     if pruned:
         xs, ys = (np.array(v, dtype=float) for v in zip(*pruned, strict=True))
-        ax.scatter(xs, ys, marker="v", color=COLORS["pruned"], s=36, zorder=3,
-                   label="pruned (last reported score)", gid="pruned")
+        ax.scatter(
+            xs,
+            ys,
+            marker="v",
+            color=COLORS["pruned"],
+            s=36,
+            zorder=3,
+            label="pruned (last reported score)",
+            gid="pruned",
+        )
     if failed:
-        ax.scatter(failed, np.full(len(failed), 0.97), marker="x", color=COLORS["failed"], s=40,
-                   transform=ax.get_xaxis_transform(), clip_on=False, label="failed (no score)", gid="failed")
+        ax.scatter(
+            failed,
+            np.full(len(failed), 0.97),
+            marker="x",
+            color=COLORS["failed"],
+            s=40,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="failed (no score)",
+            gid="failed",
+        )
     if not trials:
         ax.text(0.5, 0.5, "no trials yet", ha="center", va="center", transform=ax.transAxes)
     better = "lower" if direction == "minimize" else "higher"
@@ -481,12 +557,19 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
     low, high = resolve_band(study_or_trials, band)
     mat, trials, names = alpha_matrix(study_or_trials)
     n_t, n_l = mat.shape
-    fig = _new_figure(width=float(np.clip(3 + 0.6 * n_l, 6.4, 16)),
-                      height=float(np.clip(1.6 + 0.28 * n_t, 3.2, 14)))
+    fig = _new_figure(
+        width=float(np.clip(3 + 0.6 * n_l, 6.4, 16)), height=float(np.clip(1.6 + 0.28 * n_t, 3.2, 14))
+    )
     ax = fig.add_subplot()
     if mat.size == 0:
-        ax.text(0.5, 0.5, "no trial has stored layer diagnostics yet", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no trial has stored layer diagnostics yet",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
         return fig
     centre = (low + high) / 2
@@ -500,12 +583,26 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
         for i in range(n_t):
             for j in range(n_l):
                 v = mat[i, j]
-                ax.text(j, i, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize="x-small",
-                        color="black")
-    ax.set_xticks(np.arange(n_l), names, rotation=45 if n_l > 4 else 0, ha="right" if n_l > 4 else "center",
-                  fontsize="small")
-    ylabels = [f"#{t.number}" + ("" if t.state == TrialState.COMPLETE else f" ({t.state.name.lower()})")
-               for t in trials]
+                ax.text(
+                    j,
+                    i,
+                    "–" if np.isnan(v) else f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    color="black",
+                )
+    ax.set_xticks(
+        np.arange(n_l),
+        names,
+        rotation=45 if n_l > 4 else 0,
+        ha="right" if n_l > 4 else "center",
+        fontsize="small",
+    )
+    ylabels = [
+        f"#{t.number}" + ("" if t.state == TrialState.COMPLETE else f" ({t.state.name.lower()})")
+        for t in trials
+    ]
     ax.set_yticks(np.arange(n_t), ylabels, fontsize="small" if n_t <= 30 else "xx-small")
     ax.set_xlabel("layer")
     ax.set_ylabel("trial")
@@ -555,25 +652,53 @@ def plot_trust_scatter(
     fig = _new_figure()
     ax = fig.add_subplot()
     if not points:
-        ax.text(0.5, 0.5, "no completed trial has both an α score and a held-out metric", ha="center",
-                va="center", transform=ax.transAxes, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            "no completed trial has both an α score and a held-out metric",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            wrap=True,
+        )
         ax.set_axis_off()
         return fig
     arr = np.array(points, dtype=float)
-    ax.scatter(arr[:, 1], arr[:, 2], color=COLORS["ok"], s=32, zorder=3, label="completed trial", gid="trials")
+    ax.scatter(
+        arr[:, 1], arr[:, 2], color=COLORS["ok"], s=32, zorder=3, label="completed trial", gid="trials"
+    )
     i_alpha = int(np.argmin(arr[:, 1]))
     i_held = int(np.argmax(arr[:, 2]) if heldout_direction == "maximize" else np.argmin(arr[:, 2]))
-    ax.scatter(arr[i_alpha, 1], arr[i_alpha, 2], marker="*", s=260, color=COLORS["fit"], zorder=4,
-               label=f"picked by α score (#{int(arr[i_alpha, 0])})", gid="alpha_best")
-    ax.scatter(arr[i_held, 1], arr[i_held, 2], marker="o", s=260, facecolors="none", linewidths=2,
-               edgecolors=COLORS["band"], zorder=5, label=f"best held-out (#{int(arr[i_held, 0])})",
-               gid="heldout_best")
+    ax.scatter(
+        arr[i_alpha, 1],
+        arr[i_alpha, 2],
+        marker="*",
+        s=260,
+        color=COLORS["fit"],
+        zorder=4,
+        label=f"picked by α score (#{int(arr[i_alpha, 0])})",
+        gid="alpha_best",
+    )
+    ax.scatter(
+        arr[i_held, 1],
+        arr[i_held, 2],
+        marker="o",
+        s=260,
+        facecolors="none",
+        linewidths=2,
+        edgecolors=COLORS["band"],
+        zorder=5,
+        label=f"best held-out (#{int(arr[i_held, 0])})",
+        gid="heldout_best",
+    )
     ax.set_xlabel("α score (lower = picked first)")
     ax.set_ylabel(f"{heldout_name} ({'higher' if heldout_direction == 'maximize' else 'lower'} is better)")
     verdict = (trust or {}).get("verdict")
-    ax.set_title(f"Does the α score agree with held-out data? (n = {len(points)})"
-                 + (f"\n{verdict}" if isinstance(verdict, str) and len(verdict) < 90 else ""),
-                 fontsize="medium")
+    ax.set_title(
+        f"Does the α score agree with held-out data? (n = {len(points)})"
+        + (f"\n{verdict}" if isinstance(verdict, str) and len(verdict) < 90 else ""),
+        fontsize="medium",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return fig
@@ -600,7 +725,9 @@ def plot_advice(advice: Mapping[str, Any]) -> Figure:
         raise TypeError(f"advice must be a dict but got {type(advice).__name__}.")
     missing = [k for k in ("data_fraction", "score") if k not in advice]
     if missing:
-        raise ValueError(f"advice is missing key(s) {missing}; plot_advice needs 'data_fraction' and 'score'.")
+        raise ValueError(
+            f"advice is missing key(s) {missing}; plot_advice needs 'data_fraction' and 'score'."
+        )
     frac = np.asarray(advice["data_fraction"], dtype=float)
     score = np.asarray(advice["score"], dtype=float)
     if frac.ndim != 1 or frac.shape != score.shape or frac.size == 0:
@@ -613,22 +740,41 @@ def plot_advice(advice: Mapping[str, Any]) -> Figure:
     err = advice.get("score_err")
     err = None if err is None else np.asarray(err, dtype=float)
     if err is not None and (err.shape != score.shape or np.any(err < 0)):
-        raise ValueError(f"advice['score_err'] must be {score.size} non-negative values but got {err.tolist()}.")
+        raise ValueError(
+            f"advice['score_err'] must be {score.size} non-negative values but got {err.tolist()}."
+        )
     headroom = finite_or_none(advice.get("tuning_headroom"))
     if advice.get("tuning_headroom") is not None and (headroom is None or headroom < 0):
-        raise ValueError(f"advice['tuning_headroom'] cannot be negative but got {advice['tuning_headroom']!r}.")
+        raise ValueError(
+            f"advice['tuning_headroom'] cannot be negative but got {advice['tuning_headroom']!r}."
+        )
     order = np.argsort(frac)
     frac, score = frac[order], score[order]
     err = None if err is None else err[order]
     metric = str(advice.get("metric", "α score"))
     fig = _new_figure()
     ax = fig.add_subplot()
-    ax.errorbar(frac, score, yerr=err, marker="o", color=COLORS["ok"], lw=2, capsize=3,
-                label=f"{metric} vs data used", gid="score_vs_data")
+    ax.errorbar(
+        frac,
+        score,
+        yerr=err,
+        marker="o",
+        color=COLORS["ok"],
+        lw=2,
+        capsize=3,
+        label=f"{metric} vs data used",
+        gid="score_vs_data",
+    )
     if headroom is not None:
         top = score[-1]
-        ax.axhspan(top - headroom, top, color=COLORS["band"], alpha=0.2, gid="tuning_headroom",
-                   label=f"tuning headroom at full data ({headroom:.3g})")
+        ax.axhspan(
+            top - headroom,
+            top,
+            color=COLORS["band"],
+            alpha=0.2,
+            gid="tuning_headroom",
+            label=f"tuning headroom at full data ({headroom:.3g})",
+        )
     if frac.size > 1 and frac[-1] / frac[0] >= 4:
         ax.set_xscale("log", base=2)
     ax.set_xticks(frac, [f"{f:g}" for f in frac])
