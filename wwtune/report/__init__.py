@@ -1,5 +1,6 @@
 """Plots and the self-contained HTML study report (matplotlib object API on Agg; no pyplot state)."""
 
+from wwtune.report.html import render_report, write_report
 from wwtune.report.plots import (
     figure_data_uri,
     plot_advice,
@@ -22,6 +23,8 @@ __all__ = [
     "plot_layer_alphas",
     "plot_score_history",
     "plot_trust_scatter",
+    "render_report",
     "save_figure",
     "save_model_plots",
+    "write_report",
 ]

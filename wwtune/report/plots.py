@@ -468,7 +468,7 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
     """
     trials = trials_of(study_or_trials)
     direction = _direction(study_or_trials, direction)
-    fig = _new_figure(width=7.5)
+    fig = _new_figure(width=9.0)
     ax = fig.add_subplot()
     complete = [(t.number, trial_score(t)) for t in trials if t.state == TrialState.COMPLETE]
     complete = [(n, s) for n, s in complete if s is not None]
@@ -520,7 +520,7 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
     ax.set_title("Score history")
     ax.grid(alpha=0.3)
     if complete or pruned or failed:
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -583,6 +583,7 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
         for i in range(n_t):
             for j in range(n_l):
                 v = mat[i, j]
+                dark = not np.isnan(v) and abs(v - centre) > 0.6 * spread
                 ax.text(
                     j,
                     i,
@@ -590,7 +591,7 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
                     ha="center",
                     va="center",
                     fontsize="x-small",
-                    color="black",
+                    color="white" if dark else "black",
                 )
     ax.set_xticks(
         np.arange(n_l),
@@ -693,15 +694,23 @@ def plot_trust_scatter(
     )
     ax.set_xlabel("α score (lower = picked first)")
     ax.set_ylabel(f"{heldout_name} ({'higher' if heldout_direction == 'maximize' else 'lower'} is better)")
-    verdict = (trust or {}).get("verdict")
     ax.set_title(
-        f"Does the α score agree with held-out data? (n = {len(points)})"
-        + (f"\n{verdict}" if isinstance(verdict, str) and len(verdict) < 90 else ""),
+        f"Does the α score agree with held-out data? (n = {len(points)})" + _trust_line(trust),
         fontsize="medium",
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return fig
+
+
+def _trust_line(trust: Mapping[str, Any] | None) -> str:
+    """Second title line from a ``wwtune.trust`` report: its verdict and Spearman correlation."""
+    verdict = (trust or {}).get("verdict")
+    if not isinstance(verdict, str):
+        return ""
+    text = "inconclusive" if verdict == "inconclusive" else f"α ranked trials {verdict}"
+    rho = finite_or_none((trust or {}).get("spearman"))
+    return f"\nverdict: {text}" + (f" (Spearman {rho:+.2f})" if rho is not None else "")
 
 
 #: Keys :func:`plot_advice` reads from the advisor's dict (others are ignored by the plot).
