@@ -615,9 +615,7 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
 def _diverging_cmap():
     from matplotlib import colormaps
 
-    cmap = colormaps["RdBu_r"].copy()
-    cmap.set_bad("#d9d9d9")
-    return cmap
+    return colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
 
 
 def plot_trust_scatter(
