@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
+from PIL import Image
 from scipy import stats
 
 LAYERS = ["fc1", "fc2", "fc3", "head"]
@@ -40,10 +46,12 @@ def layers_attr(alphas, step=10, failed=()):
     }
 
 
-def synthetic_study(n_trials: int = 14, seed: int = 0, with_extras: bool = True, name: str = "demo"):
+def synthetic_study(
+    n_trials: int = 14, seed: int = 0, with_extras: bool = True, name: str = "demo", storage=None
+):
     """An in-memory study whose trials carry the contract's user attrs; pruned and failed trials included."""
     rng = np.random.default_rng(seed)
-    study = optuna.create_study(study_name=name, direction="minimize")
+    study = optuna.create_study(study_name=name, direction="minimize", storage=storage)
     dists = {
         "lr": FloatDistribution(1e-3, 0.5, log=True),
         "opt": CategoricalDistribution(["sgd", "adam"]),
@@ -167,3 +175,61 @@ def heavy_tailed_evals(alpha: float, n: int = 600, xmin: float = 1.0, bulk: int 
     tail = xmin * (1 - rng.uniform(size=n)) ** (-1 / (alpha - 1))
     body = rng.uniform(0.01 * xmin, xmin, size=bulk)
     return np.sort(np.concatenate([body, tail]))
+
+
+class PageParser(HTMLParser):
+    """Collects image sources, scripts, external links, sections and their one-line explanations."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.scripts, self.urls, self.sections, self.explains = [], 0, [], [], {}
+        self._section, self._in_explain, self._text = None, False, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "script":
+            self.scripts += 1
+        for key in ("src", "href"):
+            if key in attrs and not str(attrs[key]).startswith(("data:", "#")):
+                self.urls.append(attrs[key])
+        if tag == "section":
+            self._section = attrs.get("id")
+            self.sections.append(self._section)
+        if tag == "p" and attrs.get("class") == "explain":
+            self._in_explain, self._text = True, []
+
+    def handle_endtag(self, tag):
+        if tag == "p" and self._in_explain:
+            self.explains[self._section] = "".join(self._text).strip()
+            self._in_explain = False
+
+    def handle_data(self, data):
+        if self._in_explain:
+            self._text.append(data)
+
+
+def parse_page(text):
+    parser = PageParser()
+    parser.feed(text)
+    return parser
+
+
+def decode_image(src):
+    """Decode a ``data:`` image URI and check it is a valid PNG or SVG; returns (mime, PIL image or None)."""
+    head, _, payload = src.partition(",")
+    allowed = ("data:image/png;base64", "data:image/svg+xml;base64")
+    assert head in allowed, f"not an embedded image: {head[:40]}"
+    raw = base64.b64decode(payload, validate=True)
+    if head == "data:image/png;base64":
+        with Image.open(io.BytesIO(raw)) as im:
+            im.verify()  # raises on a truncated or corrupt PNG
+        im = Image.open(io.BytesIO(raw))
+        im.load()
+        assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+        return "image/png", im
+    root = ET.fromstring(raw)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(list(root.iter())) > 50  # a real drawing, not an empty canvas
+    return "image/svg+xml", None

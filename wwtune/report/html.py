@@ -443,7 +443,7 @@ def _trials(study: optuna.Study) -> str:
         p = ", ".join(
             f"{k}={_num(v) if _is_num(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
         )
-        reason = r.fail_reason or r.prune_reason or ""
+        reason = next((x for x in (r.fail_reason, r.prune_reason) if isinstance(x, str) and x), "")
         cells = [f"<td>#{r.number}</td>", f"<td>{_e(r.state.lower())}</td>", _cell(r.score)]
         if has_heldout:
             cells.append(_cell(r.heldout))
