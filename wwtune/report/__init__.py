@@ -1,5 +1,6 @@
 """Plots and the self-contained HTML study report (matplotlib object API on Agg; no pyplot state)."""
 
+from wwtune.report.artifacts import attach_figures
 from wwtune.report.html import render_report, write_report
 from wwtune.report.plots import (
     figure_data_uri,
@@ -15,6 +16,7 @@ from wwtune.report.plots import (
 )
 
 __all__ = [
+    "attach_figures",
     "figure_data_uri",
     "plot_advice",
     "plot_alpha_heatmap",
