@@ -8,10 +8,7 @@ exactly that one is reported missing.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,37 +18,22 @@ from PIL import Image
 from report_fixtures import decode_image, parse_page, synthetic_study
 
 from wwtune.report import write_report
+from wwtune.report.browser import find_chromium, screenshot
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    return found or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
-
-
-CHROMIUM = _chromium()
+CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="headless Chromium is not installed (Debian package `chromium`; CI installs it in "
     ".ci/install-system-deps) - the browser test cannot run here",
 )
 HEADER_RGB = (0x1F, 0x4E, 0x79)  # the report's header colour (CSS in wwtune/report/html.py)
-WIDTH = 1280
 
 
-def screenshot(page: Path, out: Path, height: int, profile: Path) -> np.ndarray:
-    cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        "--force-device-scale-factor=1", f"--user-data-dir={profile}", f"--screenshot={out}",
-        f"--window-size={WIDTH},{height}", page.resolve().as_uri(),
-    ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(profile)}
-    )
-    assert out.exists(), f"Chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
-    with Image.open(out) as im:
+def shot_of(page: Path, out: Path, height: int) -> np.ndarray:
+    with Image.open(screenshot(page, out, width=1280, height=height)) as im:
         return np.asarray(im.convert("RGB"))
 
 
@@ -91,7 +73,7 @@ def rendered(tmp_path_factory):
     text = path.read_text(encoding="utf-8")
     images = [decode_image(src)[1] for src in parse_page(text).images]
     height = sum(im.size[1] for im in images) + 3500
-    shot = screenshot(path, root / "shot.png", height, root / "profile")
+    shot = shot_of(path, root / "shot.png", height)
     return text, images, shot, root
 
 
@@ -124,6 +106,6 @@ def test_a_broken_image_is_detected(rendered):
     page = root / "broken.html"
     page.write_text(broken, encoding="utf-8")
     height = sum(im.size[1] for im in images) + 3500
-    shot = screenshot(page, root / "broken.png", height, root / "profile2")
+    shot = shot_of(page, root / "broken.png", height)
     missing = [i for i, im in enumerate(images) if locate(shot, im) is None]
     assert missing == [victim]

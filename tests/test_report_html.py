@@ -162,3 +162,15 @@ def test_bad_arguments_are_named(study):
         render_report(study, spectra=pd.DataFrame({"name": ["a"], "alpha": [2.0]}))
     with pytest.raises(ValueError, match="low <= high"):
         render_report(study, band=(4, 3))
+
+
+def test_screenshot_helper_names_bad_input(tmp_path):
+    from wwtune.report.browser import screenshot
+
+    with pytest.raises(FileNotFoundError, match="No page to render"):
+        screenshot(tmp_path / "missing.html", tmp_path / "x.png")
+    (tmp_path / "p.html").write_text("<p>x</p>")
+    with pytest.raises(ValueError, match="width and height must be positive but got 0"):
+        screenshot(tmp_path / "p.html", tmp_path / "x.png", width=0)
+    with pytest.raises(RuntimeError, match="wrote no screenshot"):
+        screenshot(tmp_path / "p.html", tmp_path / "x.png", chromium="/bin/true")
