@@ -129,7 +129,9 @@ def test_empty_study_and_missing_extras_say_what_is_missing():
     plain = synthetic_study(n_trials=5, with_extras=False)
     doc = parse_page(render_report(plain))
     assert "advice" not in doc.sections
-    assert doc.explains["trust"] == EXPLAIN["trust"]  # held-out values exist: scatter without a verdict
+    assert doc.explains["trust"] == EXPLAIN["trust"]  # held-out values exist: trust measured for the page
+    page = render_report(plain)
+    assert "Trust report computed for this page" in page and '<span class="badge' in page
 
 
 def test_svg_images_and_layer_spectra(study):

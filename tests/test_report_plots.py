@@ -296,6 +296,18 @@ def test_heatmap_is_trials_by_layers_with_failed_fits_masked(study):
     assert norm.vcenter == 2.0  # centred on the band
 
 
+def test_heatmap_colour_range_survives_a_blown_up_layer():
+    study = optuna.create_study()
+    for i in range(10):
+        alphas = [2.0 + 0.1 * i, 2.5, 19.0 if i == 3 else 3.0]
+        study.add_trial(
+            optuna.trial.create_trial(value=1.0, user_attrs={"wwtune.layers": layers_attr(alphas)})
+        )
+    im = by_gid(plot_alpha_heatmap(study, band=(2, 2)), "alpha_heatmap")
+    assert im.get_array()[3, 2] == 19.0 and im.norm.vmax < 19.0
+    assert im.norm.vmax - 2.0 == pytest.approx(2.0 - im.norm.vmin)
+
+
 def test_heatmap_without_layers_says_so():
     fig = plot_alpha_heatmap(optuna.create_study())
     assert any("no trial has stored" in t.get_text() for t in fig.axes[0].texts)

@@ -28,6 +28,7 @@ from wwtune.report._data import (
     STUDY_ADVICE,
     STUDY_CONFIG,
     STUDY_HELDOUT_DIRECTION,
+    STUDY_HELDOUT_NAME,
     STUDY_TRUST,
     layers_frame,
     resolve_band,
@@ -311,6 +312,14 @@ def _trust(study: optuna.Study, fmt: str) -> str:
     if not isinstance(trust, Mapping) and not has_heldout:
         return _section("trust", "Can the α score be trusted here?", EXPLAIN["no_trust"], "")
     body = ""
+    if not isinstance(trust, Mapping) and len(study.directions) == 1:
+        # The study stored no trust report (e.g. the run was interrupted): measure it now, the same way.
+        from wwtune.trust import trust_report
+
+        trust = trust_report(
+            study.get_trials(deepcopy=False), heldout_direction, score_direction=study.direction.name.lower()
+        )
+        body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
     if isinstance(trust, Mapping):
         verdict = str(trust.get("verdict", "inconclusive"))
         label = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}.get(verdict, verdict)
@@ -319,7 +328,9 @@ def _trust(study: optuna.Study, fmt: str) -> str:
     else:
         table = ""
     name = (
-        _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "heldout", "name") or "held-out metric"
+        study.user_attrs.get(STUDY_HELDOUT_NAME)
+        or _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "heldout", "name")
+        or "held-out metric"
     )
     fig = plot_trust_scatter(
         study,

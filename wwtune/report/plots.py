@@ -574,7 +574,9 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
         return fig
     centre = (low + high) / 2
     finite = mat[np.isfinite(mat)]
-    spread = max(np.max(np.abs(finite - centre)) if finite.size else 1.0, 0.5)
+    # A robust colour range: one blown-up layer (α = 19) must not wash every other cell out to white;
+    # cells beyond it take the end colours and keep their printed value.
+    spread = float(np.clip(np.percentile(np.abs(finite - centre), 95), 0.5, 4.0)) if finite.size else 1.0
     norm = TwoSlopeNorm(vmin=centre - spread, vcenter=centre, vmax=centre + spread)
     cmap = _diverging_cmap()
     im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
@@ -608,7 +610,7 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
     ax.set_xlabel("layer")
     ax.set_ylabel("trial")
     ax.set_title(f"α per trial and layer (white = {centre:g})")
-    fig.colorbar(im, ax=ax, label="α")
+    fig.colorbar(im, ax=ax, label="α", extend="both")
     return fig
 
 
