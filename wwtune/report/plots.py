@@ -211,27 +211,28 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     return fig
 
 
+def mp_edges(sigma: float, q: float) -> tuple[float, float]:
+    """The MP bulk ``(λ−, λ+) = σ²(1 ∓ 1/√q)²`` for eigenvalues rescaled to mean 1 (``q = N/M >= 1``)."""
+    root = math.sqrt(1.0 / q)
+    return sigma**2 * (1 - root) ** 2, sigma**2 * (1 + root) ** 2
+
+
 def marchenko_pastur_density(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
     """MP density for eigenvalues rescaled to mean 1: variance ``sigma**2``, aspect ratio ``q = N/M >= 1``."""
-    ratio = 1.0 / q
-    lam_minus = sigma**2 * (1 - math.sqrt(ratio)) ** 2
-    lam_plus = sigma**2 * (1 + math.sqrt(ratio)) ** 2
+    lam_minus, lam_plus = mp_edges(sigma, q)
     x = np.asarray(x, dtype=float)
     inside = (x > lam_minus) & (x < lam_plus) & (x > 0)
     out = np.zeros_like(x)
     xi = x[inside]
-    out[inside] = np.sqrt((lam_plus - xi) * (xi - lam_minus)) / (2 * math.pi * sigma**2 * ratio * xi)
+    out[inside] = np.sqrt((lam_plus - xi) * (xi - lam_minus)) * q / (2 * math.pi * sigma**2 * xi)
     return out
 
 
 def mp_bulk_edges(evals: Any, sigma_mp: float, q: float) -> tuple[float, float]:
     """The MP bulk ``(λ−, λ+)`` in the units of ``evals`` (the fit uses eigenvalues rescaled to mean 1)."""
     scale = float(np.mean(_as_evals(evals)))
-    ratio = 1.0 / q
-    return (
-        sigma_mp**2 * (1 - math.sqrt(ratio)) ** 2 * scale,
-        sigma_mp**2 * (1 + math.sqrt(ratio)) ** 2 * scale,
-    )
+    lam_minus, lam_plus = mp_edges(sigma_mp, q)
+    return lam_minus * scale, lam_plus * scale
 
 
 def plot_esd_linear(evals: Any, row: Any) -> Figure:
