@@ -176,3 +176,12 @@ def test_screenshot_helper_names_bad_input(tmp_path):
         screenshot(tmp_path / "p.html", tmp_path / "x.png", width=0)
     with pytest.raises(RuntimeError, match="wrote no screenshot"):
         screenshot(tmp_path / "p.html", tmp_path / "x.png", chromium="/bin/true")
+
+
+def test_multi_objective_study_renders_without_a_best_trial():
+    study = optuna.create_study(study_name="mo", directions=["minimize", "maximize"])
+    study.add_trial(create_trial(values=[0.2, 0.9], user_attrs={"wwtune.layers": layers_attr([2.2, 2.9])}))
+    page = render_report(study)
+    assert "A multi-objective study has no single best trial." in page
+    for src in parse_page(page).images:
+        decode_image(src)

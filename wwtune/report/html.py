@@ -237,7 +237,9 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
         items.append(("spectral analysis time (s)", float(analysis)))
         items.append(("analysis share of the time", f"{100 * analysis / (train + analysis):.1f} %"))
     body = _kv_table(items)
-    if best is None:
+    if best is None and len(study.directions) > 1:
+        body += '<p class="note">A multi-objective study has no single best trial.</p>'
+    elif best is None:
         body += '<p class="note">No trial has completed yet, so there is no best trial.</p>'
     return _section("summary", "Summary", EXPLAIN["summary"], body)
 
