@@ -578,7 +578,9 @@ def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = N
     # A robust colour range: one blown-up layer (α = 19) must not wash every other cell out to white;
     # cells beyond it take the end colours and keep their printed value.
     spread = float(np.clip(np.percentile(np.abs(finite - centre), 95), 0.5, 4.0)) if finite.size else 1.0
-    norm = TwoSlopeNorm(vmin=centre - spread, vcenter=centre, vmax=centre + spread)
+    # α ≤ 1 cannot come out of a power-law fit, so the blue side stops at 1 (or just below the centre).
+    low_end = min(max(centre - spread, 1.0), centre - 0.1)
+    norm = TwoSlopeNorm(vmin=low_end, vcenter=centre, vmax=centre + spread)
     cmap = _diverging_cmap()
     im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
     im.set_gid("alpha_heatmap")
