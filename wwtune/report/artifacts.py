@@ -45,11 +45,14 @@ def attach_figures(
 
     Example::
 
+        import os
+
         import optuna
         from optuna.artifacts import FileSystemArtifactStore
         from wwtune.report import attach_figures, plot_layer_alphas
 
-        store = FileSystemArtifactStore("artifacts")  # the folder must exist
+        os.makedirs("artifacts", exist_ok=True)
+        store = FileSystemArtifactStore("artifacts")
         study = optuna.create_study()
         trial = study.ask()
         fig = plot_layer_alphas({"name": ["fc1", "fc2"], "alpha": [2.1, 3.4]}, band=(2, 2))

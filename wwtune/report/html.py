@@ -529,8 +529,10 @@ def write_report(
         import optuna
         from wwtune.report import write_report
 
-        study = optuna.load_study(study_name="quickstart", storage=storage)
-        write_report(study, "studies/quickstart/report.html")
+        study = optuna.create_study(study_name="demo")
+        study.optimize(lambda trial: (trial.suggest_float("x", -1, 1) - 0.3) ** 2, n_trials=5)
+        write_report(study, "studies/demo/report.html")
+        # a stored study: write_report(optuna.load_study(study_name=..., storage=...), path)
     """
     text = render_report(study, spectra=spectra, band=band, image_format=image_format)
     out = Path(out_path)

@@ -162,8 +162,15 @@ def plot_esd(evals: Any, row: Any) -> Figure:
 
     Example::
 
+        import torch
+        import wwtune
+        from wwtune.report import plot_esd, save_figure
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
         df = wwtune.analyze(model, keep_evals=True)
         fig = plot_esd(df.loc[0, "evals"], df.loc[0])
+        save_figure(fig, "esd_first_layer")  # esd_first_layer.png and esd_first_layer.svg
     """
     _require(row, ["alpha", "xmin", "D"])
     x = _as_evals(evals)
@@ -250,7 +257,12 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
 
     Example::
 
-        df = wwtune.analyze(model, keep_evals=True, mp_fit=True)
+        import torch
+        import wwtune
+        from wwtune.report import plot_esd_linear
+
+        torch.manual_seed(0)
+        df = wwtune.analyze(torch.nn.Linear(300, 200), keep_evals=True, mp_fit=True)
         fig = plot_esd_linear(df.loc[0, "evals"], df.loc[0])
     """
     x = _as_evals(evals)
@@ -432,6 +444,15 @@ def save_model_plots(
     Writes ``layer_alphas.<fmt>`` and, when ``df`` has an ``evals`` column (``keep_evals=True``), one
     ``esd_<layer>.<fmt>`` per layer plus ``esd_linear_<layer>.<fmt>`` (with the MP bulk when fitted).
     Returns the written paths.
+
+    Example::
+
+        import torch
+        import wwtune
+        from wwtune.report import save_model_plots
+
+        model = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.ReLU(), torch.nn.Linear(200, 100))
+        paths = save_model_plots(wwtune.analyze(model, keep_evals=True), "plots", band=(2, 2))
     """
     out = Path(out_dir)
     written = []
