@@ -531,7 +531,7 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
             s=40,
             transform=ax.get_xaxis_transform(),
             clip_on=False,
-            label="failed (no score)",
+            label="failed (not ranked)",
             gid="failed",
         )
     if not trials:
