@@ -120,14 +120,18 @@ def test_under_trained_majority_prunes_after_warmup_and_records_layers():
     assert step == 10  # warm-up: half of the budget of 20
     assert reason["rule"] == "under_trained"
     assert reason["layers"] == ["fc1", "fc2"] and reason["alpha"] == [7.5, 9.0]
-    assert reason["fraction"] == pytest.approx(2 / 3) and reason["threshold"] == 0.5
+    assert reason["fraction"] == pytest.approx(2 / 3) and reason["threshold"] == 0.4
     assert "fc1 (α=7.5)" in reason["message"] and "2 of 3" in reason["message"]
     json.dumps(reason, allow_nan=False)  # storable as a user attr
 
 
-def test_under_trained_half_is_not_more_than_half():
-    step, _, _ = run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0], step=s)))
-    assert step is None
+def test_under_trained_fraction_must_be_exceeded():
+    # 2 of 5 = 0.4 is not more than the default 0.4; 2 of 4 = 0.5 is; 1 of 2 is more than 0.4 but not 0.5.
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0, 3.0], step=s)))[0] is None
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0], step=s)))[0] == 10
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5], step=s)))[0] == 10
+    strict_majority = AlphaPruner(under_trained_fraction=0.5)
+    assert run(strict_majority, constant(lambda s: layers([7.5, 2.5], step=s)))[0] is None
 
 
 def test_under_trained_ignores_ineligible_layers():
