@@ -329,6 +329,7 @@ def test_wrapped_pruner_judges_the_score_after_the_warmup():
     assert pruned_at == 10  # the median pruner alone would have pruned at step 1
     reason = pruner.reason_for(trial)
     assert reason["rule"] == "wrapped" and reason["pruner"] == "MedianPruner" and reason["score"] == 3.0
+    assert reason["message"] == "MedianPruner pruned the trial on its α score 3 at step 10."
 
 
 def test_reason_is_cleared_when_a_later_call_does_not_prune():

@@ -356,7 +356,7 @@ class AlphaPruner(BasePruner):
                 "score": score,
                 "layers": [],
                 "alpha": [],
-                "message": f"{name} pruned the trial on its α score {score} at step {step}.",
+                "message": f"{name} pruned the trial on its α score {_fmt(score)} at step {step}.",
             }
         return None
 
@@ -521,6 +521,10 @@ def _layers(table: LayerTable, idx: list[int]) -> dict[str, Any]:
 
 def _describe(table: LayerTable, idx: list[int]) -> str:
     return ", ".join(f"{table.name[i]} (α={table.alpha[i]:.3g})" for i in idx) + "."
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 def _trim(d: OrderedDict[Any, Any]) -> None:
