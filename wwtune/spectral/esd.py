@@ -104,12 +104,14 @@ def compute_esds(specs: Sequence[WeightSpec], *, device: torch.device, dtype: to
 
         for idx in members:
             w = specs[idx].load()
-            finite = torch.isfinite(w)
-            if not bool(finite.all()):
-                bad = int((~finite).sum())
-                results[idx] = LayerESD(None, f"weights contain {bad} NaN/Inf values")
-                continue
             g = _grams(w, dtype, device)
+            # NaN/Inf weights always reach the small Gram, so the full-size check runs only then.
+            if not bool(torch.isfinite(g).all()):
+                bad = int((~torch.isfinite(w)).sum())
+                reason = f"weights contain {bad} NaN/Inf values" if bad else \
+                    f"Gram matrix overflows in {str(dtype).replace('torch.', '')}; use dtype='float64'"
+                results[idx] = LayerESD(None, reason)
+                continue
             del w
             pending.append((idx, g))
             held += g.numel()
