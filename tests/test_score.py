@@ -75,8 +75,9 @@ def test_ineligible_layers_do_not_change_the_score(a, small):
     assert record["eligible"] == [True] * len(a) + [False] * len(small)
 
 
-@pytest.mark.parametrize("bad_alpha,status", [(-1.0, "failed"), (1.7, "failed"), (float("nan"), "success"),
-                                              (0.9, "success")])
+@pytest.mark.parametrize(
+    "bad_alpha,status", [(-1.0, "failed"), (1.7, "failed"), (float("nan"), "success"), (0.9, "success")]
+)
 def test_failed_fit_is_penalised_not_read_as_small_alpha(bad_alpha, status):
     s = Score(band=(2.0, 2.0), failed_penalty=4.0, tie_break=0.0)
     result = s(table([2.0, bad_alpha], status=["success", status]))
@@ -136,9 +137,15 @@ def test_from_config_rejects_unknown_keys():
 
 
 def test_layers_record_is_json_serialisable_and_columnar():
-    layers = table([2.0, -1.0], [64, 10], ["success", "failed"], warning=["", "failed"],
-                   lambda_max=[np.float64(3.0), float("inf")], log_norm=[0.1, 0.2],
-                   rank_loss=[np.int64(0), 1])
+    layers = table(
+        [2.0, -1.0],
+        [64, 10],
+        ["success", "failed"],
+        warning=["", "failed"],
+        lambda_max=[np.float64(3.0), float("inf")],
+        log_norm=[0.1, 0.2],
+        rank_loss=[np.int64(0), 1],
+    )
     record = layers_record(layers, Score(), step=5)
     text = json.dumps(record, allow_nan=False)
     back = json.loads(text)

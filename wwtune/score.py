@@ -45,7 +45,10 @@ DIRECTIONS = ("minimize", "maximize")
 
 #: Default per-layer value substituted for a failed fit, by kind (in the score's own units).
 _DEFAULT_FAILED_PENALTY = {
-    "band_distance": 4.0, "mean_alpha": 8.0, "mean_alpha_weighted": 8.0, "heldout": 0.0,
+    "band_distance": 4.0,
+    "mean_alpha": 8.0,
+    "mean_alpha_weighted": 8.0,
+    "heldout": 0.0,
 }
 
 
@@ -197,8 +200,14 @@ class Score:
         n_layers = 0 if layers is None else len(layers)
         if self.kind == "heldout":
             if heldout is None or not math.isfinite(float(heldout)):
-                return ScoreResult(None, n_layers, 0, 0, "score=heldout needs the task to return a finite "
-                                   f"{{'heldout': value}} but got {heldout!r}")
+                return ScoreResult(
+                    None,
+                    n_layers,
+                    0,
+                    0,
+                    "score=heldout needs the task to return a finite "
+                    f"{{'heldout': value}} but got {heldout!r}",
+                )
             return ScoreResult(float(heldout), n_layers, 0, 0)
         if layers is None or n_layers == 0:
             return ScoreResult(None, 0, 0, 0, "the analysis found no layer with a weight matrix")
@@ -208,8 +217,14 @@ class Score:
         eligible = self.eligible(layers["num_evals"].to_numpy())
         if not eligible.any():
             sizes = sorted(int(n) for n in layers["num_evals"])
-            return ScoreResult(None, n_layers, 0, 0, f"no layer has num_evals >= min_evals={self.min_evals}"
-                               f" (eigenvalue counts: {sizes}); lower score.min_evals or widen the model")
+            return ScoreResult(
+                None,
+                n_layers,
+                0,
+                0,
+                f"no layer has num_evals >= min_evals={self.min_evals}"
+                f" (eigenvalue counts: {sizes}); lower score.min_evals or widen the model",
+            )
         alpha = layers["alpha"].to_numpy(dtype=float)[eligible]
         failed = failed_fits(layers)[eligible]
         alpha_hat = None
@@ -261,8 +276,9 @@ def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, An
     """
     record: dict[str, Any] = {"step": int(step)}
     eligible = score.eligible(layers["num_evals"].to_numpy()) if len(layers) else np.zeros(0, bool)
-    record["name"] = [str(n) for n in layers["name"]] if "name" in layers.columns else [
-        str(i) for i in range(len(layers))]
+    record["name"] = (
+        [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
+    )
     for column in ("alpha", "num_evals"):
         record[column] = [_plain(v) for v in layers[column]]
     record["eligible"] = [bool(e) for e in eligible]
