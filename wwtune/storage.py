@@ -21,7 +21,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-__all__ = ["KNOWN_KEYS", "StorageError", "describe", "make_storage", "register", "study_dir"]
+__all__ = ["KNOWN_KEYS", "StorageError", "describe", "kinds", "make_storage", "register", "study_dir"]
 
 #: Keys a ``conf/storage/<kind>.yaml`` may set.
 KNOWN_KEYS = ("kind", "url", "heartbeat_interval", "grace_period")
@@ -37,6 +37,11 @@ class StorageError(ValueError):
 def register(kind: str, builder: Builder) -> None:
     """Make ``storage.kind=<kind>`` available (e.g. ``postgres``)."""
     _BUILDERS[kind] = builder
+
+
+def kinds() -> list[str]:
+    """The registered storage kinds."""
+    return sorted(_BUILDERS)
 
 
 def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import logging
 import math
@@ -41,6 +42,7 @@ from wwtune.score import Score, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import StorageError, describe, make_storage, study_dir
+from wwtune.storage import kinds as storage_kinds
 
 __all__ = [
     "ConfigError",
@@ -81,6 +83,8 @@ ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"
+#: Optional packages some Optuna samplers import only when they first sample.
+_SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
 
 class ConfigError(ValueError):
@@ -194,9 +198,15 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _unknown("analysis", analysis, allowed)
     try:
         score = _score(cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"score: {exc}") from None
+    try:
         space = SearchSpace.from_config(cfg.get("search_space"))
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
+    kind = cfg["storage"].get("kind", "journal")
+    if kind not in storage_kinds():
+        raise ConfigError(f"storage.kind must be one of {storage_kinds()} but got {kind!r}.")
     clash = sorted(set(fixed) & set(space.names + list(space.constants)))
     if clash:
         raise ConfigError(
@@ -575,6 +585,11 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             extra["search_space"] = space.grid()
         except SearchSpaceError as exc:
             raise ConfigError(str(exc)) from None
+    target = cfg["sampler"]["_target_"].rsplit(".", 1)[-1]
+    needs = _SAMPLER_PACKAGES.get(target)
+    if needs and importlib.util.find_spec(needs) is None:
+        raise ConfigError(f"{target} needs the {needs!r} package (pip install {needs}); install it or "
+                          "pick another sampler: tpe, random, gp, grid.")
     sampler = _instantiate(cfg["sampler"], **extra)
     pruner = _instantiate(cfg["pruner"])
     study = optuna.create_study(
