@@ -1,4 +1,4 @@
-"""Fixtures shared by the study and CLI tests (imported by them; not a conftest, so other suites stay apart)."""
+"""Fixtures shared by the study and CLI tests (imported by them, not a conftest)."""
 
 import shutil
 from pathlib import Path
