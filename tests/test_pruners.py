@@ -11,6 +11,7 @@ import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from study_fixtures import project  # noqa: F401 - pytest fixture
 
 import wwtune.pruners
 from wwtune.pruners import RULES, AlphaPruner
@@ -431,3 +432,43 @@ def test_docstring_example_runs_and_records_reasons():
 def test_module_docstring_names_the_attrs_it_reads():
     for attr in (wwtune.pruners.LAYERS_ATTR, wwtune.pruners.BUDGET_ATTR, wwtune.pruners.LOSSES_ATTR):
         assert attr in wwtune.pruners.__doc__
+
+
+# --- inside a real wwtune study (tests/study_tasks.py, configs in tests/userproj) ---------------------
+
+
+def test_study_with_pruner_alpha_prunes_and_stores_why(project):  # noqa: F811
+    from wwtune.cli import compose
+    from wwtune.study import run_study
+
+    # An under-trained bound of 0.5 makes every trained layer "under-trained": the wiring is under test.
+    study = run_study(
+        compose(["study=tiny", "pruner=alpha", "pruner.under_trained_alpha=0.5", "study.n_trials=2"])
+    )
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == 2
+    for t in pruned:
+        reason = t.user_attrs["wwtune.prune_reason"]
+        layers_attr = t.user_attrs["wwtune.layers"]
+        assert reason["rule"] == "under_trained" and reason["step"] == 2  # ceil(0.5 * budget 3)
+        assert reason["layers"] == ["fc1"] and reason["alpha"] == [layers_attr["alpha"][0]]
+        assert max(t.intermediate_values) == 2
+
+
+def test_study_with_a_wrapped_pruner_from_the_command_line(project):  # noqa: F811
+    from wwtune.cli import compose
+    from wwtune.study import run_study
+
+    overrides = [
+        "study=tiny",
+        "pruner=alpha",
+        "pruner.rules=[]",
+        "pruner.n_warmup_steps=1",
+        "pruner.wrapped={_target_:optuna.pruners.ThresholdPruner,upper:0.0}",  # any band distance > 0
+        "study.n_trials=2",
+    ]
+    study = run_study(compose(overrides))
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.PRUNED
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert reason["rule"] == "wrapped" and reason["pruner"] == "ThresholdPruner" and reason["step"] == 1
