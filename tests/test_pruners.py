@@ -333,6 +333,38 @@ def test_wrapped_pruner_judges_the_score_after_the_warmup():
     assert reason["message"] == "MedianPruner pruned the trial on its α score 3 at step 10."
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+        lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+        lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=20),
+        lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        lambda: optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=2), patience=1),
+    ],
+    ids=["Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient"],
+)
+def test_optuna_pruners_can_be_wrapped(make):
+    pruner = AlphaPruner(wrapped=make())
+    study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("wwtune.budget", 20)
+        for s in range(1, 21):
+            trial.set_user_attr("wwtune.layers", layers([2.5, 3.0], step=s))
+            trial.report(x + s / 100, s)  # getting worse: the Patient pruner's patience runs out
+            if trial.should_prune():
+                reason = pruner.reason_for(trial)
+                assert reason["rule"] == "wrapped" and reason["step"] >= 10
+                raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=12)
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+
+
 def test_reason_is_cleared_when_a_later_call_does_not_prune():
     pruner = AlphaPruner(n_warmup_steps=1)
     study = optuna.create_study(pruner=pruner)
