@@ -486,7 +486,7 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
         direction: ``"minimize"`` or ``"maximize"``; default: the study's direction (minimize for trials).
 
     Completed trials are blue dots, pruned trials orange triangles at their last reported score, failed
-    trials grey crosses along the top edge (they have no score).
+    trials grey crosses along the top edge (Optuna gives them no value, so they are not ranked).
     """
     trials = trials_of(study_or_trials)
     direction = _direction(study_or_trials, direction)
