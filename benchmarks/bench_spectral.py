@@ -118,7 +118,8 @@ def main() -> None:
     rows.append(("bert-mini, 39 matrices", "analyze float32", f"{t32:.3f}", f"{t32 / t_bare:.2f}"))
     tww = ww_time(sd, 1)
     if tww is not None:
-        rows.append(("bert-mini, 39 matrices", "WeightWatcher 0.7.7 analyze()", f"{tww:.3f}", f"{tww / t_bare:.2f}"))
+        rows.append(("bert-mini, 39 matrices", "WeightWatcher 0.7.7 analyze()", f"{tww:.3f}",
+                     f"{tww / t_bare:.2f}"))
 
     g = torch.Generator().manual_seed(1)
     if args.mlp_layers > 0:
@@ -130,11 +131,15 @@ def main() -> None:
         rows.append((name, "bare Gram+eigvalsh (float64)", f"{tb:.3f}", "1.00"))
         rows.append((name, "analyze float64", f"{ta:.3f}", f"{ta / tb:.2f}"))
         rows.append((name, "analyze float32", f"{ta32:.3f}", f"{ta32 / tb:.2f}"))
+        tww = ww_time(mlp, 1)
+        if tww is not None:
+            rows.append((name, "WeightWatcher 0.7.7 analyze()", f"{tww:.3f}", f"{tww / tb:.2f}"))
 
     for n in [int(s) for s in args.sizes.split(",")]:
         one = {"w.weight": torch.randn(n, n, generator=g) / n**0.5}
         rep = args.repeat if n <= 1024 else 1
-        r = compare({"bare": lambda one=one: bare(one), "an": lambda one=one: analyze(one, device="cpu")}, rep)
+        r = compare({"bare": lambda one=one: bare(one),
+                     "an": lambda one=one: analyze(one, device="cpu")}, rep)
         tb, ta = r["bare"], r["an"]
         ev = analyze(one, device="cpu", keep_evals=True)["evals"].iloc[0]
         tf = timed(lambda ev=ev: fit_power_law(ev), rep)

@@ -209,3 +209,19 @@ def test_float32_option_close_to_float64(net: Net, df: pd.DataFrame) -> None:
 def test_device_auto_runs_on_what_is_available(net: Net) -> None:
     got = analyze(net.head, device="auto")
     assert len(got) == 1 and got["status"].iloc[0] == "success"
+
+
+def test_transposed_conv_and_hill_fit_option() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.ConvTranspose2d(8, 24, 3), nn.Linear(64, 200))
+    df = analyze(model, keep_evals=True, device="cpu")
+    w = model[0].weight.detach().numpy()  # (in, out, kh, kw)
+    ref = svd_evals([w[:, :, i, j].T for i in range(3) for j in range(3)], scale=0.5)
+    np.testing.assert_allclose(df["evals"].iloc[0], ref, rtol=1e-9, atol=1e-12)
+    assert (df["N"].iloc[0], df["M"].iloc[0], df["rf"].iloc[0]) == (24, 8, 9)
+    hill = analyze(model, fit="hill", device="cpu")
+    ev = df["evals"].iloc[1]
+    xmin = np.sort(ev)[ev.size // 2]
+    tail = ev[ev >= xmin]
+    assert hill["xmin"].iloc[1] == xmin
+    assert hill["alpha"].iloc[1] == pytest.approx(1 + tail.size / np.sum(np.log(tail / xmin)), rel=1e-12)
