@@ -36,6 +36,14 @@ HELDOUT_RANGE = {
     "char_lm": (0.0, 8.0),  # bits per character; uniform guessing over 103 characters is 6.7
     "teacher_student": (0.0, 1.0),
 }
+# A held-out value each tiny run must beat: chance level (10 digits; uniform over 103 characters is
+# log2(103) = 6.7 bits; the teacher's commonest of 10 classes covers 13%), so the metric's direction is right.
+BEATS_CHANCE = {
+    "digits_mlp": lambda v: v > 0.15,
+    "digits_cnn": lambda v: v > 0.15,
+    "char_lm": lambda v: v < 6.0,
+    "teacher_student": lambda v: v < 0.85,
+}
 # A pattern matching one weight layer, and a dropout module, of each task's model.
 FROZEN_LAYER = {"digits_mlp": "fc1", "digits_cnn": "conv2", "char_lm": "blocks.0.mlp.fc1",
                 "teacher_student": "fc2"}
@@ -78,6 +86,7 @@ def test_heldout_is_finite_and_in_range(name, first_runs):
     out, _ = cached_run(first_runs, name)
     low, high = HELDOUT_RANGE[name]
     assert math.isfinite(out["heldout"]) and low <= out["heldout"] <= high, out
+    assert BEATS_CHANCE[name](out["heldout"]), out
     assert isinstance(out["n_train"], int) and out["n_train"] > 0
 
 
