@@ -67,6 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     configs = draw_configs(args.trials)
+    chosen = {}
     print("| scenario | N | err default @N | err default @2N | err tuned @N | data gain | tuning gain "
           "| data gain per seed | tuning gain per seed |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -85,6 +86,12 @@ def main() -> None:
         print(f"| {name} | {objective['fixed']['n_train']} | {m1:.3f} ± {sd:.3f} | {m2:.3f} | "
               f"{means[best]:.3f} | {m1 - m2:+.3f} | {m1 - means[best]:+.3f} | {data_gains} | {tune_gains} |",
               flush=True)
+        chosen[name] = configs[best]
+    print()
+    for name, (values, layers) in chosen.items():
+        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+        mults = {p: {k: round(v, 3) for k, v in st.items()} for p, st in layers.items()}
+        print(f"- tuned configuration for {name}: {rounded}, layers {mults}")
 
 if __name__ == "__main__":
     main()

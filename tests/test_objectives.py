@@ -248,3 +248,18 @@ def test_search_space_names_known_hyperparameters_and_live_layer_patterns(space)
     for pattern, settings_ in cfg["layers"].items():
         assert any(fnmatch.fnmatchcase(m, pattern) for m in modules), f"{pattern!r} matches no module"
         assert set(settings_) <= {"lr_mult", "weight_decay", "dropout"}
+
+
+def _scenario_error(scenario: str, seed: int = 0, **overrides) -> float:
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"teacher_student_{scenario}.yaml"))
+    params = Params(values={**cfg["fixed"], **overrides}, budget=cfg["budget"], seed=seed)
+    return teacher_student.train(params, NullReporter())["heldout"]
+
+
+@pytest.mark.slow
+def test_starved_scenario_gains_from_data_and_untuned_from_tuning():
+    """One seed of what benchmarks/teacher_student_scenarios.md measures in full."""
+    starved = _scenario_error("starved")
+    assert starved - _scenario_error("starved", n_train=500) > 0.03  # doubling the data helps
+    untuned = _scenario_error("untuned")
+    assert untuned - _scenario_error("untuned", lr=0.01) > 0.02  # a better learning rate helps
