@@ -154,6 +154,17 @@ def test_unknown_or_bad_hyperparameters_are_named(name):
         module.train(Params(values={"lr": -1}, budget=1), NullReporter())
 
 
+def test_untuned_values_sit_between_task_defaults_and_searched_values():
+    defaults = {"lr": 0.1, "momentum": 0.9, "dropout": 0.0}
+    params = Params(values={"untuned": {"lr": 0.5, "dropout": 0.2}, "lr": 0.01})
+    hp = _common.resolve_hparams(params, defaults, "t")
+    assert hp == {"lr": 0.01, "momentum": 0.9, "dropout": 0.2}
+    with pytest.raises(ValueError, match="'lrate'"):
+        _common.resolve_hparams(Params(values={"untuned": {"lrate": 1}}), defaults, "t")
+    with pytest.raises(ValueError, match="untuned must be a mapping"):
+        _common.resolve_hparams(Params(values={"untuned": 0.1}), defaults, "t")
+
+
 def test_teacher_student_rejects_bad_problem():
     with pytest.raises(ValueError, match="noise must be in"):
         teacher_student.train(Params(values={"noise": 1.5}, budget=1), NullReporter())
@@ -231,7 +242,11 @@ def test_objective_config_names_a_task_and_only_known_fixed_values(config):
     module = importlib.import_module(module_name)
     fn = getattr(module, fn_name)
     assert fn.supports_data_fraction is True
-    assert not set(cfg["fixed"]) - set(module.DEFAULTS)
+    assert not set(cfg["fixed"]) - set(module.DEFAULTS) - {"untuned"}
+    assert not set(cfg["fixed"].get("untuned", {})) - set(module.DEFAULTS)
+    # the study refuses a name that is both fixed and searched: the task's search space must not clash
+    space = OmegaConf.load(CONF / "search_space" / f"{module_name.rpartition('.')[2]}.yaml")
+    assert not set(cfg["fixed"]) & set(space["params"])
     _common.resolve_hparams(Params(values=cfg["fixed"]), module.DEFAULTS, config)
     assert cfg["heldout"]["direction"] in ("minimize", "maximize")
     assert int(cfg["budget"]) >= 1 and 0 < float(cfg["data_fraction"]) <= 1
