@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from wwtune.objective import NullReporter, Params
+from wwtune.objective import NullReporter, Params, TrainingDiverged
 from wwtune.objectives import teacher_student
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -55,7 +55,7 @@ def error(objective: dict, values: dict, layers: dict, seed: int, n_scale: int =
     params = Params(values={**fixed, **values}, layers=layers, budget=int(objective["budget"]), seed=seed)
     try:
         return float(teacher_student.train(params, NullReporter())["heldout"])
-    except Exception:  # a diverged random config scores as chance-level, as a failed trial would
+    except TrainingDiverged:  # a diverged random configuration cannot be the tuned one
         return float("nan")
 
 
