@@ -71,7 +71,16 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "sanity",
         "analysis",
     ),
-    "study": ("name", "n_trials", "seed", "direction", "timeout", "studies_dir", "progress_bar"),
+    "study": (
+        "name",
+        "n_trials",
+        "seed",
+        "direction",
+        "timeout",
+        "studies_dir",
+        "progress_bar",
+        "torch_threads",
+    ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
     "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
@@ -155,6 +164,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"study.direction must be one of ['auto', 'minimize', 'maximize'] but got {study['direction']!r}."
         )
+    threads = study.get("torch_threads")
+    if threads is not None:
+        _positive_int("study.torch_threads", threads)
     timeout = study.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
@@ -284,6 +296,8 @@ class StudyReporter(Reporter):
     analysed_step: int | None = None
     last_result: Any = None
     model: Any = None
+    store_every_analysis: bool = True
+    pending_layers: dict[str, Any] | None = None
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
@@ -304,7 +318,9 @@ class StudyReporter(Reporter):
                 from wwtune.spectral import analyze
             layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
-            self.trial.set_user_attr("wwtune.layers", layers_record(layers, self.score, step))
+            self.pending_layers = layers_record(layers, self.score, step)
+            if self.store_every_analysis:  # a pruner reads the table from storage in should_prune()
+                self.flush_layers()
             self.last_result, self.analysed_step = result, step
             if self.report_to_optuna and result.value is not None:
                 self.trial.report(result.value, step)
@@ -312,6 +328,12 @@ class StudyReporter(Reporter):
                     raise Pruned(self._prune_reason(step, result.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
+
+    def flush_layers(self) -> None:
+        """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""
+        if self.pending_layers is not None:
+            self.trial.set_user_attr("wwtune.layers", self.pending_layers)
+            self.pending_layers = None
 
     def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
         pruner = self.trial.study.pruner
@@ -412,6 +434,7 @@ class _TrialRunner:
             self.analysis,
             self.check_weights,
             report_to_optuna=self.score.uses_alpha,
+            store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
         )
         try:
             try:
@@ -419,6 +442,9 @@ class _TrialRunner:
                 if reporter.model is not None and reporter.analysed_step != reporter.last_step:
                     reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
             finally:
+                flush_start = time.perf_counter()
+                reporter.flush_layers()
+                reporter.analysis_s += time.perf_counter() - flush_start
                 wall = time.perf_counter() - start
                 trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
                 trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
@@ -588,8 +614,10 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     target = cfg["sampler"]["_target_"].rsplit(".", 1)[-1]
     needs = _SAMPLER_PACKAGES.get(target)
     if needs and importlib.util.find_spec(needs) is None:
-        raise ConfigError(f"{target} needs the {needs!r} package (pip install {needs}); install it or "
-                          "pick another sampler: tpe, random, gp, grid.")
+        raise ConfigError(
+            f"{target} needs the {needs!r} package (pip install {needs}); install it or "
+            "pick another sampler: tpe, random, gp, grid."
+        )
     sampler = _instantiate(cfg["sampler"], **extra)
     pruner = _instantiate(cfg["pruner"])
     study = optuna.create_study(
@@ -620,6 +648,11 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     study.set_user_attr("wwtune.heldout_direction", heldout.get("direction") if heldout else None)
     study.set_user_attr("wwtune.heldout_name", heldout.get("name") if heldout else None)
 
+    threads = study_cfg.get("torch_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     n_total = int(study_cfg["n_trials"])
     done = _counted(study)
     remaining = n_total - done
