@@ -225,7 +225,6 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         (["objective.task=no_such_module:train"], "cannot import module 'no_such_module'"),
         (["objective.task=study_tasks:nope"], "has no function 'nope'"),
         (["objective.task=study_tasks"], "must be 'module:function'"),
-        (["+objective.fixed.lr=0.1"], r"\['lr'\] are both in objective.fixed and in search_space.params"),
         (["score=heldout", "objective.heldout=null"], "needs objective.heldout"),
         (["study.direction=maximize"], "contradicts score kind 'band_distance'"),
         (["storage.kind=postgres"], "storage.kind must be one of"),
@@ -241,3 +240,9 @@ def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noq
 
 def test_validate_accepts_the_shipped_quickstart_shape(project):  # noqa: F811
     validate_config(cfg())
+
+
+def test_searched_value_overrides_fixed_default(project):  # noqa: F811
+    study = run_study(cfg("+objective.fixed.lr=123.0", "study.n_trials=1"))
+    t = study.trials[0]
+    assert t.user_attrs["wwtune.result"]["group_lrs"]["default"] == pytest.approx(t.params["lr"])

@@ -220,11 +220,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if kind not in storage_kinds():
         raise ConfigError(f"storage.kind must be one of {storage_kinds()} but got {kind!r}.")
     clash = sorted(set(fixed) & set(space.names + list(space.constants)))
-    if clash:
-        raise ConfigError(
-            f"Hyperparameter(s) {clash} are both in objective.fixed and in search_space.params;"
-            " keep each in one place."
-        )
+    if clash:  # fixed values double as a task's untuned defaults (the advisor reads them); search wins
+        _logger.info("Searched hyperparameter(s) %s override their objective.fixed values.", clash)
     wanted = study.get("direction", "auto")
     if wanted != "auto" and wanted != score.direction:
         raise ConfigError(
