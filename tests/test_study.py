@@ -209,6 +209,25 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         assert "MedianPruner pruned the trial at step" in reason["message"]
 
 
+def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "pruner=alpha",
+            "pruner.rules=[under_trained]",
+            "pruner.under_trained_alpha=0.5",
+            "pruner.under_trained_fraction=0.0",
+            "pruner.n_warmup_steps=1",
+            "study.n_trials=2",
+        )
+    )
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    for t in study.trials:
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert reason["rule"] == "under_trained" and reason["step"] == 1 and reason["message"]
+        assert [s for s, _ in t.user_attrs["wwtune.losses"]] == [1]  # stored for the divergence rule
+    assert "Pruned #0:" in summary_text(study, cfg())
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [

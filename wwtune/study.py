@@ -316,8 +316,9 @@ class StudyReporter(Reporter):
             layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
             self.pending_layers = layers_record(layers, self.score, step)
-            if self.store_every_analysis:  # a pruner reads the table from storage in should_prune()
+            if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
                 self.flush_layers()
+                self.trial.set_user_attr("wwtune.losses", _json_safe(self.losses))
             self.last_result, self.analysed_step = result, step
             if self.report_to_optuna and result.value is not None:
                 self.trial.report(result.value, step)
