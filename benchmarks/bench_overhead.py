@@ -11,7 +11,8 @@ Reported per ``report_every``: the median over parameter sets of the median over
 ``wwtune wall / bare wall`` (the baseline is measured in the same run) and of the trial's own timer
 split ``time_analysis_s / (time_train_s + time_analysis_s)``.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_overhead.py --out benchmarks/results/overhead.md
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+        python benchmarks/bench_overhead.py --out benchmarks/results/overhead.md
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=4, help="parameter sets (default 4)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats per parameter set (default 3)")
-    parser.add_argument("--report-every", type=int, nargs="+", default=[5, 1])
+    parser.add_argument("--report-every", type=int, nargs="+", default=[10, 5, 1])
     parser.add_argument("--out", default=None, help="markdown file for the results table")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         "# Analysis overhead of a quickstart trial",
         "",
         f"Command: `{command.strip()}`",
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {platform.platform()}; {os.cpu_count()} CPUs; "
-        f"load average at the end {tuple(round(x, 1) for x in load)}; torch {torch.__version__}, 1 thread.",
-        f"Task: {base['objective']['task']}, budget {budget} epochs; parameter sets: the first {len(param_sets)} "
-        "seeded TPE proposals of the quickstart search space.",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {platform.platform()}; "
+        f"{os.cpu_count()} CPUs; load average at the end {tuple(round(x, 1) for x in load)}; "
+        f"torch {torch.__version__}, 1 thread.",
+        f"Task: {base['objective']['task']}, budget {budget} epochs; parameter sets: the first "
+        f"{len(param_sets)} seeded TPE proposals of the quickstart search space.",
         "",
-        "| report_every | param sets | repeats | wwtune trial / bare training (median) | analysis share of trial "
-        "(median) | analysis share (worst set) |",
+        "| report_every | param sets | repeats | wwtune trial / bare training (median) "
+        "| analysis share of trial (median) | analysis share (worst set) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for every, n, rep, ratio, share, worst in rows:
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "`analysis share` = the trial's own timers: time in the reporter's analysis (weight check, "
         "`wwtune.analyze`, score, storage writes of the layer table and intermediate score) over "
         "training + analysis. `wwtune trial / bare` includes everything else a trial adds (sampling, "
-        "storage of params and attributes). The quickstart study uses report_every = 5.",
+        "storage of params and attributes). The quickstart study uses report_every = 10.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -41,6 +41,13 @@ def _run(cfg: DictConfig) -> None:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
         return
+    except KeyboardInterrupt:
+        print(
+            "wwtune: interrupted; completed trials are stored. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        _exit_code[0] = 130
+        return
     print(summary_text(study, plain))
     _exit_code[0] = 0
 

@@ -447,6 +447,9 @@ class _TrialRunner:
                 trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
                 trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
                 trial.set_user_attr("wwtune.time_train_s", max(wall - reporter.analysis_s, 0.0))
+        except KeyboardInterrupt:
+            trial.set_user_attr("wwtune.fail_reason", f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
+            raise
         except Pruned as exc:
             if "wwtune.prune_reason" not in trial.user_attrs:
                 trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
