@@ -99,6 +99,18 @@ def test_rerun_resumes_and_counts_toward_total(project):  # noqa: F811
     assert len(run_study(cfg("study.n_trials=3")).trials) == 3  # nothing left to do
 
 
+def test_ctrl_c_stops_the_study_and_rerun_resumes(project):  # noqa: F811
+    c = cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=3")
+    run_study(cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=1"))
+    (project / "stop_now").write_text("")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(c)
+    study = run_study(c)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["wwtune.fail_reason"].startswith("interrupted: stopped by the user")
+
+
 def test_crashing_task_fails_only_its_trials(project):  # noqa: F811
     study = run_study(
         cfg(
