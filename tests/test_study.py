@@ -260,6 +260,11 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
         (["study.direction=maximize"], "contradicts score kind 'band_distance'"),
         (["storage.kind=postgres"], "storage.kind must be one of"),
         (["search_space.params.lr='tag(lgo, interval(0.1, 1))'"], r"unknown tag\(s\) \['lgo'\]"),
+        (
+            ["pruner=alpha", "pruner.warmup_fraction=2"],
+            "pruner: cannot build wwtune.pruners.AlphaPruner: "
+            r"warmup_fraction must be in \[0, 1\] but got 2",
+        ),
         (["mode=advise"], r"mode must be one of \['optimize'\]"),
     ],
 )

@@ -516,7 +516,16 @@ def _constraints(trial: FrozenTrial) -> list[float]:
 # the study
 
 
-def _instantiate(node: Mapping[str, Any], **extra: Any) -> Any:
+def _instantiate(section: str, node: Mapping[str, Any], **extra: Any) -> Any:
+    """Build ``node`` with Hydra; a bad argument value becomes a :class:`ConfigError` naming the section."""
+    try:
+        return _build(node, **extra)
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the target's own ValueError/TypeError
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{section}: cannot build {node['_target_']}: {cause}") from None
+
+
+def _build(node: Mapping[str, Any], **extra: Any) -> Any:
     from hydra.utils import get_object, instantiate
 
     target = get_object(node["_target_"])
@@ -599,10 +608,6 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     score = _score(cfg)
     space = SearchSpace.from_config(cfg.get("search_space"))
     task_fn = load_task(cfg["objective"]["task"])
-    try:
-        storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from None
     infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
     extra: dict[str, Any] = {"seed": study_cfg["seed"]}
     if infeasible:
@@ -619,8 +624,12 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             f"{target} needs the {needs!r} package (pip install {needs}); install it or "
             "pick another sampler: tpe, random, gp, grid."
         )
-    sampler = _instantiate(cfg["sampler"], **extra)
-    pruner = _instantiate(cfg["pruner"])
+    sampler = _instantiate("sampler", cfg["sampler"], **extra)
+    pruner = _instantiate("pruner", cfg["pruner"])
+    try:
+        storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
