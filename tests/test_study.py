@@ -160,8 +160,10 @@ def test_infeasible_mode_keeps_trial_but_never_best(project):  # noqa: F811
     assert all(t.user_attrs["wwtune.constraint"] == [1.0] for t in study.trials)
     assert "did not fall" in study.trials[0].user_attrs["wwtune.infeasible_reason"]
     assert best_trial(study) is None
-    # TPE received the constraint and stored it in Optuna's own constraint attribute
-    assert study.trials[0].system_attrs.get("constraints") == [1.0]
+    # recorded as an Optuna constraint, so samplers avoid it and Optuna's best_trial skips it
+    assert study.trials[0].system_attrs.get("constraints:loss_drop") == 1.0
+    with pytest.raises(ValueError, match="No feasible trials"):
+        _ = study.best_trial
 
 
 def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):  # noqa: F811

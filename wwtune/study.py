@@ -92,6 +92,8 @@ ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"
+#: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
+_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
 #: Optional packages some Optuna samplers import only when they first sample.
 _SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
@@ -486,6 +488,8 @@ class _TrialRunner:
                 self._fail(trial, violation)
             trial.set_user_attr("wwtune.infeasible_reason", violation)
         trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
+        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
+            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
         final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
         if final.value is None:
             self._fail(trial, final.reason or "the score could not be computed")
@@ -610,7 +614,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     task_fn = load_task(cfg["objective"]["task"])
     infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
     extra: dict[str, Any] = {"seed": study_cfg["seed"]}
-    if infeasible:
+    if infeasible and not _HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
         extra["constraints_func"] = _constraints
     if cfg["sampler"]["_target_"].rsplit(".", 1)[-1] == "GridSampler":
         try:
