@@ -81,6 +81,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -94,33 +95,61 @@ log = logging.getLogger("bench_spectral")
 
 
 # ----------------------------------------------------------------------------------------------- timing
+class Med(NamedTuple):
+    """Median wall-clock and CPU seconds of one method (CPU = process time, all threads)."""
+
+    wall: float
+    cpu: float
+
+    def __truediv__(self, other: Med) -> Med:  # type: ignore[override]
+        return Med(self.wall / other.wall, self.cpu / other.cpu)
+
+
 class Timings:
     """Collects every measured time; one CSV row per (section, case, method)."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
-    def add(self, section: str, case: str, method: str, times: list[float]) -> float:
-        med = statistics.median(times)
-        self.rows.append({"section": section, "case": case, "method": method, "repeats": len(times),
-                          "median_s": med, "min_s": min(times), "max_s": max(times)})
-        log.info("%-9s %-22s %-26s median %.4f s over %d", section, case, method, med, len(times))
+    def add(self, section: str, case: str, method: str, samples: list[tuple[float, float]]) -> Med:
+        wall = [w for w, _ in samples]
+        cpu = [c for _, c in samples]
+        med = Med(statistics.median(wall), statistics.median(cpu))
+        self.rows.append({"section": section, "case": case, "method": method, "repeats": len(samples),
+                          "median_wall_s": med.wall, "min_wall_s": min(wall), "max_wall_s": max(wall),
+                          "median_cpu_s": med.cpu, "min_cpu_s": min(cpu), "max_cpu_s": max(cpu)})
+        log.info("%-8s %-10s %-22s wall %.4f s  cpu %.4f s  (median of %d)", section, case, method,
+                 med.wall, med.cpu, len(samples))
         return med
 
 
 def interleaved(methods: dict[str, Callable[[], object]], repeats: int,
-                warmup: set[str] | frozenset[str] = frozenset()) -> dict[str, list[float]]:
-    """Time each method `repeats` times, round-robin; methods in `warmup` get one untimed call first."""
+                warmup: set[str] | frozenset[str] = frozenset()) -> dict[str, list[tuple[float, float]]]:
+    """(wall, cpu) seconds of each method, `repeats` times round-robin; methods in `warmup` get one
+    untimed call first."""
     for name in methods:
         if name in warmup:
             methods[name]()
-    times: dict[str, list[float]] = {name: [] for name in methods}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     for _ in range(repeats):
         for name, fn in methods.items():
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
     return times
+
+
+def secs(m: Med, digits: int = 3) -> str:
+    """`wall / cpu` seconds for a table cell."""
+    return f"{m.wall:.{digits}f} / {m.cpu:.{digits}f}"
+
+
+def ratio(r: Med, target: float, at_least: bool) -> str:
+    """`wall× / cpu×` with a mark per value: ✓ when it meets the target."""
+    def one(v: float) -> str:
+        ok = v >= target if at_least else v <= target
+        return f"{v:.2f}×{'✓' if ok else '✗'}" if v < 10 else f"{v:.1f}×{'✓' if ok else '✗'}"
+    return f"**{one(r.wall)}** / **{one(r.cpu)}**"
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -242,8 +271,8 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
         med = {k: timings.add("model", case, k, v) for k, v in t.items()}
         if do_overhead:
             r = med["wwtune_f64"] / med["bare_eigh_f64"]
-            over_rows.append(f"| {title} | {len(mats)} | {med['bare_eigh_f64']:.3f} "
-                             f"| {med['wwtune_f64']:.3f} | **{r:.2f}×** | {'yes' if r <= 1.3 else 'NO'} |")
+            over_rows.append(f"| {title} | {len(mats)} | {secs(med['bare_eigh_f64'])} "
+                             f"| {secs(med['wwtune_f64'])} | {ratio(r, 1.3, at_least=False)} |")
         if do_ww:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -251,9 +280,9 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
                 ww_df = ww_analyze(model)
             w = timings.add("model", case, "weightwatcher_0.7.7", tw)
             s64, s32 = w / med["wwtune_f64"], w / med["wwtune_f32"]
-            ww_rows.append(f"| {title} | {w:.2f} ({len(tw)}) | {med['wwtune_f64']:.3f} "
-                           f"| {med['wwtune_f32']:.3f} | **{s64:.1f}×** {'✓' if s64 >= 5 else '✗'} "
-                           f"| **{s32:.1f}×** {'✓' if s32 >= 10 else '✗'} |")
+            ww_rows.append(f"| {title} | {secs(w, 2)} ({len(tw)}) | {secs(med['wwtune_f64'])} "
+                           f"| {secs(med['wwtune_f32'])} | {ratio(s64, 5, at_least=True)} "
+                           f"| {ratio(s32, 10, at_least=True)} |")
             df32 = wwt_analyze(model, "float32")
             wa = ww_alpha_by_name(ww_df)
             for label, df, tol in (("float64", df64, 1e-6), ("float32", df32, 1e-3)):
@@ -270,15 +299,16 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
                    "`torch.linalg.eigvalsh`, one matrix at a time. "
                    "wwtune = `wwtune.analyze(model, device='cpu', dtype='float64')` "
                    "(layer walk, eigenvalues, fit, metrics, DataFrame).", "",
-                   "| model | matrices | bare eig f64 (s) | wwtune f64 (s) | ratio | ≤ 1.3× |",
-                   "|---|---:|---:|---:|---:|:---:|", *over_rows, ""]
+                   "| model | matrices | bare eig f64 (s, wall / cpu) | wwtune f64 (s, wall / cpu) "
+                   "| ratio (wall / cpu), target ≤ 1.3× |",
+                   "|---|---:|---:|---:|---:|", *over_rows, ""]
     if do_ww:
         report += ["## 2. wwtune vs WeightWatcher 0.7.7 `analyze()` on the same weights "
                    "(targets ≥ 5× float64, ≥ 10× float32)", "",
                    "WeightWatcher: `WeightWatcher(model=model).analyze()` with its defaults "
                    "(SciPy SVD, float64). Times are medians; WeightWatcher's repeat count in brackets.", "",
-                   "| model | WeightWatcher (s) | wwtune f64 (s) | wwtune f32 (s) | speed-up f64 "
-                   "| speed-up f32 |",
+                   "| model | WeightWatcher (s, wall / cpu) | wwtune f64 (s) | wwtune f32 (s) "
+                   "| speed-up f64 (≥ 5×) | speed-up f32 (≥ 10×) |",
                    "|---|---:|---:|---:|---:|---:|", *ww_rows, "",
                    "α agreement in the same run (layers matched by module name):", "",
                    "| model | wwtune dtype | WW layers | wwtune layers | matched | max abs Δα | tolerance "
@@ -341,11 +371,11 @@ def section_powerlaw(timings: Timings, report: list[str], checks: list[str]) -> 
                "`powerlaw.Fit(x, verbose=False, parameter_ranges={'alpha': [1, None]})` (see README: the "
                "default alpha range (0, 3) of powerlaw 2.0.0 gives a different fit whenever the best tail "
                "has α ≥ 3; with the range opened it reproduces WeightWatcher 0.7.7's fit exactly).", "",
-               "| n | powerlaw.Fit (s) | wwtune fit_power_law (s) | speed-up | ≥ 20× | α (powerlaw / wwtune) "
-               "| xmin (powerlaw / wwtune) | same |",
-               "|---:|---:|---:|---:|:---:|---|---|:---:|",
-               f"| {x.size} | {a:.2f} ({len(t_ref)}) | {b:.4f} ({len(t_ours)}) | **{a / b:.0f}×** "
-               f"| {'yes' if a / b >= 20 else 'NO'} | {float(ref.alpha):.12g} / {ours.alpha:.12g} "
+               "| n | powerlaw.Fit (s, wall / cpu) | wwtune fit_power_law (s) | speed-up (≥ 20×) "
+               "| α (powerlaw / wwtune) | xmin (powerlaw / wwtune) | same |",
+               "|---:|---:|---:|---:|---|---|:---:|",
+               f"| {x.size} | {secs(a, 2)} ({len(t_ref)}) | {secs(b, 4)} ({len(t_ours)}) "
+               f"| {ratio(a / b, 20, at_least=True)} | {float(ref.alpha):.12g} / {ours.alpha:.12g} "
                f"| {float(ref.xmin):.12g} / {ours.xmin:.12g} | {'yes' if ok else 'NO'} |", ""]
 
 
@@ -373,13 +403,16 @@ def section_sizes(timings: Timings, report: list[str]) -> None:
                 tw = interleaved({"ww": lambda m=model: ww_analyze(m)},
                                  1 if big else ARGS.ww_repeats)["ww"]
             w = timings.add("sizes", f"{n}x{n}", "weightwatcher_0.7.7", tw)
-            ww = f"{w:.3f} | {w / med['wwtune_f64']:.1f}× | {w / med['wwtune_f32']:.1f}×"
+            r64, r32 = w / med["wwtune_f64"], w / med["wwtune_f32"]
+            ww = f"{secs(w)} | {r64.wall:.1f}× / {r64.cpu:.1f}× | {r32.wall:.1f}× / {r32.cpu:.1f}×"
         else:
             ww = "– | – | –"
-        rows.append(f"| {n}×{n} | {med['bare_eigh_f64']:.4f} | {med['wwtune_f64']:.4f} | "
-                    f"{med['wwtune_f64'] / med['bare_eigh_f64']:.2f}× | {med['wwtune_f32']:.4f} | "
-                    f"{fit * 1e3:.2f} | {ww} |")
+        rb = med["wwtune_f64"] / med["bare_eigh_f64"]
+        rows.append(f"| {n}×{n} | {secs(med['bare_eigh_f64'])} | {secs(med['wwtune_f64'])} | "
+                    f"{rb.wall:.2f}× / {rb.cpu:.2f}× | {secs(med['wwtune_f32'])} | "
+                    f"{fit.wall * 1e3:.1f} / {fit.cpu * 1e3:.1f} | {ww} |")
     report += ["## 4. Time per layer vs layer size (one N×N Linear layer, random init)", "",
+               "Every cell is wall / cpu.", "",
                "| layer | bare eig f64 (s) | wwtune f64 (s) | wwtune/bare | wwtune f32 (s) | fit only (ms) "
                "| WeightWatcher (s) | WW/wwtune f64 | WW/wwtune f32 |",
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
@@ -431,7 +464,9 @@ def main() -> int:
             f"- machine: {_cpu()}, {os.cpu_count()} logical cores (shared with other processes); "
             f"threads for every method: {ARGS.threads} (OMP/OPENBLAS/MKL_NUM_THREADS and torch)",
             f"- {_versions()}",
-            "- every number is a median over interleaved repeats; every ratio divides two times measured in "
+            "- every time is given as wall / CPU seconds (CPU = this process's CPU time; with one thread it "
+            "is the work done, unaffected by other processes waiting for the same cores); every number is a "
+            "median over interleaved repeats; every ratio divides two medians measured in "
             "this same run", ""]
     checks_md = (["## Agreement checks", "", "All passed." if not checks else "FAILED:", "",
                   *[f"- {c}" for c in checks], ""])
