@@ -276,8 +276,10 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
         if do_ww:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                tw = interleaved({"weightwatcher": lambda m=model: ww_analyze(m)}, ww_reps)["weightwatcher"]
-                ww_df = ww_analyze(model)
+                last: list = []  # the DataFrame of the last timed run, for the α comparison
+                tw = interleaved({"weightwatcher": lambda m=model, out=last: out.append(ww_analyze(m))},
+                                 ww_reps)["weightwatcher"]
+                ww_df = last[-1]
             w = timings.add("model", case, "weightwatcher_0.7.7", tw)
             s64, s32 = w / med["wwtune_f64"], w / med["wwtune_f32"]
             ww_rows.append(f"| {title} | {secs(w, 2)} ({len(tw)}) | {secs(med['wwtune_f64'])} "
