@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,24 +53,20 @@ def _csv_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 but got {value}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ `low`, with messages naming the bad value."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
+        if value < low:
+            need = "cannot be negative" if low == 0 else f"must be at least {low}"
+            raise argparse.ArgumentTypeError(f"{need} but got {value}")
+        return value
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"cannot be negative but got {value}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. 'encoder.*,pooler.dense'); default: all layers")
     p.add_argument("--layer-types", type=_csv_list, metavar="TYPES",
                    help=f"comma list out of {', '.join(LAYER_TYPES)}; default: all")
-    p.add_argument("--min-evals", type=_positive_int, default=DEFAULT_MIN_EVALS,
+    p.add_argument("--min-evals", type=_int_at_least(1), default=DEFAULT_MIN_EVALS,
                    help="skip layers with fewer eigenvalues")
-    p.add_argument("--max-evals", type=_positive_int, default=DEFAULT_MAX_EVALS,
+    p.add_argument("--max-evals", type=_int_at_least(1), default=DEFAULT_MAX_EVALS,
                    help="skip layers with more eigenvalues")
     p.add_argument("--fit", choices=sorted(FITS), default="power_law",
                    help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median")
@@ -101,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the Marchenko-Pastur columns (num_spikes, sigma_mp, mp_softrank, ...)")
     p.add_argument("--randomize", action="store_true",
                    help="add the correlation-trap columns (num_traps, rand_distance, ...)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the --randomize shuffle")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the --randomize shuffle")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", metavar="FILE",
                      help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)")
