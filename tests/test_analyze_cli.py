@@ -133,6 +133,19 @@ def test_fit_hill_and_float32_are_passed_to_analyze(tmp_path: Path) -> None:
     assert not np.allclose(got["alpha"], default["alpha"])  # the option really changed the fit
 
 
+def test_mp_fit_and_randomize_columns(tmp_path: Path) -> None:
+    csv = tmp_path / "mp.csv"
+    code, out, err = run([str(CNN), "--mp-fit", "--randomize", "--seed", "3", "--csv", str(csv),
+                          "--layers", "conv2,fc1"])
+    assert code == 0, err
+    header = out.splitlines()[0].split()
+    assert header[-4:] == ["num_spikes", "mp_softrank", "num_traps", "rand_distance"]
+    ref = analyze(CNN, mp_fit=True, randomize=True, seed=3, device="cpu", layers=["conv2", "fc1"])
+    got = pd.read_csv(csv)
+    for col in ("num_spikes", "sigma_mp", "num_traps", "rand_distance"):
+        np.testing.assert_allclose(got[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-12)
+
+
 def test_extra_columns(tmp_path: Path) -> None:
     code, out, err = run([str(CNN), "--no-csv", "--columns", "xmin,entropy"])
     assert code == 0, err

@@ -207,10 +207,8 @@ class _Progress:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (KeyError,)) or not str(exc):
-        text = f"{type(exc).__name__}: {text}"
-    return text
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
 
 
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
