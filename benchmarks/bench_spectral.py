@@ -232,20 +232,26 @@ def ww_analyze(model: nn.Module):
     return ww.WeightWatcher(model=model).analyze()
 
 
-def ww_alpha_by_name(df) -> dict[str, float]:
-    return {str(n): float(a) for n, a in zip(df["longname"], df["alpha"], strict=True)}
+def ww_fit_by_name(df) -> dict[str, tuple[float, float]]:
+    rows = zip(df["longname"], df["alpha"], df["xmin"], strict=True)
+    return {str(n): (float(a), float(x)) for n, a, x in rows}
 
 
 def wwt_analyze(model: nn.Module, dtype: str):
     return wwtune.analyze(model, device="cpu", dtype=dtype)
 
 
-def alpha_agreement(ww_alpha: dict[str, float], df) -> tuple[int, int, float]:
-    """(layers WeightWatcher analyzed, how many of them wwtune has too, max |Δα| over those)."""
-    ours = {str(n): float(a) for n, a in zip(df["name"], df["alpha"], strict=True)}
-    common = [n for n in ww_alpha if n in ours]
-    diff = max((abs(ww_alpha[n] - ours[n]) for n in common), default=float("nan"))
-    return len(ww_alpha), len(common), diff
+def alpha_agreement(ww_fit: dict[str, tuple[float, float]], df) -> tuple[int, int, float, str]:
+    """(layers WeightWatcher analyzed, how many of them wwtune has too, max |Δα| over those, the
+    worst layer as 'name: α WW → wwtune (xmin WW → wwtune)')."""
+    ours = {str(n): (float(a), float(x)) for n, a, x in zip(df["name"], df["alpha"], df["xmin"], strict=True)}
+    common = [n for n in ww_fit if n in ours]
+    if not common:
+        return len(ww_fit), 0, float("nan"), "–"
+    worst = max(common, key=lambda n: abs(ww_fit[n][0] - ours[n][0]))
+    (aw, xw), (ao, xo) = ww_fit[worst], ours[worst]
+    return (len(ww_fit), len(common), abs(aw - ao),
+            f"{worst}: α {aw:.6g} → {ao:.6g} (xmin {xw:.6g} → {xo:.6g})")
 
 
 # ------------------------------------------------------------------------------------------- sections
@@ -286,12 +292,12 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
                            f"| {secs(med['wwtune_f32'])} | {ratio(s64, 5, at_least=True)} "
                            f"| {ratio(s32, 10, at_least=True)} |")
             df32 = wwt_analyze(model, "float32")
-            wa = ww_alpha_by_name(ww_df)
+            wa = ww_fit_by_name(ww_df)
             for label, df, tol in (("float64", df64, 1e-6), ("float32", df32, 1e-3)):
-                n_ww, n_common, diff = alpha_agreement(wa, df)
+                n_ww, n_common, diff, worst = alpha_agreement(wa, df)
                 ok = n_common == n_ww and diff <= tol
                 agree_rows.append(f"| {title} | {label} | {n_ww} | {len(df)} | {n_common} | {diff:.2e} "
-                                  f"| {tol:g} | {'yes' if ok else 'NO'} |")
+                                  f"| {tol:g} | {'yes' if ok else 'NO'} | {worst} |")
                 if not ok:
                     checks.append(f"{case} {label}: α differs from WeightWatcher by {diff:.3g} "
                                   f"({n_common}/{n_ww} layers matched by name; tolerance {tol:g})")
@@ -314,8 +320,8 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
                    "|---|---:|---:|---:|---:|---:|", *ww_rows, "",
                    "α agreement in the same run (layers matched by module name):", "",
                    "| model | wwtune dtype | WW layers | wwtune layers | matched | max abs Δα | tolerance "
-                   "| ok |",
-                   "|---|---|---:|---:|---:|---:|---:|:---:|", *agree_rows, ""]
+                   "| ok | worst layer |",
+                   "|---|---|---:|---:|---:|---:|---:|:---:|---|", *agree_rows, ""]
 
 
 def synthetic_spectrum(n: int, seed: int) -> np.ndarray:
