@@ -225,3 +225,13 @@ def test_transposed_conv_and_hill_fit_option() -> None:
     tail = ev[ev >= xmin]
     assert hill["xmin"].iloc[1] == xmin
     assert hill["alpha"].iloc[1] == pytest.approx(1 + tail.size / np.sum(np.log(tail / xmin)), rel=1e-12)
+
+
+def test_hf_folder_with_pytorch_bin_and_non_weight_entries(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.Linear(30, 12))
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # has an int64 num_batches_tracked
+    torch.save({"lr": 0.1}, tmp_path / "training_args.bin")  # ignored: not weights
+    got = analyze(tmp_path, device="cpu")
+    assert list(got["name"]) == ["0", "2"]
+    np.testing.assert_allclose(got["alpha"], analyze(model, device="cpu")["alpha"], rtol=1e-12)
