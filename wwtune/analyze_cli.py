@@ -238,13 +238,14 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")
     stdout.write(format_table(df, extra) + "\n")
     stdout.flush()
-    if csv_path is not None:  # arrays (keep_evals's "evals", e.g. for plots) do not belong in a CSV
-        df.drop(columns=["evals"], errors="ignore").to_csv(csv_path, index=False)
+    table = df.drop(columns=["evals"], errors="ignore")  # arrays (keep_evals, e.g. for plots): not in a CSV
+    if csv_path is not None:
+        table.to_csv(csv_path, index=False)
     if not args.quiet:
         for line in _summary_lines(df, progress.elapsed):
             stderr.write(line + "\n")
         if csv_path is not None:
-            stderr.write(f"CSV ({len(df.columns)} columns): {csv_path}\n")
+            stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     return 0
 
 
