@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from pg_cluster import PgCluster  # noqa: E402
 
+from wwtune.postgres import postgres_storage  # noqa: E402
 from wwtune.workers import counted_trials  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "workers.md"
@@ -83,7 +84,9 @@ def run_workers(storage: str, n_workers: int, n_trials: int, budget: int, pg: Pg
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a worker failed: {[e[-2000:] for e in errors]}")
     if storage == "postgres":
-        study = optuna.load_study(study_name="bench", storage=url)
+        study = optuna.load_study(
+            study_name="bench", storage=postgres_storage(url, heartbeat_interval=None, grace_period=None)
+        )
     else:
         backend = optuna.storages.journal.JournalFileBackend(
             str(project / "studies" / "bench" / "journal.log")
@@ -200,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, storage in (
                     ("in-memory (baseline)", None),
                     ("journal file", journal),
-                    ("PostgreSQL (127.0.0.1)", pg.create_database()),
+                    (
+                        "PostgreSQL (127.0.0.1)",
+                        postgres_storage(pg.create_database(), heartbeat_interval=None, grace_period=None),
+                    ),
                 ):
                     storage_rows[name].append(storage_only(storage, args.storage_trials, args.budget))
     load_after = os.getloadavg()

@@ -48,20 +48,20 @@ password_text = st.text(
 @settings(max_examples=60, deadline=None)
 @given(password=password_text, user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True))
 def test_redact_url_hides_any_password(password: str, user: str) -> None:
-    url = f"postgresql://{user}:{urllib.parse.quote(password, safe='')}@db.example:5432/studies"
-    assume(password not in url.replace(urllib.parse.quote(password, safe=""), ""))
-    shown = redact_url(url)
-    assert password not in shown and urllib.parse.quote(password, safe="") not in shown
-    assert shown == f"postgresql://{user}:***@db.example:5432/studies"
+    quoted = urllib.parse.quote(password, safe="")
+    url = f"postgresql://{user}:{quoted}@db.example:5432/studies"
+    expected = f"postgresql://{user}:***@db.example:5432/studies"
+    assume(password not in expected and quoted not in expected)  # e.g. "postgr" is part of the scheme
+    assert redact_url(url) == expected
 
 
 @settings(max_examples=40, deadline=None)
 @given(password=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789!$%^&*()@:/", min_size=6, max_size=20))
 def test_redact_url_hides_password_even_in_unparseable_urls(password: str) -> None:
     url = f"postgresql://me:{password}@host with spaces:notaport/db"
-    assume(password not in url.replace(password, ""))  # e.g. "postgr" also occurs in the scheme
-    shown = redact_url(url)
-    assert password not in shown and shown == "postgresql://me:***@host with spaces:notaport/db"
+    expected = "postgresql://me:***@host with spaces:notaport/db"
+    assume(password not in expected)  # e.g. "postgr" is part of the scheme
+    assert redact_url(url) == expected
 
 
 def test_redact_url_leaves_password_free_urls_alone_and_hides_query_passwords() -> None:

@@ -260,7 +260,7 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
         (["objective.task=study_tasks"], "must be 'module:function'"),
         (["score=heldout", "objective.heldout=null"], "needs objective.heldout"),
         (["study.direction=maximize"], "contradicts score kind 'band_distance'"),
-        (["storage.kind=postgres"], "storage.kind must be one of"),
+        (["storage.kind=mongodb"], "storage.kind must be one of"),
         (["search_space.params.lr='tag(lgo, interval(0.1, 1))'"], r"unknown tag\(s\) \['lgo'\]"),
         (
             ["pruner=alpha", "pruner.warmup_fraction=2"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from wwtune.cli import compose
+from wwtune.postgres import StorageConnectionError, postgres_storage
+from wwtune.study import run_study
 from wwtune.workers import counted_trials
 
 HERE = Path(__file__).parent
@@ -86,6 +90,11 @@ def journal_study(project: Path) -> optuna.Study:
     return optuna.load_study(study_name="wtiny", storage=optuna.storages.journal.JournalStorage(backend))
 
 
+def open_pg(url: str) -> optuna.storages.RDBStorage:
+    """The test's own view of a worker's PostgreSQL study (no heartbeats of its own)."""
+    return postgres_storage(url, heartbeat_interval=None, grace_period=None)
+
+
 def check_study(
     study: optuna.Study, cap: int, n_workers: int, zombies: tuple[int, ...] = ()
 ) -> list[optuna.trial.FrozenTrial]:
@@ -117,7 +126,7 @@ def worker_ids(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
 
 
 def test_four_workers_share_one_journal_study(project: Path) -> None:
-    cap = 12
+    cap = 8
     workers = [start_worker(project, w, f"study.n_trials={cap}") for w in range(4)]
     wait_all(project, workers)
     complete = check_study(journal_study(project), cap, 4)
@@ -128,13 +137,13 @@ def test_four_workers_share_one_journal_study(project: Path) -> None:
 
 @pytest.mark.postgres
 def test_four_workers_share_one_postgres_study(project: Path, pg_url: str) -> None:
-    cap = 12
+    cap = 8
     workers = [
         start_worker(project, w, "storage=postgres", f"study.n_trials={cap}", WWTUNE_STORAGE_URL=pg_url)
         for w in range(4)
     ]
     wait_all(project, workers)
-    study = optuna.load_study(study_name="wtiny", storage=pg_url)
+    study = optuna.load_study(study_name="wtiny", storage=open_pg(pg_url))
     complete = check_study(study, cap, 4)
     assert len(worker_ids(complete)) >= 2
     assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)
@@ -151,7 +160,11 @@ def _kill_mid_trial(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert victim.poll() is None, "the victim ended before it could be killed"
-        for t in load().get_trials(states=(TrialState.RUNNING,)):
+        try:
+            running = load().get_trials(states=(TrialState.RUNNING,))
+        except (KeyError, FileNotFoundError):  # the study is not created yet
+            running = []
+        for t in running:
             if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(10)
@@ -171,16 +184,10 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
         "storage.heartbeat_interval=1",
         f"storage.grace_period={grace}",
     )
-    env = {"WWTUNE_STORAGE_URL": pg_url, "WWTUNE_TEST_EPOCH_SLEEP": "0.25"}
+    env = {"WWTUNE_STORAGE_URL": pg_url, "WWTUNE_TEST_EPOCH_SLEEP": "0.3"}
     victim = start_worker(project, 0, *common, **env)
-    survivors = [start_worker(project, w, *common, **env) for w in (1, 2)]
-    storage = optuna.storages.RDBStorage(pg_url)
-    while True:
-        try:
-            optuna.load_study(study_name="wtiny", storage=storage)
-            break
-        except KeyError:
-            time.sleep(0.2)
+    survivors = [start_worker(project, 1, *common, **env)]
+    storage = open_pg(pg_url)
     killed = _kill_mid_trial(victim, lambda: optuna.load_study(study_name="wtiny", storage=storage))
     killed_at = time.time()
     done_before = {
@@ -191,7 +198,7 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     wait_all(project, [victim, *survivors])
 
     study = optuna.load_study(study_name="wtiny", storage=storage)
-    complete = check_study(study, cap, 3)
+    complete = check_study(study, cap, 2)
     dead = study.trials[killed.number]
     assert dead.state == TrialState.FAIL
     assert dead.datetime_complete.timestamp() >= killed_at + grace - 1.5  # failed only after the grace period
@@ -201,31 +208,21 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     assert done_before <= {t.number for t in complete}, "a completed trial was lost"
 
 
-def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Path) -> None:
-    cap = 10
+def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Path, monkeypatch) -> None:
+    cap = 8
     env = {"WWTUNE_TEST_EPOCH_SLEEP": "0.15"}
     victim = start_worker(project, 0, f"study.n_trials={cap}", **env)
-    survivors = [start_worker(project, w, f"study.n_trials={cap}", **env) for w in (1, 2)]
-    journal = project / "studies" / "wtiny" / "journal.log"
-    while not journal.exists():
-        time.sleep(0.1)
+    survivor = start_worker(project, 1, f"study.n_trials={cap}", **env)
     killed = _kill_mid_trial(victim, lambda: journal_study(project))
-    wait_all(project, [victim, *survivors])
+    wait_all(project, [victim, survivor])
 
     study = journal_study(project)  # the log still parses after the kill
-    complete = check_study(study, cap, 3, zombies=(killed.number,))
+    complete = check_study(study, cap, 2, zombies=(killed.number,))
     assert study.trials[killed.number].state == TrialState.RUNNING  # the journal has no heartbeat
-    assert worker_ids(complete) >= {1, 2}
+    assert 1 in worker_ids(complete)
     # The next run on this host marks the dead worker's trial failed and finds the study complete.
-    rerun = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=wtiny", f"study.n_trials={cap}"],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    monkeypatch.chdir(project)
+    run_study(compose(["study=wtiny", f"study.n_trials={cap}"]))
     after = journal_study(project)
     assert after.trials[killed.number].state == TrialState.FAIL
     assert after.trials[killed.number].user_attrs["wwtune.fail_reason"].startswith("interrupted")
@@ -235,49 +232,69 @@ def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Pa
 # --- bad storage settings fail fast, and say so without the password --------------------------------
 
 
-@pytest.mark.postgres
-def test_cli_with_a_wrong_password_fails_fast_and_writes_no_secret(
-    project: Path, pg_cluster, pg_url: str
-) -> None:
-    wrong = "NotTheRightOne-7"
-    bad_url = pg_url.replace(pg_cluster.password, wrong)
+def run_cli(project: Path, *overrides: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "wwtune", "study=wtiny", *overrides],
+        cwd=project,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result, time.monotonic() - start
+
+
+@pytest.mark.postgres
+def test_storage_errors_are_clear_fast_and_never_show_the_password(
+    project: Path, pg_cluster, pg_url, monkeypatch
+):
+    monkeypatch.chdir(project)
+    wrong = "NotTheRightOne-7"
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cases = [
+        (None, "WWTUNE_STORAGE_URL, which is not set"),
+        (pg_url.replace(pg_cluster.password, wrong), "password authentication failed"),
+        (f"postgresql://postgres:{wrong}@127.0.0.1:{port}/db", "Connection refused"),
+        (f"postgresql://postgres@127.0.0.1:{port}", "names no database"),
+    ]
+    cfg = compose(["study=wtiny", "storage=postgres", "storage.connect_timeout=2"])
+    for url, message in cases:
+        if url is None:
+            monkeypatch.delenv("WWTUNE_STORAGE_URL", raising=False)
+        else:
+            monkeypatch.setenv("WWTUNE_STORAGE_URL", url)
+        start = time.monotonic()
+        with pytest.raises(StorageConnectionError, match=message) as info:
+            run_study(cfg)
+        assert time.monotonic() - start < 8
+        assert wrong not in str(info.value) and pg_cluster.password not in str(info.value)
+
+    # The same through the command line: exit code 2, one clear line, no traceback, nothing secret on disk.
+    bad_url = pg_url.replace(pg_cluster.password, wrong)
     result = subprocess.run(
         [sys.executable, "-m", "wwtune", "study=wtiny", "storage=postgres", "storage.connect_timeout=2"],
         cwd=project,
         env=_env(WWTUNE_STORAGE_URL=bad_url),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    elapsed = time.monotonic() - start
-    assert result.returncode != 0
-    assert elapsed < 30  # interpreter start-up included; the connection itself fails at once
-    assert "password authentication failed" in result.stderr
-    assert "postgres:***@127.0.0.1" in result.stderr
-    for text in (
-        result.stdout,
-        result.stderr,
-        *(
-            p.read_text(errors="replace")
-            for p in project.rglob("*")
-            if p.is_file() and p.suffix in (".yaml", ".log", ".txt")
-        ),
-    ):
+    assert result.returncode == 2
+    assert "wwtune: storage error:" in result.stderr and "password authentication failed" in result.stderr
+    assert "postgres:***@127.0.0.1" in result.stderr and "Traceback" not in result.stderr
+    written = [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
+    for text in (result.stdout, result.stderr, *written):
         assert wrong not in text and pg_cluster.password not in text
 
 
-def test_cli_without_the_url_variable_says_which_to_set(project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=wtiny", "storage=postgres"],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "WWTUNE_STORAGE_URL" in result.stderr and "not set" in result.stderr
+def test_sqlite_warns_when_several_workers_use_it(project: Path, monkeypatch, caplog) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("WWTUNE_WORKER_ID", "1")
+    run_study(compose(["study=wtiny", "storage=sqlite", "study.n_trials=1"]))
+    assert "storage=sqlite is not safe for several workers" in caplog.text
 
 
 # --- the documented local recipe: Hydra multirun with the joblib launcher ---------------------------

@@ -45,6 +45,7 @@ def _quiet_optuna(progress_bar: bool) -> None:
 
 
 def _run(cfg: DictConfig) -> None:
+    from wwtune.postgres import StorageConnectionError
     from wwtune.study import ConfigError, run_study, summary_text
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -54,6 +55,10 @@ def _run(cfg: DictConfig) -> None:
         study = run_study(plain, progress_bar=progress_bar)
     except ConfigError as exc:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
+        _exit_code[0] = 2
+        return
+    except StorageConnectionError as exc:  # unreachable server, wrong password: no traceback, no secret
+        print(f"wwtune: storage error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
         return
     except KeyboardInterrupt:
@@ -77,7 +82,9 @@ def _with_user_conf(args: Sequence[str]) -> list[str]:
     args = list(args)
     user_conf = Path.cwd() / "conf"
     if user_conf.is_dir() and not any(a.lstrip("+~").startswith("hydra.searchpath") for a in args):
-        args.insert(0, f"hydra.searchpath=[file://{user_conf.as_posix()}]")  # before any --flag
+        # next to the other overrides: Hydra's parser wants them in one run (`-m a=1 b=2`, `a=1 --cfg job`)
+        first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), 0)
+        args.insert(first, f"hydra.searchpath=[file://{user_conf.as_posix()}]")
     return args
 
 

@@ -44,6 +44,9 @@ _DRIVERS = ("psycopg2", "psycopg")
 
 _URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 
+#: Key of the PostgreSQL advisory lock that serialises the creation of Optuna's tables.
+_SCHEMA_LOCK_KEY = 0x7777_7475_6E65_0001
+
 
 class StorageConnectionError(RuntimeError):
     """The study storage cannot be reached or used. The message never contains a password."""
@@ -211,6 +214,7 @@ def postgres_storage(
     connect_args.setdefault("connect_timeout", connect_timeout)
     kwargs["connect_args"] = connect_args
 
+    import sqlalchemy
     import sqlalchemy.exc
 
     try:
@@ -220,13 +224,22 @@ def postgres_storage(
             callback = None
             if heartbeat_interval is not None and max_retry != 0:
                 callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-            storage = optuna.storages.RDBStorage(
-                driver_url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
+            # Workers starting together on a fresh database would all create Optuna's tables at once and
+            # collide in PostgreSQL's catalog (duplicate key in pg_type): one at a time, under a lock.
+            engine = sqlalchemy.create_engine(driver_url, **kwargs)
+            try:
+                with engine.connect() as lock:
+                    lock.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({_SCHEMA_LOCK_KEY})"))
+                    storage = optuna.storages.RDBStorage(
+                        driver_url,
+                        engine_kwargs=kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=callback,
+                    )
+                    lock.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK_KEY})"))
+            finally:
+                engine.dispose()
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         original = getattr(e, "orig", None) or e.__cause__ or e
         text = str(original).strip()

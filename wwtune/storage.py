@@ -4,15 +4,19 @@
   ``<studies_dir>/<study_name>/journal.log``. Appends one line per change, so an interrupted run loses no
   completed trial, and several processes on one host may share it.
 * ``sqlite``: ``sqlite:///<studies_dir>/<study_name>/study.db`` through Optuna's RDB storage (one worker).
-* any kind with ``url`` set: that URL is used as given (``sqlite:///…``, ``postgresql://…``); for
-  ``journal`` a URL is a journal file path.
+* ``postgres``: Optuna's RDB storage on PostgreSQL for workers on several machines (:mod:`wwtune.postgres`):
+  URL from ``$WWTUNE_STORAGE_URL`` (never from a config, so the password is never written down),
+  heartbeats, re-queueing of a dead worker's trial, connection errors within ``connect_timeout``.
+* ``journal``/``sqlite`` with ``url`` set: a journal file path, or an ``sqlite:///…`` URL.
 
-New kinds register a builder with :func:`register` (``builder(cfg, study_dir) -> optuna storage``).
+New kinds register a builder with :func:`register` (``builder(cfg, study_dir) -> optuna storage``) and the
+config keys it accepts.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,22 +25,39 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-__all__ = ["KNOWN_KEYS", "StorageError", "describe", "kinds", "make_storage", "register", "study_dir"]
+from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
+from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
 
-#: Keys a ``conf/storage/<kind>.yaml`` may set.
-KNOWN_KEYS = ("kind", "url", "heartbeat_interval", "grace_period")
+__all__ = [
+    "FILE_KEYS",
+    "KNOWN_KEYS",
+    "StorageError",
+    "describe",
+    "kinds",
+    "make_storage",
+    "redact_config",
+    "register",
+    "study_dir",
+]
+
+#: Keys of the file-based kinds' ``conf/storage/<kind>.yaml``.
+FILE_KEYS = ("kind", "url", "heartbeat_interval", "grace_period")
+#: Keys any ``conf/storage/<kind>.yaml`` may set (each kind checks its own subset in :func:`make_storage`).
+KNOWN_KEYS = (*FILE_KEYS, *(k for k in POSTGRES_KEYS if k not in FILE_KEYS))
 
 Builder = Callable[[Mapping[str, Any], Path], BaseStorage]
 _BUILDERS: dict[str, Builder] = {}
+_KEYS: dict[str, tuple[str, ...]] = {}
 
 
 class StorageError(ValueError):
     """The storage configuration is invalid; the message names the bad value and what is allowed."""
 
 
-def register(kind: str, builder: Builder) -> None:
-    """Make ``storage.kind=<kind>`` available (e.g. ``postgres``)."""
+def register(kind: str, builder: Builder, keys: tuple[str, ...] = FILE_KEYS) -> None:
+    """Make ``storage.kind=<kind>`` available, accepting the config ``keys``."""
     _BUILDERS[kind] = builder
+    _KEYS[kind] = tuple(keys)
 
 
 def kinds() -> list[str]:
@@ -54,7 +75,10 @@ def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
 def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
     path = Path(cfg["url"]) if cfg.get("url") else folder / "journal.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    # Absolute on purpose: Optuna's lock is a symlink to this path, and it frees the lock of a worker killed
+    # while writing only if the link resolves (grace period, 30 s); a relative link dangles, and every
+    # other worker would wait forever.
+    return JournalStorage(JournalFileBackend(str(path.absolute())))
 
 
 def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
@@ -62,18 +86,33 @@ def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
     if not url:
         folder.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{folder / 'study.db'}"
+    if str(url).startswith("postgres"):
+        raise StorageError(
+            f"storage.url {redact_url(str(url))!r} is a PostgreSQL URL; use storage=postgres and put the URL "
+            f"in ${DEFAULT_URL_ENV} (heartbeats, retries, and the password stays out of configs)."
+        )
     kwargs: dict[str, Any] = {}
-    if cfg.get("heartbeat_interval"):
-        kwargs["heartbeat_interval"] = int(cfg["heartbeat_interval"])
-        if cfg.get("grace_period"):
-            kwargs["grace_period"] = int(cfg["grace_period"])
-        kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=None)
-    return RDBStorage(str(url), **kwargs)
+    with warnings.catch_warnings():  # heartbeats and their retry callback are experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if cfg.get("heartbeat_interval"):
+            kwargs["heartbeat_interval"] = int(cfg["heartbeat_interval"])
+            if cfg.get("grace_period"):
+                kwargs["grace_period"] = int(cfg["grace_period"])
+            kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback()
+        return RDBStorage(str(url), **kwargs)
+
+
+def _postgres(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
+    try:
+        return storage_from_config(cfg, folder)
+    except ValueError as exc:  # bad settings; connection problems raise StorageConnectionError
+        raise StorageError(str(exc)) from None
 
 
 register("journal", _journal)
 register("sqlite", _rdb)
 register("rdb", _rdb)
+register("postgres", _postgres, POSTGRES_KEYS)
 
 
 def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.PathLike[str]) -> BaseStorage:
@@ -91,12 +130,14 @@ def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.
             storage = make_storage({"kind": "journal"}, "demo", folder)
             optuna.create_study(storage=storage, study_name="demo")
     """
-    unknown = sorted(set(cfg) - set(KNOWN_KEYS))
-    if unknown:
-        raise StorageError(f"Unknown storage setting(s) {unknown}; allowed: {list(KNOWN_KEYS)}.")
     kind = cfg.get("kind", "journal")
     if kind not in _BUILDERS:
         raise StorageError(f"storage.kind must be one of {sorted(_BUILDERS)} but got {kind!r}.")
+    unknown = sorted(set(cfg) - set(_KEYS[kind]))
+    if unknown:
+        raise StorageError(
+            f"Unknown storage setting(s) {unknown} for storage.kind={kind!r}; allowed: {list(_KEYS[kind])}."
+        )
     return _BUILDERS[kind](cfg, study_dir(studies_dir, study_name))
 
 
@@ -105,7 +146,19 @@ def describe(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.Path
     kind = cfg.get("kind", "journal")
     folder = study_dir(studies_dir, study_name)
     if cfg.get("url"):
-        return f"{kind}: {cfg['url']}"
+        return f"{kind}: {redact_url(str(cfg['url']))}"
+    if kind == "postgres":
+        env_var = cfg.get("url_env") or DEFAULT_URL_ENV
+        return f"postgres: {redact_url(os.environ.get(env_var, '') or '$' + env_var)}"
     return {"journal": f"journal: {folder / 'journal.log'}", "sqlite": f"sqlite: {folder / 'study.db'}"}.get(
         kind, kind
     )
+
+
+def redact_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the composed config whose ``storage.url`` has its password replaced by ``***``."""
+    out = dict(cfg)
+    storage = out.get("storage")
+    if isinstance(storage, Mapping) and storage.get("url"):
+        out["storage"] = {**storage, "url": redact_url(str(storage["url"]))}
+    return out

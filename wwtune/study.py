@@ -41,8 +41,9 @@ from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
 from wwtune.score import Score, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
-from wwtune.storage import StorageError, describe, make_storage, study_dir
+from wwtune.storage import StorageError, describe, make_storage, redact_config, study_dir
 from wwtune.storage import kinds as storage_kinds
+from wwtune.workers import INTERRUPTED, StudyTrialCap, resolve_worker_id, worker_seed
 
 __all__ = [
     "ConfigError",
@@ -70,6 +71,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "score",
         "sanity",
         "analysis",
+        "worker_id",
     ),
     "study": (
         "name",
@@ -90,8 +92,6 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 MODES = ("optimize",)
 ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-INTERRUPTED = "interrupted"
 #: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
 _HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
 #: Optional packages some Optuna samplers import only when they first sample.
@@ -383,9 +383,15 @@ class _TrialRunner:
     """The Optuna objective: one training run per trial."""
 
     def __init__(
-        self, cfg: Mapping[str, Any], task_fn: Callable[..., Any], space: SearchSpace, score: Score
+        self,
+        cfg: Mapping[str, Any],
+        task_fn: Callable[..., Any],
+        space: SearchSpace,
+        score: Score,
+        worker_id: int | None = None,
     ) -> None:
         self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
+        self.worker_id = worker_id
         obj = cfg["objective"]
         self.budget = int(obj["budget"])
         self.report_every = int(obj.get("report_every", 1))
@@ -417,7 +423,9 @@ class _TrialRunner:
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
         trial.set_user_attr("wwtune.budget", self.budget)
-        trial.set_user_attr("wwtune.worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr(
+            "wwtune.worker", {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": self.worker_id}
+        )
         values, layers = self.space.suggest(trial)
         params = Params(
             values={**self.fixed, **values},
@@ -571,15 +579,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _counted(study: optuna.Study) -> int:
-    """Finished trials that count toward ``n_trials`` (trials cut by an interruption do not)."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=_FINISHED)
-        if not str(t.user_attrs.get("wwtune.fail_reason", "")).startswith(INTERRUPTED)
-    )
-
-
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best COMPLETE, feasible trial (earliest wins a tie), or None."""
     trials = [
@@ -607,13 +606,21 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             study = run_study(cfg)
     """
     validate_config(cfg)
+    try:
+        worker_id = resolve_worker_id(cfg.get("worker_id"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     study_cfg = cfg["study"]
     name = str(study_cfg["name"])
     score = _score(cfg)
     space = SearchSpace.from_config(cfg.get("search_space"))
     task_fn = load_task(cfg["objective"]["task"])
     infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
-    extra: dict[str, Any] = {"seed": study_cfg["seed"]}
+    # each worker samples with its own seed (worker 0 / no id: the study seed itself)
+    sampler_node = dict(cfg["sampler"])
+    if sampler_node.get("seed") is not None:
+        sampler_node["seed"] = worker_seed(sampler_node["seed"], worker_id)
+    extra: dict[str, Any] = {"seed": worker_seed(study_cfg["seed"], worker_id)}
     if infeasible and not _HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
         extra["constraints_func"] = _constraints
     if cfg["sampler"]["_target_"].rsplit(".", 1)[-1] == "GridSampler":
@@ -628,7 +635,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             f"{target} needs the {needs!r} package (pip install {needs}); install it or "
             "pick another sampler: tpe, random, gp, grid."
         )
-    sampler = _instantiate("sampler", cfg["sampler"], **extra)
+    sampler = _instantiate("sampler", sampler_node, **extra)
     pruner = _instantiate("pruner", cfg["pruner"])
     try:
         storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
@@ -650,8 +657,16 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     stale = _fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
+    if cfg["storage"].get("kind") == "sqlite" and (
+        worker_id is not None or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ):
+        _logger.warning(
+            "storage=sqlite is not safe for several workers (locked database, lost updates); use "
+            "storage=journal on one machine or storage=postgres across machines."
+        )
     previous = study.user_attrs.get("wwtune.config")
-    plain = _json_safe(cfg)
+    # the study's config: no password (storage.url redacted), no per-worker id
+    plain = _json_safe({k: v for k, v in redact_config(cfg).items() if k != "worker_id"})
     if previous is not None and _strip_n_trials(previous) != _strip_n_trials(plain):
         _logger.warning(
             "Study %r was created with a different configuration; resuming with the new one.", name
@@ -667,8 +682,9 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         import torch
 
         torch.set_num_threads(int(threads))
-    n_total = int(study_cfg["n_trials"])
-    done = _counted(study)
+    # study.n_trials is study-wide: every worker stops once the study holds that many counted trials
+    cap = StudyTrialCap(int(study_cfg["n_trials"]))
+    n_total, done = cap.n_trials, cap.count(study)
     remaining = n_total - done
     _logger.info(
         "Study %r (%s): %d of %d trials done; %s.",
@@ -679,18 +695,15 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         score.describe(),
     )
     if remaining > 0:
-
-        def stop_at_total(st: optuna.Study, _: FrozenTrial) -> None:
-            if _counted(st) >= n_total:
-                st.stop()
-
+        # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
+        # runs until the cap says stop, so it also runs trials re-queued from workers that died.
         study.optimize(
-            _TrialRunner(cfg, task_fn, space, score),
-            n_trials=remaining,
+            _TrialRunner(cfg, task_fn, space, score, worker_id),
+            n_trials=remaining if worker_id is None else None,
             timeout=study_cfg.get("timeout"),
             catch=(Exception,),
-            callbacks=[stop_at_total],
-            show_progress_bar=progress_bar,
+            callbacks=[cap],
+            show_progress_bar=progress_bar and worker_id is None,
         )
     write_best_params(study, space, cfg)
     return study
@@ -729,7 +742,10 @@ def write_best_params(study: optuna.Study, space: SearchSpace, cfg: Mapping[str,
     }
     path = best_params_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # written whole under a unique name, then renamed: workers finishing together never interleave
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, path)
     return path
 
 

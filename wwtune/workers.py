@@ -21,7 +21,14 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["WORKER_ID_ENV", "StudyTrialCap", "counted_trials", "resolve_worker_id", "worker_seed"]
+__all__ = [
+    "INTERRUPTED",
+    "WORKER_ID_ENV",
+    "StudyTrialCap",
+    "counted_trials",
+    "resolve_worker_id",
+    "worker_seed",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -31,6 +38,9 @@ WORKER_ID_ENV = "WWTUNE_WORKER_ID"
 _SCHEDULER_ENVS = ("SLURM_ARRAY_TASK_ID", "SLURM_PROCID")
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+#: ``wwtune.fail_reason`` prefix of a trial whose worker process died (set by the next run on its host).
+INTERRUPTED = "interrupted"
 
 
 def _as_worker_id(value: object, source: str) -> int:
@@ -80,15 +90,19 @@ def worker_seed(study_seed: int | None, worker_id: int | None) -> int | None:
 def counted_trials(trials: list[FrozenTrial]) -> int:
     """How many of ``trials`` count towards the study's ``n_trials``.
 
-    Finished trials count: COMPLETE, PRUNED and FAIL (a diverged run used its compute too). A trial that a
-    heartbeat declared dead and that was re-queued (its number is in another trial's ``retry_history``,
-    written by Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`) does not count: its
-    retry stands in for it. RUNNING and WAITING trials do not count yet.
+    Finished trials count: COMPLETE, PRUNED and FAIL (a diverged run used its compute too), except FAIL
+    trials whose worker died: those a heartbeat declared dead and re-queued (their number is in another
+    trial's ``retry_history``, written by Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`;
+    the retry stands in for them) and those marked :data:`INTERRUPTED` by a later run on the same host.
+    RUNNING and WAITING trials do not count yet.
     """
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    return sum(
-        1 for t in trials if t.state in _FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
-    )
+
+    def died(t: FrozenTrial) -> bool:
+        reason = str(t.user_attrs.get("wwtune.fail_reason", ""))
+        return t.number in retried or reason.startswith(INTERRUPTED)
+
+    return sum(1 for t in trials if t.state in _FINISHED and not (t.state == TrialState.FAIL and died(t)))
 
 
 class StudyTrialCap(MaxTrialsCallback):
