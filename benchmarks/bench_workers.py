@@ -130,6 +130,21 @@ def trial_metrics(trials: list[optuna.trial.FrozenTrial]) -> dict:
     }
 
 
+# --- the machine's own parallel speed-up at the time of the run ----------------------------------------
+
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range({n}):\n    x += i * i\n"
+
+
+def cpu_reference(n_procs: int, loops: int = 20_000_000) -> float:
+    """Loop iterations per second of ``n_procs`` copies of a fixed pure-Python loop run at once: what the
+    shared cores give to N single-threaded processes right now, with no storage and no start-up cost."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN.format(n=loops)]) for _ in range(n_procs)]
+    for p in procs:
+        p.wait()
+    return n_procs * loops / (time.perf_counter() - start)
+
+
 # --- part 2: the storage alone ----------------------------------------------------------------------
 
 
@@ -187,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
 
     rows: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    reference: dict[int, list[float]] = defaultdict(list)
     storage_rows: dict[str, list[float]] = defaultdict(list)
     with PgCluster.start() as pg:
         for rep in range(args.repeats):
+            for n in args.workers:
+                reference[n].append(cpu_reference(n))
             for storage in ("journal", "postgres"):
                 for n in args.workers:
                     result = run_workers(storage, n, args.trials, args.budget, pg)
@@ -215,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     storage_rows[name].append(storage_only(storage, args.storage_trials, args.budget))
     load_after = os.getloadavg()
 
+    ref = {n: statistics.median(values) for n, values in reference.items()}
     med = {key: {m: statistics.median(r[m] for r in runs) for m in runs[0]} for key, runs in rows.items()}
     lines = [
         "# Many workers, one study: throughput and storage overhead",
@@ -236,6 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         "(the cores are shared with other jobs).",
         f"Task: bundled digits_mlp, {args.budget} epochs, one analysis per trial, random sampler; "
         f"{args.trials} study-wide trials per run; median of {args.repeats} repeats.",
+        "",
+        "## Part 0: what the shared cores gave N processes during this run",
+        "",
+        "N copies of a fixed single-threaded pure-Python loop started together (no wwtune, no storage); "
+        "speed-up = their combined rate / one copy's rate, measured in every repeat beside part 1.",
+        "",
+        "| processes | speed-up |",
+        "|---:|---:|",
+        *(f"| {n} | {ref[n] / ref[min(args.workers)]:.2f}× |" for n in args.workers),
         "",
         "## Part 1: the real command, N worker processes",
         "",
