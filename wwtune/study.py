@@ -9,7 +9,10 @@
    stores the per-layer table, reports the score to Optuna and lets the pruner stop the run,
 4. applies the sanity rules (NaN/Inf loss or weights, loss that did not fall) and stores every trial's
    diagnostics as user attrs (``wwtune.*``, see the team contract in the README),
-5. writes ``best_params.yaml`` beside the storage.
+5. writes ``best_params.yaml`` beside the storage,
+6. when the task returns a held-out metric, stores the trust report (:func:`wwtune.trust.trust_report`:
+   did the α score rank the trials as the held-out metric does?) as the study user attr ``wwtune.trust``;
+   :func:`summary_text` prints it.
 
 One bad trial never ends the study: a task exception fails that trial with its reason stored.
 Library code logs; the CLI prints :func:`summary_text`.
@@ -51,6 +54,7 @@ __all__ = [
     "best_trial",
     "load_task",
     "run_study",
+    "store_trust",
     "summary_text",
     "validate_config",
 ]
@@ -646,7 +650,27 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             show_progress_bar=progress_bar,
         )
     write_best_params(study, space, cfg)
+    store_trust(study, heldout.get("direction") if heldout else None)
     return study
+
+
+def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str, Any] | None:
+    """Compute the trust report and store it as the study user attr ``wwtune.trust``; None if no held-out.
+
+    Only when the task has a held-out metric (``heldout_direction`` set) and at least one trial stored
+    one (``wwtune.heldout``); otherwise nothing is stored and None is returned.
+    """
+    if heldout_direction is None:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.user_attrs.get("wwtune.heldout") is not None for t in trials):
+        return None
+    from wwtune.trust import trust_report
+
+    report = _json_safe(trust_report(trials, heldout_direction))
+    study.set_user_attr("wwtune.trust", report)
+    _logger.info("%s", report["summary"])
+    return report
 
 
 def _strip_n_trials(cfg: Any) -> Any:
@@ -780,6 +804,11 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
             f"Time: training {train:.1f} s, spectral analysis {analysis:.1f} s "
             f"({analysis / (train + analysis):.1%} of trial time)"
         )
+    trust = study.user_attrs.get("wwtune.trust")
+    if trust:
+        from wwtune.trust import format_trust
+
+        lines.append(format_trust(trust))
     path = best_params_path(cfg)
     if best is not None and path.exists():
         lines.append(f"Best parameters: {path}")
