@@ -56,6 +56,11 @@ HERE = Path(__file__).resolve().parent
 TASKS = ("digits_mlp", "digits_cnn", "char_lm", "teacher_student")
 SCORE_CONF = {"char_lm": "transformer"}  # α band [3, 4] for the transformer; band [2, 2] otherwise
 PRUNER_KNOBS = ("warmup_fraction", "under_trained_alpha", "under_trained_fraction", "norm_growth")
+# AlphaPruner's defaults when the committed runs were recorded (commit 9359862); a run record stores the
+# live pruner's settings itself ("live_knobs") since this script's first version, older ones use these.
+LIVE_KNOBS_BEFORE = {
+    "warmup_fraction": 0.5, "under_trained_alpha": 6.0, "under_trained_fraction": 0.4, "norm_growth": 100.0
+}
 
 _logger = logging.getLogger("bench_trust")
 
@@ -95,6 +100,7 @@ def run_one(
     study = run_study(cfg)
     wall = time.perf_counter() - start
     recorder = study.pruner
+    live_knobs = {k: getattr(recorder._live, f"_{k}") for k in PRUNER_KNOBS}
     trials = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
@@ -125,6 +131,7 @@ def run_one(
         "score": cfg["score"],
         "heldout": cfg["objective"]["heldout"],
         "wall_s": wall,
+        "live_knobs": live_knobs,
         "trials": trials,
     }
 
@@ -156,11 +163,11 @@ def trained_steps(trial: Mapping[str, Any]) -> int:
 def pruner_stats(run: Mapping[str, Any], knobs: Mapping[str, float]) -> dict[str, Any]:
     """Replay AlphaPruner(**knobs) on the run's records: pruned, compute saved, false kills."""
     trials = run["trials"]
-    decisions = replay_pruner(
-        AlphaPruner(**knobs),
-        {t["number"]: t["records"] for t in trials},
-        {t["number"]: t["budget"] for t in trials},
-    )
+    records = {t["number"]: t["records"] for t in trials}
+    budgets = {t["number"]: t["budget"] for t in trials}
+    decisions = replay_pruner(AlphaPruner(**knobs), records, budgets)
+    # check of the replay: with the live pruner's settings it must make the live pruner's decisions
+    live = replay_pruner(AlphaPruner(**run.get("live_knobs", LIVE_KNOBS_BEFORE)), records, budgets)
     sign = 1.0 if run["heldout"]["direction"] == "maximize" else -1.0
     good = [sign * t["heldout"] for t in trials if _finite(t["heldout"])]
     top_q = float(np.quantile(good, 0.75)) if good else math.nan
@@ -179,7 +186,7 @@ def pruner_stats(run: Mapping[str, Any], knobs: Mapping[str, float]) -> dict[str
     agree = sum(
         1
         for t in trials
-        if (decisions.get(t["number"]) or {}).get("step") == (t.get("live_prune") or {}).get("step")
+        if (live.get(t["number"]) or {}).get("step") == (t.get("live_prune") or {}).get("step")
     )
     return {
         "pruned": len(pruned),
