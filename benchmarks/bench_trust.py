@@ -332,6 +332,41 @@ def markdown(rows: list[dict[str, Any]], command: str, knobs: Mapping[str, float
     return "\n".join(out) + "\n"
 
 
+def grid(runs: list[dict[str, Any]], command: str) -> str:
+    """Pooled pruner outcomes over a grid of AlphaPruner settings (for tuning on separate seeds)."""
+    out = [
+        "# AlphaPruner settings replayed on the tuning runs",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Runs: " + ", ".join(f"{r['task']} seed {r['seed']} ({len(r['trials'])} trials)" for r in runs)
+        + ". Replayed, no training; norm_growth 100 and the other rules at their defaults. Saved = mean of "
+        "the per-run fractions of training steps; false kills pooled over all pruned runs.",
+        "",
+        "| warmup_fraction | under_trained_alpha | under_trained_fraction | saved | false kills | per run "
+        "(saved, false kills/pruned) |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for wf in (0.3, 0.4, 0.5):
+        for ua in (4.0, 5.0, 6.0, 7.0, 8.0):
+            for uf in (0.4, 0.5):
+                knobs = {"warmup_fraction": wf, "under_trained_alpha": ua, "under_trained_fraction": uf}
+                stats = [pruner_stats(r, knobs) for r in runs]
+                pruned = sum(st["pruned"] for st in stats)
+                kills = sum(st["false_kills"] for st in stats)
+                per = "; ".join(
+                    f"{r['task']} {st['saved']:.0%}, {st['false_kills']}/{st['pruned']}"
+                    for r, st in zip(runs, stats, strict=True)
+                )
+                out.append(
+                    f"| {wf} | {ua:g} | {uf} | {statistics.mean(st['saved'] for st in stats):.0%} "
+                    f"| {kills}/{pruned} = {_f(kills / pruned if pruned else None, '.0%')} | {per} |"
+                )
+    return "\n".join(out) + "\n"
+
+
 def _time(rows: list[dict[str, Any]], task: str) -> str:
     train = sum(r["train_s"] for r in rows if r["task"] == task)
     analysis = sum(r["analysis_s"] for r in rows if r["task"] == task)
@@ -366,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "trust_runs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "trust")
     parser.add_argument("--from-runs", action="store_true", help="only recompute tables from --runs-dir")
+    parser.add_argument("--grid", action="store_true",
+                        help="replay a grid of AlphaPruner settings on the runs in --runs-dir, write --out")
     parser.add_argument("--notes", default="", help="text put above the tables")
     for knob in PRUNER_KNOBS:
         parser.add_argument(f"--{knob.replace('_', '-')}", type=float, default=None,
@@ -390,6 +427,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("wwtune").setLevel(logging.ERROR)
     args.runs_dir.mkdir(parents=True, exist_ok=True)
+    command = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_trust.py " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    if args.grid:
+        paths = [args.runs_dir / f"{t}_s{seed}.json" for t in args.tasks for seed in args.seeds]
+        runs = [json.loads(p.read_text()) for p in paths if p.exists()]
+        if not runs:
+            parser.error(f"no run records for {args.tasks} × seeds {args.seeds} in {args.runs_dir}")
+        args.out.with_suffix(".md").write_text(grid(runs, command))
+        print(args.out.with_suffix(".md").read_text())
+        return 0
     rows = []
     for task in args.tasks:
         for seed in args.seeds:
@@ -410,9 +458,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         _logger.error("nothing to tabulate")
         return 1
-    command = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_trust.py " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(markdown(rows, command, knobs, args.notes))
     write_csv(rows, args.out.with_suffix(".csv"))
