@@ -49,7 +49,7 @@ from optuna.trial import TrialState, create_trial
 from wwtune.cli import compose
 from wwtune.pruners import AlphaPruner
 from wwtune.replay import replay_pruner
-from wwtune.study import run_study
+from wwtune.study import best_trial, run_study
 from wwtune.trust import trust_report
 
 HERE = Path(__file__).resolve().parent
@@ -134,6 +134,85 @@ def run_one(
         "live_knobs": live_knobs,
         "trials": trials,
     }
+
+
+def run_tpe(task: str, seed: int, n: int, budget: int | None, workdir: Path, score: str,
+            extra: Sequence[str] = ()) -> dict[str, Any]:
+    """A TPE study driven by ``score`` ("alpha": the task's α band score, "heldout": the held-out metric).
+
+    Returns the held-out metric of the trial the study returns (its best by its own objective), and of the
+    best trial seen, after every trial.
+    """
+    overrides = [
+        f"objective={task}",
+        f"search_space={task}",
+        f"score={SCORE_CONF.get(task, 'band') if score == 'alpha' else 'heldout'}",
+        "sampler=tpe",
+        "pruner=none",
+        f"study.name={task}_s{seed}_tpe_{score}",
+        f"study.n_trials={n}",
+        f"study.seed={seed}",
+        f"study.studies_dir={workdir}",
+        "study.progress_bar=false",
+        *([f"objective.budget={budget}"] if budget is not None else []),
+        *extra,
+    ]
+    cfg = compose(overrides)
+    searched = set((cfg.get("search_space") or {}).get("params") or {})
+    cfg["objective"]["fixed"] = {k: v for k, v in (cfg["objective"].get("fixed") or {}).items()
+                                 if k not in searched}
+    start = time.perf_counter()
+    study = run_study(cfg)
+    best = best_trial(study)
+    return {
+        "task": task,
+        "seed": seed,
+        "driven_by": score,
+        "n": n,
+        "budget": cfg["objective"]["budget"],
+        "wall_s": time.perf_counter() - start,
+        "heldout": cfg["objective"]["heldout"],
+        "returned_heldout": None if best is None else best.user_attrs.get("wwtune.heldout"),
+        "trials": [
+            {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "score": t.user_attrs.get("wwtune.score"), "heldout": t.user_attrs.get("wwtune.heldout")}
+            for t in study.get_trials(deepcopy=False)
+        ],
+    }
+
+
+def tpe_table(runs: list[dict[str, Any]]) -> str:
+    out = [
+        "## TPE driven by the α score vs by the held-out metric",
+        "",
+        "Held-out metric of the trial each study returns (best by its own objective; wwtune's "
+        "best_trial), and of the best trial it trained (what the held-out-driven study returns).",
+        "",
+        "| task | seed | budget | trials | α-driven: returned | α-driven: best trained "
+        "| held-out-driven: returned | gap (α − held-out) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    pairs: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for r in runs:
+        pairs.setdefault((r["task"], r["seed"]), {})[r["driven_by"]] = r
+    for (task, seed), pair in sorted(pairs.items()):
+        a, h = pair.get("alpha"), pair.get("heldout")
+        if a is None or h is None:
+            continue
+        sign = 1.0 if a["heldout"]["direction"] == "maximize" else -1.0
+        trained = [t["heldout"] for t in a["trials"] if _finite(t["heldout"])]
+        best_trained = max(trained, key=lambda x: sign * x) if trained else None
+        gap = (
+            sign * (a["returned_heldout"] - h["returned_heldout"])
+            if _finite(a["returned_heldout"]) and _finite(h["returned_heldout"])
+            else None
+        )
+        out.append(
+            f"| {task} | {seed} | {a['budget']} | {a['n']} | {_f(a['returned_heldout'])} "
+            f"| {_f(best_trained)} "
+            f"| {_f(h['returned_heldout'])} | {_f(gap, '+.3f')} |"
+        )
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "trust_runs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "trust")
     parser.add_argument("--from-runs", action="store_true", help="only recompute tables from --runs-dir")
+    parser.add_argument("--tpe", action="store_true",
+                        help="run TPE studies driven by α and by held-out (records tpe_*.json in --runs-dir)")
     parser.add_argument("--grid", action="store_true",
                         help="replay a grid of AlphaPruner settings on the runs in --runs-dir, write --out")
     parser.add_argument("--notes", default="", help="text put above the tables")
@@ -430,6 +511,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_trust.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
+    if args.tpe:
+        runs = []
+        for task in args.tasks:
+            for seed in args.seeds:
+                for score in ("alpha", "heldout"):
+                    path = args.runs_dir / f"tpe_{task}_s{seed}_{score}.json"
+                    if not path.exists():
+                        with tempfile.TemporaryDirectory() as tmp:
+                            run = run_tpe(task, seed, args.n, budgets.get(task), Path(tmp), score,
+                                          extra.get(task, ()))
+                        path.write_text(json.dumps(run, separators=(",", ":")))
+                        _logger.info("TPE %s seed %d on %s: %.0f s", task, seed, score, run["wall_s"])
+                    runs.append(json.loads(path.read_text()))
+        text = f"```\n{command}\n```\n\n" + tpe_table(runs)
+        args.out.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     if args.grid:
         paths = [args.runs_dir / f"{t}_s{seed}.json" for t in args.tasks for seed in args.seeds]
         runs = [json.loads(p.read_text()) for p in paths if p.exists()]
