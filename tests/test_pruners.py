@@ -11,6 +11,7 @@ import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from study_fixtures import project  # noqa: F401 - pytest fixture
 
 import wwtune.pruners
 from wwtune.pruners import RULES, AlphaPruner
@@ -120,14 +121,18 @@ def test_under_trained_majority_prunes_after_warmup_and_records_layers():
     assert step == 10  # warm-up: half of the budget of 20
     assert reason["rule"] == "under_trained"
     assert reason["layers"] == ["fc1", "fc2"] and reason["alpha"] == [7.5, 9.0]
-    assert reason["fraction"] == pytest.approx(2 / 3) and reason["threshold"] == 0.5
+    assert reason["fraction"] == pytest.approx(2 / 3) and reason["threshold"] == 0.4
     assert "fc1 (α=7.5)" in reason["message"] and "2 of 3" in reason["message"]
     json.dumps(reason, allow_nan=False)  # storable as a user attr
 
 
-def test_under_trained_half_is_not_more_than_half():
-    step, _, _ = run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0], step=s)))
-    assert step is None
+def test_under_trained_fraction_must_be_exceeded():
+    # 2 of 5 = 0.4 is not more than the default 0.4; 2 of 4 = 0.5 is; 1 of 2 is more than 0.4 but not 0.5.
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0, 3.0], step=s)))[0] is None
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5, 9.0, 3.0], step=s)))[0] == 10
+    assert run(AlphaPruner(), constant(lambda s: layers([7.5, 2.5], step=s)))[0] == 10
+    strict_majority = AlphaPruner(under_trained_fraction=0.5)
+    assert run(strict_majority, constant(lambda s: layers([7.5, 2.5], step=s)))[0] is None
 
 
 def test_under_trained_ignores_ineligible_layers():
@@ -325,6 +330,39 @@ def test_wrapped_pruner_judges_the_score_after_the_warmup():
     assert pruned_at == 10  # the median pruner alone would have pruned at step 1
     reason = pruner.reason_for(trial)
     assert reason["rule"] == "wrapped" and reason["pruner"] == "MedianPruner" and reason["score"] == 3.0
+    assert reason["message"] == "MedianPruner pruned the trial on its α score 3 at step 10."
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+        lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+        lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=20),
+        lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        lambda: optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=2), patience=1),
+    ],
+    ids=["Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient"],
+)
+def test_optuna_pruners_can_be_wrapped(make):
+    pruner = AlphaPruner(wrapped=make())
+    study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("wwtune.budget", 20)
+        for s in range(1, 21):
+            trial.set_user_attr("wwtune.layers", layers([2.5, 3.0], step=s))
+            trial.report(x + s / 100, s)  # getting worse: the Patient pruner's patience runs out
+            if trial.should_prune():
+                reason = pruner.reason_for(trial)
+                assert reason["rule"] == "wrapped" and reason["step"] >= 10
+                raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=12)
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
 
 
 def test_reason_is_cleared_when_a_later_call_does_not_prune():
@@ -426,3 +464,43 @@ def test_docstring_example_runs_and_records_reasons():
 def test_module_docstring_names_the_attrs_it_reads():
     for attr in (wwtune.pruners.LAYERS_ATTR, wwtune.pruners.BUDGET_ATTR, wwtune.pruners.LOSSES_ATTR):
         assert attr in wwtune.pruners.__doc__
+
+
+# --- inside a real wwtune study (tests/study_tasks.py, configs in tests/userproj) ---------------------
+
+
+def test_study_with_pruner_alpha_prunes_and_stores_why(project):  # noqa: F811
+    from wwtune.cli import compose
+    from wwtune.study import run_study
+
+    # An under-trained bound of 0.5 makes every trained layer "under-trained": the wiring is under test.
+    study = run_study(
+        compose(["study=tiny", "pruner=alpha", "pruner.under_trained_alpha=0.5", "study.n_trials=2"])
+    )
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == 2
+    for t in pruned:
+        reason = t.user_attrs["wwtune.prune_reason"]
+        layers_attr = t.user_attrs["wwtune.layers"]
+        assert reason["rule"] == "under_trained" and reason["step"] == 2  # ceil(0.5 * budget 3)
+        assert reason["layers"] == ["fc1"] and reason["alpha"] == [layers_attr["alpha"][0]]
+        assert max(t.intermediate_values) == 2
+
+
+def test_study_with_a_wrapped_pruner_from_the_command_line(project):  # noqa: F811
+    from wwtune.cli import compose
+    from wwtune.study import run_study
+
+    overrides = [
+        "study=tiny",
+        "pruner=alpha",
+        "pruner.rules=[]",
+        "pruner.n_warmup_steps=1",
+        "pruner.wrapped={_target_:optuna.pruners.ThresholdPruner,upper:0.0}",  # any band distance > 0
+        "study.n_trials=2",
+    ]
+    study = run_study(compose(overrides))
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.PRUNED
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert reason["rule"] == "wrapped" and reason["pruner"] == "ThresholdPruner" and reason["step"] == 1

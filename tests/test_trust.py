@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial
+from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.trust import format_trust, trust_report
 
@@ -183,3 +184,19 @@ def test_report_does_not_depend_on_trial_order(pairs, data):
     heldouts = [h for _, h in pairs]
     assert 0.0 <= a["regret"] <= max(heldouts) - min(heldouts) + 1e-12
     assert 0.0 <= a["random_regret"] <= max(heldouts) - min(heldouts) + 1e-12
+
+
+def test_report_reads_what_a_real_study_stores(project):  # noqa: F811
+    from wwtune.cli import compose
+    from wwtune.study import run_study
+
+    study = run_study(compose(["study=tiny", "study.n_trials=3"]))
+    r = trust_report(study.trials, study.user_attrs["wwtune.heldout_direction"])
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert r["n"] == len(complete) == 3 and r["n_excluded"] == 0
+    best = min(complete, key=lambda t: t.user_attrs["wwtune.score"])
+    assert (
+        r["alpha_best"]["trial"] == best.number
+        and r["alpha_best"]["heldout"] == best.user_attrs["wwtune.heldout"]
+    )
+    assert r["verdict"] == "inconclusive" and r["reason"] == "only 3 trials (fewer than 10)"
