@@ -34,11 +34,34 @@ class _DropNanFailures(logging.Filter):
         return "value nan is not acceptable" not in message and "failed with value nan" not in message
 
 
+class _TqdmHandler(logging.StreamHandler):
+    """Console log lines written above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _logs_above_bar() -> None:
+    root = logging.getLogger()
+    for i, handler in enumerate(list(root.handlers)):
+        if type(handler) is logging.StreamHandler:
+            bar_safe = _TqdmHandler(handler.stream)
+            bar_safe.setLevel(handler.level)
+            bar_safe.setFormatter(handler.formatter)
+            root.handlers[i] = bar_safe
+
+
 def _quiet_optuna(progress_bar: bool) -> None:
     import optuna
 
     if progress_bar:  # the bar shows the best value; Optuna's per-trial INFO lines would tear it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _logs_above_bar()
     source = logging.getLogger("optuna.study._optimize")  # a logger's filter sees the records it creates
     if not any(isinstance(f, _DropNanFailures) for f in source.filters):
         source.addFilter(_DropNanFailures())
