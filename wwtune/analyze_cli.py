@@ -264,9 +264,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
         2 for a bad command line (unknown option, bad value, missing file), 130 when interrupted.
 
     Example:
+        >>> import io
         >>> from wwtune.analyze_cli import main
-        >>> main(["no/such/model.pt"])  # doctest: +SKIP
+        >>> err = io.StringIO()
+        >>> main(["no/such/model.pt"], stderr=err)
         2
+        >>> err.getvalue()
+        "wwtune analyze: error: no such file or folder: 'no/such/model.pt'\\n"
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
