@@ -1,0 +1,646 @@
+"""More data or more tuning? An advisor grounded in layer spectra (data-free).
+
+Given a task that honours ``params.data_fraction`` and a finished study, the advisor retrains the study's
+best configuration and a typical one (the median-score trial) at several fractions of the training data
+(default 1/8, 1/4, 1/2, 1) with several seeds, analyses the trained weights' spectra, and compares two
+effects measured in the same unit, the study's α score (lower is better):
+
+* **data effect** ``data_gain``: how much the best configuration's score is predicted to improve if the
+  training data were doubled. The score (and, for information, mean α and the cross-layer spread of α) is
+  regressed on ``log2(data fraction)`` over all fractions × seeds by ordinary least squares;
+  ``data_gain = -slope`` (the predicted change from 1× to 2×, i.e. the extrapolation to ``log2 = 1``),
+  with the slope's standard error ``se_data``.
+* **tuning effect** ``tune_gain``: how much the hyperparameters move the score at the full data size:
+  the typical configuration's fitted score at 1× minus the best configuration's, with the standard error
+  ``se_tune`` of that difference (both fits' intercept errors combined).
+
+**The rule** (``DecisionRule``; defaults ``z=2.0``, ``min_effect=0.02``):
+``diff = data_gain - tune_gain``, ``se = sqrt(se_data² + se_tune²)``.
+
+* "more data" when ``diff >= z·se`` and ``data_gain >= max(min_effect, z·se_data)``:
+  doubling the data is predicted to move the score clearly more than the hyperparameters do;
+* "more tuning" when ``-diff >= z·se`` and ``tune_gain >= max(min_effect, z·se_tune)``:
+  the hyperparameters move the score clearly more than doubling the data is predicted to;
+* "inconclusive" otherwise (the effects are within noise of each other, or neither is distinguishable
+  from zero), and always when fewer than two fractions or configurations produced usable runs.
+
+The study's own trials are summarised beside it (spread of scores, best vs median, whether the best score
+was still improving over the most recent trials, parameter importances when there are enough trials);
+those numbers are reported with the verdict, not used in it. A held-out metric returned by the task is
+recorded with every run for validation and is never read by the rule.
+
+Limits: the extrapolation to 2× is a straight line in log2(data); α-based scores track the learning rate
+strongly, so a large ``tune_gain`` says the hyperparameters move the spectra, which is evidence about
+held-out quality only as far as the study's α score is (see ``wwtune.trust``).
+
+Example::
+
+    import optuna
+    from wwtune.advice import advise
+
+    advice = advise(train, study, fixed={"batch_size": 64}, budget=5, seeds=(0, 1))
+    print(advice["verdict"], advice["reason"])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from wwtune.objective import Params, Reporter, TrainingDiverged
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "Candidate",
+    "DecisionRule",
+    "RunRecord",
+    "Trend",
+    "advise",
+    "band_distance",
+    "check_task",
+    "decide",
+    "fit_trend",
+    "measure_data_curve",
+    "pick_candidates",
+    "plot_advice",
+    "save_advice",
+    "tuning_headroom",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fractions of the available training data at which each configuration is retrained.
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+
+VERDICTS = ("more data", "more tuning", "inconclusive")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+def check_task(task: Callable[..., Any]) -> None:
+    """Raise ``ValueError`` unless ``task`` declares ``supports_data_fraction=True``."""
+    if not callable(task):
+        raise TypeError(f"task must be a callable train(params, reporter) but got {type(task).__name__}.")
+    if not getattr(task, "supports_data_fraction", False):
+        name = getattr(task, "__qualname__", repr(task))
+        raise ValueError(
+            f"The data-vs-tuning advisor needs a task that honours params.data_fraction, but {name!r} does "
+            "not declare it. Train on the first data_fraction × N samples of the training set and mark "
+            "the function with @wwtune.objective.task(supports_data_fraction=True)."
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration to retrain: its label, global values, per-layer settings and where it came from."""
+
+    label: str
+    values: Mapping[str, Any]
+    layers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    trial_number: int | None = None
+    study_score: float | None = None
+
+
+def _complete_trials(study: Any) -> list[Any]:
+    import optuna
+
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [t for t in trials if t.value is not None and math.isfinite(t.value)]
+
+
+def _default_params_from_trial(trial: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split ``trial.params`` into global values and per-layer settings.
+
+    Per-layer settings are recognised as ``"<pattern>.<setting>"`` keys whose setting is one of
+    ``lr_mult``, ``weight_decay``, ``dropout`` and whose pattern names a layer (contains no other dot
+    convention); everything else is a global value.
+    """
+    from wwtune.objective import LAYER_SETTINGS
+
+    values: dict[str, Any] = {}
+    layers: dict[str, dict[str, Any]] = {}
+    for key, value in trial.params.items():
+        pattern, sep, setting = key.rpartition(".")
+        if sep and setting in LAYER_SETTINGS and pattern:
+            layers.setdefault(pattern, {})[setting] = value
+        else:
+            values[key] = value
+    return values, layers
+
+
+def pick_candidates(
+    study: Any,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+) -> tuple[Candidate, Candidate]:
+    """The study's best trial and its typical one (the complete trial with the median score).
+
+    The study must minimise its score and hold at least two complete trials with finite values.
+    """
+    import optuna
+
+    if getattr(study, "direction", None) != optuna.study.StudyDirection.MINIMIZE:
+        raise ValueError(f"The advisor reads α-score studies, which minimise; got direction {study.direction}.")
+    trials = _complete_trials(study)
+    if len(trials) < 2:
+        raise ValueError(
+            f"The advisor needs at least 2 complete trials with a finite score, but study "
+            f"{study.study_name!r} has {len(trials)}. Run more trials first."
+        )
+    decode = params_from_trial or _default_params_from_trial
+    ordered = sorted(trials, key=lambda t: (t.value, t.number))
+    best = ordered[0]
+    # The median trial; index len // 2 is never the best when there are at least 2 trials.
+    typical = ordered[len(ordered) // 2]
+    out = []
+    for label, trial in (("best", best), ("typical", typical)):
+        values, layers = decode(trial)
+        out.append(Candidate(label, values, layers, trial.number, float(trial.value)))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Retraining at several data fractions
+# --------------------------------------------------------------------------------------------------
+class _SpectraReporter(Reporter):
+    """Records losses and keeps the model so its spectra can be read once training ends."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self.model: nn.Module | None = None
+
+    def report(self, step: int, model: nn.Module, loss: float) -> None:
+        loss = float(loss)
+        self.losses.append((int(step), loss))
+        self.model = model
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+
+
+def band_distance(alpha: Sequence[float], band: tuple[float, float] = (2.0, 2.0)) -> float:
+    """Mean distance of the layers' α to the band ``[lo, hi]`` (0 inside it); failed fits (α ≤ 0) → inf."""
+    lo, hi = float(band[0]), float(band[1])
+    a = np.asarray(alpha, dtype=float)
+    if a.size == 0:
+        return math.inf
+    if np.any(~np.isfinite(a)) or np.any(a <= 0):
+        return math.inf
+    return float(np.mean(np.maximum(lo - a, 0.0) + np.maximum(a - hi, 0.0)))
+
+
+@dataclass
+class RunRecord:
+    """One retraining run: which configuration, data fraction and seed, and what its spectra say."""
+
+    config: str
+    fraction: float
+    seed: int
+    score: float
+    mean_alpha: float
+    spread: float
+    n_layers: int
+    final_loss: float | None
+    heldout: float | None = None
+    status: str = "ok"
+    reason: str = ""
+
+
+def _analyze_default(model: nn.Module) -> pd.DataFrame:
+    from wwtune.spectral import analyze
+
+    return analyze(model)
+
+
+def measure_data_curve(
+    task: Callable[..., Any],
+    candidate: Candidate,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    budget: int,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0, 1),
+    available_fraction: float = 1.0,
+    band: tuple[float, float] = (2.0, 2.0),
+    min_evals: int = 50,
+    analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
+) -> list[RunRecord]:
+    """Retrain ``candidate`` at every fraction × seed and read its layers' α.
+
+    ``fractions`` are relative to the data the user has; ``available_fraction`` (default 1) is the fraction
+    of the task's training set that counts as "all of it" (validation runs use 1/2 so that 2× exists).
+    Only layers with at least ``min_evals`` eigenvalues and a successful fit count. A run that diverges or
+    leaves no eligible layer is recorded with ``status="failed"`` and its reason, and is left out of fits.
+    """
+    check_task(task)
+    analyze_fn = analyze_fn or _analyze_default
+    records: list[RunRecord] = []
+    for fraction in fractions:
+        for seed in seeds:
+            params = Params(
+                values={**dict(fixed or {}), **dict(candidate.values)},
+                layers={k: dict(v) for k, v in candidate.layers.items()},
+                budget=int(budget),
+                seed=int(seed),
+                data_fraction=float(fraction) * float(available_fraction),
+            )
+            reporter = _SpectraReporter()
+            record = RunRecord(candidate.label, float(fraction), int(seed), math.inf, math.nan, math.nan, 0, None)
+            try:
+                result = task(params, reporter) or {}
+            except TrainingDiverged as exc:
+                record.status, record.reason = "failed", f"diverged: {exc}"
+                records.append(record)
+                continue
+            if reporter.losses:
+                record.final_loss = reporter.losses[-1][1]
+            heldout = result.get("heldout") if isinstance(result, Mapping) else None
+            record.heldout = None if heldout is None else float(heldout)
+            if reporter.model is None:
+                record.status, record.reason = "failed", "the task never called reporter.report(step, model, loss)"
+                records.append(record)
+                continue
+            df = analyze_fn(reporter.model)
+            ok = (df["num_evals"] >= min_evals) & (df["status"] == "success") & (df["alpha"] > 0)
+            alphas = df.loc[ok, "alpha"].to_numpy(dtype=float)
+            if alphas.size == 0:
+                record.status = "failed"
+                record.reason = f"no layer with at least {min_evals} eigenvalues and a successful fit"
+            else:
+                record.n_layers = int(alphas.size)
+                record.mean_alpha = float(alphas.mean())
+                record.spread = float(alphas.std(ddof=0))
+                record.score = band_distance(alphas, band)
+            records.append(record)
+            logger.info("advice run %s f=%.4g seed=%d score=%.4g", candidate.label, fraction, seed, record.score)
+    return records
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Trend:
+    """OLS fit ``y = intercept + slope · x`` with x = log2(data fraction); ``intercept`` is the value at 1×.
+
+    ``at_2x`` is the extrapolation to twice the data (x = 1) and ``se_at_2x`` its standard error.
+    Standard errors are ``inf`` when there are no residual degrees of freedom.
+    """
+
+    slope: float
+    intercept: float
+    se_slope: float
+    se_intercept: float
+    at_2x: float
+    se_at_2x: float
+    n: int
+    n_x: int
+    residual_sd: float
+
+
+def fit_trend(x: Sequence[float], y: Sequence[float]) -> Trend:
+    """Ordinary least squares of ``y`` on ``x`` with the usual standard errors.
+
+    Needs at least two distinct ``x`` values; raises ``ValueError`` otherwise or on non-finite input.
+    """
+    xa = np.asarray(x, dtype=float)
+    ya = np.asarray(y, dtype=float)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of equal length but got shapes {xa.shape} and {ya.shape}.")
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
+        raise ValueError("x and y must be finite.")
+    n = xa.size
+    n_x = int(np.unique(xa).size)
+    if n_x < 2:
+        raise ValueError(f"A trend needs at least 2 distinct x values but got {n_x}.")
+    xm, ym = xa.mean(), ya.mean()
+    sxx = float(np.sum((xa - xm) ** 2))
+    slope = float(np.sum((xa - xm) * (ya - ym)) / sxx)
+    intercept = float(ym - slope * xm)
+    resid = ya - (intercept + slope * xa)
+    dof = n - 2
+    if dof > 0:
+        s2 = float(np.sum(resid**2) / dof)
+        se_slope = math.sqrt(s2 / sxx)
+        se_int = math.sqrt(s2 * (1.0 / n + xm**2 / sxx))
+        se_2x = math.sqrt(s2 * (1.0 / n + (1.0 - xm) ** 2 / sxx))
+        rsd = math.sqrt(s2)
+    else:
+        se_slope = se_int = se_2x = rsd = math.inf
+    return Trend(slope, intercept, se_slope, se_intercept=se_int, at_2x=intercept + slope,
+                 se_at_2x=se_2x, n=n, n_x=n_x, residual_sd=rsd)
+
+
+def _trend_of(records: Iterable[RunRecord], attr: str) -> Trend | None:
+    pts = [(math.log2(r.fraction), getattr(r, attr)) for r in records if r.status == "ok"]
+    pts = [(x, y) for x, y in pts if math.isfinite(y)]
+    if len({x for x, _ in pts}) < 2:
+        return None
+    return fit_trend([p[0] for p in pts], [p[1] for p in pts])
+
+
+def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: int = 10) -> dict[str, Any]:
+    """Summarise what the study's own trials say about tuning.
+
+    Returns ``n_complete``, ``best``, ``median``, ``q25``, ``q75`` (score quantiles), ``best_vs_median``,
+    ``still_improving`` (did the last ``recent`` share of trials, at least 2, improve the best score found
+    before them), ``recent_gain`` (that improvement, ≥ 0) and ``importances`` (Optuna's fANOVA-free default
+    evaluator; ``None`` with ``importances_note`` when fewer than ``min_trials_importance`` complete
+    trials or fewer than two varied parameters).
+    """
+    if not (0.0 < recent < 1.0):
+        raise ValueError(f"recent must be in (0, 1) but got {recent!r}.")
+    trials = sorted(_complete_trials(study), key=lambda t: t.number)
+    scores = [float(t.value) for t in trials]
+    out: dict[str, Any] = {"n_complete": len(trials)}
+    if not scores:
+        return {**out, "importances": None, "importances_note": "no complete trials"}
+    q = np.quantile(scores, [0.25, 0.5, 0.75])
+    out.update(best=min(scores), median=float(q[1]), q25=float(q[0]), q75=float(q[2]),
+               best_vs_median=float(q[1] - min(scores)))
+    k = max(2, int(math.ceil(recent * len(scores))))
+    if len(scores) > k:
+        before, last = min(scores[:-k]), min(scores[-k:])
+        out.update(recent_trials=k, best_before_recent=before, recent_gain=max(0.0, before - last),
+                   still_improving=bool(last < before))
+    else:
+        out.update(recent_trials=k, best_before_recent=None, recent_gain=None, still_improving=None)
+    varied = {name for t in trials for name in t.params
+              if len({repr(u.params.get(name)) for u in trials}) > 1}
+    if len(trials) < min_trials_importance or len(varied) < 2:
+        out["importances"] = None
+        out["importances_note"] = (
+            f"needs at least {min_trials_importance} complete trials and 2 varied parameters; "
+            f"have {len(trials)} trials, {len(varied)} varied"
+        )
+    else:
+        import optuna
+
+        try:
+            imp = optuna.importance.get_param_importances(study, params=sorted(varied))
+            out["importances"] = {k: float(v) for k, v in imp.items()}
+        except (ValueError, RuntimeError) as exc:  # e.g. conditional params absent in some trials
+            out["importances"] = None
+            out["importances_note"] = f"optuna.importance failed: {exc}"
+    return out
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """Thresholds of the verdict (see the module docstring for the rule).
+
+    Args:
+        z: how many standard errors an effect (and the difference of the two effects) must clear.
+            Default 2.0.
+        min_effect: smallest score change, in α-score units, worth acting on. Default 0.02.
+    """
+
+    z: float = 2.0
+    min_effect: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not (self.z > 0 and math.isfinite(self.z)):
+            raise ValueError(f"z must be positive and finite but got {self.z!r}.")
+        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
+            raise ValueError(f"min_effect cannot be negative but got {self.min_effect!r}.")
+
+
+def decide(best: Trend | None, typical: Trend | None, rule: DecisionRule = DecisionRule()) -> dict[str, Any]:
+    """Apply the rule to the best and typical configurations' score trends; return verdict and numbers."""
+    if best is None or typical is None:
+        missing = "best" if best is None else "typical"
+        return {"verdict": "inconclusive",
+                "reason": f"the {missing} configuration has fewer than 2 data fractions with usable runs"}
+    data_gain, se_data = -best.slope, best.se_slope
+    tune_gain = typical.intercept - best.intercept
+    se_tune = math.hypot(typical.se_intercept, best.se_intercept)
+    diff = data_gain - tune_gain
+    se = math.hypot(se_data, se_tune)
+    numbers = {"data_gain": data_gain, "se_data": se_data, "tune_gain": tune_gain, "se_tune": se_tune,
+               "diff": diff, "se_diff": se, "z": rule.z, "min_effect": rule.min_effect}
+    zd = data_gain / se_data if se_data > 0 else math.inf * np.sign(data_gain)
+    zt = tune_gain / se_tune if se_tune > 0 else math.inf * np.sign(tune_gain)
+    numbers["z_data"], numbers["z_tune"] = float(zd), float(zt)
+    numbers["z_diff"] = float(diff / se) if se > 0 else float(math.inf * np.sign(diff))
+    text = (f"doubling the data is predicted to lower the score by {data_gain:+.3f} ± {se_data:.3f}; "
+            f"the best configuration scores {tune_gain:+.3f} ± {se_tune:.3f} below the typical one at 1×")
+    if diff >= rule.z * se and data_gain >= max(rule.min_effect, rule.z * se_data):
+        verdict = "more data"
+        why = f"{text}: the data effect exceeds the tuning effect by {diff:.3f} (≥ {rule.z:g} × {se:.3f})"
+    elif -diff >= rule.z * se and tune_gain >= max(rule.min_effect, rule.z * se_tune):
+        verdict = "more tuning"
+        why = f"{text}: the tuning effect exceeds the data effect by {-diff:.3f} (≥ {rule.z:g} × {se:.3f})"
+    else:
+        verdict = "inconclusive"
+        why = (f"{text}: the difference {diff:+.3f} is within {rule.z:g} × {se:.3f} or neither effect "
+               f"clears {rule.min_effect:g} and {rule.z:g} standard errors")
+    return {"verdict": verdict, "reason": why, **numbers}
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole advice
+# --------------------------------------------------------------------------------------------------
+def _finite_or_none(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (JSON has no inf/NaN), numpy scalars become Python."""
+    if isinstance(obj, Mapping):
+        return {str(k): _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def advise(
+    task: Callable[..., Any],
+    study: Any = None,
+    *,
+    candidates: tuple[Candidate, Candidate] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    budget: int,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0, 1),
+    available_fraction: float = 1.0,
+    band: tuple[float, float] = (2.0, 2.0),
+    min_evals: int = 50,
+    rule: DecisionRule | None = None,
+    analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+) -> dict[str, Any]:
+    """Retrain the best and typical configurations at several data fractions and give the verdict.
+
+    Args:
+        task: ``train(params, reporter)`` declaring ``supports_data_fraction=True``.
+        study: the finished Optuna study (minimising the α score). Its best and median-score trials are
+            retrained, and its trials summarised by :func:`tuning_headroom`. May be ``None`` when
+            ``candidates`` is given (no study summary then).
+        candidates: ``(best, typical)`` to retrain instead of the study's; default: from the study.
+        fixed: values put in ``params.values`` beside each candidate's (the objective's ``fixed``).
+        budget: training budget per run, in the task's unit.
+        fractions: data fractions relative to the available data; at least 2 distinct values in (0, 1].
+            Default 1/8, 1/4, 1/2, 1.
+        seeds: seeds per fraction; at least 2. Default (0, 1).
+        available_fraction: share of the task's training set the user has (default 1.0).
+        band: the score's target α band (default [2, 2]).
+        min_evals: layers with fewer eigenvalues are ignored (default 50).
+        rule: the decision thresholds (default ``DecisionRule()``).
+        analyze_fn: model → per-layer DataFrame (``wwtune.analyze`` by default).
+        params_from_trial: trial → (global values, per-layer settings); default splits
+            ``"<pattern>.<setting>"`` keys.
+
+    Returns:
+        A JSON-serialisable dict: ``verdict``, ``reason``, the rule's numbers under ``decision``, the
+        per-configuration ``trends`` (score, mean_alpha, spread vs log2 fraction), every run under
+        ``runs`` (held-out values recorded, never used), the study summary under ``study`` and the
+        settings used.
+    """
+    check_task(task)
+    fr = [float(f) for f in fractions]
+    if any(not (0.0 < f <= 1.0) for f in fr) or len(set(fr)) < 2:
+        raise ValueError(f"fractions must hold at least 2 distinct values in (0, 1] but got {list(fractions)!r}.")
+    if len(set(int(s) for s in seeds)) < 2:
+        raise ValueError(f"seeds must hold at least 2 distinct seeds but got {list(seeds)!r}.")
+    if not (0.0 < float(available_fraction) <= 1.0):
+        raise ValueError(f"available_fraction must be in (0, 1] but got {available_fraction!r}.")
+    if int(budget) < 1:
+        raise ValueError(f"budget must be a positive integer but got {budget!r}.")
+    if candidates is None:
+        if study is None:
+            raise ValueError("Give a study (its best and median trials are retrained) or candidates=(best, typical).")
+        candidates = pick_candidates(study, params_from_trial)
+    rule = rule or DecisionRule()
+    runs: list[RunRecord] = []
+    trends: dict[str, dict[str, Any]] = {}
+    score_trends: dict[str, Trend | None] = {}
+    for cand in candidates:
+        recs = measure_data_curve(task, cand, fixed=fixed, budget=budget, fractions=fr, seeds=seeds,
+                                  available_fraction=available_fraction, band=band, min_evals=min_evals,
+                                  analyze_fn=analyze_fn)
+        runs.extend(recs)
+        per = {attr: _trend_of(recs, attr) for attr in ("score", "mean_alpha", "spread")}
+        score_trends[cand.label] = per["score"]
+        trends[cand.label] = {k: (asdict(v) if v is not None else None) for k, v in per.items()}
+    decision = decide(score_trends[candidates[0].label], score_trends[candidates[1].label], rule)
+    failed = [r for r in runs if r.status != "ok"]
+    advice: dict[str, Any] = {
+        "verdict": decision["verdict"],
+        "reason": decision["reason"],
+        "decision": {k: v for k, v in decision.items() if k not in ("verdict", "reason")},
+        "trends": trends,
+        "runs": [asdict(r) for r in runs],
+        "n_failed_runs": len(failed),
+        "candidates": {c.label: {"trial_number": c.trial_number, "study_score": c.study_score,
+                                 "values": dict(c.values), "layers": {k: dict(v) for k, v in c.layers.items()}}
+                       for c in candidates},
+        "study": tuning_headroom(study) if study is not None else None,
+        "settings": {"fractions": fr, "seeds": [int(s) for s in seeds], "budget": int(budget),
+                     "available_fraction": float(available_fraction), "band": [float(band[0]), float(band[1])],
+                     "min_evals": int(min_evals), "z": rule.z, "min_effect": rule.min_effect},
+        "heldout_note": "held-out values in runs are recorded for validation only; the verdict never reads them",
+    }
+    if failed:
+        logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
+    return _finite_or_none(advice)
+
+
+def plot_advice(advice: Mapping[str, Any]) -> Any:
+    """Figure: score vs data fraction (mean ± sd over seeds, fitted line, extrapolation to 2× with ± 1 SE)
+    for each configuration, the tuning gap at 1× drawn as a bracket, and the cross-layer α spread."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2))
+    ax, ax2 = fig.subplots(1, 2)
+    colors = {"best": "tab:blue", "typical": "tab:orange"}
+    runs = pd.DataFrame(advice["runs"])
+    ok = runs[runs["status"] == "ok"] if len(runs) else runs
+    for label, color in colors.items():
+        sub = ok[ok["config"] == label] if len(ok) else ok
+        for axis, attr in ((ax, "score"), (ax2, "spread")):
+            if len(sub):
+                g = sub.groupby("fraction")[attr].agg(["mean", "std"]).reset_index()
+                axis.errorbar(np.log2(g["fraction"]), g["mean"], yerr=g["std"].fillna(0.0), fmt="o",
+                              color=color, capsize=3, label=f"{label} (runs: mean ± sd)")
+            tr = (advice["trends"].get(label) or {}).get(attr)
+            if tr:
+                xs = np.linspace(math.log2(min(advice["settings"]["fractions"])), 0.0, 20)
+                axis.plot(xs, tr["intercept"] + tr["slope"] * xs, "-", color=color, lw=1)
+                axis.plot([0.0, 1.0], [tr["intercept"], tr["at_2x"]], "--", color=color, lw=1.5,
+                          label=f"{label}: extrapolation to 2×")
+                if tr.get("se_at_2x") is not None:
+                    axis.errorbar([1.0], [tr["at_2x"]], yerr=[tr["se_at_2x"]], fmt="s", color=color, capsize=4,
+                                  mfc="white")
+    d = advice.get("decision") or {}
+    tb, tt = (advice["trends"].get("best") or {}).get("score"), (advice["trends"].get("typical") or {}).get("score")
+    if tb and tt and d.get("tune_gain") is not None:
+        ax.annotate("", xy=(0.15, tb["intercept"]), xytext=(0.15, tt["intercept"]),
+                    arrowprops={"arrowstyle": "<->", "color": "tab:green", "lw": 2})
+        ax.text(0.2, (tb["intercept"] + tt["intercept"]) / 2, f"tuning gap\n{d['tune_gain']:+.3f}",
+                color="tab:green", va="center", fontsize=8)
+        ax.annotate("", xy=(1.12, tb["at_2x"]), xytext=(1.12, tb["intercept"]),
+                    arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2})
+        ax.text(1.17, (tb["at_2x"] + tb["intercept"]) / 2, f"2× data\n{d['data_gain']:+.3f}",
+                color="tab:purple", va="center", fontsize=8)
+    study = advice.get("study") or {}
+    if study.get("best") is not None:
+        ax.axhspan(study["best"], study["median"], color="tab:green", alpha=0.08,
+                   label="study: best … median score")
+    for axis, what in ((ax, "α score (distance to band; lower is better)"), (ax2, "cross-layer α spread (sd)")):
+        fr = advice["settings"]["fractions"]
+        ticks = sorted({math.log2(f) for f in fr} | {1.0})
+        axis.set_xticks(ticks, [f"{2 ** t:g}×" for t in ticks])
+        axis.set_xlabel("training data (relative to what is available)")
+        axis.set_ylabel(what)
+        axis.set_xlim(min(ticks) - 0.3, 1.6)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"verdict: {advice['verdict']}", fontsize=10)
+    ax2.set_title("spread of α across layers", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_advice(advice: Mapping[str, Any], out_dir: str | Path, study: Any = None) -> dict[str, Path]:
+    """Write ``advice.json`` and ``advice.png`` into ``out_dir``; store ``wwtune.advice`` on the study."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "advice.json", "png": out / "advice.png"}
+    clean = _finite_or_none(advice)
+    paths["json"].write_text(json.dumps(clean, indent=2, allow_nan=False))
+    plot_advice(clean).savefig(paths["png"], dpi=110)
+    if study is not None:
+        study.set_user_attr("wwtune.advice", clean)
+    return paths
+
+
+def format_advice(advice: Mapping[str, Any]) -> str:
+    """A few lines for the CLI to print: the verdict, the numbers behind it and the study summary."""
+    d = advice.get("decision") or {}
+    lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
+    if d:
+        lines.append(f"  data effect {d['data_gain']:+.4f} ± {d['se_data']:.4f} (z {d['z_data']:.2f}); "
+                     f"tuning effect {d['tune_gain']:+.4f} ± {d['se_tune']:.4f} (z {d['z_tune']:.2f}); "
+                     f"difference z {d['z_diff']:.2f} (threshold {d['z']:g})")
+    s = advice.get("study") or {}
+    if s.get("best") is not None:
+        lines.append(f"  study: {s['n_complete']} complete trials, best {s['best']:.4f}, median {s['median']:.4f}, "
+                     f"still improving: {s.get('still_improving')} (recent gain {s.get('recent_gain')})")
+        if s.get("importances"):
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(s["importances"].items())[:4])
+            lines.append(f"  parameter importances: {top}")
+        else:
+            lines.append(f"  parameter importances: not computed ({s.get('importances_note')})")
+    if advice.get("n_failed_runs"):
+        lines.append(f"  {advice['n_failed_runs']} retraining runs failed and were left out")
+    return "\n".join(lines)
