@@ -1,0 +1,289 @@
+"""Turn one model's per-layer spectral diagnostics into the single number a study optimises.
+
+The default objective is a **distance to a target band** of the power-law exponent α, averaged over the
+eligible layers (evidence: "smallest α wins" picks diverged runs; "α closest to 2" nearly matches
+validation-based selection). Never "minimise α".
+
+Per-layer term of ``band_distance`` for a band ``[lo, hi]`` with centre ``c = (lo + hi) / 2``::
+
+    term(α) = max(lo - α, 0, α - hi) + tie_break * |α - c|
+
+The second part is the deterministic tie-break: inside the band the distance is 0 for every α, so the
+sampler would see no signal; the small pull toward the centre keeps the term strictly increasing in
+``|α - c|`` everywhere (continuous across the band edges), so the ordering outside the band is unchanged.
+
+Rules shared by all α-based kinds:
+
+* **Eligibility**: only layers with ``num_evals >= min_evals`` (default 50) count. The others are kept in
+  the stored table with ``eligible = False``.
+* **Failed fits** (status not ``success``, α = -1, α ≤ 1 or non-finite): the layer contributes
+  ``failed_penalty`` instead of its α term — it is never read as a small α.
+* **Weights**: ``uniform`` (each eligible layer counts once, the default) or ``num_evals`` (a layer counts
+  in proportion to its number of eigenvalues, so wide layers dominate).
+
+Kinds (``conf/score/<name>.yaml``): ``band_distance`` (default), ``mean_alpha`` (weighted mean α,
+minimised; for comparison with the literature), ``mean_alpha_weighted`` (mean α̂ = α·log10 λ_max,
+minimised; the authors recommend plain α for hyperparameter sweeps at fixed architecture) and ``heldout``
+(the task's held-out metric, for baselines; its direction comes from the objective config).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "layers_record"]
+
+KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout")
+WEIGHTS = ("uniform", "num_evals")
+DIRECTIONS = ("minimize", "maximize")
+
+#: Default per-layer value substituted for a failed fit, by kind (in the score's own units).
+_DEFAULT_FAILED_PENALTY = {
+    "band_distance": 4.0,
+    "mean_alpha": 8.0,
+    "mean_alpha_weighted": 8.0,
+    "heldout": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The outcome of scoring one analysis.
+
+    ``value`` is ``None`` when the model cannot be scored (then ``reason`` says why): no eligible layer,
+    or a ``heldout`` score without a held-out value.
+    """
+
+    value: float | None
+    n_layers: int
+    n_eligible: int
+    n_failed: int
+    reason: str | None = None
+
+
+class Score:
+    """The study objective computed from ``wwtune.analyze`` output (lower is better for α kinds).
+
+    Example:
+
+        .. code-block:: python
+
+            import pandas as pd
+            from wwtune.score import Score
+
+            layers = pd.DataFrame({"name": ["fc1", "fc2"], "alpha": [2.5, 1.5], "num_evals": [64, 64],
+                                   "status": ["success", "success"]})
+            result = Score(band=(2.0, 2.0), tie_break=0.0)(layers)
+            assert result.value == 0.5
+
+    Args:
+        kind: one of ``band_distance`` (default), ``mean_alpha``, ``mean_alpha_weighted``, ``heldout``.
+        band: ``(lo, hi)`` target band of α for ``band_distance``; default ``(2, 2)`` (MLP/CNN). Use
+            ``(3, 4)`` for transformers. ``lo`` must not exceed ``hi``.
+        min_evals: a layer is eligible only with at least this many eigenvalues; default 50.
+        weights: ``uniform`` (default) or ``num_evals``; how eligible layers are averaged.
+        failed_penalty: per-layer value used for a failed fit, in the score's units; default 4.0 for
+            ``band_distance`` (as far as α = 6 is from 2) and 8.0 for the mean-α kinds. Cannot be negative.
+        tie_break: weight of the pull toward the band centre, default 0.01; 0 disables it. Cannot be
+            negative.
+        heldout_direction: ``maximize`` (default) or ``minimize``; the direction of a ``heldout`` score.
+    """
+
+    def __init__(
+        self,
+        kind: str = "band_distance",
+        band: Sequence[float] = (2.0, 2.0),
+        min_evals: int = 50,
+        weights: str = "uniform",
+        failed_penalty: float | None = None,
+        tie_break: float = 0.01,
+        heldout_direction: str = "maximize",
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"Score kind must be one of {list(KINDS)} but got {kind!r}.")
+        band = tuple(float(b) for b in band)
+        if len(band) != 2 or not all(math.isfinite(b) for b in band):
+            raise ValueError(f"band must be two finite numbers [lo, hi] but got {list(band)!r}.")
+        if band[0] > band[1]:
+            raise ValueError(f"band lower edge cannot exceed the upper edge but got {list(band)!r}.")
+        if int(min_evals) != min_evals or min_evals < 1:
+            raise ValueError(f"min_evals must be a positive integer but got {min_evals!r}.")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {list(WEIGHTS)} but got {weights!r}.")
+        if failed_penalty is None:
+            failed_penalty = _DEFAULT_FAILED_PENALTY[kind]
+        if not math.isfinite(failed_penalty) or failed_penalty < 0:
+            raise ValueError(f"failed_penalty cannot be negative or non-finite but got {failed_penalty!r}.")
+        if not math.isfinite(tie_break) or tie_break < 0:
+            raise ValueError(f"tie_break cannot be negative or non-finite but got {tie_break!r}.")
+        if heldout_direction not in DIRECTIONS:
+            raise ValueError(
+                f"heldout_direction must be one of {list(DIRECTIONS)} but got {heldout_direction!r}."
+            )
+        self.kind = kind
+        self.band = band
+        self.min_evals = int(min_evals)
+        self.weights = weights
+        self.failed_penalty = float(failed_penalty)
+        self.tie_break = float(tie_break)
+        self.heldout_direction = heldout_direction
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], heldout_direction: str | None = None) -> Score:
+        """Build from a ``conf/score`` mapping (keys as in ``__init__``)."""
+        allowed = {"kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise ValueError(f"Unknown score setting(s) {unknown}; allowed: {sorted(allowed)}.")
+        kwargs = dict(cfg)
+        if heldout_direction is not None:
+            kwargs["heldout_direction"] = heldout_direction
+        return cls(**kwargs)
+
+    @property
+    def direction(self) -> str:
+        """The Optuna study direction this score needs."""
+        return self.heldout_direction if self.kind == "heldout" else "minimize"
+
+    @property
+    def uses_alpha(self) -> bool:
+        return self.kind != "heldout"
+
+    def describe(self) -> str:
+        """One line stating the rule, for logs and summaries."""
+        if self.kind == "heldout":
+            return f"score = held-out metric ({self.heldout_direction})"
+        rule = {
+            "band_distance": f"distance of alpha to band [{self.band[0]:g}, {self.band[1]:g}]"
+            f" (+{self.tie_break:g} x distance to its centre)",
+            "mean_alpha": "mean alpha",
+            "mean_alpha_weighted": "mean alpha_hat (alpha * log10 lambda_max)",
+        }[self.kind]
+        return (
+            f"score = {self.weights}-weighted {rule} over eligible layers (num_evals >= {self.min_evals});"
+            f" failed fits count {self.failed_penalty:g}; lower is better"
+        )
+
+    def eligible(self, num_evals: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Boolean mask of layers with at least ``min_evals`` eigenvalues."""
+        return np.asarray(num_evals, dtype=float) >= self.min_evals
+
+    def layer_terms(
+        self, alpha: np.ndarray, failed: np.ndarray, alpha_hat: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-layer contribution (before weighting): the kind's term, ``failed_penalty`` for failed fits."""
+        alpha = np.asarray(alpha, dtype=float)
+        if self.kind == "band_distance":
+            lo, hi = self.band
+            safe = np.where(failed, 0.5 * (lo + hi), alpha)
+            outside = np.maximum(np.maximum(lo - safe, 0.0), safe - hi)
+            terms = outside + self.tie_break * np.abs(safe - 0.5 * (lo + hi))
+        elif self.kind == "mean_alpha":
+            terms = alpha.copy()
+        elif self.kind == "mean_alpha_weighted":
+            if alpha_hat is None:
+                raise ValueError("mean_alpha_weighted needs the 'alpha_weighted' column of wwtune.analyze.")
+            terms = np.asarray(alpha_hat, dtype=float).copy()
+            failed = failed | ~np.isfinite(terms)
+        else:
+            raise ValueError("layer_terms is not defined for the heldout score.")
+        return np.where(failed, self.failed_penalty, terms)
+
+    def __call__(self, layers: pd.DataFrame | None, heldout: float | None = None) -> ScoreResult:
+        """Score one analysis (``wwtune.analyze`` DataFrame); ``heldout`` is used only by ``heldout``."""
+        n_layers = 0 if layers is None else len(layers)
+        if self.kind == "heldout":
+            if heldout is None or not math.isfinite(float(heldout)):
+                return ScoreResult(
+                    None,
+                    n_layers,
+                    0,
+                    0,
+                    "score=heldout needs the task to return a finite "
+                    f"{{'heldout': value}} but got {heldout!r}",
+                )
+            return ScoreResult(float(heldout), n_layers, 0, 0)
+        if layers is None or n_layers == 0:
+            return ScoreResult(None, 0, 0, 0, "the analysis found no layer with a weight matrix")
+        for column in ("alpha", "num_evals"):
+            if column not in layers.columns:
+                raise ValueError(f"Layer table lacks the {column!r} column; got {list(layers.columns)}.")
+        eligible = self.eligible(layers["num_evals"].to_numpy())
+        if not eligible.any():
+            sizes = sorted(int(n) for n in layers["num_evals"])
+            return ScoreResult(
+                None,
+                n_layers,
+                0,
+                0,
+                f"no layer has num_evals >= min_evals={self.min_evals}"
+                f" (eigenvalue counts: {sizes}); lower score.min_evals or widen the model",
+            )
+        alpha = layers["alpha"].to_numpy(dtype=float)[eligible]
+        failed = failed_fits(layers)[eligible]
+        alpha_hat = None
+        if self.kind == "mean_alpha_weighted":
+            if "alpha_weighted" not in layers.columns:
+                raise ValueError("mean_alpha_weighted needs the 'alpha_weighted' column of wwtune.analyze.")
+            alpha_hat = layers["alpha_weighted"].to_numpy(dtype=float)[eligible]
+        terms = self.layer_terms(alpha, failed, alpha_hat)
+        if self.weights == "num_evals":
+            w = layers["num_evals"].to_numpy(dtype=float)[eligible]
+        else:
+            w = np.ones_like(terms)
+        value = float(np.sum(w * terms) / np.sum(w))
+        return ScoreResult(value, n_layers, int(eligible.sum()), int(failed.sum()))
+
+
+def failed_fits(layers: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of layers whose power-law fit failed (status, α = -1, α ≤ 1 or non-finite α)."""
+    alpha = layers["alpha"].to_numpy(dtype=float)
+    bad = ~np.isfinite(alpha) | (alpha <= 1.0)
+    if "status" in layers.columns:
+        bad |= layers["status"].astype(str).to_numpy() != "success"
+    return bad
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: numpy → Python, NaN/Inf → None."""
+    if value is None:
+        return None
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value if isinstance(value, str) else str(value)
+
+
+def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, Any]:
+    """The columnar, JSON-serialisable per-layer table stored as the trial user attr ``wwtune.layers``.
+
+    Keys: ``step, name, alpha, num_evals, eligible, warning, status, lambda_max, log_norm, rank_loss,
+    num_traps`` (``num_traps`` is ``None`` when the analysis did not look for traps).
+    """
+    record: dict[str, Any] = {"step": int(step)}
+    eligible = score.eligible(layers["num_evals"].to_numpy()) if len(layers) else np.zeros(0, bool)
+    record["name"] = (
+        [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
+    )
+    for column in ("alpha", "num_evals"):
+        record[column] = [_plain(v) for v in layers[column]]
+    record["eligible"] = [bool(e) for e in eligible]
+    for column in ("warning", "status", "lambda_max", "log_norm", "rank_loss"):
+        present = column in layers.columns
+        record[column] = [_plain(v) for v in layers[column]] if present else [None] * len(layers)
+    record["num_traps"] = [_plain(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
+    return record
