@@ -1,0 +1,129 @@
+"""Small helpers shared by the bundled tasks: hyperparameter defaults, subsets, optimizer, training loop.
+
+A user copying a task can inline what they need from here; nothing in it knows about Optuna.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wwtune.objective import Params, Reporter
+
+__all__ = [
+    "OPTIMIZERS",
+    "accuracy",
+    "digits_split",
+    "fit_epochs",
+    "make_optimizer",
+    "resolve_hparams",
+    "subset_size",
+]
+
+#: Optimizers a task's ``opt`` hyperparameter may name.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+#: Fraction of the digits kept aside (never trained on) for the held-out metric.
+DIGITS_HELDOUT_FRACTION = 0.25
+
+
+def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str) -> dict[str, Any]:
+    """The task's defaults overridden by ``params.values``; unknown names are an error, not ignored."""
+    unknown = sorted(set(params.values) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"Task {task_name!r} has no hyperparameter(s) {unknown}; known: {sorted(defaults)}."
+        )
+    hp = {**defaults, **params.values}
+    if hp.get("opt", "sgd") not in OPTIMIZERS:
+        raise ValueError(f"opt must be one of {list(OPTIMIZERS)} but got {hp['opt']!r}.")
+    for key in ("lr", "weight_decay", "momentum"):
+        if key in hp and float(hp[key]) < 0:
+            raise ValueError(f"{key} cannot be negative but got {hp[key]!r}.")
+    if "batch_size" in hp and int(hp["batch_size"]) < 1:
+        raise ValueError(f"batch_size must be a positive integer but got {hp['batch_size']!r}.")
+    return hp
+
+
+def subset_size(n_full: int, data_fraction: float) -> int:
+    """Number of training examples used at ``data_fraction`` of ``n_full`` (at least one)."""
+    return max(1, round(float(data_fraction) * n_full))
+
+
+def make_optimizer(params: Params, model: nn.Module, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer named by ``hp["opt"]`` over ``params.param_groups(model)`` (per-layer lr/wd applied)."""
+    groups = params.param_groups(model, lr=float(hp["lr"]), weight_decay=float(hp.get("weight_decay", 0.0)))
+    opt = hp.get("opt", "sgd")
+    if opt == "sgd":
+        return torch.optim.SGD(groups, lr=float(hp["lr"]), momentum=float(hp.get("momentum", 0.0)))
+    if opt == "adam":
+        return torch.optim.Adam(groups, lr=float(hp["lr"]))
+    return torch.optim.AdamW(groups, lr=float(hp["lr"]))
+
+
+def fit_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: Params,
+    hp: Mapping[str, Any],
+    reporter: Reporter,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> None:
+    """Minibatch training for ``params.budget`` epochs; reports the epoch's mean loss after each epoch."""
+    optimizer = make_optimizer(params, model, hp)
+    order_rng = torch.Generator().manual_seed(int(params.seed) + 1)
+    n = len(x)
+    batch = min(int(hp["batch_size"]), n)
+    for epoch in range(1, int(params.budget) + 1):
+        model.train()
+        order = torch.randperm(n, generator=order_rng)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        reporter.report(epoch, model, total / n)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of ``x`` classified as ``y`` (model in eval mode, no gradients)."""
+    model.eval()
+    return float((model(x).argmax(dim=1) == y).float().mean())
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # shipped with scikit-learn, no download
+
+    data = load_digits()
+    return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+def digits_split(
+    seed: int, data_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8×8 digits as ``(x_train, y_train, x_heldout, y_heldout)``, pixels in [0, 1].
+
+    The held-out quarter is the same for every seed and fraction, so held-out metrics are comparable
+    across trials. The training subset is the first ``data_fraction`` of a ``seed``-shuffled order of
+    the remaining images, so smaller fractions are nested inside larger ones for one seed.
+    """
+    x, y = _digits()
+    split = np.random.default_rng(0).permutation(len(x))
+    n_heldout = round(DIGITS_HELDOUT_FRACTION * len(x))
+    heldout, pool = split[:n_heldout], split[n_heldout:]
+    pool = pool[np.random.default_rng(int(seed)).permutation(len(pool))]
+    train = pool[: subset_size(len(pool), data_fraction)]
+    as_t = torch.from_numpy
+    return as_t(x[train]), as_t(y[train]), as_t(x[heldout]), as_t(y[heldout])
