@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ import pandas as pd
 from torch import nn
 
 from wwtune.objective import Params, Reporter, TrainingDiverged
+from wwtune.score import Score, failed_fits
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -66,7 +66,6 @@ __all__ = [
     "RunRecord",
     "Trend",
     "advise",
-    "band_distance",
     "check_task",
     "decide",
     "fit_trend",
@@ -120,23 +119,8 @@ def _complete_trials(study: Any) -> list[Any]:
 
 
 def _default_params_from_trial(trial: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Split ``trial.params`` into global values and per-layer settings.
-
-    Per-layer settings are recognised as ``"<pattern>.<setting>"`` keys whose setting is one of
-    ``lr_mult``, ``weight_decay``, ``dropout`` and whose pattern names a layer (contains no other dot
-    convention); everything else is a global value.
-    """
-    from wwtune.objective import LAYER_SETTINGS
-
-    values: dict[str, Any] = {}
-    layers: dict[str, dict[str, Any]] = {}
-    for key, value in trial.params.items():
-        pattern, sep, setting = key.rpartition(".")
-        if sep and setting in LAYER_SETTINGS and pattern:
-            layers.setdefault(pattern, {})[setting] = value
-        else:
-            values[key] = value
-    return values, layers
+    """All of ``trial.params`` as global values (use ``SearchSpace.split`` when the space has layers)."""
+    return dict(trial.params), {}
 
 
 def pick_candidates(
@@ -150,7 +134,9 @@ def pick_candidates(
     import optuna
 
     if getattr(study, "direction", None) != optuna.study.StudyDirection.MINIMIZE:
-        raise ValueError(f"The advisor reads α-score studies, which minimise; got direction {study.direction}.")
+        raise ValueError(
+            f"The advisor reads α-score studies, which minimise; got direction {study.direction}."
+        )
     trials = _complete_trials(study)
     if len(trials) < 2:
         raise ValueError(
@@ -187,15 +173,10 @@ class _SpectraReporter(Reporter):
             raise TrainingDiverged(f"training loss became {loss} at step {step}")
 
 
-def band_distance(alpha: Sequence[float], band: tuple[float, float] = (2.0, 2.0)) -> float:
-    """Mean distance of the layers' α to the band ``[lo, hi]`` (0 inside it); failed fits (α ≤ 0) → inf."""
-    lo, hi = float(band[0]), float(band[1])
-    a = np.asarray(alpha, dtype=float)
-    if a.size == 0:
-        return math.inf
-    if np.any(~np.isfinite(a)) or np.any(a <= 0):
-        return math.inf
-    return float(np.mean(np.maximum(lo - a, 0.0) + np.maximum(a - hi, 0.0)))
+def _run_budget(budget: int, fraction: float, budget_per_data: bool) -> int:
+    """Budget of a run at ``fraction``: scaled by 1/fraction when the budget counts passes over the data
+    (epochs), so every fraction gets the same number of optimisation steps; unchanged otherwise."""
+    return int(math.ceil(int(budget) / float(fraction) - 1e-9)) if budget_per_data else int(budget)
 
 
 @dataclass
@@ -230,31 +211,36 @@ def measure_data_curve(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seeds: Sequence[int] = (0, 1),
     available_fraction: float = 1.0,
-    band: tuple[float, float] = (2.0, 2.0),
-    min_evals: int = 50,
+    score: Score | None = None,
     analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
+    budget_per_data: bool = True,
 ) -> list[RunRecord]:
     """Retrain ``candidate`` at every fraction × seed and read its layers' α.
 
     ``fractions`` are relative to the data the user has; ``available_fraction`` (default 1) is the fraction
     of the task's training set that counts as "all of it" (validation runs use 1/2 so that 2× exists).
-    Only layers with at least ``min_evals`` eigenvalues and a successful fit count. A run that diverges or
-    leaves no eligible layer is recorded with ``status="failed"`` and its reason, and is left out of fits.
+    Each run is scored with ``score`` (the study's :class:`wwtune.score.Score`; default band [2, 2],
+    ``min_evals`` 50); mean α and the cross-layer spread (population sd) use the eligible layers whose
+    fit succeeded. A run that diverges or cannot be scored is recorded with ``status="failed"`` and its
+    reason, and is left out of the fits.
     """
     check_task(task)
     analyze_fn = analyze_fn or _analyze_default
+    score = score or Score()
     records: list[RunRecord] = []
     for fraction in fractions:
         for seed in seeds:
             params = Params(
                 values={**dict(fixed or {}), **dict(candidate.values)},
                 layers={k: dict(v) for k, v in candidate.layers.items()},
-                budget=int(budget),
+                budget=_run_budget(budget, fraction, budget_per_data),
                 seed=int(seed),
                 data_fraction=float(fraction) * float(available_fraction),
             )
             reporter = _SpectraReporter()
-            record = RunRecord(candidate.label, float(fraction), int(seed), math.inf, math.nan, math.nan, 0, None)
+            record = RunRecord(
+                candidate.label, float(fraction), int(seed), math.inf, math.nan, math.nan, 0, None
+            )
             try:
                 result = task(params, reporter) or {}
             except TrainingDiverged as exc:
@@ -266,22 +252,29 @@ def measure_data_curve(
             heldout = result.get("heldout") if isinstance(result, Mapping) else None
             record.heldout = None if heldout is None else float(heldout)
             if reporter.model is None:
-                record.status, record.reason = "failed", "the task never called reporter.report(step, model, loss)"
+                record.status, record.reason = (
+                    "failed",
+                    "the task never called reporter.report(step, model, loss)",
+                )
                 records.append(record)
                 continue
             df = analyze_fn(reporter.model)
-            ok = (df["num_evals"] >= min_evals) & (df["status"] == "success") & (df["alpha"] > 0)
-            alphas = df.loc[ok, "alpha"].to_numpy(dtype=float)
-            if alphas.size == 0:
-                record.status = "failed"
-                record.reason = f"no layer with at least {min_evals} eigenvalues and a successful fit"
-            else:
-                record.n_layers = int(alphas.size)
+            result_score = score(df)
+            if result_score.value is None:
+                record.status, record.reason = "failed", str(result_score.reason)
+                records.append(record)
+                continue
+            good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
+            alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
+            record.score = float(result_score.value)
+            record.n_layers = int(alphas.size)
+            if alphas.size:
                 record.mean_alpha = float(alphas.mean())
                 record.spread = float(alphas.std(ddof=0))
-                record.score = band_distance(alphas, band)
             records.append(record)
-            logger.info("advice run %s f=%.4g seed=%d score=%.4g", candidate.label, fraction, seed, record.score)
+            logger.info(
+                "advice run %s f=%.4g seed=%d score=%.4g", candidate.label, fraction, seed, record.score
+            )
     return records
 
 
@@ -336,8 +329,17 @@ def fit_trend(x: Sequence[float], y: Sequence[float]) -> Trend:
         rsd = math.sqrt(s2)
     else:
         se_slope = se_int = se_2x = rsd = math.inf
-    return Trend(slope, intercept, se_slope, se_intercept=se_int, at_2x=intercept + slope,
-                 se_at_2x=se_2x, n=n, n_x=n_x, residual_sd=rsd)
+    return Trend(
+        slope,
+        intercept,
+        se_slope,
+        se_intercept=se_int,
+        at_2x=intercept + slope,
+        se_at_2x=se_2x,
+        n=n,
+        n_x=n_x,
+        residual_sd=rsd,
+    )
 
 
 def _trend_of(records: Iterable[RunRecord], attr: str) -> Trend | None:
@@ -365,17 +367,27 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
     if not scores:
         return {**out, "importances": None, "importances_note": "no complete trials"}
     q = np.quantile(scores, [0.25, 0.5, 0.75])
-    out.update(best=min(scores), median=float(q[1]), q25=float(q[0]), q75=float(q[2]),
-               best_vs_median=float(q[1] - min(scores)))
+    out.update(
+        best=min(scores),
+        median=float(q[1]),
+        q25=float(q[0]),
+        q75=float(q[2]),
+        best_vs_median=float(q[1] - min(scores)),
+    )
     k = max(2, int(math.ceil(recent * len(scores))))
     if len(scores) > k:
         before, last = min(scores[:-k]), min(scores[-k:])
-        out.update(recent_trials=k, best_before_recent=before, recent_gain=max(0.0, before - last),
-                   still_improving=bool(last < before))
+        out.update(
+            recent_trials=k,
+            best_before_recent=before,
+            recent_gain=max(0.0, before - last),
+            still_improving=bool(last < before),
+        )
     else:
         out.update(recent_trials=k, best_before_recent=None, recent_gain=None, still_improving=None)
-    varied = {name for t in trials for name in t.params
-              if len({repr(u.params.get(name)) for u in trials}) > 1}
+    varied = {
+        name for t in trials for name in t.params if len({repr(u.params.get(name)) for u in trials}) > 1
+    }
     if len(trials) < min_trials_importance or len(varied) < 2:
         out["importances"] = None
         out["importances_note"] = (
@@ -418,21 +430,33 @@ def decide(best: Trend | None, typical: Trend | None, rule: DecisionRule = Decis
     """Apply the rule to the best and typical configurations' score trends; return verdict and numbers."""
     if best is None or typical is None:
         missing = "best" if best is None else "typical"
-        return {"verdict": "inconclusive",
-                "reason": f"the {missing} configuration has fewer than 2 data fractions with usable runs"}
+        return {
+            "verdict": "inconclusive",
+            "reason": f"the {missing} configuration has fewer than 2 data fractions with usable runs",
+        }
     data_gain, se_data = -best.slope, best.se_slope
     tune_gain = typical.intercept - best.intercept
     se_tune = math.hypot(typical.se_intercept, best.se_intercept)
     diff = data_gain - tune_gain
     se = math.hypot(se_data, se_tune)
-    numbers = {"data_gain": data_gain, "se_data": se_data, "tune_gain": tune_gain, "se_tune": se_tune,
-               "diff": diff, "se_diff": se, "z": rule.z, "min_effect": rule.min_effect}
+    numbers = {
+        "data_gain": data_gain,
+        "se_data": se_data,
+        "tune_gain": tune_gain,
+        "se_tune": se_tune,
+        "diff": diff,
+        "se_diff": se,
+        "z": rule.z,
+        "min_effect": rule.min_effect,
+    }
     zd = data_gain / se_data if se_data > 0 else math.inf * np.sign(data_gain)
     zt = tune_gain / se_tune if se_tune > 0 else math.inf * np.sign(tune_gain)
     numbers["z_data"], numbers["z_tune"] = float(zd), float(zt)
     numbers["z_diff"] = float(diff / se) if se > 0 else float(math.inf * np.sign(diff))
-    text = (f"doubling the data is predicted to lower the score by {data_gain:+.3f} ± {se_data:.3f}; "
-            f"the best configuration scores {tune_gain:+.3f} ± {se_tune:.3f} below the typical one at 1×")
+    text = (
+        f"doubling the data is predicted to lower the score by {data_gain:+.3f} ± {se_data:.3f}; "
+        f"the best configuration scores {tune_gain:+.3f} ± {se_tune:.3f} below the typical one at 1×"
+    )
     if diff >= rule.z * se and data_gain >= max(rule.min_effect, rule.z * se_data):
         verdict = "more data"
         why = f"{text}: the data effect exceeds the tuning effect by {diff:.3f} (≥ {rule.z:g} × {se:.3f})"
@@ -441,8 +465,10 @@ def decide(best: Trend | None, typical: Trend | None, rule: DecisionRule = Decis
         why = f"{text}: the tuning effect exceeds the data effect by {-diff:.3f} (≥ {rule.z:g} × {se:.3f})"
     else:
         verdict = "inconclusive"
-        why = (f"{text}: the difference {diff:+.3f} is within {rule.z:g} × {se:.3f} or neither effect "
-               f"clears {rule.min_effect:g} and {rule.z:g} standard errors")
+        why = (
+            f"{text}: the difference {diff:+.3f} is within {rule.z:g} × {se:.3f} or neither effect "
+            f"clears {rule.min_effect:g} and {rule.z:g} standard errors"
+        )
     return {"verdict": verdict, "reason": why, **numbers}
 
 
@@ -474,8 +500,8 @@ def advise(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seeds: Sequence[int] = (0, 1),
     available_fraction: float = 1.0,
-    band: tuple[float, float] = (2.0, 2.0),
-    min_evals: int = 50,
+    score: Score | None = None,
+    budget_per_data: bool = True,
     rule: DecisionRule | None = None,
     analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
     params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
@@ -494,8 +520,8 @@ def advise(
             Default 1/8, 1/4, 1/2, 1.
         seeds: seeds per fraction; at least 2. Default (0, 1).
         available_fraction: share of the task's training set the user has (default 1.0).
-        band: the score's target α band (default [2, 2]).
-        min_evals: layers with fewer eigenvalues are ignored (default 50).
+        score: how a trained model is scored: the study's :class:`wwtune.score.Score` (default
+            ``Score()``: distance to the band [2, 2] over layers with at least 50 eigenvalues).
         rule: the decision thresholds (default ``DecisionRule()``).
         analyze_fn: model → per-layer DataFrame (``wwtune.analyze`` by default).
         params_from_trial: trial → (global values, per-layer settings); default splits
@@ -510,7 +536,9 @@ def advise(
     check_task(task)
     fr = [float(f) for f in fractions]
     if any(not (0.0 < f <= 1.0) for f in fr) or len(set(fr)) < 2:
-        raise ValueError(f"fractions must hold at least 2 distinct values in (0, 1] but got {list(fractions)!r}.")
+        raise ValueError(
+            f"fractions must hold at least 2 distinct values in (0, 1] but got {list(fractions)!r}."
+        )
     if len(set(int(s) for s in seeds)) < 2:
         raise ValueError(f"seeds must hold at least 2 distinct seeds but got {list(seeds)!r}.")
     if not (0.0 < float(available_fraction) <= 1.0):
@@ -519,16 +547,28 @@ def advise(
         raise ValueError(f"budget must be a positive integer but got {budget!r}.")
     if candidates is None:
         if study is None:
-            raise ValueError("Give a study (its best and median trials are retrained) or candidates=(best, typical).")
+            raise ValueError(
+                "Give a study (its best and median trials are retrained) or candidates=(best, typical)."
+            )
         candidates = pick_candidates(study, params_from_trial)
     rule = rule or DecisionRule()
+    score = score or Score()
     runs: list[RunRecord] = []
     trends: dict[str, dict[str, Any]] = {}
     score_trends: dict[str, Trend | None] = {}
     for cand in candidates:
-        recs = measure_data_curve(task, cand, fixed=fixed, budget=budget, fractions=fr, seeds=seeds,
-                                  available_fraction=available_fraction, band=band, min_evals=min_evals,
-                                  analyze_fn=analyze_fn)
+        recs = measure_data_curve(
+            task,
+            cand,
+            fixed=fixed,
+            budget=budget,
+            fractions=fr,
+            seeds=seeds,
+            available_fraction=available_fraction,
+            score=score,
+            budget_per_data=budget_per_data,
+            analyze_fn=analyze_fn,
+        )
         runs.extend(recs)
         per = {attr: _trend_of(recs, attr) for attr in ("score", "mean_alpha", "spread")}
         score_trends[cand.label] = per["score"]
@@ -542,13 +582,25 @@ def advise(
         "trends": trends,
         "runs": [asdict(r) for r in runs],
         "n_failed_runs": len(failed),
-        "candidates": {c.label: {"trial_number": c.trial_number, "study_score": c.study_score,
-                                 "values": dict(c.values), "layers": {k: dict(v) for k, v in c.layers.items()}}
-                       for c in candidates},
+        "candidates": {
+            c.label: {
+                "trial_number": c.trial_number,
+                "study_score": c.study_score,
+                "values": dict(c.values),
+                "layers": {k: dict(v) for k, v in c.layers.items()},
+            }
+            for c in candidates
+        },
         "study": tuning_headroom(study) if study is not None else None,
-        "settings": {"fractions": fr, "seeds": [int(s) for s in seeds], "budget": int(budget),
-                     "available_fraction": float(available_fraction), "band": [float(band[0]), float(band[1])],
-                     "min_evals": int(min_evals), "z": rule.z, "min_effect": rule.min_effect},
+        "settings": {
+            "fractions": fr,
+            "seeds": [int(s) for s in seeds],
+            "budget": int(budget),
+            "available_fraction": float(available_fraction),
+            "score": score.describe(),
+            "z": rule.z,
+            "min_effect": rule.min_effect,
+        },
         "heldout_note": "held-out values in runs are recorded for validation only; the verdict never reads them",
     }
     if failed:
@@ -571,36 +623,83 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
         for axis, attr in ((ax, "score"), (ax2, "spread")):
             if len(sub):
                 g = sub.groupby("fraction")[attr].agg(["mean", "std"]).reset_index()
-                axis.errorbar(np.log2(g["fraction"]), g["mean"], yerr=g["std"].fillna(0.0), fmt="o",
-                              color=color, capsize=3, label=f"{label} (runs: mean ± sd)")
+                axis.errorbar(
+                    np.log2(g["fraction"]),
+                    g["mean"],
+                    yerr=g["std"].fillna(0.0),
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                    label=f"{label} (runs: mean ± sd)",
+                )
             tr = (advice["trends"].get(label) or {}).get(attr)
             if tr:
                 xs = np.linspace(math.log2(min(advice["settings"]["fractions"])), 0.0, 20)
                 axis.plot(xs, tr["intercept"] + tr["slope"] * xs, "-", color=color, lw=1)
-                axis.plot([0.0, 1.0], [tr["intercept"], tr["at_2x"]], "--", color=color, lw=1.5,
-                          label=f"{label}: extrapolation to 2×")
+                axis.plot(
+                    [0.0, 1.0],
+                    [tr["intercept"], tr["at_2x"]],
+                    "--",
+                    color=color,
+                    lw=1.5,
+                    label=f"{label}: extrapolation to 2×",
+                )
                 if tr.get("se_at_2x") is not None:
-                    axis.errorbar([1.0], [tr["at_2x"]], yerr=[tr["se_at_2x"]], fmt="s", color=color, capsize=4,
-                                  mfc="white")
+                    axis.errorbar(
+                        [1.0],
+                        [tr["at_2x"]],
+                        yerr=[tr["se_at_2x"]],
+                        fmt="s",
+                        color=color,
+                        capsize=4,
+                        mfc="white",
+                    )
     d = advice.get("decision") or {}
-    tb, tt = (advice["trends"].get("best") or {}).get("score"), (advice["trends"].get("typical") or {}).get("score")
+    tb, tt = (
+        (advice["trends"].get("best") or {}).get("score"),
+        (advice["trends"].get("typical") or {}).get("score"),
+    )
     if tb and tt and d.get("tune_gain") is not None:
-        ax.annotate("", xy=(0.15, tb["intercept"]), xytext=(0.15, tt["intercept"]),
-                    arrowprops={"arrowstyle": "<->", "color": "tab:green", "lw": 2})
-        ax.text(0.2, (tb["intercept"] + tt["intercept"]) / 2, f"tuning gap\n{d['tune_gain']:+.3f}",
-                color="tab:green", va="center", fontsize=8)
-        ax.annotate("", xy=(1.12, tb["at_2x"]), xytext=(1.12, tb["intercept"]),
-                    arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2})
-        ax.text(1.17, (tb["at_2x"] + tb["intercept"]) / 2, f"2× data\n{d['data_gain']:+.3f}",
-                color="tab:purple", va="center", fontsize=8)
+        ax.annotate(
+            "",
+            xy=(0.15, tb["intercept"]),
+            xytext=(0.15, tt["intercept"]),
+            arrowprops={"arrowstyle": "<->", "color": "tab:green", "lw": 2},
+        )
+        ax.text(
+            0.2,
+            (tb["intercept"] + tt["intercept"]) / 2,
+            f"tuning gap\n{d['tune_gain']:+.3f}",
+            color="tab:green",
+            va="center",
+            fontsize=8,
+        )
+        ax.annotate(
+            "",
+            xy=(1.12, tb["at_2x"]),
+            xytext=(1.12, tb["intercept"]),
+            arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2},
+        )
+        ax.text(
+            1.17,
+            (tb["at_2x"] + tb["intercept"]) / 2,
+            f"2× data\n{d['data_gain']:+.3f}",
+            color="tab:purple",
+            va="center",
+            fontsize=8,
+        )
     study = advice.get("study") or {}
     if study.get("best") is not None:
-        ax.axhspan(study["best"], study["median"], color="tab:green", alpha=0.08,
-                   label="study: best … median score")
-    for axis, what in ((ax, "α score (distance to band; lower is better)"), (ax2, "cross-layer α spread (sd)")):
+        ax.axhspan(
+            study["best"], study["median"], color="tab:green", alpha=0.08, label="study: best … median score"
+        )
+    for axis, what in (
+        (ax, "α score (distance to band; lower is better)"),
+        (ax2, "cross-layer α spread (sd)"),
+    ):
         fr = advice["settings"]["fractions"]
         ticks = sorted({math.log2(f) for f in fr} | {1.0})
-        axis.set_xticks(ticks, [f"{2 ** t:g}×" for t in ticks])
+        axis.set_xticks(ticks, [f"{2**t:g}×" for t in ticks])
         axis.set_xlabel("training data (relative to what is available)")
         axis.set_ylabel(what)
         axis.set_xlim(min(ticks) - 0.3, 1.6)
@@ -629,13 +728,17 @@ def format_advice(advice: Mapping[str, Any]) -> str:
     d = advice.get("decision") or {}
     lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
     if d:
-        lines.append(f"  data effect {d['data_gain']:+.4f} ± {d['se_data']:.4f} (z {d['z_data']:.2f}); "
-                     f"tuning effect {d['tune_gain']:+.4f} ± {d['se_tune']:.4f} (z {d['z_tune']:.2f}); "
-                     f"difference z {d['z_diff']:.2f} (threshold {d['z']:g})")
+        lines.append(
+            f"  data effect {d['data_gain']:+.4f} ± {d['se_data']:.4f} (z {d['z_data']:.2f}); "
+            f"tuning effect {d['tune_gain']:+.4f} ± {d['se_tune']:.4f} (z {d['z_tune']:.2f}); "
+            f"difference z {d['z_diff']:.2f} (threshold {d['z']:g})"
+        )
     s = advice.get("study") or {}
     if s.get("best") is not None:
-        lines.append(f"  study: {s['n_complete']} complete trials, best {s['best']:.4f}, median {s['median']:.4f}, "
-                     f"still improving: {s.get('still_improving')} (recent gain {s.get('recent_gain')})")
+        lines.append(
+            f"  study: {s['n_complete']} complete trials, best {s['best']:.4f}, median {s['median']:.4f}, "
+            f"still improving: {s.get('still_improving')} (recent gain {s.get('recent_gain')})"
+        )
         if s.get("importances"):
             top = ", ".join(f"{k} {v:.2f}" for k, v in list(s["importances"].items())[:4])
             lines.append(f"  parameter importances: {top}")
