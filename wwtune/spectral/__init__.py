@@ -16,3 +16,9 @@ With ``keep_evals=True`` an ``evals`` column holds each layer's eigenvalues (flo
 
     summary(df) -> dict   # model-level means (WeightWatcher's get_summary)
 """
+
+from wwtune.spectral.analyze import analyze
+from wwtune.spectral.columns import COLUMNS
+from wwtune.spectral.metrics import summary
+
+__all__ = ["COLUMNS", "analyze", "summary"]

@@ -1,0 +1,246 @@
+"""From what a user has (module, state_dict, checkpoint file, Hugging Face folder) to named weight matrices.
+
+Every analyzable weight becomes a :class:`WeightSpec`: a name, a layer type, its shape in the layout
+(out, in, *kernel) and a loader. Nothing is loaded until the loader is called, so a folder of sharded
+safetensors is read tensor by tensor and memory stays bounded by the largest tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["FILE_SUFFIXES", "WeightSpec", "weight_specs"]
+
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+_CONV_TYPES = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
+# Wrappers that training scripts commonly save around the real state_dict.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+
+
+@dataclass
+class WeightSpec:
+    """One analyzable weight: ``load()`` returns it as (out, in, *kernel), on CPU, original dtype."""
+
+    name: str
+    layer_type: str
+    shape: tuple[int, ...]
+    load: Callable[[], torch.Tensor]
+
+    @property
+    def rf(self) -> int:
+        return int(math.prod(self.shape[2:])) if len(self.shape) > 2 else 1
+
+    @property
+    def N(self) -> int:  # noqa: N802 - WeightWatcher's name
+        return max(self.shape[0], self.shape[1])
+
+    @property
+    def M(self) -> int:  # noqa: N802
+        return min(self.shape[0], self.shape[1])
+
+    @property
+    def num_evals(self) -> int:
+        return self.M * self.rf
+
+
+def _const(t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: t
+
+
+def _split_qkv(name: str, weight: torch.Tensor | None, shape: tuple[int, ...],
+               load: Callable[[], torch.Tensor]) -> list[WeightSpec]:
+    """Split a packed (3E, E) in_proj weight into its Q, K, V blocks named ``<name>.q/.k/.v``."""
+    if len(shape) != 2 or shape[0] % 3:
+        return [WeightSpec(name, "dense", shape, load)]
+    e = shape[0] // 3
+    out = []
+    for idx, part in enumerate("qkv"):
+        def part_load(idx: int = idx) -> torch.Tensor:
+            return load()[idx * e : (idx + 1) * e]
+        out.append(WeightSpec(f"{name}.{part}", "dense", (e, shape[1]), part_load))
+    return out
+
+
+def _is_float(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.is_floating_point() and not isinstance(
+        t, nn.parameter.UninitializedParameter)
+
+
+def _module_specs(model: nn.Module) -> list[WeightSpec]:
+    specs: list[WeightSpec] = []
+    for mname, mod in model.named_modules():
+        if isinstance(mod, nn.MultiheadAttention):
+            base = mname or "attn"
+            if _is_float(mod.in_proj_weight):
+                w = mod.in_proj_weight.detach()
+                specs += _split_qkv(f"{base}.in_proj", w, tuple(w.shape), _const(w))
+            else:
+                for part in "qkv":
+                    w = getattr(mod, f"{part}_proj_weight", None)
+                    if _is_float(w):
+                        w = w.detach()
+                        specs.append(WeightSpec(f"{base}.in_proj.{part}", "dense", tuple(w.shape), _const(w)))
+            continue  # out_proj is a Linear submodule, visited on its own
+        w = getattr(mod, "weight", None)
+        if not _is_float(w):
+            continue
+        w = w.detach()
+        name = mname or "weight"
+        if isinstance(mod, nn.Linear) and w.dim() == 2:
+            specs.append(WeightSpec(name, "dense", tuple(w.shape), _const(w)))
+        elif isinstance(mod, nn.Embedding) and w.dim() == 2:
+            specs.append(WeightSpec(name, "embedding", tuple(w.shape), _const(w)))
+        elif isinstance(mod, nn.modules.conv._ConvNd) and w.dim() in _CONV_TYPES:
+            if mod.transposed:  # ConvTranspose stores (in, out, *k)
+                shape = (w.shape[1], w.shape[0], *w.shape[2:])
+                specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], shape, _const(w.transpose(0, 1))))
+            else:
+                specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], tuple(w.shape), _const(w)))
+        elif type(mod).__name__ == "Conv1D" and w.dim() == 2:
+            # Hugging Face GPT-2 style Conv1D stores (in, out); detected by name, transformers not imported.
+            specs.append(WeightSpec(name, "dense", (w.shape[1], w.shape[0]), _const(w.t())))
+    return specs
+
+
+def _key_spec(key: str, shape: tuple[int, ...], load: Callable[[], torch.Tensor]) -> list[WeightSpec]:
+    """Type a state-dict entry by its key and shape; [] for entries that are not layer weights."""
+    leaf = key.rsplit(".", 1)[-1]
+    if not leaf.endswith("weight") or len(shape) < 2 or len(shape) > 5 or min(shape) == 0:
+        return []
+    if leaf == "in_proj_weight":
+        prefix = key[: -len("_weight")]
+        return _split_qkv(prefix, None, shape, load)
+    name = key[: -len(".weight")] if key.endswith(".weight") else key
+    if leaf in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+        name = key[: -len(leaf)] + "in_proj." + leaf[0]
+    if len(shape) == 2:
+        kind = "embedding" if "embed" in name.lower() else "dense"
+        return [WeightSpec(name, kind, shape, load)]
+    return [WeightSpec(name, _CONV_TYPES[len(shape)], shape, load)]
+
+
+def _state_dict_specs(sd: Mapping[str, Any]) -> list[WeightSpec]:
+    specs: list[WeightSpec] = []
+    for key, t in sd.items():
+        if _is_float(t):
+            specs += _key_spec(str(key), tuple(t.shape), _const(t.detach()))
+    return specs
+
+
+def _unwrap(obj: Any, where: str) -> nn.Module | Mapping[str, Any]:
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, Mapping):
+        if any(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for k in _WRAPPER_KEYS:
+            if k in obj and isinstance(obj[k], (Mapping, nn.Module)):
+                return _unwrap(obj[k], where)
+        raise ValueError(f"{where} holds a dict without tensors (keys: {list(obj)[:8]}); expected a "
+                         f"state_dict, or a checkpoint wrapping one under one of {list(_WRAPPER_KEYS)}.")
+    raise TypeError(f"{where} holds a {type(obj).__name__}, not a model or state_dict.")
+
+
+def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # legacy (non-zip) format cannot be memory-mapped
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised as a clear boundary error
+        raise ValueError(
+            f"cannot read {str(path)!r} as a weights-only PyTorch checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). If it is a pickled full model you trust, load it "
+            f"with torch.load(path, weights_only=False) and pass the model.") from None
+    return _unwrap(obj, repr(str(path)))
+
+
+def _safetensors_specs(path: Path) -> list[WeightSpec]:
+    from safetensors import safe_open
+
+    specs: list[WeightSpec] = []
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            entries = [(k, tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()]
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"cannot read {str(path)!r} as safetensors ({type(e).__name__}: {e}).") from None
+    for key, shape, dtype in entries:
+        if not str(dtype).upper().startswith(("F", "BF")):
+            continue
+
+        def load(key: str = key) -> torch.Tensor:
+            with safe_open(str(path), framework="pt") as f:
+                return f.get_tensor(key)
+
+        specs += _key_spec(key, shape, load)
+    return specs
+
+
+def _file_specs(path: Path) -> list[WeightSpec]:
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _safetensors_specs(path)
+    if suffix in (".pt", ".pth", ".bin"):
+        obj = _torch_load(path)
+        return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj)
+    raise ValueError(f"unsupported file extension {suffix!r} for {str(path)!r}; supported: "
+                     f"{', '.join(FILE_SUFFIXES)} or a Hugging Face model folder.")
+
+
+def _folder_specs(folder: Path) -> list[WeightSpec]:
+    """A Hugging Face folder: sharded or single safetensors preferred, else PyTorch .bin/.pt files."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = folder / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{str(index)!r} is not a valid shard index ({e}).") from None
+            shards = sorted(set(weight_map.values()))
+            missing = [s for s in shards if not (folder / s).is_file()]
+            if missing:
+                raise FileNotFoundError(f"shards listed in {str(index)!r} are missing: {missing}")
+            return [s for shard in shards for s in _file_specs(folder / shard)]
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" and p.is_file())
+    if not files:
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth") and p.is_file()
+                       and not p.name.startswith(("training_args", "optimizer", "scheduler", "rng_state")))
+    if not files:
+        raise FileNotFoundError(f"no weight files ({', '.join(FILE_SUFFIXES)}) in folder {str(folder)!r}.")
+    return [s for f in files for s in _file_specs(f)]
+
+
+def weight_specs(source: Any) -> list[WeightSpec]:
+    """All analyzable weights of ``source`` (nn.Module, state_dict, checkpoint file or HF folder).
+
+    Raises:
+        TypeError: ``source`` is none of the supported kinds.
+        FileNotFoundError: a path that does not exist, or a folder without weight files.
+        ValueError: an unsupported file extension or an unreadable file.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            return _folder_specs(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
+        return _file_specs(path)
+    if isinstance(source, nn.Module):
+        return _module_specs(source)
+    if isinstance(source, Mapping):
+        obj = _unwrap(source, "the state_dict")
+        return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj)
+    kinds = f"an nn.Module, a state_dict, a checkpoint ({', '.join(FILE_SUFFIXES)}) or a Hugging Face folder"
+    raise TypeError(f"analyze() needs {kinds}, but got {type(source).__name__}.")
+
