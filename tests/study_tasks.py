@@ -1,0 +1,81 @@
+"""Tiny tasks for the study-runner tests, imported as `study_tasks:<name>` (tests folder or a copy)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+from wwtune.objective import Params, Reporter
+
+
+def _data(seed: int, n: int = 256):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 64, generator=g)
+    y = (x @ torch.randn(64, 4, generator=g)).argmax(dim=1)
+    return x, y
+
+
+def _model(params: Params) -> nn.Module:
+    torch.manual_seed(params.seed)
+    model = nn.Sequential()
+    model.add_module("fc1", nn.Linear(64, 64))
+    model.add_module("act", nn.ReLU())
+    model.add_module("fc2", nn.Linear(64, 4))
+    return model
+
+
+def fast(params: Params, reporter: Reporter) -> dict:
+    """A few full-batch SGD steps per epoch; the loss falls by >10% for any lr in [0.05, 1]."""
+    torch.set_num_threads(1)
+    x, y = _data(params.seed)
+    model = _model(params)
+    opt = torch.optim.SGD(params.param_groups(model), lr=params["lr"])
+    groups = {g["name"]: g["lr"] for g in opt.param_groups}
+    for epoch in range(1, params.budget + 1):
+        for _ in range(10):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        reporter.report(epoch, model, loss.item())
+        if os.environ.get("WWTUNE_TEST_SLEEP"):
+            time.sleep(float(os.environ["WWTUNE_TEST_SLEEP"]))
+    return {"heldout": float(-loss.item()), "group_lrs": groups}
+
+
+def crash_some(params: Params, reporter: Reporter) -> dict:
+    """Raises for large learning rates: a crashing task must fail only its own trial."""
+    if params["lr"] > 0.2:
+        raise RuntimeError(f"boom at lr={params['lr']:.3g}")
+    return fast(params, reporter)
+
+
+def nan_loss(params: Params, reporter: Reporter) -> None:
+    model = _model(params)
+    reporter.report(1, model, float("nan"))
+
+
+def nan_weights(params: Params, reporter: Reporter) -> None:
+    model = _model(params)
+    with torch.no_grad():
+        model.fc1.weight[0, 0] = float("inf")
+    reporter.report(1, model, 1.0)
+
+
+def flat_loss(params: Params, reporter: Reporter) -> None:
+    """The loss does not fall: the sanity rule must catch it."""
+    model = _model(params)
+    for epoch in range(1, params.budget + 1):
+        reporter.report(epoch, model, 1.0)
+
+
+def never_reports(params: Params, reporter: Reporter) -> None:
+    return None
+
+
+def not_a_dict(params: Params, reporter: Reporter) -> int:
+    reporter.report(1, _model(params), 1.0)
+    return 3

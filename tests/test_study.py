@@ -1,0 +1,243 @@
+"""In-process tests of the study runner: tiny tasks (tests/study_tasks.py), configs in tests/userproj."""
+
+import importlib.util
+import json
+import math
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from study_fixtures import project  # noqa: F401 - pytest fixture
+
+from wwtune.cli import compose
+from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def cfg(*overrides):
+    return compose(["study=tiny", *overrides])
+
+
+def by_state(study, state):
+    return [t for t in study.get_trials() if t.state == state]
+
+
+def test_trial_stores_the_contract_attrs(project):  # noqa: F811
+    study = run_study(cfg("study.n_trials=2"))
+    assert len(by_state(study, TrialState.COMPLETE)) == 2
+    t = study.trials[0]
+    attrs = t.user_attrs
+    layers = attrs["wwtune.layers"]
+    for key in (
+        "step",
+        "name",
+        "alpha",
+        "num_evals",
+        "eligible",
+        "warning",
+        "status",
+        "lambda_max",
+        "log_norm",
+        "rank_loss",
+        "num_traps",
+    ):
+        assert key in layers
+    assert layers["step"] == 3 and layers["name"] == ["fc1"] and layers["eligible"] == [True]
+    assert attrs["wwtune.budget"] == 3
+    assert [s for s, _ in attrs["wwtune.losses"]] == [1, 2, 3]
+    assert attrs["wwtune.score"] == pytest.approx(t.value)
+    assert attrs["wwtune.heldout"] == pytest.approx(-attrs["wwtune.losses"][-1][1], rel=1e-6)
+    assert attrs["wwtune.time_train_s"] > 0 and attrs["wwtune.time_analysis_s"] > 0
+    assert sorted(t.intermediate_values) == [1, 2, 3]
+    assert t.intermediate_values[3] == pytest.approx(t.value)
+    json.dumps(attrs, allow_nan=False)  # storable anywhere
+    # the value is the band distance recomputed from the stored α
+    alpha = layers["alpha"][0]
+    assert t.value == pytest.approx(abs(alpha - 2.0) * 1.01)
+    sattrs = study.user_attrs
+    assert sattrs["wwtune.band"] == [2.0, 2.0] and sattrs["wwtune.heldout_direction"] == "maximize"
+    assert sattrs["wwtune.config"]["study"]["name"] == "tiny"
+
+
+def test_per_layer_lr_mult_reaches_the_optimizer(project):  # noqa: F811
+    study = run_study(cfg("study.n_trials=2"))
+    for t in study.trials:
+        groups = t.user_attrs["wwtune.result"]["group_lrs"]
+        assert groups["fc1"] == pytest.approx(t.params["lr"] * t.params["fc1/lr_mult"])
+        assert groups["default"] == pytest.approx(t.params["lr"])
+
+
+def test_best_params_yaml_round_trips(project):  # noqa: F811
+    c = cfg("study.n_trials=3")
+    study = run_study(c)
+    doc = yaml.safe_load((project / "studies" / "tiny" / "best_params.yaml").read_text())
+    best = best_trial(study)
+    assert doc["trial"] == best.number and doc["score"] == pytest.approx(best.value)
+    assert doc["params"] == {"lr": best.params["lr"]}
+    assert doc["layers"] == {"fc1": {"lr_mult": best.params["fc1/lr_mult"]}}
+    text = summary_text(study, c)
+    assert f"Best trial #{best.number}" in text and "eligible: num_evals >= 50" in text
+    assert "fc1" in text and "spectral analysis" in text
+
+
+def test_seeded_single_worker_study_is_reproducible(project):  # noqa: F811
+    a = run_study(cfg("study.n_trials=4", "study.name=run_a"))
+    b = run_study(cfg("study.n_trials=4", "study.name=run_b"))
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.value for t in a.trials] == [t.value for t in b.trials]
+    c = run_study(cfg("study.n_trials=4", "study.name=run_c", "study.seed=1"))
+    assert [t.params for t in c.trials] != [t.params for t in a.trials]
+
+
+def test_rerun_resumes_and_counts_toward_total(project):  # noqa: F811
+    first = run_study(cfg("study.n_trials=2"))
+    params = [t.params for t in first.trials]
+    again = run_study(cfg("study.n_trials=3"))
+    assert len(again.trials) == 3 and [t.params for t in again.trials[:2]] == params
+    assert len(run_study(cfg("study.n_trials=3")).trials) == 3  # nothing left to do
+
+
+def test_crashing_task_fails_only_its_trials(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "objective.task=study_tasks:crash_some",
+            "search_space.params.lr='choice(0.1,0.3)'",
+            "study.n_trials=6",
+            "sampler=random",
+        )
+    )
+    assert len(study.trials) == 6
+    failed = by_state(study, TrialState.FAIL)
+    assert failed and all(t.params["lr"] == 0.3 for t in failed)
+    assert all(
+        t.user_attrs["wwtune.fail_reason"].startswith("task raised RuntimeError: boom") for t in failed
+    )
+    assert len(by_state(study, TrialState.COMPLETE)) == 6 - len(failed) > 0
+
+
+@pytest.mark.parametrize(
+    "task,reason",
+    [
+        ("nan_loss", "diverged: training loss became nan at step 1"),
+        ("nan_weights", "diverged: weights of 'fc1.weight' became NaN/Inf at step 1"),
+        ("flat_loss", "training loss did not fall by sanity.min_loss_drop=0.1"),
+        ("never_reports", "never called reporter.report"),
+        ("not_a_dict", "must return a dict or None but returned int"),
+    ],
+)
+def test_sanity_failures_store_their_reason(project, task, reason):  # noqa: F811
+    study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=2", "objective.heldout=null"))
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert all(reason in t.user_attrs["wwtune.fail_reason"] for t in study.trials)
+    assert best_trial(study) is None
+    assert not (project / "studies" / "tiny" / "best_params.yaml").exists()
+
+
+def test_infeasible_mode_keeps_trial_but_never_best(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "objective.task=study_tasks:flat_loss",
+            "study.n_trials=2",
+            "objective.heldout=null",
+            "sanity.on_violation=infeasible",
+        )
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all(t.user_attrs["wwtune.constraint"] == [1.0] for t in study.trials)
+    assert "did not fall" in study.trials[0].user_attrs["wwtune.infeasible_reason"]
+    assert best_trial(study) is None
+    # TPE received the constraint and stored it in Optuna's own constraint attribute
+    assert study.trials[0].system_attrs.get("constraints") == [1.0]
+
+
+def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):  # noqa: F811
+    study = run_study(cfg("score=heldout", "study.n_trials=2"))
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for t in study.trials:
+        assert t.value == pytest.approx(t.user_attrs["wwtune.heldout"])
+        assert math.isfinite(t.user_attrs["wwtune.score"]) and t.intermediate_values == {}
+
+
+@pytest.mark.parametrize("sampler", ["random", "cmaes", "gp", "tpe"])
+def test_every_shipped_sampler_runs(project, sampler):  # noqa: F811
+    overrides = [f"sampler={sampler}", "study.n_trials=2"]
+    if sampler != "random":
+        overrides.append("sampler.n_startup_trials=1")  # the model-based step runs on trial 2
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        with pytest.raises(ConfigError, match="CmaEsSampler needs the 'cmaes' package"):
+            run_study(cfg(*overrides))
+        return
+    study = run_study(cfg(*overrides))
+    assert len(by_state(study, TrialState.COMPLETE)) == 2
+
+
+def test_grid_sampler_uses_search_space_grid(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "sampler=grid",
+            "study.n_trials=4",
+            "search_space.params.lr='choice(0.1,0.2)'",
+            "~search_space.layers.fc1",
+            "+search_space.layers.fc1.lr_mult='range(1,2,1)'",
+        )
+    )
+    assert sorted((t.params["lr"], t.params["fc1/lr_mult"]) for t in study.trials) == [
+        (0.1, 1),
+        (0.1, 2),
+        (0.2, 1),
+        (0.2, 2),
+    ]
+    with pytest.raises(ConfigError, match="grid sampler needs discrete values but 'lr'"):
+        run_study(cfg("sampler=grid", "study.name=g2"))
+
+
+def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "storage=sqlite",
+            "pruner=median",
+            "pruner.n_startup_trials=1",
+            "pruner.n_warmup_steps=1",
+            "study.n_trials=4",
+        )
+    )
+    assert (project / "studies" / "tiny" / "study.db").exists()
+    for t in by_state(study, TrialState.PRUNED):
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert "MedianPruner pruned the trial at step" in reason["message"]
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["+study.n_trails=3"], r"'n_trails' \(did you mean 'n_trials'\?\)"),
+        (["+score.min_eval=3"], r"'min_eval' \(did you mean 'min_evals'\?\)"),
+        (["+sampler.n_startup_trails=3"], r"'n_startup_trails' \(did you mean 'n_startup_trials'\?\)"),
+        (["+analysis.min_eval=3"], "'min_eval'"),
+        (["+sanity.min_loss=3"], "'min_loss'"),
+        (["+objectve.budget=3"], "top level: 'objectve'"),
+        (["score.weights=size"], r"score: weights must be one of \['uniform', 'num_evals'\] but got 'size'"),
+        (["score.band=[4,3]"], "lower edge cannot exceed"),
+        (["study.n_trials=0"], "study.n_trials must be a positive integer but got 0"),
+        (["sanity.on_violation=ignore"], r"on_violation must be one of \['fail', 'infeasible'\]"),
+        (["objective.task=no_such_module:train"], "cannot import module 'no_such_module'"),
+        (["objective.task=study_tasks:nope"], "has no function 'nope'"),
+        (["objective.task=study_tasks"], "must be 'module:function'"),
+        (["+objective.fixed.lr=0.1"], r"\['lr'\] are both in objective.fixed and in search_space.params"),
+        (["score=heldout", "objective.heldout=null"], "needs objective.heldout"),
+        (["study.direction=maximize"], "contradicts score kind 'band_distance'"),
+        (["storage.kind=postgres"], "storage.kind must be one of"),
+        (["search_space.params.lr='tag(lgo, interval(0.1, 1))'"], r"unknown tag\(s\) \['lgo'\]"),
+        (["mode=advise"], r"mode must be one of \['optimize'\]"),
+    ],
+)
+def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noqa: F811
+    with pytest.raises(ConfigError, match=match):
+        run_study(cfg(*overrides))
+    assert not (project / "studies" / "tiny" / "journal.log").exists() or "storage" in overrides[0]
+
+
+def test_validate_accepts_the_shipped_quickstart_shape(project):  # noqa: F811
+    validate_config(cfg())

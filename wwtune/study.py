@@ -1,0 +1,786 @@
+"""Run an Optuna study whose trials are short training runs scored by layer spectra.
+
+:func:`run_study` takes the composed configuration (a plain dict, see ``conf/config.yaml``) and:
+
+1. validates it (:func:`validate_config`: unknown keys and bad values fail before any training),
+2. opens or resumes the study in its storage (``studies/<name>/journal.log`` by default),
+3. runs trials: sample the search space → :class:`wwtune.objective.Params` → the task ``train(params,
+   reporter)``; the :class:`StudyReporter` analyses the weights every ``report_every`` steps, scores them,
+   stores the per-layer table, reports the score to Optuna and lets the pruner stop the run,
+4. applies the sanity rules (NaN/Inf loss or weights, loss that did not fall) and stores every trial's
+   diagnostics as user attrs (``wwtune.*``, see the team contract in the README),
+5. writes ``best_params.yaml`` beside the storage.
+
+One bad trial never ends the study: a task exception fails that trial with its reason stored.
+Library code logs; the CLI prints :func:`summary_text`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
+from wwtune.score import Score, layers_record
+from wwtune.search_space import SearchSpace, SearchSpaceError
+from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
+from wwtune.storage import StorageError, describe, make_storage, study_dir
+from wwtune.storage import kinds as storage_kinds
+
+__all__ = [
+    "ConfigError",
+    "StudyReporter",
+    "TrialFailed",
+    "best_trial",
+    "load_task",
+    "run_study",
+    "summary_text",
+    "validate_config",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Allowed keys of each section of the composed config. A teammate adding a section adds it here.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": (
+        "mode",
+        "study",
+        "objective",
+        "search_space",
+        "sampler",
+        "pruner",
+        "storage",
+        "score",
+        "sanity",
+        "analysis",
+    ),
+    "study": ("name", "n_trials", "seed", "direction", "timeout", "studies_dir", "progress_bar"),
+    "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
+    "objective.heldout": ("name", "direction"),
+    "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
+    "storage": STORAGE_KEYS,
+    "sanity": ("check_weights", "min_loss_drop", "on_violation"),
+}
+MODES = ("optimize",)
+ON_VIOLATION = ("fail", "infeasible")
+_HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+INTERRUPTED = "interrupted"
+#: Optional packages some Optuna samplers import only when they first sample.
+_SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
+
+
+class ConfigError(ValueError):
+    """The composed configuration is invalid; the message names the key, the value and what is allowed."""
+
+
+class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
+    """Raised by the trial function to mark a trial FAIL; the reason is stored in ``wwtune.fail_reason``."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# configuration
+
+
+def _unknown(section: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if not unknown:
+        return
+    where = f"'{section}'" if section else "the top level"
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"Unknown key(s) in {where}: {', '.join(hints)}; allowed: {sorted(allowed)}.")
+
+
+def _check_target(section: str, node: Mapping[str, Any]) -> None:
+    """A ``_target_`` node's keys must be arguments of the target (no silently ignored options)."""
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        raise ConfigError(
+            f"'{section}' needs a '_target_' (e.g. optuna.samplers.TPESampler) but got {target!r}."
+        )
+    try:
+        from hydra.utils import get_object
+
+        obj = get_object(target)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a config error here
+        raise ConfigError(f"'{section}._target_' {target!r} cannot be imported: {exc}") from None
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = tuple(k for k in params if k != "self") + _HYDRA_KEYS
+    _unknown(section, node, allowed)
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`."""
+    _unknown("", cfg, KNOWN_KEYS[""])
+    for section in ("study", "objective", "score", "storage", "sanity"):
+        node = cfg.get(section)
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"Config section '{section}' is missing or not a mapping (got {node!r}).")
+        _unknown(section, node, KNOWN_KEYS[section])
+    mode = cfg.get("mode", "optimize")
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {list(MODES)} but got {mode!r}.")
+    study, objective, sanity = cfg["study"], cfg["objective"], cfg["sanity"]
+    _positive_int("study.n_trials", study.get("n_trials"))
+    _positive_int("objective.budget", objective.get("budget"))
+    _positive_int("objective.report_every", objective.get("report_every", 1))
+    if not isinstance(study.get("seed"), int) or isinstance(study.get("seed"), bool):
+        raise ConfigError(f"study.seed must be an integer but got {study.get('seed')!r}.")
+    if study.get("direction", "auto") not in ("auto", "minimize", "maximize"):
+        raise ConfigError(
+            f"study.direction must be one of ['auto', 'minimize', 'maximize'] but got {study['direction']!r}."
+        )
+    timeout = study.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
+    frac = objective.get("data_fraction", 1.0)
+    if not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
+        raise ConfigError(f"objective.data_fraction must be in (0, 1] but got {frac!r}.")
+    if not isinstance(objective.get("task"), str) or ":" not in objective["task"]:
+        raise ConfigError(
+            "objective.task must be 'module:function' (e.g. my_pkg.my_mod:train) "
+            f"but got {objective.get('task')!r}."
+        )
+    fixed = objective.get("fixed") or {}
+    if not isinstance(fixed, Mapping):
+        raise ConfigError(f"objective.fixed must be a mapping of hyperparameter values but got {fixed!r}.")
+    heldout = objective.get("heldout")
+    if heldout is not None:
+        if not isinstance(heldout, Mapping):
+            raise ConfigError(f"objective.heldout must be {{name, direction}} or null but got {heldout!r}.")
+        _unknown("objective.heldout", heldout, KNOWN_KEYS["objective.heldout"])
+        if heldout.get("direction") not in ("minimize", "maximize"):
+            raise ConfigError(
+                "objective.heldout.direction must be one of ['minimize', 'maximize'] "
+                f"but got {heldout.get('direction')!r}."
+            )
+    if sanity.get("on_violation", "fail") not in ON_VIOLATION:
+        raise ConfigError(
+            f"sanity.on_violation must be one of {list(ON_VIOLATION)} but got {sanity.get('on_violation')!r}."
+        )
+    drop = sanity.get("min_loss_drop", 0.0)
+    if drop is not None and (not isinstance(drop, (int, float)) or not 0.0 <= drop < 1.0):
+        raise ConfigError(f"sanity.min_loss_drop must be in [0, 1) or null but got {drop!r}.")
+    for section in ("sampler", "pruner"):
+        node = cfg.get(section)
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"Config section '{section}' is missing or not a mapping (got {node!r}).")
+        _check_target(section, node)
+    analysis = cfg.get("analysis") or {}
+    from wwtune.spectral import analyze
+
+    allowed = tuple(k for k in inspect.signature(analyze).parameters if k not in ("source", "keep_evals"))
+    _unknown("analysis", analysis, allowed)
+    try:
+        score = _score(cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"score: {exc}") from None
+    try:
+        space = SearchSpace.from_config(cfg.get("search_space"))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    kind = cfg["storage"].get("kind", "journal")
+    if kind not in storage_kinds():
+        raise ConfigError(f"storage.kind must be one of {storage_kinds()} but got {kind!r}.")
+    clash = sorted(set(fixed) & set(space.names + list(space.constants)))
+    if clash:
+        raise ConfigError(
+            f"Hyperparameter(s) {clash} are both in objective.fixed and in search_space.params;"
+            " keep each in one place."
+        )
+    wanted = study.get("direction", "auto")
+    if wanted != "auto" and wanted != score.direction:
+        raise ConfigError(
+            f"study.direction={wanted!r} contradicts score kind {score.kind!r}, which must be "
+            f"{score.direction}d; set study.direction=auto."
+        )
+    if score.kind == "heldout" and heldout is None:
+        raise ConfigError(
+            "score.kind=heldout needs objective.heldout {name, direction}, but the objective has none."
+        )
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer but got {value!r}.")
+
+
+def _score(cfg: Mapping[str, Any]) -> Score:
+    heldout = cfg["objective"].get("heldout") or {}
+    return Score.from_config(cfg["score"], heldout_direction=heldout.get("direction", "maximize"))
+
+
+def load_task(spec: str) -> Callable[..., Any]:
+    """Import ``"module:function"``; the current directory is importable (for a user's own tasks)."""
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        raise ConfigError(f"objective.task must be 'module:function' but got {spec!r}.")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"objective.task {spec!r}: cannot import module {module_name!r}: {exc}") from None
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ConfigError(
+            f"objective.task {spec!r}: module {module_name!r} has no function {func_name!r};"
+            f" callables there: {public}."
+        )
+    return fn
+
+
+# --------------------------------------------------------------------------------------------------------
+# the reporter a task calls during a trial
+
+
+@dataclass
+class StudyReporter(Reporter):
+    """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
+
+    Raises :class:`TrainingDiverged` for a non-finite loss or weights and :class:`Pruned` when the study's
+    pruner says so (the reason is stored in ``wwtune.prune_reason``). Time spent here is the analysis
+    overhead (``analysis_s``).
+    """
+
+    trial: optuna.trial.Trial
+    score: Score
+    budget: int
+    report_every: int = 1
+    analysis_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    check_weights: bool = True
+    report_to_optuna: bool = True
+    analyze: Callable[..., Any] | None = None
+    losses: list[list[float]] = field(default_factory=list)
+    analysis_s: float = 0.0
+    last_step: int | None = None
+    analysed_step: int | None = None
+    last_result: Any = None
+    model: Any = None
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        step, loss = int(step), float(loss)
+        self.losses.append([step, loss])
+        self.last_step, self.model = step, model
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+        if step % self.report_every == 0 or step >= self.budget:
+            self.analyse(step, model)
+
+    def analyse(self, step: int, model: Any) -> None:
+        start = time.perf_counter()
+        try:
+            if self.check_weights:
+                _check_finite_weights(model, step)
+            analyze = self.analyze
+            if analyze is None:
+                from wwtune.spectral import analyze
+            layers = analyze(model, **self.analysis_kwargs)
+            result = self.score(layers)
+            self.trial.set_user_attr("wwtune.layers", layers_record(layers, self.score, step))
+            self.last_result, self.analysed_step = result, step
+            if self.report_to_optuna and result.value is not None:
+                self.trial.report(result.value, step)
+                if self.trial.should_prune():
+                    raise Pruned(self._prune_reason(step, result.value)["message"], step)
+        finally:
+            self.analysis_s += time.perf_counter() - start
+
+    def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
+        pruner = self.trial.study.pruner
+        reason = None
+        if hasattr(pruner, "reason_for"):
+            reason = pruner.reason_for(self.trial)
+        if not reason:
+            reason = {
+                "rule": type(pruner).__name__,
+                "step": step,
+                "message": f"{type(pruner).__name__} pruned the trial at step {step} (score {value:.4g})",
+            }
+        reason.setdefault("step", step)
+        self.trial.set_user_attr("wwtune.prune_reason", reason)
+        return reason
+
+
+def _check_finite_weights(model: Any, step: int) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(f"weights of {name!r} became NaN/Inf at step {step}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# the trial function
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    try:
+        return _json_safe(value.item())  # numpy / torch scalars
+    except (AttributeError, ValueError):
+        return str(value)
+
+
+class _TrialRunner:
+    """The Optuna objective: one training run per trial."""
+
+    def __init__(
+        self, cfg: Mapping[str, Any], task_fn: Callable[..., Any], space: SearchSpace, score: Score
+    ) -> None:
+        self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
+        obj = cfg["objective"]
+        self.budget = int(obj["budget"])
+        self.report_every = int(obj.get("report_every", 1))
+        self.data_fraction = float(obj.get("data_fraction", 1.0))
+        self.fixed = dict(obj.get("fixed") or {})
+        self.seed = int(cfg["study"]["seed"])
+        sanity = cfg["sanity"]
+        self.min_loss_drop = sanity.get("min_loss_drop")
+        self.on_violation = sanity.get("on_violation", "fail")
+        self.check_weights = bool(sanity.get("check_weights", True))
+        analysis = dict(cfg.get("analysis") or {})
+        analysis.setdefault("min_evals", min(8, score.min_evals))
+        self.analysis = analysis
+        # the α score is stored even when the study optimises the held-out metric (for the trust report)
+        self.alpha_score = (
+            score
+            if score.uses_alpha
+            else Score(band=score.band, min_evals=score.min_evals, weights=score.weights)
+        )
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        try:
+            return self._run(trial)
+        except TrialFailed as exc:
+            # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
+            _logger.warning("Trial %d failed: %s", trial.number, exc)
+            return float("nan")
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
+        start = time.perf_counter()
+        trial.set_user_attr("wwtune.budget", self.budget)
+        trial.set_user_attr("wwtune.worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        values, layers = self.space.suggest(trial)
+        params = Params(
+            values={**self.fixed, **values},
+            layers=layers,
+            budget=self.budget,
+            seed=self.seed + trial.number,
+            data_fraction=self.data_fraction,
+        )
+        reporter = StudyReporter(
+            trial,
+            self.alpha_score,
+            self.budget,
+            self.report_every,
+            self.analysis,
+            self.check_weights,
+            report_to_optuna=self.score.uses_alpha,
+        )
+        try:
+            try:
+                result = self.task_fn(params, reporter)
+                if reporter.model is not None and reporter.analysed_step != reporter.last_step:
+                    reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
+            finally:
+                wall = time.perf_counter() - start
+                trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
+                trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
+                trial.set_user_attr("wwtune.time_train_s", max(wall - reporter.analysis_s, 0.0))
+        except Pruned as exc:
+            if "wwtune.prune_reason" not in trial.user_attrs:
+                trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
+            raise optuna.TrialPruned(exc.reason) from None
+        except TrainingDiverged as exc:
+            self._fail(trial, f"diverged: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
+            _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
+            self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
+        return self._finish(trial, reporter, result)
+
+    def _fail(self, trial: optuna.trial.Trial, reason: str) -> None:
+        trial.set_user_attr("wwtune.fail_reason", reason)
+        raise TrialFailed(reason)
+
+    def _finish(self, trial: optuna.trial.Trial, reporter: StudyReporter, result: Any) -> float:
+        if result is not None and not isinstance(result, Mapping):
+            self._fail(trial, f"the task must return a dict or None but returned {type(result).__name__}")
+        result = dict(result or {})
+        heldout = result.pop("heldout", None)
+        if heldout is not None:
+            heldout = _json_safe(float(heldout))
+            trial.set_user_attr("wwtune.heldout", heldout)
+        if result:
+            trial.set_user_attr("wwtune.result", _json_safe(result))
+        if reporter.last_result is None:
+            self._fail(trial, "the task never called reporter.report(step, model, loss)")
+        alpha = reporter.last_result
+        if alpha.value is not None:
+            trial.set_user_attr("wwtune.score", alpha.value)
+        violation = self._loss_violation(reporter.losses)
+        if violation is not None:
+            if self.on_violation == "fail":
+                self._fail(trial, violation)
+            trial.set_user_attr("wwtune.infeasible_reason", violation)
+        trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
+        final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
+        if final.value is None:
+            self._fail(trial, final.reason or "the score could not be computed")
+        return float(final.value)
+
+    def _loss_violation(self, losses: list[list[float]]) -> str | None:
+        """The reason the loss check fails, or None. Compares the first and the last reported loss."""
+        if not self.min_loss_drop or len(losses) < 2:
+            return None
+        first, last = losses[0][1], losses[-1][1]
+        if first <= 0:
+            return None
+        drop = (first - last) / first
+        if drop < self.min_loss_drop:
+            return (
+                f"training loss did not fall by sanity.min_loss_drop={self.min_loss_drop:g}: "
+                f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
+                f"(drop {drop:.1%})"
+            )
+        return None
+
+
+def _constraints(trial: FrozenTrial) -> list[float]:
+    return list(trial.user_attrs.get("wwtune.constraint", [0.0]))
+
+
+# --------------------------------------------------------------------------------------------------------
+# the study
+
+
+def _instantiate(node: Mapping[str, Any], **extra: Any) -> Any:
+    from hydra.utils import get_object, instantiate
+
+    target = get_object(node["_target_"])
+    try:
+        accepted = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    extra = {k: v for k, v in extra.items() if k in accepted and k not in node}
+    return instantiate(dict(node), **extra)
+
+
+def _fail_stale_trials(study: optuna.Study) -> int:
+    """Mark FAIL the RUNNING trials of dead workers on this host (a killed run); returns their count."""
+    host, n = socket.gethostname(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("wwtune.worker") or {}
+        if worker.get("host") != host or _pid_alive(int(worker.get("pid", -1))):
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(
+            trial._trial_id,
+            "wwtune.fail_reason",
+            f"{INTERRUPTED}: worker process {worker.get('pid')} ended mid-trial",
+        )
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        n += 1
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _counted(study: optuna.Study) -> int:
+    """Finished trials that count toward ``n_trials`` (trials cut by an interruption do not)."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=_FINISHED)
+        if not str(t.user_attrs.get("wwtune.fail_reason", "")).startswith(INTERRUPTED)
+    )
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE, feasible trial (earliest wins a tie), or None."""
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and max(_constraints(t), default=0.0) <= 0.0
+    ]
+    if not trials:
+        return None
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(trials, key=lambda t: (sign * t.value, t.number))
+
+
+def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.Study:
+    """Create or resume the study described by the composed config ``cfg`` and run its missing trials.
+
+    Example (a tiny task; the CLI composes ``cfg`` from ``conf/``):
+
+        .. code-block:: python
+
+            from wwtune.cli import compose
+            from wwtune.study import run_study
+
+            cfg = compose(["study=quickstart", "study.n_trials=2", "storage.url=/tmp/q.log"])
+            study = run_study(cfg)
+    """
+    validate_config(cfg)
+    study_cfg = cfg["study"]
+    name = str(study_cfg["name"])
+    score = _score(cfg)
+    space = SearchSpace.from_config(cfg.get("search_space"))
+    task_fn = load_task(cfg["objective"]["task"])
+    try:
+        storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
+    extra: dict[str, Any] = {"seed": study_cfg["seed"]}
+    if infeasible:
+        extra["constraints_func"] = _constraints
+    if cfg["sampler"]["_target_"].rsplit(".", 1)[-1] == "GridSampler":
+        try:
+            extra["search_space"] = space.grid()
+        except SearchSpaceError as exc:
+            raise ConfigError(str(exc)) from None
+    target = cfg["sampler"]["_target_"].rsplit(".", 1)[-1]
+    needs = _SAMPLER_PACKAGES.get(target)
+    if needs and importlib.util.find_spec(needs) is None:
+        raise ConfigError(f"{target} needs the {needs!r} package (pip install {needs}); install it or "
+                          "pick another sampler: tpe, random, gp, grid.")
+    sampler = _instantiate(cfg["sampler"], **extra)
+    pruner = _instantiate(cfg["pruner"])
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        study_name=name,
+        direction=score.direction,
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != score.direction:
+        raise ConfigError(
+            f"Study {name!r} in storage is {study.direction.name.lower()}d but score "
+            f"{score.kind!r} is {score.direction}d; use another study.name."
+        )
+    stale = _fail_stale_trials(study)
+    if stale:
+        _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
+    previous = study.user_attrs.get("wwtune.config")
+    plain = _json_safe(cfg)
+    if previous is not None and _strip_n_trials(previous) != _strip_n_trials(plain):
+        _logger.warning(
+            "Study %r was created with a different configuration; resuming with the new one.", name
+        )
+    study.set_user_attr("wwtune.config", plain)
+    study.set_user_attr("wwtune.band", list(score.band))
+    heldout = cfg["objective"].get("heldout")
+    study.set_user_attr("wwtune.heldout_direction", heldout.get("direction") if heldout else None)
+    study.set_user_attr("wwtune.heldout_name", heldout.get("name") if heldout else None)
+
+    n_total = int(study_cfg["n_trials"])
+    done = _counted(study)
+    remaining = n_total - done
+    _logger.info(
+        "Study %r (%s): %d of %d trials done; %s.",
+        name,
+        describe(cfg["storage"], name, study_cfg.get("studies_dir", "studies")),
+        done,
+        n_total,
+        score.describe(),
+    )
+    if remaining > 0:
+
+        def stop_at_total(st: optuna.Study, _: FrozenTrial) -> None:
+            if _counted(st) >= n_total:
+                st.stop()
+
+        study.optimize(
+            _TrialRunner(cfg, task_fn, space, score),
+            n_trials=remaining,
+            timeout=study_cfg.get("timeout"),
+            catch=(Exception,),
+            callbacks=[stop_at_total],
+            show_progress_bar=progress_bar,
+        )
+    write_best_params(study, space, cfg)
+    return study
+
+
+def _strip_n_trials(cfg: Any) -> Any:
+    if not isinstance(cfg, Mapping):
+        return cfg
+    out = dict(cfg)
+    out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in ("n_trials", "timeout")}
+    return out
+
+
+def best_params_path(cfg: Mapping[str, Any]) -> Path:
+    study_cfg = cfg["study"]
+    return study_dir(study_cfg.get("studies_dir", "studies"), str(study_cfg["name"])) / "best_params.yaml"
+
+
+def write_best_params(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any]) -> Path | None:
+    """Write ``best_params.yaml`` (params, per-layer settings, fixed values, score); None if no best."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    values, layers = space.split(best.params)
+    doc = {
+        "study": study.study_name,
+        "trial": best.number,
+        "score": best.value,
+        "score_rule": _score(cfg).describe(),
+        "heldout": best.user_attrs.get("wwtune.heldout"),
+        "params": _json_safe(values),
+        "layers": _json_safe(layers),
+        "fixed": _json_safe(dict(cfg["objective"].get("fixed") or {})),
+        "budget": cfg["objective"]["budget"],
+        "seed": int(cfg["study"]["seed"]) + best.number,
+    }
+    path = best_params_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# the end-of-study summary
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
+    """A plain-text summary: counts, best trial, its per-layer α, failures, analysis overhead."""
+    trials = study.get_trials(deepcopy=False)
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    score = _score(cfg)
+    name = study.study_name
+    lines = [
+        f"Study {name!r}: {len(trials)} trials — {len(by_state[TrialState.COMPLETE])} complete, "
+        f"{len(by_state[TrialState.PRUNED])} pruned, {len(by_state[TrialState.FAIL])} failed "
+        f"[{describe(cfg['storage'], name, cfg['study'].get('studies_dir', 'studies'))}]",
+        f"Objective: {score.describe()}",
+    ]
+    infeasible = [t for t in by_state[TrialState.COMPLETE] if max(_constraints(t), default=0.0) > 0]
+    if infeasible:
+        lines.append(
+            f"Infeasible (kept, never best): {len(infeasible)} trial(s), e.g. #{infeasible[0].number}: "
+            f"{infeasible[0].user_attrs.get('wwtune.infeasible_reason')}"
+        )
+    best = best_trial(study)
+    if best is None:
+        lines.append("No complete, feasible trial: no best parameters.")
+    else:
+        heldout = best.user_attrs.get("wwtune.heldout")
+        hname = (cfg["objective"].get("heldout") or {}).get("name", "heldout")
+        lines.append(
+            f"Best trial #{best.number}: score {best.value:.4g}"
+            + (
+                f", held-out {hname} {heldout:.4g} (stored, not optimised)"
+                if heldout is not None and score.kind != "heldout"
+                else ""
+            )
+        )
+        values, layers = SearchSpace.from_config(cfg.get("search_space")).split(best.params)
+        lines.append("  params: " + (", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or "(none)"))
+        for pattern, settings in layers.items():
+            lines.append(f"  layer {pattern}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items()))
+        table = best.user_attrs.get("wwtune.layers")
+        if table:
+            lines.append(
+                f"  per-layer alpha at step {table['step']} (eligible: num_evals >= {score.min_evals};"
+                f" band [{score.band[0]:g}, {score.band[1]:g}]):"
+            )
+            lines.append(f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7}  warning")
+            for i, layer in enumerate(table["name"]):
+                alpha = table["alpha"][i]
+                lines.append(
+                    f"    {layer:<24} {table['num_evals'][i]:>9} {'yes' if table['eligible'][i] else 'no':>8}"
+                    f" {alpha if alpha is None else format(alpha, '.3f'):>7}  {table['warning'][i] or ''}"
+                )
+        top = sorted(
+            (t for t in by_state[TrialState.COMPLETE] if t.value is not None),
+            key=lambda t: (-t.value if study.direction.name == "MAXIMIZE" else t.value, t.number),
+        )[:5]
+        if len(top) > 1:
+            lines.append(
+                "  top trials: "
+                + ", ".join(
+                    f"#{t.number} {t.value:.4g}"
+                    + (
+                        f" (held-out {t.user_attrs['wwtune.heldout']:.3g})"
+                        if t.user_attrs.get("wwtune.heldout") is not None
+                        else ""
+                    )
+                    for t in top
+                )
+            )
+    for label, state, key in (
+        ("Failed", TrialState.FAIL, "wwtune.fail_reason"),
+        ("Pruned", TrialState.PRUNED, "wwtune.prune_reason"),
+    ):
+        for t in by_state[state][:5]:
+            reason = t.user_attrs.get(key)
+            if isinstance(reason, Mapping):
+                reason = reason.get("message", reason)
+            lines.append(f"{label} #{t.number}: {reason or 'no reason stored'}")
+        if len(by_state[state]) > 5:
+            lines.append(f"{label}: … and {len(by_state[state]) - 5} more")
+    train = sum(t.user_attrs.get("wwtune.time_train_s", 0.0) for t in trials)
+    analysis = sum(t.user_attrs.get("wwtune.time_analysis_s", 0.0) for t in trials)
+    if train + analysis > 0:
+        lines.append(
+            f"Time: training {train:.1f} s, spectral analysis {analysis:.1f} s "
+            f"({analysis / (train + analysis):.1%} of trial time)"
+        )
+    path = best_params_path(cfg)
+    if best is not None and path.exists():
+        lines.append(f"Best parameters: {path}")
+    return "\n".join(lines)
