@@ -2,36 +2,40 @@
 
 Given a task that honours ``params.data_fraction`` and a finished study, the advisor retrains the study's
 best configuration and a typical one (the median-score trial) at several fractions of the training data
-(default 1/8, 1/4, 1/2, 1) with several seeds, analyses the trained weights' spectra, and compares two
-effects measured in the same unit, the study's α score (lower is better):
+(default 1/8, 1/4, 1/2, 1) with several seeds, analyses the trained weights' spectra, and regresses the
+α score, the mean α and the cross-layer spread of α (eligible layers) on ``log2(data fraction)`` by
+ordinary least squares over all fractions × seeds (slope, standard error, extrapolation to 2× data).
+By default every fraction gets the same number of optimisation steps (``budget_per_data=True``: an
+epoch budget is scaled by 1/fraction), so the curves measure data, not training length.
 
-* **data effect** ``data_gain``: how much the best configuration's score is predicted to improve if the
-  training data were doubled. The score (and, for information, mean α and the cross-layer spread of α) is
-  regressed on ``log2(data fraction)`` over all fractions × seeds by ordinary least squares;
-  ``data_gain = -slope`` (the predicted change from 1× to 2×, i.e. the extrapolation to ``log2 = 1``),
-  with the slope's standard error ``se_data``.
-* **tuning effect** ``tune_gain``: how much the hyperparameters move the score at the full data size:
-  the typical configuration's fitted score at 1× minus the best configuration's, with the standard error
-  ``se_tune`` of that difference (both fits' intercept errors combined).
+Two effects:
 
-**The rule** (``DecisionRule``; defaults ``z=2.0``, ``min_effect=0.02``):
-``diff = data_gain - tune_gain``, ``se = sqrt(se_data² + se_tune²)``.
+* **data effect** ``data_effect = |slope|`` of the best configuration's mean α per doubling of the data,
+  with its standard error ``se_data``: how much the learned spectra still depend on the amount of data.
+  Its sign is not used: with equal steps, less data typically over-fits (α falls below 2); with equal
+  epochs, less data under-trains (α rises). Either way, spectra that move with data mean a data-limited
+  model; spectra that stay put mean the data no longer shapes what is learned.
+* **tuning effect** ``tune_gain``: the typical configuration's fitted α score at 1× minus the best
+  configuration's, with the standard error ``se_tune`` of that difference.
 
-* "more data" when ``diff >= z·se`` and ``data_gain >= max(min_effect, z·se_data)``:
-  doubling the data is predicted to move the score clearly more than the hyperparameters do;
-* "more tuning" when ``-diff >= z·se`` and ``tune_gain >= max(min_effect, z·se_tune)``:
-  the hyperparameters move the score clearly more than doubling the data is predicted to;
-* "inconclusive" otherwise (the effects are within noise of each other, or neither is distinguishable
-  from zero), and always when fewer than two fractions or configurations produced usable runs.
+**The rule** (``DecisionRule``; defaults ``data_threshold=0.3`` α per doubling, ``z=2``,
+``min_effect=0.05``):
 
-The study's own trials are summarised beside it (spread of scores, best vs median, whether the best score
-was still improving over the most recent trials, parameter importances when there are enough trials);
-those numbers are reported with the verdict, not used in it. A held-out metric returned by the task is
-recorded with every run for validation and is never read by the rule.
+* "more data" when ``data_effect >= data_threshold`` and ``data_effect >= z·se_data``;
+* "more tuning" when ``data_effect + z·se_data < data_threshold`` (data-saturated, confidently) and
+  ``tune_gain >= min_effect`` and ``tune_gain >= z·se_tune`` (the hyperparameters clearly move the score);
+* "inconclusive" otherwise, and whenever a configuration has fewer than two fractions of usable runs.
 
-Limits: the extrapolation to 2× is a straight line in log2(data); α-based scores track the learning rate
-strongly, so a large ``tune_gain`` says the hyperparameters move the spectra, which is evidence about
-held-out quality only as far as the study's α score is (see ``wwtune.trust``).
+The study's own trials are summarised beside the verdict (spread of scores, best vs median, whether the
+best score was still improving over the most recent trials, parameter importances when there are
+enough trials); those numbers are reported, not used by the rule. A held-out metric returned by the task
+is recorded with every run for validation and is never read by the rule.
+
+Limits: ``data_threshold`` was calibrated on teacher–student MLPs (``benchmarks/bench_advice.py``);
+the extrapolation to 2× is a straight line in log2(data); the tuning effect is in α-score units, which
+track the learning rate strongly and are unreliable for badly under-trained runs (α > 6), so it says the
+hyperparameters move the spectra, which is evidence about held-out quality only as far as the study's
+α score is (see ``wwtune.trust``).
 
 Example::
 
@@ -74,6 +78,9 @@ __all__ = [
     "plot_advice",
     "save_advice",
     "tuning_headroom",
+    "run_advice",
+    "format_advice",
+    "ADVISE_DEFAULTS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -408,66 +415,102 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """Thresholds of the verdict (see the module docstring for the rule).
+    """Thresholds of the verdict (the rule itself is in the module docstring).
 
     Args:
-        z: how many standard errors an effect (and the difference of the two effects) must clear.
+        data_threshold: change of the best configuration's mean α per doubling of the data, in α units,
+            above which the spectra are called data-sensitive and below which data-saturated.
+            Default 0.3.
+        z: how many standard errors an effect must clear (data-sensitive: ``|slope| >= z·se``;
+            data-saturated: ``|slope| + z·se < data_threshold``; tuning effect ``>= z·se_tune``).
             Default 2.0.
-        min_effect: smallest score change, in α-score units, worth acting on. Default 0.02.
+        min_effect: smallest α-score gap between the typical and the best configuration that counts as
+            tuning headroom. Default 0.05.
     """
 
+    data_threshold: float = 0.3
     z: float = 2.0
-    min_effect: float = 0.02
+    min_effect: float = 0.05
 
     def __post_init__(self) -> None:
+        if not (self.data_threshold > 0 and math.isfinite(self.data_threshold)):
+            raise ValueError(f"data_threshold must be positive and finite but got {self.data_threshold!r}.")
         if not (self.z > 0 and math.isfinite(self.z)):
             raise ValueError(f"z must be positive and finite but got {self.z!r}.")
         if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
             raise ValueError(f"min_effect cannot be negative but got {self.min_effect!r}.")
 
 
-def decide(best: Trend | None, typical: Trend | None, rule: DecisionRule = DecisionRule()) -> dict[str, Any]:
-    """Apply the rule to the best and typical configurations' score trends; return verdict and numbers."""
-    if best is None or typical is None:
-        missing = "best" if best is None else "typical"
+def decide(
+    best_alpha: Trend | None,
+    best_score: Trend | None,
+    typical_score: Trend | None,
+    rule: DecisionRule | None = None,
+) -> dict[str, Any]:
+    """The verdict from the best configuration's mean-α trend and both configurations' score trends.
+
+    Returns ``verdict``, ``reason`` (one sentence with the numbers) and the numbers themselves:
+    ``data_effect`` (|slope| of mean α per doubling), ``se_data``, ``alpha_at_1x``, ``alpha_at_2x``,
+    ``tune_gain`` (typical − best fitted score at 1×), ``se_tune``, ``z_data``, ``z_tune`` and the rule.
+    """
+    rule = rule or DecisionRule()
+    settings = {"data_threshold": rule.data_threshold, "z": rule.z, "min_effect": rule.min_effect}
+    missing = [n for n, t in (("best", best_alpha), ("typical", typical_score)) if t is None]
+    if missing or best_score is None:
+        who = missing[0] if missing else "best"
         return {
             "verdict": "inconclusive",
-            "reason": f"the {missing} configuration has fewer than 2 data fractions with usable runs",
+            **settings,
+            "reason": f"the {who} configuration has fewer than 2 data fractions with usable runs",
         }
-    data_gain, se_data = -best.slope, best.se_slope
-    tune_gain = typical.intercept - best.intercept
-    se_tune = math.hypot(typical.se_intercept, best.se_intercept)
-    diff = data_gain - tune_gain
-    se = math.hypot(se_data, se_tune)
+    data_effect, se_data = abs(best_alpha.slope), best_alpha.se_slope
+    tune_gain = typical_score.intercept - best_score.intercept
+    se_tune = math.hypot(typical_score.se_intercept, best_score.se_intercept)
+    z_data = data_effect / se_data if se_data > 0 else math.inf
+    z_tune = tune_gain / se_tune if se_tune > 0 else math.copysign(math.inf, tune_gain)
     numbers = {
-        "data_gain": data_gain,
+        "data_effect": data_effect,
         "se_data": se_data,
+        "alpha_at_1x": best_alpha.intercept,
+        "alpha_at_2x": best_alpha.at_2x,
         "tune_gain": tune_gain,
         "se_tune": se_tune,
-        "diff": diff,
-        "se_diff": se,
-        "z": rule.z,
-        "min_effect": rule.min_effect,
+        "z_data": z_data,
+        "z_tune": z_tune,
+        **settings,
     }
-    zd = data_gain / se_data if se_data > 0 else math.inf * np.sign(data_gain)
-    zt = tune_gain / se_tune if se_tune > 0 else math.inf * np.sign(tune_gain)
-    numbers["z_data"], numbers["z_tune"] = float(zd), float(zt)
-    numbers["z_diff"] = float(diff / se) if se > 0 else float(math.inf * np.sign(diff))
-    text = (
-        f"doubling the data is predicted to lower the score by {data_gain:+.3f} ± {se_data:.3f}; "
-        f"the best configuration scores {tune_gain:+.3f} ± {se_tune:.3f} below the typical one at 1×"
+    data_text = (
+        f"the best configuration's mean α changes by {best_alpha.slope:+.3f} ± {se_data:.3f} per "
+        f"doubling of the data ({best_alpha.intercept:.2f} at 1× → {best_alpha.at_2x:.2f} "
+        f"extrapolated to 2×)"
     )
-    if diff >= rule.z * se and data_gain >= max(rule.min_effect, rule.z * se_data):
+    tune_text = f"the typical configuration scores {tune_gain:+.3f} ± {se_tune:.3f} worse than the best at 1×"
+    sensitive = data_effect >= rule.data_threshold and z_data >= rule.z
+    saturated = data_effect + rule.z * se_data < rule.data_threshold
+    headroom = tune_gain >= rule.min_effect and z_tune >= rule.z
+    if sensitive:
         verdict = "more data"
-        why = f"{text}: the data effect exceeds the tuning effect by {diff:.3f} (≥ {rule.z:g} × {se:.3f})"
-    elif -diff >= rule.z * se and tune_gain >= max(rule.min_effect, rule.z * se_tune):
+        why = (
+            f"{data_text}: at least {rule.data_threshold:g} per doubling and {z_data:.1f} standard errors "
+            f"from 0, so the spectra are still being shaped by the amount of data ({tune_text})"
+        )
+    elif saturated and headroom:
         verdict = "more tuning"
-        why = f"{text}: the tuning effect exceeds the data effect by {-diff:.3f} (≥ {rule.z:g} × {se:.3f})"
+        why = (
+            f"{data_text}: below {rule.data_threshold:g} even at +{rule.z:g} standard errors, so more data "
+            f"is unlikely to change the learned spectra, while {tune_text} ({z_tune:.1f} standard errors)"
+        )
+    elif saturated:
+        verdict = "inconclusive"
+        why = (
+            f"{data_text}, so more data is unlikely to help, but {tune_text}, which is not a clear tuning "
+            f"headroom (needs ≥ {rule.min_effect:g} and {rule.z:g} standard errors)"
+        )
     else:
         verdict = "inconclusive"
         why = (
-            f"{text}: the difference {diff:+.3f} is within {rule.z:g} × {se:.3f} or neither effect "
-            f"clears {rule.min_effect:g} and {rule.z:g} standard errors"
+            f"{data_text}: neither clearly above {rule.data_threshold:g} ({rule.z:g} standard errors) nor "
+            f"clearly below it; {tune_text}"
         )
     return {"verdict": verdict, "reason": why, **numbers}
 
@@ -556,6 +599,7 @@ def advise(
     runs: list[RunRecord] = []
     trends: dict[str, dict[str, Any]] = {}
     score_trends: dict[str, Trend | None] = {}
+    alpha_trends: dict[str, Trend | None] = {}
     for cand in candidates:
         recs = measure_data_curve(
             task,
@@ -572,8 +616,14 @@ def advise(
         runs.extend(recs)
         per = {attr: _trend_of(recs, attr) for attr in ("score", "mean_alpha", "spread")}
         score_trends[cand.label] = per["score"]
+        alpha_trends[cand.label] = per["mean_alpha"]
         trends[cand.label] = {k: (asdict(v) if v is not None else None) for k, v in per.items()}
-    decision = decide(score_trends[candidates[0].label], score_trends[candidates[1].label], rule)
+    decision = decide(
+        alpha_trends[candidates[0].label],
+        score_trends[candidates[0].label],
+        score_trends[candidates[1].label],
+        rule,
+    )
     failed = [r for r in runs if r.status != "ok"]
     advice: dict[str, Any] = {
         "verdict": decision["verdict"],
@@ -598,114 +648,118 @@ def advise(
             "budget": int(budget),
             "available_fraction": float(available_fraction),
             "score": score.describe(),
-            "z": rule.z,
-            "min_effect": rule.min_effect,
+            "rule": asdict(rule),
         },
-        "heldout_note": "held-out values in runs are recorded for validation only; the verdict never reads them",
+        "heldout_note": "held-out values in runs are for validation only; the verdict never reads them",
     }
     if failed:
         logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
     return _finite_or_none(advice)
 
 
+def _draw_curves(axis: Any, advice: Mapping[str, Any], ok: pd.DataFrame, attr: str) -> None:
+    """Runs (mean ± sd over seeds per fraction), the OLS line and its extrapolation to 2× (± 1 SE)."""
+    for label, color in (("best", "tab:blue"), ("typical", "tab:orange")):
+        sub = ok[ok["config"] == label] if len(ok) else ok
+        if len(sub):
+            g = sub.groupby("fraction")[attr].agg(["mean", "std"]).reset_index()
+            axis.errorbar(
+                np.log2(g["fraction"]),
+                g["mean"],
+                yerr=g["std"].fillna(0.0),
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=f"{label}: runs (mean ± sd over seeds)",
+            )
+        tr = (advice["trends"].get(label) or {}).get(attr)
+        if tr:
+            xs = np.linspace(math.log2(min(advice["settings"]["fractions"])), 0.0, 20)
+            axis.plot(xs, tr["intercept"] + tr["slope"] * xs, "-", color=color, lw=1)
+            axis.plot(
+                [0.0, 1.0],
+                [tr["intercept"], tr["at_2x"]],
+                "--",
+                color=color,
+                lw=1.5,
+                label=f"{label}: extrapolated to 2×",
+            )
+            if tr.get("se_at_2x") is not None:
+                axis.errorbar(
+                    [1.0], [tr["at_2x"]], yerr=[tr["se_at_2x"]], fmt="s", color=color, capsize=4, mfc="white"
+                )
+
+
 def plot_advice(advice: Mapping[str, Any]) -> Any:
-    """Figure: score vs data fraction (mean ± sd over seeds, fitted line, extrapolation to 2× with ± 1 SE)
-    for each configuration, the tuning gap at 1× drawn as a bracket, and the cross-layer α spread."""
+    """Figure with three panels against the data fraction (log2 axis, 2× = extrapolated): the α score of
+    both configurations with the tuning gap at 1× and the study's best…median band (tuning headroom); the
+    mean α with the data effect per doubling; the cross-layer spread of α. Returns a matplotlib Figure
+    (no pyplot state)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4.2))
-    ax, ax2 = fig.subplots(1, 2)
-    colors = {"best": "tab:blue", "typical": "tab:orange"}
+    fig = Figure(figsize=(14, 4.4))
+    ax_score, ax_alpha, ax_spread = fig.subplots(1, 3)
     runs = pd.DataFrame(advice["runs"])
     ok = runs[runs["status"] == "ok"] if len(runs) else runs
-    for label, color in colors.items():
-        sub = ok[ok["config"] == label] if len(ok) else ok
-        for axis, attr in ((ax, "score"), (ax2, "spread")):
-            if len(sub):
-                g = sub.groupby("fraction")[attr].agg(["mean", "std"]).reset_index()
-                axis.errorbar(
-                    np.log2(g["fraction"]),
-                    g["mean"],
-                    yerr=g["std"].fillna(0.0),
-                    fmt="o",
-                    color=color,
-                    capsize=3,
-                    label=f"{label} (runs: mean ± sd)",
-                )
-            tr = (advice["trends"].get(label) or {}).get(attr)
-            if tr:
-                xs = np.linspace(math.log2(min(advice["settings"]["fractions"])), 0.0, 20)
-                axis.plot(xs, tr["intercept"] + tr["slope"] * xs, "-", color=color, lw=1)
-                axis.plot(
-                    [0.0, 1.0],
-                    [tr["intercept"], tr["at_2x"]],
-                    "--",
-                    color=color,
-                    lw=1.5,
-                    label=f"{label}: extrapolation to 2×",
-                )
-                if tr.get("se_at_2x") is not None:
-                    axis.errorbar(
-                        [1.0],
-                        [tr["at_2x"]],
-                        yerr=[tr["se_at_2x"]],
-                        fmt="s",
-                        color=color,
-                        capsize=4,
-                        mfc="white",
-                    )
+    for axis, attr in ((ax_score, "score"), (ax_alpha, "mean_alpha"), (ax_spread, "spread")):
+        _draw_curves(axis, advice, ok, attr)
     d = advice.get("decision") or {}
-    tb, tt = (
-        (advice["trends"].get("best") or {}).get("score"),
-        (advice["trends"].get("typical") or {}).get("score"),
-    )
+    trends = advice["trends"]
+    tb = (trends.get("best") or {}).get("score")
+    tt = (trends.get("typical") or {}).get("score")
     if tb and tt and d.get("tune_gain") is not None:
-        ax.annotate(
+        ax_score.annotate(
             "",
             xy=(0.15, tb["intercept"]),
             xytext=(0.15, tt["intercept"]),
             arrowprops={"arrowstyle": "<->", "color": "tab:green", "lw": 2},
         )
-        ax.text(
+        ax_score.text(
             0.2,
             (tb["intercept"] + tt["intercept"]) / 2,
-            f"tuning gap\n{d['tune_gain']:+.3f}",
+            f"tuning gap\n{d['tune_gain']:+.3f} ± {d['se_tune']:.3f}",
             color="tab:green",
-            va="center",
-            fontsize=8,
-        )
-        ax.annotate(
-            "",
-            xy=(1.12, tb["at_2x"]),
-            xytext=(1.12, tb["intercept"]),
-            arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2},
-        )
-        ax.text(
-            1.17,
-            (tb["at_2x"] + tb["intercept"]) / 2,
-            f"2× data\n{d['data_gain']:+.3f}",
-            color="tab:purple",
             va="center",
             fontsize=8,
         )
     study = advice.get("study") or {}
     if study.get("best") is not None:
-        ax.axhspan(
-            study["best"], study["median"], color="tab:green", alpha=0.08, label="study: best … median score"
+        ax_score.axhspan(
+            study["best"],
+            study["median"],
+            color="tab:green",
+            alpha=0.08,
+            label="study trials: best … median score",
         )
-    for axis, what in (
-        (ax, "α score (distance to band; lower is better)"),
-        (ax2, "cross-layer α spread (sd)"),
-    ):
-        fr = advice["settings"]["fractions"]
-        ticks = sorted({math.log2(f) for f in fr} | {1.0})
+    ta = (trends.get("best") or {}).get("mean_alpha")
+    if ta and d.get("data_effect") is not None:
+        ax_alpha.annotate(
+            "",
+            xy=(1.15, ta["at_2x"]),
+            xytext=(1.15, ta["intercept"]),
+            arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2},
+        )
+        ax_alpha.text(
+            1.2,
+            (ta["at_2x"] + ta["intercept"]) / 2,
+            f"data effect\n{d['data_effect']:.3f} ± {d['se_data']:.3f}\n(threshold {d['data_threshold']:g})",
+            color="tab:purple",
+            va="center",
+            fontsize=8,
+        )
+    labels = (
+        (ax_score, "α score (lower is better)", f"verdict: {advice['verdict']}"),
+        (ax_alpha, "mean α (eligible layers)", "mean α vs data"),
+        (ax_spread, "cross-layer α spread (sd)", "spread of α across layers"),
+    )
+    ticks = sorted({math.log2(f) for f in advice["settings"]["fractions"]} | {1.0})
+    for axis, ylabel, title in labels:
         axis.set_xticks(ticks, [f"{2**t:g}×" for t in ticks])
         axis.set_xlabel("training data (relative to what is available)")
-        axis.set_ylabel(what)
-        axis.set_xlim(min(ticks) - 0.3, 1.6)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"verdict: {advice['verdict']}", fontsize=10)
-    ax2.set_title("spread of α across layers", fontsize=10)
+        axis.set_ylabel(ylabel)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlim(min(ticks) - 0.3, 1.9)
+    ax_score.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -727,11 +781,11 @@ def format_advice(advice: Mapping[str, Any]) -> str:
     """A few lines for the CLI to print: the verdict, the numbers behind it and the study summary."""
     d = advice.get("decision") or {}
     lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
-    if d:
+    if "data_effect" in d:
         lines.append(
-            f"  data effect {d['data_gain']:+.4f} ± {d['se_data']:.4f} (z {d['z_data']:.2f}); "
-            f"tuning effect {d['tune_gain']:+.4f} ± {d['se_tune']:.4f} (z {d['z_tune']:.2f}); "
-            f"difference z {d['z_diff']:.2f} (threshold {d['z']:g})"
+            f"  data effect |Δ mean α| per doubling {d['data_effect']:.3f} ± {d['se_data']:.3f} "
+            f"(threshold {d['data_threshold']:g}); tuning effect {d['tune_gain']:+.3f} ± {d['se_tune']:.3f} "
+            f"(min {d['min_effect']:g}); z = {d['z']:g}"
         )
     s = advice.get("study") or {}
     if s.get("best") is not None:
@@ -747,3 +801,78 @@ def format_advice(advice: Mapping[str, Any]) -> str:
     if advice.get("n_failed_runs"):
         lines.append(f"  {advice['n_failed_runs']} retraining runs failed and were left out")
     return "\n".join(lines)
+
+
+#: Keys of the ``advise:`` config block (``conf/advise/default.yaml``) and their defaults.
+ADVISE_DEFAULTS: dict[str, Any] = {
+    "fractions": list(DEFAULT_FRACTIONS),
+    "seeds": [0, 1],
+    "budget_per_data": True,
+    "data_threshold": DecisionRule.data_threshold,
+    "z": DecisionRule.z,
+    "min_effect": DecisionRule.min_effect,
+}
+
+
+def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
+    """``mode=advise``: advise on the study described by the composed config and save the result.
+
+    Reads ``study.name``/``study.studies_dir``/``storage`` (to open the study unless ``study`` is given),
+    ``objective.task``/``budget``/``fixed``/``data_fraction`` (the data the user has), ``search_space``
+    (to turn trials back into per-layer settings), ``score``, ``analysis`` (keyword arguments of
+    ``wwtune.analyze``) and the ``advise`` block (keys of :data:`ADVISE_DEFAULTS`). Writes
+    ``<studies_dir>/<name>/advice.json`` and ``advice.png`` and the study user attr ``wwtune.advice``;
+    returns the advice dict (print it with :func:`format_advice`).
+    """
+    import optuna
+
+    from wwtune.search_space import SearchSpace
+    from wwtune.spectral import analyze
+    from wwtune.storage import make_storage, study_dir
+    from wwtune.study import load_task
+
+    block = dict(cfg.get("advise") or {})
+    unknown = sorted(set(block) - set(ADVISE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown advise setting(s) {unknown}; allowed: {sorted(ADVISE_DEFAULTS)}.")
+    opts = {**ADVISE_DEFAULTS, **block}
+    study_cfg, objective = cfg["study"], cfg["objective"]
+    name = str(study_cfg["name"])
+    studies_dir = study_cfg.get("studies_dir", "studies")
+    if study is None:
+        storage = make_storage(cfg["storage"], name, studies_dir)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise ValueError(
+                f"No study named {name!r} in {studies_dir}/{name}; run `python -m wwtune study=...` "
+                "(mode=optimize) first, then mode=advise."
+            ) from None
+    task_fn = load_task(objective["task"])
+    check_task(task_fn)
+    space = SearchSpace.from_config(cfg.get("search_space"))
+    heldout = objective.get("heldout") or {}
+    score = Score.from_config(cfg.get("score") or {}, heldout_direction=heldout.get("direction", "maximize"))
+    if not score.uses_alpha:
+        raise ValueError(
+            "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
+        )
+    analysis = dict(cfg.get("analysis") or {})
+    rule = DecisionRule(float(opts["data_threshold"]), float(opts["z"]), float(opts["min_effect"]))
+    advice = advise(
+        task_fn,
+        study,
+        fixed=objective.get("fixed") or {},
+        budget=int(objective["budget"]),
+        fractions=[float(f) for f in opts["fractions"]],
+        seeds=[int(s) for s in opts["seeds"]],
+        available_fraction=float(objective.get("data_fraction", 1.0)),
+        score=score,
+        budget_per_data=bool(opts["budget_per_data"]),
+        rule=rule,
+        analyze_fn=lambda model: analyze(model, **analysis),
+        params_from_trial=lambda trial: space.split(trial.params),
+    )
+    paths = save_advice(advice, study_dir(studies_dir, name), study=study)
+    logger.info("advice saved to %s and %s", paths["json"], paths["png"])
+    return advice

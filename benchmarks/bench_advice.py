@@ -1,0 +1,267 @@
+"""Validate the data-vs-tuning advisor on teacher–student scenarios with known ground truth.
+
+For each scenario (``starved``, ``untuned``, ``mixed``) and seed, the bench
+
+1. runs a small random-search study of the α score (``wwtune.score.Score()``) on the scenario, training on
+   half of the task's data (``available_fraction=0.5``) so that "2× data" exists for the ground truth;
+2. asks the advisor (``wwtune.advice.advise``) — it sees the study and the task, never a held-out value;
+3. measures the ground truth with held-out error (mean over 2 training seeds): the best configuration at
+   1× and at 2× data (``gt_data`` = error drop from doubling the data) and the typical configuration at
+   1× (``gt_tune`` = error drop from the typical to the best configuration; ``gt_tune_oracle`` = from the
+   scenario's untuned defaults to the study's best held-out error).
+
+Run (from the repository root; ~2 cores):
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py --seeds 0 1 2 \
+        --out benchmarks/results/advice.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from wwtune.advice import DEFAULT_FRACTIONS, advise
+from wwtune.objective import NullReporter, Params, Reporter
+from wwtune.score import Score
+from wwtune.search_space import SearchSpace
+from wwtune.spectral import analyze
+
+#: The scenarios of the tasks' ``conf/objective/teacher_student_{starved,untuned,mixed}.yaml``.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "starved": {
+        "budget": 30,
+        "fixed": {
+            "n_train": 250,
+            "noise": 0.0,
+            "d_in": 64,
+            "teacher_width": 16,
+            "student_width": 256,
+            "n_classes": 4,
+            "lr": 0.05,
+            "opt": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 0.0,
+            "dropout": 0.0,
+            "batch_size": 64,
+        },
+    },
+    "untuned": {
+        "budget": 20,
+        "fixed": {
+            "n_train": 8000,
+            "noise": 0.05,
+            "d_in": 64,
+            "teacher_width": 4,
+            "student_width": 256,
+            "n_classes": 2,
+            "lr": 0.05,
+            "opt": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 0.05,
+            "dropout": 0.0,
+            "batch_size": 64,
+        },
+    },
+    "mixed": {
+        "budget": 20,
+        "fixed": {
+            "n_train": 1000,
+            "noise": 0.05,
+            "d_in": 64,
+            "teacher_width": 8,
+            "student_width": 256,
+            "n_classes": 4,
+            "lr": 0.05,
+            "opt": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "dropout": 0.0,
+            "batch_size": 64,
+        },
+    },
+}
+#: The tasks' ``conf/search_space/teacher_student.yaml``.
+SEARCH_SPACE = {
+    "params": {
+        "lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
+        "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
+        "momentum": {"type": "float", "low": 0.5, "high": 0.99},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    },
+    "layers": {
+        "fc1": {"lr_mult": {"type": "float", "low": 0.5, "high": 2.0, "log": True}},
+        "fc2": {"lr_mult": {"type": "float", "low": 0.5, "high": 2.0, "log": True}},
+    },
+}
+AVAILABLE = 0.5
+
+
+def load_task():
+    from wwtune.objectives.teacher_student import train
+
+    return train
+
+
+class _Keep(Reporter):
+    def __init__(self) -> None:
+        self.model = None
+
+    def report(self, step: int, model: torch.nn.Module, loss: float) -> None:
+        self.model = model
+
+
+def run_study(train, scen: dict[str, Any], space: SearchSpace, n_trials: int, seed: int) -> optuna.Study:
+    score = Score()
+
+    def objective(trial: optuna.Trial) -> float:
+        values, layers = space.suggest(trial)
+        rep = _Keep()
+        out = train(Params({**scen["fixed"], **values}, layers, scen["budget"], seed, AVAILABLE), rep)
+        trial.set_user_attr("wwtune.heldout", out["heldout"])
+        value = score(analyze(rep.model)).value
+        return math.inf if value is None else value
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def heldout(train, scen, values, layers, fraction, seeds) -> float:
+    hp = {**scen["fixed"], **values}
+    errs = [train(Params(hp, layers, scen["budget"], s, fraction), NullReporter())["heldout"] for s in seeds]
+    return float(np.mean(errs))
+
+
+def one(train, name: str, seed: int, n_trials: int, fractions, space: SearchSpace) -> dict[str, Any]:
+    scen = SCENARIOS[name]
+    t0 = time.perf_counter()
+    study = run_study(train, scen, space, n_trials, seed)
+    adv = advise(
+        train,
+        study,
+        fixed=scen["fixed"],
+        budget=scen["budget"],
+        fractions=fractions,
+        seeds=(100 + 2 * seed, 101 + 2 * seed),
+        available_fraction=AVAILABLE,
+        params_from_trial=lambda t: space.split(t.params),
+    )
+    best, typ = adv["candidates"]["best"], adv["candidates"]["typical"]
+    gt_seeds = (200 + seed, 300 + seed)
+    e_b1 = heldout(train, scen, best["values"], best["layers"], AVAILABLE, gt_seeds)
+    e_b2 = heldout(train, scen, best["values"], best["layers"], 1.0, gt_seeds)
+    e_t1 = heldout(train, scen, typ["values"], typ["layers"], AVAILABLE, gt_seeds)
+    e_def = heldout(train, scen, {}, {}, AVAILABLE, gt_seeds)
+    oracle = min(t.user_attrs["wwtune.heldout"] for t in study.trials if "wwtune.heldout" in t.user_attrs)
+    d = adv["decision"]
+    return {
+        "scenario": name,
+        "seed": seed,
+        "verdict": adv["verdict"],
+        "alpha_slope": (adv["trends"]["best"]["mean_alpha"] or {}).get("slope"),
+        "se_data": d.get("se_data"),
+        "tune_gain": d.get("tune_gain"),
+        "se_tune": d.get("se_tune"),
+        "err_best_1x": e_b1,
+        "err_best_2x": e_b2,
+        "err_typical_1x": e_t1,
+        "err_defaults_1x": e_def,
+        "err_oracle_1x": oracle,
+        "gt_data": e_b1 - e_b2,
+        "gt_tune": e_t1 - e_b1,
+        "gt_tune_oracle": e_def - oracle,
+        "seconds": time.perf_counter() - t0,
+        "advice": adv,
+    }
+
+
+EXPECTED = {"starved": "more data", "untuned": "more tuning", "mixed": None}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = [
+        "scenario",
+        "seed",
+        "verdict",
+        "expected",
+        "Δ mean α / doubling (best)",
+        "tune_gain ± se",
+        "err best 1× → 2×",
+        "err typical 1×",
+        "err defaults → study's held-out best (1×)",
+        "gt_data",
+        "gt_tune",
+        "gt_tune_oracle",
+        "s",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def f(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    for r in rows:
+        cells = [
+            r["scenario"],
+            str(r["seed"]),
+            f"**{r['verdict']}**",
+            EXPECTED[r["scenario"]] or "(reported)",
+            f"{f(r['alpha_slope'])} ± {f(r['se_data'])}",
+            f"{f(r['tune_gain'])} ± {f(r['se_tune'])}",
+            f"{r['err_best_1x']:.3f} → {r['err_best_2x']:.3f}",
+            f"{r['err_typical_1x']:.3f}",
+            f"{r['err_defaults_1x']:.3f} → {r['err_oracle_1x']:.3f}",
+            f"{r['gt_data']:+.3f}",
+            f"{r['gt_tune']:+.3f}",
+            f"{r['gt_tune_oracle']:+.3f}",
+            f"{r['seconds']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    train = load_task()
+    space = SearchSpace.from_config(SEARCH_SPACE)
+    rows = []
+    for name in args.scenarios:
+        for seed in args.seeds:
+            r = one(train, name, seed, args.trials, args.fractions, space)
+            rows.append(r)
+            print(table([r]).splitlines()[-1], flush=True)
+    text = table(rows)
+    print(text)
+    if args.out:
+        cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+        args.out.write_text(
+            f"# Data-vs-tuning advisor: validation on teacher–student scenarios\n\n"
+            f"Command: `{cmd}`\n\n{text}\n"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
