@@ -19,6 +19,7 @@ from wwtune.objective import Params, Reporter
 __all__ = [
     "OPTIMIZERS",
     "accuracy",
+    "digits_indices",
     "digits_split",
     "fit_epochs",
     "make_optimizer",
@@ -110,6 +111,15 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
 
 
+def digits_indices(seed: int, data_fraction: float, n_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, heldout)`` row indices into the digits: see :func:`digits_split`."""
+    split = np.random.default_rng(0).permutation(n_total)
+    n_heldout = round(DIGITS_HELDOUT_FRACTION * n_total)
+    heldout, pool = split[:n_heldout], split[n_heldout:]
+    pool = pool[np.random.default_rng(int(seed)).permutation(len(pool))]
+    return pool[: subset_size(len(pool), data_fraction)], heldout
+
+
 def digits_split(
     seed: int, data_fraction: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,10 +130,6 @@ def digits_split(
     the remaining images, so smaller fractions are nested inside larger ones for one seed.
     """
     x, y = _digits()
-    split = np.random.default_rng(0).permutation(len(x))
-    n_heldout = round(DIGITS_HELDOUT_FRACTION * len(x))
-    heldout, pool = split[:n_heldout], split[n_heldout:]
-    pool = pool[np.random.default_rng(int(seed)).permutation(len(pool))]
-    train = pool[: subset_size(len(pool), data_fraction)]
+    train, heldout = digits_indices(seed, data_fraction, len(x))
     as_t = torch.from_numpy
     return as_t(x[train]), as_t(y[train]), as_t(x[heldout]), as_t(y[heldout])
