@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from omegaconf import OmegaConf
 
 from wwtune.advice import DEFAULT_FRACTIONS, advise
 from wwtune.objective import NullReporter, Params, Reporter
@@ -36,73 +37,16 @@ from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.spectral import analyze
 
-#: The scenarios of the tasks' ``conf/objective/teacher_student_{starved,untuned,mixed}.yaml``.
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "starved": {
-        "budget": 30,
-        "fixed": {
-            "n_train": 250,
-            "noise": 0.0,
-            "d_in": 64,
-            "teacher_width": 16,
-            "student_width": 256,
-            "n_classes": 4,
-            "lr": 0.05,
-            "opt": "sgd",
-            "momentum": 0.9,
-            "weight_decay": 0.0,
-            "dropout": 0.0,
-            "batch_size": 64,
-        },
-    },
-    "untuned": {
-        "budget": 20,
-        "fixed": {
-            "n_train": 8000,
-            "noise": 0.05,
-            "d_in": 64,
-            "teacher_width": 4,
-            "student_width": 256,
-            "n_classes": 2,
-            "lr": 0.05,
-            "opt": "sgd",
-            "momentum": 0.9,
-            "weight_decay": 0.05,
-            "dropout": 0.0,
-            "batch_size": 64,
-        },
-    },
-    "mixed": {
-        "budget": 20,
-        "fixed": {
-            "n_train": 1000,
-            "noise": 0.05,
-            "d_in": 64,
-            "teacher_width": 8,
-            "student_width": 256,
-            "n_classes": 4,
-            "lr": 0.05,
-            "opt": "sgd",
-            "momentum": 0.9,
-            "weight_decay": 0.01,
-            "dropout": 0.0,
-            "batch_size": 64,
-        },
-    },
-}
-#: The tasks' ``conf/search_space/teacher_student.yaml``.
-SEARCH_SPACE = {
-    "params": {
-        "lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
-        "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
-        "momentum": {"type": "float", "low": 0.5, "high": 0.99},
-        "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    },
-    "layers": {
-        "fc1": {"lr_mult": {"type": "float", "low": 0.5, "high": 2.0, "log": True}},
-        "fc2": {"lr_mult": {"type": "float", "low": 0.5, "high": 2.0, "log": True}},
-    },
-}
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_scenario(name: str) -> dict[str, Any]:
+    """``budget`` and ``fixed`` of ``conf/objective/teacher_student_<name>.yaml`` (the tasks' scenarios)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"teacher_student_{name}.yaml"))
+    return {"budget": int(cfg["budget"]), "fixed": dict(cfg["fixed"])}
+
+
+SCENARIOS = ("starved", "untuned", "mixed")
 AVAILABLE = 0.5
 
 
@@ -143,7 +87,7 @@ def heldout(train, scen, values, layers, fraction, seeds) -> float:
 
 
 def one(train, name: str, seed: int, n_trials: int, fractions, space: SearchSpace) -> dict[str, Any]:
-    scen = SCENARIOS[name]
+    scen = load_scenario(name)
     t0 = time.perf_counter()
     study = run_study(train, scen, space, n_trials, seed)
     adv = advise(
@@ -241,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train = load_task()
-    space = SearchSpace.from_config(SEARCH_SPACE)
+    space = SearchSpace.from_config(
+        OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "teacher_student.yaml"))
+    )
     rows = []
     for name in args.scenarios:
         for seed in args.seeds:

@@ -128,7 +128,8 @@ def _study(values: list[float], params: list[dict] | None = None) -> optuna.Stud
              "wd": optuna.distributions.FloatDistribution(0.0, 1.0)}
     for i, v in enumerate(values):
         p = (params or [{}])[i] if params else {"lr": 10 ** (-3 + 3 * i / max(1, len(values))), "wd": i / 100}
-        study.add_trial(optuna.trial.create_trial(params=p, distributions=dists, value=v))
+        dist = {k: dists[k] for k in p}
+        study.add_trial(optuna.trial.create_trial(params=p, distributions=dist, value=v))
     return study
 
 
@@ -280,3 +281,31 @@ def test_save_advice_writes_json_png_and_user_attr(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths["png"].stat().st_size > 10_000
     text = format_advice(adv)
     assert adv["verdict"].upper() in text and "data effect" in text and "importances" in text
+
+
+def _cli_cfg(tmp_path, **advise_block):
+    return {
+        "study": {"name": "adv", "studies_dir": str(tmp_path)},
+        "storage": {"kind": "journal"},
+        "objective": {"task": "wwtune.objectives.teacher_student:train", "budget": 2, "data_fraction": 1.0,
+                      "fixed": {"n_train": 256, "n_heldout": 200, "student_width": 64},
+                      "heldout": {"name": "error", "direction": "minimize"}},
+        "search_space": {"params": {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}},
+        "score": {"kind": "band_distance", "band": [2, 2], "min_evals": 50},
+        "analysis": {"min_evals": 8},
+        "advise": advise_block,
+    }
+
+
+def test_run_advice_end_to_end_on_a_bundled_task(tmp_path):
+    from wwtune.advice import VERDICTS, run_advice
+
+    study = _study([0.4, 0.2, 0.6], [{"lr": 0.05}, {"lr": 0.1}, {"lr": 0.002}])
+    adv = run_advice(_cli_cfg(tmp_path, fractions=[0.5, 1.0], seeds=[0, 1]), study=study)
+    assert adv["verdict"] in VERDICTS
+    assert (tmp_path / "adv" / "advice.json").exists() and (tmp_path / "adv" / "advice.png").exists()
+    assert study.user_attrs["wwtune.advice"]["verdict"] == adv["verdict"]
+    assert adv["candidates"]["best"]["values"] == {"lr": 0.1}
+    assert all(r["heldout"] is not None for r in adv["runs"])  # recorded for validation
+    with pytest.raises(ValueError, match=r"Unknown advise setting\(s\) \['fraction'\]"):
+        run_advice(_cli_cfg(tmp_path, fraction=[0.5]), study=study)
