@@ -85,34 +85,41 @@ def _trend(slope: float, intercept: float, se: float) -> Trend:
 
 
 @pytest.mark.parametrize(
-    ("alpha_slope", "se_data", "tune_gap", "se_tune", "expected"),
+    ("alpha_slope", "se_alpha", "spread_slope", "se_spread", "tune_gap", "expected"),
     [
-        (-0.5, 0.05, 0.0, 0.05, "more data"),  # spectra move strongly with data
-        (0.5, 0.05, 3.0, 0.05, "more data"),  # the sign of the α change is not used
-        (0.05, 0.02, 1.0, 0.1, "more tuning"),  # saturated in data, clear tuning gap
-        (0.05, 0.02, 0.01, 0.1, "inconclusive"),  # saturated, no tuning gap
-        (0.25, 0.05, 1.0, 0.1, "inconclusive"),  # neither clearly above nor below the threshold
-        (0.5, 0.3, 1.0, 0.1, "inconclusive"),  # large but noisy data effect
+        (-0.5, 0.05, 0.0, 0.01, 0.0, "more data"),  # mean α moves strongly with data
+        (0.5, 0.05, 0.0, 0.01, 3.0, "more data"),  # either sign of the α change counts
+        (0.05, 0.02, -0.2, 0.05, 3.0, "more data"),  # the cross-layer spread narrows clearly
+        (0.05, 0.02, 0.2, 0.05, 1.0, "more tuning"),  # a widening spread is no data signal
+        (0.05, 0.02, -0.01, 0.01, 1.0, "more tuning"),  # data-saturated, clear tuning gap
+        (0.05, 0.02, -0.01, 0.01, 0.01, "inconclusive"),  # saturated, no tuning gap
+        (0.5, 0.3, 0.0, 0.01, 1.0, "inconclusive"),  # large but noisy α change
+        (0.05, 0.02, -0.2, 0.2, 1.0, "inconclusive"),  # large but noisy narrowing
     ],
 )
-def test_decide_known_cases(alpha_slope, se_data, tune_gap, se_tune, expected):
-    best_alpha = _trend(alpha_slope, 2.5, se_data)
-    best_score = _trend(0.0, 0.5, se_tune / math.sqrt(2))
-    typical_score = _trend(0.0, 0.5 + tune_gap, se_tune / math.sqrt(2))
-    out = decide(best_alpha, best_score, typical_score, DecisionRule())
+def test_decide_known_cases(alpha_slope, se_alpha, spread_slope, se_spread, tune_gap, expected):
+    se_tune = 0.1
+    out = decide(
+        _trend(alpha_slope, 2.5, se_alpha),
+        _trend(spread_slope, 0.3, se_spread),
+        _trend(0.0, 0.5, se_tune / math.sqrt(2)),
+        _trend(0.0, 0.5 + tune_gap, se_tune / math.sqrt(2)),
+        DecisionRule(),
+    )
     assert out["verdict"] == expected, out["reason"]
-    assert out["data_effect"] == pytest.approx(abs(alpha_slope))
-    assert out["tune_gain"] == pytest.approx(tune_gap)
-    assert f"{alpha_slope:+.3f}" in out["reason"]  # the numbers are in the sentence
+    assert out["alpha_slope"] == alpha_slope and out["spread_slope"] == spread_slope
+    assert out["tune_gain"] == pytest.approx(tune_gap) and out["se_tune"] == pytest.approx(se_tune)
+    assert f"{alpha_slope:+.3f}" in out["reason"] and f"{spread_slope:+.3f}" in out["reason"]
 
 
 def test_decide_without_trends_is_inconclusive():
-    out = decide(None, None, _trend(0, 1, 0.1))
+    out = decide(None, None, None, _trend(0, 1, 0.1))
     assert out["verdict"] == "inconclusive" and "best" in out["reason"]
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"data_threshold": 0.0}, "data_threshold must be positive"),
+    ({"spread_threshold": float("inf")}, "spread_threshold must be positive and finite but got inf"),
     ({"z": -1.0}, "z must be positive"),
     ({"min_effect": -1.0}, "min_effect cannot be negative but got -1.0"),
 ])
@@ -210,7 +217,8 @@ def test_advise_known_verdicts_on_a_planted_task(data_slope, lr_effect, expected
     train = _toy_task(data_slope, lr_effect)
     adv = advise(train, candidates=_toy_candidates(), budget=3, analyze_fn=_fake_analyze)
     assert adv["verdict"] == expected, adv["reason"]
-    assert adv["decision"]["data_effect"] == pytest.approx(data_slope, abs=0.02)
+    assert adv["decision"]["alpha_slope"] == pytest.approx(-data_slope, abs=0.02)
+    assert adv["decision"]["spread_slope"] == pytest.approx(0.0, abs=1e-9)
     assert adv["trends"]["best"]["spread"]["intercept"] == pytest.approx(0.1)  # "small" layer ineligible
     assert len(adv["runs"]) == 16 and adv["n_failed_runs"] == 0
     json.dumps(adv, allow_nan=False)
@@ -280,7 +288,7 @@ def test_save_advice_writes_json_png_and_user_attr(tmp_path):
     assert loaded["verdict"] == adv["verdict"] == study.user_attrs["wwtune.advice"]["verdict"]
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths["png"].stat().st_size > 10_000
     text = format_advice(adv)
-    assert adv["verdict"].upper() in text and "data effect" in text and "importances" in text
+    assert adv["verdict"].upper() in text and "per doubling of the data" in text and "importances" in text
 
 
 def _cli_cfg(tmp_path, **advise_block):

@@ -8,22 +8,25 @@ ordinary least squares over all fractions × seeds (slope, standard error, extra
 By default every fraction gets the same number of optimisation steps (``budget_per_data=True``: an
 epoch budget is scaled by 1/fraction), so the curves measure data, not training length.
 
-Two effects:
+Signals (all from training runs and spectra):
 
-* **data effect** ``data_effect = |slope|`` of the best configuration's mean α per doubling of the data,
-  with its standard error ``se_data``: how much the learned spectra still depend on the amount of data.
-  Its sign is not used: with equal steps, less data typically over-fits (α falls below 2); with equal
-  epochs, less data under-trains (α rises). Either way, spectra that move with data mean a data-limited
-  model; spectra that stay put mean the data no longer shapes what is learned.
-* **tuning effect** ``tune_gain``: the typical configuration's fitted α score at 1× minus the best
+* **data signals** of the best configuration, per doubling of the data: the change of its mean α
+  (``alpha_slope``, either sign counts: with equal steps less data typically over-fits and pushes α below
+  2, with equal epochs it under-trains and pushes α up) and the change of its cross-layer α spread
+  (``spread_slope``; the evidence is that less data widens the spread, so a narrowing counts). Spectra
+  that still move with the amount of data mean a data-limited model; spectra that stay put mean the data
+  no longer shapes what is learned.
+* **tuning gap** ``tune_gain``: the typical configuration's fitted α score at 1× minus the best
   configuration's, with the standard error ``se_tune`` of that difference.
 
-**The rule** (``DecisionRule``; defaults ``data_threshold=0.3`` α per doubling, ``z=2``,
-``min_effect=0.05``):
+**The rule** (``DecisionRule``; defaults ``data_threshold=0.3`` α, ``spread_threshold=0.05`` α,
+``z=2``, ``min_effect=0.05``):
 
-* "more data" when ``data_effect >= data_threshold`` and ``data_effect >= z·se_data``;
-* "more tuning" when ``data_effect + z·se_data < data_threshold`` (data-saturated, confidently) and
-  ``tune_gain >= min_effect`` and ``tune_gain >= z·se_tune`` (the hyperparameters clearly move the score);
+* "more data" when a data signal is large and clear: ``|alpha_slope| >= data_threshold`` with
+  ``|alpha_slope| >= z·se``, or ``-spread_slope >= spread_threshold`` with ``-spread_slope >= z·se``;
+* "inconclusive" when a data signal is large but within ``z`` standard errors of 0;
+* "more tuning" when both data signals are below their thresholds and the tuning gap is clear:
+  ``tune_gain >= min_effect`` and ``tune_gain >= z·se_tune``;
 * "inconclusive" otherwise, and whenever a configuration has fewer than two fractions of usable runs.
 
 The study's own trials are summarised beside the verdict (spread of scores, best vs median, whether the
@@ -31,7 +34,7 @@ best score was still improving over the most recent trials, parameter importance
 enough trials); those numbers are reported, not used by the rule. A held-out metric returned by the task
 is recorded with every run for validation and is never read by the rule.
 
-Limits: ``data_threshold`` was calibrated on teacher–student MLPs (``benchmarks/bench_advice.py``);
+Limits: the thresholds were set on teacher–student MLPs (``benchmarks/bench_advice.py``);
 the extrapolation to 2× is a straight line in log2(data); the tuning effect is in α-score units, which
 track the learning rate strongly and are unreliable for badly under-trained runs (α > 6), so it says the
 hyperparameters move the spectra, which is evidence about held-out quality only as far as the study's
@@ -418,99 +421,136 @@ class DecisionRule:
     """Thresholds of the verdict (the rule itself is in the module docstring).
 
     Args:
-        data_threshold: change of the best configuration's mean α per doubling of the data, in α units,
-            above which the spectra are called data-sensitive and below which data-saturated.
-            Default 0.3.
-        z: how many standard errors an effect must clear (data-sensitive: ``|slope| >= z·se``;
-            data-saturated: ``|slope| + z·se < data_threshold``; tuning effect ``>= z·se_tune``).
-            Default 2.0.
-        min_effect: smallest α-score gap between the typical and the best configuration that counts as
-            tuning headroom. Default 0.05.
+        data_threshold: change of the best configuration's mean α per doubling of the data (α units, either
+            sign) from which the spectra count as data-sensitive. Default 0.3.
+        spread_threshold: narrowing of the best configuration's cross-layer α spread per doubling of the
+            data from which the spectra count as data-sensitive. Default 0.05.
+        z: how many standard errors an effect must clear to count as clear. Default 2.0.
+        min_effect: smallest α-score gap between the typical and the best configuration at 1× that counts
+            as tuning headroom. Default 0.05.
     """
 
     data_threshold: float = 0.3
+    spread_threshold: float = 0.05
     z: float = 2.0
     min_effect: float = 0.05
 
     def __post_init__(self) -> None:
-        if not (self.data_threshold > 0 and math.isfinite(self.data_threshold)):
-            raise ValueError(f"data_threshold must be positive and finite but got {self.data_threshold!r}.")
-        if not (self.z > 0 and math.isfinite(self.z)):
-            raise ValueError(f"z must be positive and finite but got {self.z!r}.")
+        for name in ("data_threshold", "spread_threshold", "z"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be positive and finite but got {value!r}.")
         if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
             raise ValueError(f"min_effect cannot be negative but got {self.min_effect!r}.")
 
 
+def _z(value: float, se: float) -> float:
+    return value / se if se > 0 else math.copysign(math.inf, value) if value else 0.0
+
+
 def decide(
     best_alpha: Trend | None,
+    best_spread: Trend | None,
     best_score: Trend | None,
     typical_score: Trend | None,
     rule: DecisionRule | None = None,
 ) -> dict[str, Any]:
-    """The verdict from the best configuration's mean-α trend and both configurations' score trends.
+    """The verdict from the best configuration's mean-α and spread trends and both score trends.
 
     Returns ``verdict``, ``reason`` (one sentence with the numbers) and the numbers themselves:
-    ``data_effect`` (|slope| of mean α per doubling), ``se_data``, ``alpha_at_1x``, ``alpha_at_2x``,
-    ``tune_gain`` (typical − best fitted score at 1×), ``se_tune``, ``z_data``, ``z_tune`` and the rule.
+    ``alpha_slope``/``se_alpha`` (mean α per doubling), ``spread_slope``/``se_spread``, ``alpha_at_1x``,
+    ``alpha_at_2x``, ``tune_gain`` (typical − best fitted score at 1×), ``se_tune``, the z values, the
+    data signals that fired and the rule's settings.
     """
     rule = rule or DecisionRule()
-    settings = {"data_threshold": rule.data_threshold, "z": rule.z, "min_effect": rule.min_effect}
-    missing = [n for n, t in (("best", best_alpha), ("typical", typical_score)) if t is None]
-    if missing or best_score is None:
-        who = missing[0] if missing else "best"
+    settings = asdict(rule)
+    missing = [
+        n
+        for n, t in (
+            ("best", best_alpha),
+            ("best", best_spread),
+            ("best", best_score),
+            ("typical", typical_score),
+        )
+        if t is None
+    ]
+    if missing:
         return {
             "verdict": "inconclusive",
             **settings,
-            "reason": f"the {who} configuration has fewer than 2 data fractions with usable runs",
+            "reason": f"the {missing[0]} configuration has fewer than 2 data fractions with usable runs",
         }
-    data_effect, se_data = abs(best_alpha.slope), best_alpha.se_slope
+    assert best_alpha is not None and best_spread is not None and best_score is not None
+    assert typical_score is not None
+    a, se_a = best_alpha.slope, best_alpha.se_slope
+    sp, se_sp = best_spread.slope, best_spread.se_slope
     tune_gain = typical_score.intercept - best_score.intercept
     se_tune = math.hypot(typical_score.se_intercept, best_score.se_intercept)
-    z_data = data_effect / se_data if se_data > 0 else math.inf
-    z_tune = tune_gain / se_tune if se_tune > 0 else math.copysign(math.inf, tune_gain)
+    z_alpha, z_spread, z_tune = abs(_z(a, se_a)), -_z(sp, se_sp), _z(tune_gain, se_tune)
+    alpha_large, spread_large = abs(a) >= rule.data_threshold, -sp >= rule.spread_threshold
+    clear = [
+        name
+        for name, large, zz in (
+            ("mean α moves", alpha_large, z_alpha),
+            ("spread narrows", spread_large, z_spread),
+        )
+        if large and zz >= rule.z
+    ]
+    noisy = [
+        name
+        for name, large, zz in (
+            ("mean α moves", alpha_large, z_alpha),
+            ("spread narrows", spread_large, z_spread),
+        )
+        if large and zz < rule.z
+    ]
+    headroom = tune_gain >= rule.min_effect and z_tune >= rule.z
     numbers = {
-        "data_effect": data_effect,
-        "se_data": se_data,
+        "alpha_slope": a,
+        "se_alpha": se_a,
+        "z_alpha": z_alpha,
+        "spread_slope": sp,
+        "se_spread": se_sp,
+        "z_spread": z_spread,
         "alpha_at_1x": best_alpha.intercept,
         "alpha_at_2x": best_alpha.at_2x,
         "tune_gain": tune_gain,
         "se_tune": se_tune,
-        "z_data": z_data,
         "z_tune": z_tune,
+        "data_signals": clear,
+        "noisy_signals": noisy,
         **settings,
     }
     data_text = (
-        f"the best configuration's mean α changes by {best_alpha.slope:+.3f} ± {se_data:.3f} per "
-        f"doubling of the data ({best_alpha.intercept:.2f} at 1× → {best_alpha.at_2x:.2f} "
-        f"extrapolated to 2×)"
+        f"per doubling of the data the best configuration's mean α changes by {a:+.3f} ± {se_a:.3f} "
+        f"({best_alpha.intercept:.2f} at 1× → {best_alpha.at_2x:.2f} extrapolated to 2×; threshold "
+        f"±{rule.data_threshold:g}) and its cross-layer α spread by {sp:+.3f} ± {se_sp:.3f} "
+        f"(threshold −{rule.spread_threshold:g})"
     )
     tune_text = f"the typical configuration scores {tune_gain:+.3f} ± {se_tune:.3f} worse than the best at 1×"
-    sensitive = data_effect >= rule.data_threshold and z_data >= rule.z
-    saturated = data_effect + rule.z * se_data < rule.data_threshold
-    headroom = tune_gain >= rule.min_effect and z_tune >= rule.z
-    if sensitive:
+    if clear:
         verdict = "more data"
         why = (
-            f"{data_text}: at least {rule.data_threshold:g} per doubling and {z_data:.1f} standard errors "
-            f"from 0, so the spectra are still being shaped by the amount of data ({tune_text})"
+            f"{data_text}: {' and '.join(clear)} clearly (≥ {rule.z:g} standard errors), so the spectra "
+            f"are still shaped by the amount of data; {tune_text}"
         )
-    elif saturated and headroom:
-        verdict = "more tuning"
-        why = (
-            f"{data_text}: below {rule.data_threshold:g} even at +{rule.z:g} standard errors, so more data "
-            f"is unlikely to change the learned spectra, while {tune_text} ({z_tune:.1f} standard errors)"
-        )
-    elif saturated:
+    elif noisy:
         verdict = "inconclusive"
         why = (
-            f"{data_text}, so more data is unlikely to help, but {tune_text}, which is not a clear tuning "
-            f"headroom (needs ≥ {rule.min_effect:g} and {rule.z:g} standard errors)"
+            f"{data_text}: {' and '.join(noisy)} beyond the threshold but within {rule.z:g} standard "
+            f"errors of 0; {tune_text}"
+        )
+    elif headroom:
+        verdict = "more tuning"
+        why = (
+            f"{data_text}: both below their thresholds, so more data is unlikely to change the learned "
+            f"spectra, while {tune_text} ({z_tune:.1f} standard errors)"
         )
     else:
         verdict = "inconclusive"
         why = (
-            f"{data_text}: neither clearly above {rule.data_threshold:g} ({rule.z:g} standard errors) nor "
-            f"clearly below it; {tune_text}"
+            f"{data_text}: both below their thresholds, but {tune_text}, which is not a clear tuning "
+            f"headroom (needs ≥ {rule.min_effect:g} and {rule.z:g} standard errors)"
         )
     return {"verdict": verdict, "reason": why, **numbers}
 
@@ -598,8 +638,7 @@ def advise(
     score = score or Score()
     runs: list[RunRecord] = []
     trends: dict[str, dict[str, Any]] = {}
-    score_trends: dict[str, Trend | None] = {}
-    alpha_trends: dict[str, Trend | None] = {}
+    trend_objs: dict[str, dict[str, Trend | None]] = {}
     for cand in candidates:
         recs = measure_data_curve(
             task,
@@ -615,15 +654,10 @@ def advise(
         )
         runs.extend(recs)
         per = {attr: _trend_of(recs, attr) for attr in ("score", "mean_alpha", "spread")}
-        score_trends[cand.label] = per["score"]
-        alpha_trends[cand.label] = per["mean_alpha"]
+        trend_objs[cand.label] = per
         trends[cand.label] = {k: (asdict(v) if v is not None else None) for k, v in per.items()}
-    decision = decide(
-        alpha_trends[candidates[0].label],
-        score_trends[candidates[0].label],
-        score_trends[candidates[1].label],
-        rule,
-    )
+    best, typical = trend_objs[candidates[0].label], trend_objs[candidates[1].label]
+    decision = decide(best["mean_alpha"], best["spread"], best["score"], typical["score"], rule)
     failed = [r for r in runs if r.status != "ok"]
     advice: dict[str, Any] = {
         "verdict": decision["verdict"],
@@ -732,7 +766,7 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
             label="study trials: best … median score",
         )
     ta = (trends.get("best") or {}).get("mean_alpha")
-    if ta and d.get("data_effect") is not None:
+    if ta and d.get("alpha_slope") is not None:
         ax_alpha.annotate(
             "",
             xy=(1.15, ta["at_2x"]),
@@ -742,7 +776,8 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
         ax_alpha.text(
             1.2,
             (ta["at_2x"] + ta["intercept"]) / 2,
-            f"data effect\n{d['data_effect']:.3f} ± {d['se_data']:.3f}\n(threshold {d['data_threshold']:g})",
+            f"per doubling\n{d['alpha_slope']:+.3f} ± {d['se_alpha']:.3f}\n"
+            f"(threshold ±{d['data_threshold']:g})",
             color="tab:purple",
             va="center",
             fontsize=8,
@@ -781,10 +816,11 @@ def format_advice(advice: Mapping[str, Any]) -> str:
     """A few lines for the CLI to print: the verdict, the numbers behind it and the study summary."""
     d = advice.get("decision") or {}
     lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
-    if "data_effect" in d:
+    if "alpha_slope" in d:
         lines.append(
-            f"  data effect |Δ mean α| per doubling {d['data_effect']:.3f} ± {d['se_data']:.3f} "
-            f"(threshold {d['data_threshold']:g}); tuning effect {d['tune_gain']:+.3f} ± {d['se_tune']:.3f} "
+            f"  per doubling of the data: mean α {d['alpha_slope']:+.3f} ± {d['se_alpha']:.3f} "
+            f"(threshold ±{d['data_threshold']:g}), α spread {d['spread_slope']:+.3f} ± {d['se_spread']:.3f} "
+            f"(threshold −{d['spread_threshold']:g}); tuning gap {d['tune_gain']:+.3f} ± {d['se_tune']:.3f} "
             f"(min {d['min_effect']:g}); z = {d['z']:g}"
         )
     s = advice.get("study") or {}
@@ -809,6 +845,7 @@ ADVISE_DEFAULTS: dict[str, Any] = {
     "seeds": [0, 1],
     "budget_per_data": True,
     "data_threshold": DecisionRule.data_threshold,
+    "spread_threshold": DecisionRule.spread_threshold,
     "z": DecisionRule.z,
     "min_effect": DecisionRule.min_effect,
 }
@@ -858,7 +895,9 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
             "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
         )
     analysis = dict(cfg.get("analysis") or {})
-    rule = DecisionRule(float(opts["data_threshold"]), float(opts["z"]), float(opts["min_effect"]))
+    rule = DecisionRule(
+        **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}
+    )
     advice = advise(
         task_fn,
         study,
