@@ -95,6 +95,8 @@ def _trend(slope: float, intercept: float, se: float) -> Trend:
         (0.05, 0.02, -0.01, 0.01, 0.01, "inconclusive"),  # saturated, no tuning gap
         (0.5, 0.3, 0.0, 0.01, 1.0, "inconclusive"),  # large but noisy α change
         (0.05, 0.02, -0.2, 0.2, 1.0, "inconclusive"),  # large but noisy narrowing
+        (0.01, 0.47, 0.1, 0.44, 3.0, "inconclusive"),  # small but noisy: saturation is not shown
+        (0.2, 0.06, 0.0, 0.01, 3.0, "inconclusive"),  # below the threshold, but not at +2 SE
     ],
 )
 def test_decide_known_cases(alpha_slope, se_alpha, spread_slope, se_spread, tune_gap, expected):

@@ -25,8 +25,10 @@ Signals (all from training runs and spectra):
 * "more data" when a data signal is large and clear: ``|alpha_slope| >= data_threshold`` with
   ``|alpha_slope| >= z·se``, or ``-spread_slope >= spread_threshold`` with ``-spread_slope >= z·se``;
 * "inconclusive" when a data signal is large but within ``z`` standard errors of 0;
-* "more tuning" when both data signals are below their thresholds and the tuning gap is clear:
-  ``tune_gain >= min_effect`` and ``tune_gain >= z·se_tune``;
+* "more tuning" when the data is shown to be saturated — both data signals stay below their thresholds
+  even at ``z`` standard errors (``|alpha_slope| + z·se < data_threshold`` and
+  ``-spread_slope + z·se < spread_threshold``) — and the tuning gap is clear: ``tune_gain >= min_effect``
+  and ``tune_gain >= z·se_tune``;
 * "inconclusive" otherwise, and whenever a configuration has fewer than two fractions of usable runs.
 
 The study's own trials are summarised beside the verdict (spread of scores, best vs median, whether the
@@ -505,6 +507,8 @@ def decide(
         if large and zz < rule.z
     ]
     headroom = tune_gain >= rule.min_effect and z_tune >= rule.z
+    # Saturation must be shown, not assumed: even the upper confidence bounds stay below the thresholds.
+    saturated = abs(a) + rule.z * se_a < rule.data_threshold and -sp + rule.z * se_sp < rule.spread_threshold
     numbers = {
         "alpha_slope": a,
         "se_alpha": se_a,
@@ -519,6 +523,7 @@ def decide(
         "z_tune": z_tune,
         "data_signals": clear,
         "noisy_signals": noisy,
+        "data_saturated": saturated,
         **settings,
     }
     data_text = (
@@ -540,17 +545,23 @@ def decide(
             f"{data_text}: {' and '.join(noisy)} beyond the threshold but within {rule.z:g} standard "
             f"errors of 0; {tune_text}"
         )
-    elif headroom:
+    elif saturated and headroom:
         verdict = "more tuning"
         why = (
-            f"{data_text}: both below their thresholds, so more data is unlikely to change the learned "
-            f"spectra, while {tune_text} ({z_tune:.1f} standard errors)"
+            f"{data_text}: both below their thresholds even at +{rule.z:g} standard errors, so more data is "
+            f"unlikely to change the learned spectra, while {tune_text} ({z_tune:.1f} standard errors)"
         )
-    else:
+    elif saturated:
         verdict = "inconclusive"
         why = (
             f"{data_text}: both below their thresholds, but {tune_text}, which is not a clear tuning "
             f"headroom (needs ≥ {rule.min_effect:g} and {rule.z:g} standard errors)"
+        )
+    else:
+        verdict = "inconclusive"
+        why = (
+            f"{data_text}: neither clearly beyond nor clearly below its threshold at {rule.z:g} standard "
+            f"errors; {tune_text}"
         )
     return {"verdict": verdict, "reason": why, **numbers}
 
