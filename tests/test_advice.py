@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -28,6 +29,7 @@ from wwtune.advice import (
     tuning_headroom,
 )
 from wwtune.objective import Params, Reporter, task
+from wwtune.score import Score
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -119,12 +121,15 @@ def test_decide_without_trends_is_inconclusive():
     assert out["verdict"] == "inconclusive" and "best" in out["reason"]
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"data_threshold": 0.0}, "data_threshold must be positive"),
-    ({"spread_threshold": float("inf")}, "spread_threshold must be positive and finite but got inf"),
-    ({"z": -1.0}, "z must be positive"),
-    ({"min_effect": -1.0}, "min_effect cannot be negative but got -1.0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"data_threshold": 0.0}, "data_threshold must be positive"),
+        ({"spread_threshold": float("inf")}, "spread_threshold must be positive and finite but got inf"),
+        ({"z": -1.0}, "z must be positive"),
+        ({"min_effect": -1.0}, "min_effect cannot be negative but got -1.0"),
+    ],
+)
 def test_rule_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DecisionRule(**kwargs)
@@ -133,8 +138,10 @@ def test_rule_validates_arguments(kwargs, match):
 # ------------------------------------------------------------------------------------------------ study side
 def _study(values: list[float], params: list[dict] | None = None) -> optuna.Study:
     study = optuna.create_study(direction="minimize")
-    dists = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
-             "wd": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    dists = {
+        "lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
+        "wd": optuna.distributions.FloatDistribution(0.0, 1.0),
+    }
     for i, v in enumerate(values):
         p = (params or [{}])[i] if params else {"lr": 10 ** (-3 + 3 * i / max(1, len(values))), "wd": i / 100}
         dist = {k: dists[k] for k in p}
@@ -184,8 +191,14 @@ class _Toy(nn.Module):
 def _fake_analyze(model: nn.Module) -> pd.DataFrame:
     """α per layer is read from attributes the toy task set: a known answer for every run."""
     a = model.planted_alpha
-    return pd.DataFrame({"name": ["l1", "l2", "small"], "alpha": [a - 0.1, a + 0.1, 9.0],
-                         "num_evals": [64, 64, 4], "status": ["success"] * 3})
+    return pd.DataFrame(
+        {
+            "name": ["l1", "l2", "small"],
+            "alpha": [a - 0.1, a + 0.1, 9.0],
+            "num_evals": [64, 64, 4],
+            "status": ["success"] * 3,
+        }
+    )
 
 
 def _toy_task(data_slope: float, lr_effect: float, heldout_offset: float = 0.0):
@@ -195,8 +208,12 @@ def _toy_task(data_slope: float, lr_effect: float, heldout_offset: float = 0.0):
     def train(params: Params, reporter: Reporter) -> dict:
         model = _Toy()
         jitter = 0.01 * ((params.seed * 7919) % 5 - 2)
-        model.planted_alpha = (2.0 + lr_effect * abs(math.log10(params["lr"] / 0.1))
-                               - data_slope * math.log2(params.data_fraction) + jitter)
+        model.planted_alpha = (
+            2.0
+            + lr_effect * abs(math.log10(params["lr"] / 0.1))
+            - data_slope * math.log2(params.data_fraction)
+            + jitter
+        )
         model.seen_budget = params.budget
         reporter.report(params.budget, model, 1.0)
         train.calls.append((params.data_fraction, params.budget, params.seed))
@@ -210,11 +227,14 @@ def _toy_candidates() -> tuple[Candidate, Candidate]:
     return Candidate("best", {"lr": 0.1}), Candidate("typical", {"lr": 0.001})
 
 
-@pytest.mark.parametrize(("data_slope", "lr_effect", "expected"), [
-    (0.6, 0.05, "more data"),
-    (0.0, 0.8, "more tuning"),
-    (0.0, 0.0, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    ("data_slope", "lr_effect", "expected"),
+    [
+        (0.6, 0.05, "more data"),
+        (0.0, 0.8, "more tuning"),
+        (0.0, 0.0, "inconclusive"),
+    ],
+)
 def test_advise_known_verdicts_on_a_planted_task(data_slope, lr_effect, expected):
     train = _toy_task(data_slope, lr_effect)
     adv = advise(train, candidates=_toy_candidates(), budget=3, analyze_fn=_fake_analyze)
@@ -253,13 +273,16 @@ def test_task_without_the_data_fraction_knob_gets_a_clear_message():
         advise(train, candidates=_toy_candidates(), budget=1)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"fractions": [1.0]}, "at least 2 distinct values"),
-    ({"fractions": [0.5, 2.0]}, r"in \(0, 1\]"),
-    ({"seeds": [0]}, "at least 2 distinct seeds"),
-    ({"available_fraction": 0.0}, "available_fraction"),
-    ({"budget": 0}, "budget must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fractions": [1.0]}, "at least 2 distinct values"),
+        ({"fractions": [0.5, 2.0]}, r"in \(0, 1\]"),
+        ({"seeds": [0]}, "at least 2 distinct seeds"),
+        ({"available_fraction": 0.0}, "available_fraction"),
+        ({"budget": 0}, "budget must be a positive integer"),
+    ],
+)
 def test_advise_validates_arguments(kwargs, match):
     args = {"candidates": _toy_candidates(), "budget": 1, "analyze_fn": _fake_analyze, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -297,9 +320,13 @@ def _cli_cfg(tmp_path, **advise_block):
     return {
         "study": {"name": "adv", "studies_dir": str(tmp_path)},
         "storage": {"kind": "journal"},
-        "objective": {"task": "wwtune.objectives.teacher_student:train", "budget": 2, "data_fraction": 1.0,
-                      "fixed": {"n_train": 256, "n_heldout": 200, "student_width": 64},
-                      "heldout": {"name": "error", "direction": "minimize"}},
+        "objective": {
+            "task": "wwtune.objectives.teacher_student:train",
+            "budget": 2,
+            "data_fraction": 1.0,
+            "fixed": {"n_train": 256, "n_heldout": 200, "student_width": 64},
+            "heldout": {"name": "error", "direction": "minimize"},
+        },
         "search_space": {"params": {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}},
         "score": {"kind": "band_distance", "band": [2, 2], "min_evals": 50},
         "analysis": {"min_evals": 8},
@@ -319,3 +346,47 @@ def test_run_advice_end_to_end_on_a_bundled_task(tmp_path):
     assert all(r["heldout"] is not None for r in adv["runs"])  # recorded for validation
     with pytest.raises(ValueError, match=r"Unknown advise setting\(s\) \['fraction'\]"):
         run_advice(_cli_cfg(tmp_path, fraction=[0.5]), study=study)
+
+
+@pytest.mark.slow
+def test_reduced_validation_data_starved_teacher_student_says_more_data():
+    """Reduced scenario (i) of benchmarks/bench_advice.py: 6 random trials, fractions 1/4…1, 2 seeds."""
+    from omegaconf import OmegaConf
+
+    from wwtune.objectives.teacher_student import train
+    from wwtune.search_space import SearchSpace
+    from wwtune.spectral import analyze
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    scen = OmegaConf.to_container(OmegaConf.load(conf / "objective" / "teacher_student_starved.yaml"))
+    space = SearchSpace.from_config(
+        OmegaConf.to_container(OmegaConf.load(conf / "search_space" / "teacher_student.yaml"))
+    )
+    fixed = {**scen["fixed"], "n_heldout": 100}
+    score = Score()
+
+    class Keep(Reporter):
+        def report(self, step, model, loss):
+            self.model = model
+
+    def objective(trial):
+        values, layers = space.suggest(trial)
+        rep = Keep()
+        train(Params({**fixed, **values}, layers, scen["budget"], 0, 0.5), rep)
+        value = score(analyze(rep.model)).value
+        return math.inf if value is None else value
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=6)
+    adv = advise(
+        train,
+        study,
+        fixed=fixed,
+        budget=scen["budget"],
+        fractions=[0.25, 0.5, 1.0],
+        seeds=(100, 101),
+        available_fraction=0.5,
+        params_from_trial=lambda t: space.split(t.params),
+    )
+    assert adv["verdict"] == "more data", adv["reason"]
+    assert adv["decision"]["data_signals"]
