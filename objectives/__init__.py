@@ -1,1 +1,15 @@
-"""Bundled training tasks (offline, seedable). Copy one to start your own."""
+"""Bundled training tasks (offline, seedable, honouring ``params.data_fraction``). Copy one to start your own.
+
+Each module has ``train(params, reporter) -> {"heldout": float, "n_train": int}``, decorated with
+``@task(supports_data_fraction=True)``, and a ``DEFAULTS`` dict of the hyperparameters it reads (any
+other name in ``params.values`` is an error). The optimizer is built from ``params.param_groups(model)``
+and ``params.apply_dropout(model)`` sets dropout, so per-layer settings reach the model by module name.
+
+- ``digits_mlp``: ``fc1, drop1, fc2, drop2, fc3`` (64→256→256→10) on scikit-learn's digits; budget in
+  epochs; held-out accuracy (maximize). The quickstart task.
+- ``digits_cnn``: ``conv1, conv2, drop1, fc1, drop2, fc2`` on the digits; epochs; accuracy (maximize).
+- ``char_lm``: ``tok_emb, pos_emb, blocks.{i}.attn.{qkv,proj,drop}, blocks.{i}.mlp.{fc1,fc2,drop},
+  head`` on ``pydoc_data.topics``; epochs of ``steps_per_epoch`` steps; held-out bits/char (minimize).
+- ``teacher_student``: student ``fc1, drop1, fc2, drop2, fc3`` learning a random teacher MLP; epochs;
+  held-out error rate against the clean teacher (minimize).
+"""

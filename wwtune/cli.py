@@ -1,7 +1,7 @@
 """``python -m wwtune study=<name> [overrides]``: compose the Hydra config, run the study, print a summary.
 
 Configs ship inside the package (``pkg://wwtune.conf``); a ``conf/`` folder in the working directory
-extends them (``hydra.searchpath`` in ``conf/config.yaml``), so a user's ``conf/study/mine.yaml`` and
+extends them (added to ``hydra.searchpath``), so a user's ``conf/study/mine.yaml`` and
 ``conf/objective/mine.yaml`` are found by name. Everything Hydra offers works: ``--cfg job`` prints the
 composed config, ``--help`` lists the groups and their choices.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -49,9 +50,18 @@ def _hydra_entry(cfg: DictConfig) -> None:
     _run(cfg)
 
 
+def _with_user_conf(args: Sequence[str]) -> list[str]:
+    """Add ``./conf`` (when present) to Hydra's search path, unless the user set ``hydra.searchpath``."""
+    args = list(args)
+    user_conf = Path.cwd() / "conf"
+    if user_conf.is_dir() and not any(a.lstrip("+~").startswith("hydra.searchpath") for a in args):
+        args.insert(0, f"hydra.searchpath=[file://{user_conf.as_posix()}]")  # before any --flag
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _with_user_conf(sys.argv[1:] if argv is None else argv)
     saved = sys.argv
     sys.argv = ["wwtune", *args]
     _exit_code[0] = 0
@@ -71,5 +81,5 @@ def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     from hydra import initialize_config_module
 
     with initialize_config_module(config_module="wwtune.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=_with_user_conf(overrides))
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

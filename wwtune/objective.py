@@ -123,9 +123,7 @@ class Params:
             if not param.requires_grad:
                 continue
             module_name = param_name.rpartition(".")[0]
-            pattern = next(
-                (p for p in self.layers if fnmatch.fnmatchcase(module_name, p)), "default"
-            )
+            pattern = next((p for p in self.layers if fnmatch.fnmatchcase(module_name, p)), "default")
             if pattern not in groups:
                 settings = self.layers.get(pattern, {})
                 groups[pattern] = {

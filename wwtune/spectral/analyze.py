@@ -151,7 +151,7 @@ def analyze(
             metrics = {c: math.nan for c in ALWAYS if c not in row}
         else:
             fitted = fitter(esd.evals)
-            metrics = layer_metrics(esd.evals, spec.N, fitted)
+            metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(_DTYPES[dtype]).eps))
         row.update(metrics)
         row.update(alpha=fitted.alpha, xmin=fitted.xmin, xmax=fitted.xmax, D=fitted.D, sigma=fitted.sigma,
                    num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),

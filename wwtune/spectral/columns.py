@@ -43,7 +43,8 @@ COLUMNS: dict[str, str] = {
     "log_alpha_norm": "log10(Σ λ^alpha)",
     "stable_rank": "norm / lambda_max",
     "entropy": "matrix entropy -Σ p ln p / ln(matrix_rank), p = λ/Σλ (NaN when matrix_rank ≤ 1)",
-    "matrix_rank": "#{sqrt(λ) > sqrt(lambda_max) * N * eps(float64)}",
+    "matrix_rank": "#{λ > lambda_max * N * eps(dtype)}: the Gram eigenvalues' noise floor (WeightWatcher: "
+    "sqrt(λ) > sqrt(lambda_max) * N * eps on SVD values; equal unless sv_min < sqrt(N * eps) * sv_max)",
     "rank_loss": "num_evals - matrix_rank",
     "weak_rank_loss": "#{λ < 1e-6}",
     # outcome

@@ -83,7 +83,7 @@ def compute_esds(specs: Sequence[WeightSpec], *, device: torch.device, dtype: to
     by_m: dict[int, list[int]] = {}
     for idx, s in enumerate(specs):
         by_m.setdefault(s.M, []).append(idx)
-    for m, members in by_m.items():
+    for members in by_m.values():
         pending: list[tuple[int, torch.Tensor]] = []
         held = 0
 
@@ -97,24 +97,25 @@ def compute_esds(specs: Sequence[WeightSpec], *, device: torch.device, dtype: to
                 n_slices = g.shape[0]
                 vals = ev[pos : pos + n_slices].ravel()
                 pos += n_slices
-                if n_slices > 1 or specs[idx].layer_type.startswith("conv"):
-                    vals = np.sort(vals * CONV_EVAL_SCALE) if specs[idx].layer_type.startswith("conv") \
-                        else np.sort(vals)
-                results[idx] = LayerESD(vals)
+                if specs[idx].layer_type.startswith("conv"):
+                    vals = vals * CONV_EVAL_SCALE
+                results[idx] = LayerESD(np.sort(vals) if n_slices > 1 else vals)
             pending, held = [], 0
 
         for idx in members:
             w = specs[idx].load()
-            bad = int((~torch.isfinite(w)).sum()) if not bool(torch.isfinite(w).all()) else 0
-            if bad:
-                results[idx] = LayerESD(None, f"weights contain {bad} NaN/Inf values")
-                continue
             g = _grams(w, dtype, device)
+            # NaN/Inf weights always reach the small Gram, so the full-size check runs only then.
+            if not bool(torch.isfinite(g).all()):
+                bad = int((~torch.isfinite(w)).sum())
+                reason = f"weights contain {bad} NaN/Inf values" if bad else \
+                    f"Gram matrix overflows in {str(dtype).replace('torch.', '')}; use dtype='float64'"
+                results[idx] = LayerESD(None, reason)
+                continue
             del w
             pending.append((idx, g))
             held += g.numel()
             if held >= _BATCH_ELEMENTS:
                 flush()
         flush()
-        del m
     return [r if r is not None else LayerESD(None, "not computed") for r in results]

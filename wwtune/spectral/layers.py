@@ -239,7 +239,7 @@ def weight_specs(source: Any) -> list[WeightSpec]:
     if isinstance(source, nn.Module):
         return _module_specs(source)
     if isinstance(source, Mapping):
-        obj = _unwrap(source, "the state_dict")
+        obj = _unwrap(source, "the mapping passed to analyze()")
         return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj)
     kinds = f"an nn.Module, a state_dict, a checkpoint ({', '.join(FILE_SUFFIXES)}) or a Hugging Face folder"
     raise TypeError(f"analyze() needs {kinds}, but got {type(source).__name__}.")

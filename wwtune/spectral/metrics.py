@@ -35,13 +35,21 @@ def warning_for(fit: PowerLawFit) -> str:
     return ""
 
 
-def layer_metrics(evals: np.ndarray, N: int, fit: PowerLawFit) -> dict[str, float | int]:  # noqa: N803
-    """Norm, rank and entropy metrics of one layer's eigenvalues (all of them, zeros included)."""
+def layer_metrics(evals: np.ndarray, N: int, fit: PowerLawFit,  # noqa: N803
+                  eps: float = _EPS64) -> dict[str, float | int]:
+    """Norm, rank and entropy metrics of one layer's eigenvalues (all of them, zeros included).
+
+    ``eps`` is the machine epsilon of the dtype the Gram eigenvalues were computed in. WeightWatcher
+    counts the rank from SVD singular values (√λ > √λ_max·N·eps); eigenvalues of the Gram matrix carry
+    an absolute error of about λ_max·N·eps, so the rank counts λ > λ_max·N·eps instead (the larger of
+    the two thresholds). Both agree whenever the smallest singular value exceeds √(N·eps)·σ_max.
+    """
     ev = np.asarray(evals, dtype=np.float64)
     num = ev.size
     lam_max = float(ev.max()) if num else 0.0
     norm = float(ev.sum())
-    rank = int(np.count_nonzero(np.sqrt(ev) > math.sqrt(lam_max) * N * _EPS64)) if lam_max > 0 else 0
+    tol = lam_max * max(N * eps, (N * _EPS64) ** 2)
+    rank = int(np.count_nonzero(ev > tol)) if lam_max > 0 else 0
     if rank > 1 and norm > 0:
         p = ev / norm + _ENTROPY_OFFSET
         entropy = float(-np.sum(p * np.log(p)) / math.log(rank))

@@ -33,6 +33,8 @@ _SMALL_PENALTY = 0.868
 # last-bit difference between vectorised code paths, so pruning can never drop the true minimum.
 _REL_SLACK = 1e-12
 _CHUNK_ELEMENTS = 1 << 20
+_LEVEL0_POINTS = 32
+_EXACT_PER_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -67,25 +69,32 @@ def _prepare(evals: np.ndarray) -> np.ndarray:
     return np.sort(x[x > FIT_THRESHOLD])
 
 
-def _ks_block(L: np.ndarray, a: np.ndarray, cand: np.ndarray, stride: int) -> np.ndarray:
-    """max over j = i, i+stride, ... < n of |1 - exp((1-α_i)(L_j-L_i)) - (j-i)/k_i| for each candidate i."""
+def _ks_block(L: np.ndarray, a: np.ndarray, cand: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of D for each candidate from the points j = i, i+stride, ..., n-1.
+
+    The lower bound is the largest |F - e| at those points (exact when stride = 1). On [j1, j2] both
+    the model CDF F and the empirical CDF e increase with j, so |F - e| ≤ max(F(j2) - e(j1),
+    e(j2) - F(j1)) there: the largest such value over the intervals is an upper bound.
+    """
     n = L.size
-    out = np.empty(cand.size)
-    span = n - int(cand.min()) if cand.size else 0
-    steps = max(1, -(-span // stride))
+    lower = np.empty(cand.size)
+    upper = np.empty(cand.size)
+    span = n - 1 - int(cand.min()) if cand.size else 0
+    steps = -(-span // stride) + 1
     rows = max(1, _CHUNK_ELEMENTS // steps)
     offs = np.arange(steps) * stride
     for s in range(0, cand.size, rows):
         c = cand[s : s + rows]
         j = c[:, None] + offs[None, :]
-        valid = j < n
-        np.minimum(j, n - 1, out=j)
-        k = (n - c).astype(np.float64)
-        expo = (1.0 - a[c])[:, None] * (L[j] - L[c][:, None])
-        dev = np.abs(1.0 - np.exp(expo) - (j - c[:, None]) / k[:, None])
-        dev[~valid] = 0.0
-        out[s : s + rows] = dev.max(axis=1)
-    return out
+        np.minimum(j, n - 1, out=j)  # repeated last points change no maximum
+        F = 1.0 - np.exp((1.0 - a[c])[:, None] * (L[j] - L[c][:, None]))
+        e = (j - c[:, None]) / (n - c).astype(np.float64)[:, None]
+        lower[s : s + rows] = np.abs(F - e).max(axis=1)
+        if stride > 1:
+            upper[s : s + rows] = np.maximum(F[:, 1:] - e[:, :-1], e[:, 1:] - F[:, :-1]).max(axis=1)
+        else:
+            upper[s : s + rows] = lower[s : s + rows]
+    return lower, upper
 
 
 def _ks_exact_one(L: np.ndarray, a: float, i: int) -> float:
@@ -107,7 +116,7 @@ def ks_distance(x: np.ndarray, alpha: np.ndarray, cand: np.ndarray) -> np.ndarra
     out = np.ones(cand.size)
     ok = np.isfinite(a[cand]) & (a[cand] > 1.0)
     if ok.any():
-        out[ok] = _ks_block(L, a, cand[ok], 1)
+        out[ok] = _ks_block(L, a, cand[ok], 1)[0]
     return out
 
 
@@ -120,21 +129,21 @@ def _best_candidate(L: np.ndarray, a: np.ndarray) -> tuple[int, float]:
     if not good.any():
         return 0, 1.0
     alive = cand[good]
-    # Start from the candidate with the largest tail as an upper bound of min D.
-    first = int(alive[0])
-    best = _ks_exact_one(L, a[first], first)
-    exact[first] = best
-    stride = max(1, n // 32)
+    stride = max(1, n // _LEVEL0_POINTS)
+    best = math.inf
     while True:
         if stride == 1:
-            d = _ks_block(L, a, alive, 1)
+            d = _ks_block(L, a, alive, 1)[0]
             exact.update(zip(alive.tolist(), d.tolist(), strict=True))
             break
-        bound = _ks_block(L, a, alive, stride)
-        top = int(alive[int(np.argmin(bound))])
-        if top not in exact:
-            exact[top] = _ks_exact_one(L, a[top], top)
-        best = min(best, exact[top])
+        bound, upper = _ks_block(L, a, alive, stride)
+        best = min(best, float(upper.min()))
+        # Exact D of the few most promising candidates tightens that upper bound of the minimum.
+        for pos in np.argsort(upper, kind="stable")[:_EXACT_PER_LEVEL]:
+            top = int(alive[pos])
+            if top not in exact:
+                exact[top] = _ks_exact_one(L, a[top], top)
+            best = min(best, exact[top])
         alive = alive[bound <= best * (1.0 + _REL_SLACK)]
         stride = max(1, stride // 8)
     # Candidates with α ≤ 1 have D = 1; they can only win when nothing is below 1.

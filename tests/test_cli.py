@@ -1,0 +1,145 @@
+"""End-to-end tests of `python -m wwtune` in a subprocess, from a user's project folder (tests/userproj)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+from study_fixtures import project  # noqa: F401 - pytest fixture
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+
+
+def wwtune(*args, cwd, env=None, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "wwtune", *args],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def load(folder: Path, name: str) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(folder / "studies" / name / "journal.log")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_readme_user_task_study_runs_end_to_end(project):  # noqa: F811
+    """The README's user task (tests/user_task_example.py) through the CLI with the user's own conf/."""
+    run = wwtune("study=example", "study.n_trials=3", cwd=project)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "Study 'example': 3 trials" in out and "Best trial #" in out
+    assert "per-layer alpha" in out and "eligible: num_evals >= 50" in out
+    assert "Time: training" in out
+    best = yaml.safe_load((project / "studies" / "example" / "best_params.yaml").read_text())
+    assert set(best["params"]) == {"lr", "width"} and set(best["layers"]) == {"fc1", "drop"}
+    study = load(project, "example")
+    assert len(study.trials) == 3
+    assert all("wwtune.layers" in t.user_attrs for t in study.trials if t.state == TrialState.COMPLETE)
+    assert "%" in run.stderr  # the progress bar
+
+
+def test_cfg_job_prints_composed_config(project):  # noqa: F811
+    run = wwtune("study=tiny", "score=transformer", "--cfg", "job", "--resolve", cwd=project)
+    assert run.returncode == 0, run.stderr
+    cfg = yaml.safe_load(run.stdout)
+    assert cfg["study"]["name"] == "tiny" and cfg["objective"]["task"] == "study_tasks:fast"
+    assert cfg["score"]["band"] == [3.0, 4.0]
+    assert cfg["sampler"]["_target_"] == "optuna.samplers.TPESampler" and cfg["sampler"]["seed"] == 0
+    assert not (project / "studies").exists()
+
+
+def test_unknown_group_choice_lists_the_choices(project):  # noqa: F811
+    run = wwtune("study=tiny", "sampler=tpf", cwd=project)
+    assert run.returncode != 0
+    assert "Could not find 'sampler/tpf'" in run.stderr
+    for choice in ("cmaes", "gp", "grid", "random", "tpe"):
+        assert choice in run.stderr
+
+
+def test_misspelled_key_in_a_user_yaml_is_named(project):  # noqa: F811
+    (project / "conf" / "study" / "typo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /objective: tiny\n  - override /search_space: tiny\n"
+        "study: {name: typo, n_trails: 3}\n"
+    )
+    run = wwtune("study=typo", cwd=project)
+    assert run.returncode == 2
+    assert "Unknown key(s) in 'study': 'n_trails' (did you mean 'n_trials'?)" in run.stderr
+    assert not (project / "studies" / "typo" / "journal.log").exists()
+
+
+def test_killed_run_resumes_without_losing_completed_trials(project):  # noqa: F811
+    args = ("study=tiny", "study.n_trials=6", "study.progress_bar=false")
+    slow = {**ENV, "WWTUNE_TEST_SLEEP": "0.4"}  # ~1.2 s per trial: time to kill one mid-run
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wwtune", *args],
+        cwd=project,
+        env=slow,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = project / "studies" / "tiny" / "journal.log"
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if journal.exists():
+                trials = load(project, "tiny").trials
+                done = [t for t in trials if t.state == TrialState.COMPLETE]
+                if len(done) >= 2 and trials[-1].state == TrialState.RUNNING:
+                    break
+        else:
+            pytest.fail("the study did not complete 2 trials in time")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = {
+        t.number: (t.params, t.value) for t in load(project, "tiny").trials if t.state == TrialState.COMPLETE
+    }
+    assert len(before) >= 2
+    assert proc.returncode == -signal.SIGKILL
+
+    run = wwtune(*args, cwd=project)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = load(project, "tiny").trials
+    after = {t.number: (t.params, t.value) for t in trials if t.state == TrialState.COMPLETE}
+    assert all(after[n] == before[n] for n in before)  # nothing completed was lost or changed
+    interrupted = [
+        t for t in trials if str(t.user_attrs.get("wwtune.fail_reason", "")).startswith("interrupted")
+    ]
+    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len(trials) - len(interrupted) == 6  # the interrupted trial does not count toward n_trials
+    assert "1 failed" in run.stdout and "interrupted: worker process" in run.stdout
+
+
+def test_console_script_and_wheel_layout_find_shipped_configs(tmp_path):
+    """From a folder without conf/, the packaged configs are found (pkg://wwtune.conf)."""
+    script = Path(sys.executable).parent / "wwtune"
+    assert script.exists(), "the `wwtune` console script is installed with the package"
+    run = subprocess.run(
+        [str(script), "--cfg", "job", "objective.task=x:y"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    cfg = yaml.safe_load(run.stdout)
+    assert cfg["study"]["name"] == "quickstart" and cfg["storage"]["kind"] == "journal"

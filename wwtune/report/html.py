@@ -1,0 +1,542 @@
+"""One self-contained ``report.html`` per study: summary, best parameters, layers, plots, trust, advice.
+
+The page embeds every figure as a base64 ``data:`` URI, carries its own CSS, loads nothing from the
+network and needs no JavaScript. All text that comes from the study (names, parameters, reasons, advice)
+is HTML-escaped. Each section opens with one plain-language sentence for a reader who has never heard
+of α.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from matplotlib.figure import Figure
+from optuna.trial import FrozenTrial, TrialState
+
+from wwtune.report._data import (
+    ATTR_BUDGET,
+    ATTR_HELDOUT,
+    STUDY_ADVICE,
+    STUDY_CONFIG,
+    STUDY_HELDOUT_DIRECTION,
+    STUDY_HELDOUT_NAME,
+    STUDY_TRUST,
+    layers_frame,
+    resolve_band,
+    trials_table,
+)
+from wwtune.report.plots import (
+    figure_data_uri,
+    plot_advice,
+    plot_alpha_heatmap,
+    plot_esd,
+    plot_esd_linear,
+    plot_layer_alphas,
+    plot_score_history,
+    plot_trust_scatter,
+)
+
+__all__ = ["render_report", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the per-layer table, in display order, with their plain-language headers.
+LAYER_COLUMNS = {
+    "name": "layer",
+    "alpha": "α",
+    "warning": "warning",
+    "eligible": "counted in score",
+    "num_evals": "eigenvalues",
+    "lambda_max": "largest eigenvalue",
+    "log_norm": "log₁₀ ‖W‖²",
+    "rank_loss": "rank loss",
+    "num_traps": "correlation traps",
+    "status": "fit",
+}
+#: Most per-layer ESD figures embedded when ``spectra`` is given (the rest are listed, not drawn).
+MAX_ESD_LAYERS = 12
+#: Most trials listed in the trials table (best by score first beyond that).
+MAX_TRIAL_ROWS = 300
+
+EXPLAIN = {
+    "intro": (
+        "wwtune tried many hyperparameter settings, each in a short training run, and scored every run "
+        "by the shape of its trained weights instead of by accuracy on held-out data."
+    ),
+    "summary": (
+        "A trial is one training run with one choice of hyperparameters; its score is how far its layers "
+        "are from a healthy training state (lower is better, 0 = on target)."
+    ),
+    "params": "The settings of the best-scoring run: use these to train your final model.",
+    "layers": (
+        "α (alpha) measures how the weights of a layer have organised during training: well-trained layers "
+        "usually show α near 2 (2 to 6 is normal); above 6 the layer learned little, below 2 it may be "
+        "over-fitted or the run blew up."
+    ),
+    "history": (
+        "Each dot is one run in the order it was tried; the green line is the best score found so far, so "
+        "a line that stopped falling means more trials are unlikely to help."
+    ),
+    "heatmap": (
+        "Each row is a run and each column a layer; white cells are on target, blue cells have lower α "
+        "(heavier-tailed) and red cells higher α (less trained); grey means no fit."
+    ),
+    "trust": (
+        "This checks, on your own task, whether runs with a better α score also did better on held-out "
+        "data: if they did, you can tune without held-out data next time."
+    ),
+    "no_trust": (
+        "No held-out metric was recorded, so how well the α score ranks runs on this task is not measured: "
+        "give your task a held-out metric (return {'heldout': value}) to check it."
+    ),
+    "advice": (
+        "This compares what more training data would buy with what more tuning would buy, measured by "
+        "re-running with parts of the data."
+    ),
+    "spectra": (
+        "The eigenvalues of each layer's weight matrix, counted on log scales: a straight right-hand tail "
+        "is the 'heavy tail' that α measures (α is minus its slope)."
+    ),
+    "trials": "Every run with its outcome; pruned runs were stopped early because they looked unpromising.",
+}
+
+_CSS = """
+body{margin:0;background:#f4f6f8;color:#1d2630;font:15px/1.5 -apple-system,"Segoe UI",Roboto,
+"DejaVu Sans",Arial,sans-serif}
+header{background:#1f4e79;color:#fff;padding:22px 32px}
+header h1{margin:0;font-size:26px;font-weight:600}
+header p{margin:6px 0 0;opacity:.9}
+main{max-width:1120px;margin:0 auto;padding:18px 24px 40px}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);margin:18px 0;
+padding:16px 22px}
+h2{margin:0 0 4px;font-size:20px;color:#1f4e79}
+p.explain{margin:0 0 12px;color:#4a5866;font-style:italic}
+table{border-collapse:collapse;margin:8px 0;font-size:14px}
+th,td{border-bottom:1px solid #e3e7eb;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#eef2f6;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.over-trained td{background:#fdecea}
+tr.under-trained td{background:#fff4e5}
+tr.failed td{background:#eeeeee;color:#555}
+tr.ineligible td{color:#777}
+img{max-width:100%;height:auto;display:block;margin:10px 0;border:1px solid #e3e7eb;border-radius:4px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:8px}
+.kv td:first-child{color:#4a5866;white-space:nowrap}
+.kv td.num{text-align:left}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:18px;margin:18px 0}
+.pair>section{margin:0}
+.row{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
+.row>*{flex:0 1 auto;min-width:0}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600}
+.badge.well{background:#2ca02c}.badge.poorly{background:#d62728}.badge.inconclusive{background:#7f7f7f}
+.note{color:#4a5866;font-size:13px}
+footer{max-width:1120px;margin:0 auto;padding:0 24px 30px;color:#6b7785;font-size:13px}
+"""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return _e(x)
+    if math.isnan(v):
+        return "–"
+    return f"{v:.{digits}g}"
+
+
+def _cell(x: Any) -> str:
+    if isinstance(x, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return f'<td class="num">{_num(x)}</td>'
+    if x is None:
+        return "<td>–</td>"
+    return f"<td>{_e(x)}</td>"
+
+
+def _kv_table(items: Sequence[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><td>{_e(k)}</td>{_cell(v)}</tr>" for k, v in items)
+    return f'<table class="kv">{rows}</table>'
+
+
+def _img(fig: Figure, alt: str, fmt: str) -> str:
+    uri = figure_data_uri(fig, fmt)
+    fig.clear()
+    return f'<img src="{uri}" alt="{_e(alt)}">'
+
+
+def _section(sid: str, title: str, explain: str, body: str) -> str:
+    return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2><p class="explain">{_e(explain)}</p>{body}</section>'
+
+
+def _best_trial(study: optuna.Study) -> FrozenTrial | None:
+    if len(study.directions) != 1:
+        return None
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial yet
+        return None
+
+
+def _config_get(config: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(config, Mapping):
+            return None
+        config = config.get(k)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, float]) -> str:
+    table = trials_table(study)
+    counts = table["state"].value_counts().to_dict() if len(table) else {}
+    config = study.user_attrs.get(STUDY_CONFIG)
+    items: list[tuple[str, Any]] = [
+        ("study", study.study_name),
+        ("trials", len(table)),
+        ("completed", counts.get("COMPLETE", 0)),
+        ("pruned (stopped early)", counts.get("PRUNED", 0)),
+        ("failed", counts.get("FAIL", 0)),
+    ]
+    if counts.get("RUNNING"):
+        items.append(("still running", counts["RUNNING"]))
+    task = _config_get(config, "objective", "task")
+    if task:
+        items.append(("training task", task))
+    budget = best.user_attrs.get(ATTR_BUDGET) if best else _config_get(config, "objective", "budget")
+    if budget is not None:
+        items.append(("training budget per trial", budget))
+    items.append(("target α band", f"[{band[0]:g}, {band[1]:g}]"))
+    if len(study.directions) == 1:
+        items.append(("direction", study.direction.name.lower()))
+    if best is not None:
+        items += [("best trial", f"#{best.number}"), ("best score", best.value)]
+        heldout = best.user_attrs.get(ATTR_HELDOUT)
+        if heldout is not None:
+            items.append(("held-out metric of the best trial", heldout))
+    train = table["time_train_s"].dropna().sum() if len(table) else 0.0
+    analysis = table["time_analysis_s"].dropna().sum() if len(table) else 0.0
+    if train > 0:
+        items.append(("training time, all trials (s)", float(train)))
+        items.append(("spectral analysis time (s)", float(analysis)))
+        items.append(("analysis share of the time", f"{100 * analysis / (train + analysis):.1f} %"))
+    body = _kv_table(items)
+    if best is None and len(study.directions) > 1:
+        body += '<p class="note">A multi-objective study has no single best trial.</p>'
+    elif best is None:
+        body += '<p class="note">No trial has completed yet, so there is no best trial.</p>'
+    return _section("summary", "Summary", EXPLAIN["summary"], body)
+
+
+def _params(study: optuna.Study, best: FrozenTrial | None) -> str:
+    if best is None:
+        return ""
+    body = _kv_table(sorted(best.params.items())) if best.params else "<p>No searched parameters.</p>"
+    fixed = _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "fixed")
+    if isinstance(fixed, Mapping) and fixed:
+        body += "<p class='note'>Fixed (not searched):</p>" + _kv_table(sorted(fixed.items()))
+    return _section("params", f"Best parameters (trial #{best.number})", EXPLAIN["params"], body)
+
+
+def _layer_table(df: pd.DataFrame) -> str:
+    cols = [c for c in LAYER_COLUMNS if c in df.columns]
+    head = "".join(f"<th>{_e(LAYER_COLUMNS[c])}</th>" for c in cols)
+    rows = []
+    for _, r in df.iterrows():
+        classes = []
+        warning = r.get("warning")
+        if isinstance(warning, str) and warning:
+            classes.append(warning)
+        if "eligible" in df.columns and not bool(r["eligible"]):
+            classes.append("ineligible")
+        cells = []
+        for c in cols:
+            v = r[c]
+            if c == "alpha" and (str(r.get("status", "")) == "failed" or (_is_num(v) and float(v) <= 0)):
+                v = "fit failed"
+            cells.append(_cell(v))
+        rows.append(f'<tr class="{_e(" ".join(classes))}">{"".join(cells)}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> str:
+    if best is None:
+        return ""
+    df = layers_frame(best)
+    if df is None or df.empty:
+        body = "<p>The best trial stored no per-layer diagnostics.</p>"
+    else:
+        step = df.attrs.get("step")
+        note = f"<p class='note'>Measured at step {_e(step)} of the run.</p>" if step is not None else ""
+        fig = plot_layer_alphas(df, band, title=f"α per layer, best trial #{best.number}")
+        body = (
+            note + _img(fig, "α per layer of the best trial against the target band", fmt) + _layer_table(df)
+        )
+    return _section("layers", "Layers of the best trial", EXPLAIN["layers"], body)
+
+
+def _history(study: optuna.Study, band: tuple[float, float], fmt: str) -> str:
+    body = _img(plot_score_history(study), "score of each trial and best so far", fmt)
+    hist = _section("history", "Score history", EXPLAIN["history"], body)
+    heat = _img(plot_alpha_heatmap(study, band=band), "α of each layer in each trial", fmt)
+    return hist + _section("heatmap", "α across trials and layers", EXPLAIN["heatmap"], heat)
+
+
+def _trust(study: optuna.Study, fmt: str) -> str:
+    trust = study.user_attrs.get(STUDY_TRUST)
+    heldout_direction = study.user_attrs.get(STUDY_HELDOUT_DIRECTION, "maximize")
+    if heldout_direction not in ("minimize", "maximize"):
+        heldout_direction = "maximize"
+    has_heldout = any(
+        t.state == TrialState.COMPLETE and t.user_attrs.get(ATTR_HELDOUT) is not None
+        for t in study.get_trials(deepcopy=False)
+    )
+    if not isinstance(trust, Mapping) and not has_heldout:
+        return _section("trust", "Can the α score be trusted here?", EXPLAIN["no_trust"], "")
+    body = ""
+    if not isinstance(trust, Mapping) and len(study.directions) == 1:
+        # The study stored no trust report (e.g. the run was interrupted): measure it now, the same way.
+        from wwtune.trust import trust_report
+
+        trust = trust_report(
+            study.get_trials(deepcopy=False), heldout_direction, score_direction=study.direction.name.lower()
+        )
+        body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
+    if isinstance(trust, Mapping):
+        verdict = str(trust.get("verdict", "inconclusive"))
+        label = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}.get(verdict, verdict)
+        body += f'<p><span class="badge {_e(verdict)}">{_e(label)}</span> {_e(trust.get("summary", ""))}</p>'
+        table = _kv_table(_trust_items(trust))
+    else:
+        table = ""
+    name = (
+        study.user_attrs.get(STUDY_HELDOUT_NAME)
+        or _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "heldout", "name")
+        or "held-out metric"
+    )
+    fig = plot_trust_scatter(
+        study,
+        trust=trust if isinstance(trust, Mapping) else None,
+        heldout_name=str(name),
+        heldout_direction=heldout_direction,
+    )
+    scatter = _img(fig, "α score against held-out metric per trial", fmt)
+    body += f'<div class="row">{scatter}<div>{table}</div></div>'
+    return _section("trust", "Can the α score be trusted here?", EXPLAIN["trust"], body)
+
+
+def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The trust report's numbers as labelled rows; unknown scalar keys are listed as they are."""
+    labels = {
+        "n": "trials compared",
+        "spearman": "Spearman correlation (+1 = perfect agreement)",
+        "spearman_p": "Spearman p-value",
+        "kendall": "Kendall correlation",
+        "kendall_p": "Kendall p-value",
+        "regret": "held-out loss from trusting α (regret)",
+        "regret_vs_median": "regret as a share of the best-vs-median gap",
+        "random_regret": "regret of a random pick, for comparison",
+        "convention": "sign convention",
+        "reason": "why this verdict",
+    }
+    items: list[tuple[str, Any]] = [(label, trust[k]) for k, label in labels.items() if k in trust]
+    for key, label in (
+        ("alpha_best", "trial picked by α"),
+        ("heldout_best", "best held-out trial"),
+        ("median", "median trial"),
+    ):
+        e = trust.get(key)
+        if isinstance(e, Mapping):
+            items.append(
+                (label, f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, score {_num(e.get('score'))}")
+            )
+    skip = set(labels) | {
+        "alpha_best",
+        "heldout_best",
+        "median",
+        "verdict",
+        "summary",
+        "n_excluded",
+        "heldout_direction",
+        "score_direction",
+        "min_trials",
+        "p_threshold",
+    }
+    for k, v in trust.items():
+        if k not in skip and (v is None or isinstance(v, (str, int, float, bool))):
+            items.append((k, v))
+    return items
+
+
+def _advice(study: optuna.Study, fmt: str) -> str:
+    advice = study.user_attrs.get(STUDY_ADVICE)
+    if not isinstance(advice, Mapping):
+        return ""
+    body = ""
+    for key in ("verdict", "summary", "explanation"):
+        if isinstance(advice.get(key), str):
+            body += (
+                f"<p><strong>{_e(advice[key])}</strong></p>"
+                if key == "verdict"
+                else f"<p>{_e(advice[key])}</p>"
+            )
+    if "data_fraction" in advice and "score" in advice:
+        try:
+            body += _img(plot_advice(advice), "score against fraction of the training data", fmt)
+        except (TypeError, ValueError) as err:  # a malformed advice dict must not lose the whole report
+            logger.warning("advice plot skipped: %s", err)
+            body += f"<p class='note'>Advice plot skipped: {_e(err)}</p>"
+    scalars = [
+        (k, v)
+        for k, v in advice.items()
+        if k not in ("verdict", "summary", "explanation") and (v is None or isinstance(v, (str, int, float)))
+    ]
+    if scalars:
+        body += _kv_table(scalars)
+    return _section("advice", "More data or more tuning?", EXPLAIN["advice"], body)
+
+
+def _spectra(spectra: pd.DataFrame | None, fmt: str) -> str:
+    if spectra is None:
+        return ""
+    if "evals" not in spectra.columns:
+        raise ValueError("spectra must come from analyze(..., keep_evals=True): it has no 'evals' column.")
+    imgs = []
+    for _, row in spectra.head(MAX_ESD_LAYERS).iterrows():
+        evals = np.asarray(row["evals"], dtype=float)
+        if np.count_nonzero(evals > 1e-5):
+            imgs.append(_img(plot_esd(evals, row), f"log-log spectrum of {row['name']}", fmt))
+        if "sigma_mp" in spectra.columns:
+            imgs.append(_img(plot_esd_linear(evals, row), f"linear spectrum of {row['name']}", fmt))
+    more = len(spectra) - MAX_ESD_LAYERS
+    note = f"<p class='note'>{more} more layer(s) not drawn.</p>" if more > 0 else ""
+    return _section(
+        "spectra",
+        "Layer spectra of the best model",
+        EXPLAIN["spectra"],
+        f'<div class="grid">{"".join(imgs)}</div>{note}',
+    )
+
+
+def _trials(study: optuna.Study) -> str:
+    table = trials_table(study)
+    if table.empty:
+        return ""
+    params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    shown = table
+    note = ""
+    if len(table) > MAX_TRIAL_ROWS:
+        shown = table.sort_values("score", na_position="last").head(MAX_TRIAL_ROWS).sort_values("number")
+        note = f"<p class='note'>Showing the {MAX_TRIAL_ROWS} best-scoring of {len(table)} trials.</p>"
+    has_heldout = table["heldout"].notna().any()
+    head = "<tr><th>trial</th><th>state</th><th>score</th>" + ("<th>held-out</th>" if has_heldout else "")
+    head += "<th>parameters</th><th>note</th></tr>"
+    rows = []
+    for r in shown.itertuples(index=False):
+        p = ", ".join(
+            f"{k}={_num(v) if _is_num(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
+        )
+        reason = next((x for x in (r.fail_reason, r.prune_reason) if isinstance(x, str) and x), "")
+        cells = [f"<td>#{r.number}</td>", f"<td>{_e(r.state.lower())}</td>", _cell(r.score)]
+        if has_heldout:
+            cells.append(_cell(r.heldout))
+        cells += [f"<td>{_e(p)}</td>", f"<td>{_e(reason)}</td>"]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return _section("trials", "All trials", EXPLAIN["trials"], f"{note}<table>{head}{''.join(rows)}</table>")
+
+
+# ---------------------------------------------------------------------------------------------- public
+def render_report(
+    study: optuna.Study,
+    *,
+    spectra: pd.DataFrame | None = None,
+    band: Sequence[float] | None = None,
+    image_format: str = "png",
+) -> str:
+    """The study report as one HTML string (see :func:`write_report`)."""
+    if not isinstance(study, optuna.Study):
+        raise TypeError(f"study must be an optuna.Study but got {type(study).__name__}.")
+    if image_format not in ("png", "svg"):
+        raise ValueError(f"image_format must be 'png' or 'svg' but got {image_format!r}.")
+    band_ = resolve_band(study, band)
+    best = _best_trial(study)
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',
+        _layers(best, band_, image_format),
+        _history(study, band_, image_format),
+        _trust(study, image_format),
+        _advice(study, image_format),
+        _spectra(spectra, image_format),
+        _trials(study),
+    ]
+    from wwtune import __version__
+
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>wwtune report: {_e(study.study_name)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>wwtune report: {_e(study.study_name)}</h1><p>{_e(EXPLAIN['intro'])}</p></header>"
+        f"<main>{''.join(sections)}</main>"
+        f"<footer>Generated {_e(when)} by wwtune {_e(__version__)}. This page is self-contained: "
+        "no network access and no scripts.</footer></body></html>\n"
+    )
+
+
+def write_report(
+    study: optuna.Study,
+    out_path: str | Path,
+    *,
+    spectra: pd.DataFrame | None = None,
+    band: Sequence[float] | None = None,
+    image_format: str = "png",
+) -> Path:
+    """Write the self-contained HTML report of ``study`` to ``out_path`` and return the path.
+
+    Args:
+        study: an Optuna study from any storage (journal file, SQLite, PostgreSQL, in memory); reads the
+            trial and study user attrs of the wwtune contract (``wwtune.layers``, ``wwtune.score``,
+            ``wwtune.heldout``, ``wwtune.trust``, ``wwtune.advice``, …) and shows what is present.
+        out_path: the ``.html`` file to write (conventionally ``studies/<name>/report.html``); parent
+            folders are created.
+        spectra: optional ``analyze(best_model, keep_evals=True)`` result; adds per-layer ESD plots
+            (at most :data:`MAX_ESD_LAYERS`). Default: none.
+        band: target α band ``[low, high]``; default the study's ``wwtune.band``, else ``[2, 2]``.
+        image_format: ``"png"`` (default) or ``"svg"`` for the embedded figures.
+
+    Example::
+
+        import optuna
+        from wwtune.report import write_report
+
+        study = optuna.create_study(study_name="demo")
+        study.optimize(lambda trial: (trial.suggest_float("x", -1, 1) - 0.3) ** 2, n_trials=5)
+        write_report(study, "studies/demo/report.html")
+        # a stored study: write_report(optuna.load_study(study_name=..., storage=...), path)
+    """
+    text = render_report(study, spectra=spectra, band=band, image_format=image_format)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    logger.info("wrote study report %s (%d kB)", out, len(text) // 1024)
+    return out
