@@ -670,6 +670,9 @@ def advise(
     best, typical = trend_objs[candidates[0].label], trend_objs[candidates[1].label]
     decision = decide(best["mean_alpha"], best["spread"], best["score"], typical["score"], rule)
     failed = [r for r in runs if r.status != "ok"]
+    best_ok = [r for r in runs if r.config == candidates[0].label and r.status == "ok"]
+    curve_fr = sorted({r.fraction for r in best_ok})
+    curve = [[r.score for r in best_ok if r.fraction == f] for f in curve_fr]
     advice: dict[str, Any] = {
         "verdict": decision["verdict"],
         "reason": decision["reason"],
@@ -695,6 +698,12 @@ def advise(
             "score": score.describe(),
             "rule": asdict(rule),
         },
+        # The keys wwtune.report.plot_advice reads (best configuration's score per fraction, sd over seeds).
+        "data_fraction": curve_fr,
+        "score": [float(np.mean(c)) for c in curve],
+        "score_err": [float(np.std(c)) for c in curve],
+        "tuning_headroom": max(0.0, float(decision.get("tune_gain", 0.0))),
+        "metric": "α score of the best configuration",
         "heldout_note": "held-out values in runs are for validation only; the verdict never reads them",
     }
     if failed:
@@ -735,6 +744,12 @@ def _draw_curves(axis: Any, advice: Mapping[str, Any], ok: pd.DataFrame, attr: s
                 )
 
 
+def _bracket(axis: Any, x: float, y0: float, y1: float, color: str, text: str) -> None:
+    """A vertical double arrow from y0 to y1 at x, labelled on its right."""
+    axis.annotate("", xy=(x, y0), xytext=(x, y1), arrowprops={"arrowstyle": "<->", "color": color, "lw": 2})
+    axis.text(x + 0.05, (y0 + y1) / 2, text, color=color, va="center", fontsize=8)
+
+
 def plot_advice(advice: Mapping[str, Any]) -> Any:
     """Figure with three panels against the data fraction (log2 axis, 2× = extrapolated): the α score of
     both configurations with the tuning gap at 1× and the study's best…median band (tuning headroom); the
@@ -753,19 +768,13 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
     tb = (trends.get("best") or {}).get("score")
     tt = (trends.get("typical") or {}).get("score")
     if tb and tt and d.get("tune_gain") is not None:
-        ax_score.annotate(
-            "",
-            xy=(0.15, tb["intercept"]),
-            xytext=(0.15, tt["intercept"]),
-            arrowprops={"arrowstyle": "<->", "color": "tab:green", "lw": 2},
-        )
-        ax_score.text(
-            0.2,
-            (tb["intercept"] + tt["intercept"]) / 2,
+        _bracket(
+            ax_score,
+            0.15,
+            tb["intercept"],
+            tt["intercept"],
+            "tab:green",
             f"tuning gap\n{d['tune_gain']:+.3f} ± {d['se_tune']:.3f}",
-            color="tab:green",
-            va="center",
-            fontsize=8,
         )
     study = advice.get("study") or {}
     if study.get("best") is not None:
@@ -776,23 +785,21 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
             alpha=0.08,
             label="study trials: best … median score",
         )
-    ta = (trends.get("best") or {}).get("mean_alpha")
-    if ta and d.get("alpha_slope") is not None:
-        ax_alpha.annotate(
-            "",
-            xy=(1.15, ta["at_2x"]),
-            xytext=(1.15, ta["intercept"]),
-            arrowprops={"arrowstyle": "<->", "color": "tab:purple", "lw": 2},
-        )
-        ax_alpha.text(
-            1.2,
-            (ta["at_2x"] + ta["intercept"]) / 2,
-            f"per doubling\n{d['alpha_slope']:+.3f} ± {d['se_alpha']:.3f}\n"
-            f"(threshold ±{d['data_threshold']:g})",
-            color="tab:purple",
-            va="center",
-            fontsize=8,
-        )
+    best = trends.get("best") or {}
+    for axis, attr, slope, se, threshold in (
+        (ax_alpha, "mean_alpha", "alpha_slope", "se_alpha", f"±{d.get('data_threshold', 0):g}"),
+        (ax_spread, "spread", "spread_slope", "se_spread", f"−{d.get('spread_threshold', 0):g}"),
+    ):
+        tr = best.get(attr)
+        if tr and d.get(slope) is not None:
+            _bracket(
+                axis,
+                1.15,
+                tr["intercept"],
+                tr["at_2x"],
+                "tab:purple",
+                f"per doubling\n{d[slope]:+.3f} ± {d[se]:.3f}\n(threshold {threshold})",
+            )
     labels = (
         (ax_score, "α score (lower is better)", f"verdict: {advice['verdict']}"),
         (ax_alpha, "mean α (eligible layers)", "mean α vs data"),
