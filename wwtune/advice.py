@@ -757,7 +757,7 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
     (no pyplot state)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 4.4))
+    fig = Figure(figsize=(14, 5.0))
     ax_score, ax_alpha, ax_spread = fig.subplots(1, 3)
     runs = pd.DataFrame(advice["runs"])
     ok = runs[runs["status"] == "ok"] if len(runs) else runs
@@ -812,8 +812,9 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
         axis.set_ylabel(ylabel)
         axis.set_title(title, fontsize=10)
         axis.set_xlim(min(ticks) - 0.3, 1.9)
-    ax_score.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    handles, names = ax_score.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
     return fig
 
 
