@@ -198,13 +198,13 @@ def summary(rows: list[dict[str, Any]], calibration: set[int]) -> str:
     return "\n".join(out)
 
 
-COLUMNS_NOTE = """Columns: the advisor's verdict; the best configuration's change of mean α and of the
-cross-layer α spread per doubling of the data (OLS slope ± standard error over 4 fractions × 2 seeds); the tuning gap
-(typical − best fitted α score at 1×). Ground truth (held-out error, never seen by the advisor; mean of 2
-training seeds): `err best 1× → 2×` (the best-by-α configuration with the available data and with twice
-as much), `err typical 1×`, `err defaults → study's held-out best` (the scenario's untuned defaults vs
-the lowest held-out error among the study's trials); `gt_data` = error drop from doubling the data,
-`gt_tune` = typical − best, `gt_tune_oracle` = defaults − study's held-out best; `s` = wall seconds."""
+COLUMNS_NOTE = """Columns: the advisor's verdict; the best configuration's change of mean α and of the cross-layer α spread
+per doubling of the data (OLS slope ± standard error over 4 fractions × 2 seeds); the tuning gap (typical
+− best fitted α score at 1×). Ground truth (held-out error, never seen by the advisor; mean of 2 training
+seeds): `err best 1× → 2×` (the best-by-α configuration with the available data and with twice as much),
+`err typical 1×`, `err defaults → study's held-out best` (the scenario's untuned defaults vs the lowest
+held-out error among the study's trials); `gt_data` = error drop from doubling the data, `gt_tune` =
+typical − best, `gt_tune_oracle` = defaults − study's held-out best; `s` = wall seconds."""
 
 
 def render(rows: list[dict[str, Any]], cmd: str, calibration: set[int]) -> str:
