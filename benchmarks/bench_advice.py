@@ -198,7 +198,8 @@ def summary(rows: list[dict[str, Any]], calibration: set[int]) -> str:
     return "\n".join(out)
 
 
-COLUMNS_NOTE = """Columns: the advisor's verdict; the best configuration's change of mean α and of the cross-layer α spread
+COLUMNS_NOTE = """\
+Columns: the advisor's verdict; the best configuration's change of mean α and of the cross-layer α spread
 per doubling of the data (OLS slope ± standard error over 4 fractions × 2 seeds); the tuning gap (typical
 − best fitted α score at 1×). Ground truth (held-out error, never seen by the advisor; mean of 2 training
 seeds): `err best 1× → 2×` (the best-by-α configuration with the available data and with twice as much),
