@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -231,13 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="markdown results table")
     ap.add_argument("--json", type=Path, default=None, help="every row with its full advice, as JSON")
     ap.add_argument("--from-json", type=Path, default=None, help="render --out from a saved --json; no runs")
+    ap.add_argument("--run-command", default=None, help="with --from-json: the command that made the JSON")
     args = ap.parse_args(argv)
-    cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py " + " ".join(
+    cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     if args.from_json:
         rows = json.loads(args.from_json.read_text())
-        cmd = rows[0].get("command", cmd) if rows else cmd
+        made_by = args.run_command or (rows[0].get("command") if rows else None) or "unknown"
+        cmd = f"{made_by}` (runs), rendered by `{cmd}"
     else:
         torch.set_num_threads(1)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
