@@ -26,20 +26,42 @@ _logger = logging.getLogger("wwtune.cli")
 _exit_code: list[int] = [0]
 
 
-def _run(cfg: DictConfig) -> None:
+class _DropNanFailures(logging.Filter):
+    """Optuna's "failed ... value nan is not acceptable" lines: wwtune already logged the real reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "value nan is not acceptable" not in message and "failed with value nan" not in message
+
+
+def _quiet_optuna(progress_bar: bool) -> None:
     import optuna
 
+    if progress_bar:  # the bar shows the best value; Optuna's per-trial INFO lines would tear it
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    source = logging.getLogger("optuna.study._optimize")  # a logger's filter sees the records it creates
+    if not any(isinstance(f, _DropNanFailures) for f in source.filters):
+        source.addFilter(_DropNanFailures())
+
+
+def _run(cfg: DictConfig) -> None:
     from wwtune.study import ConfigError, run_study, summary_text
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
-    if progress_bar:  # the bar shows the best value; Optuna's per-trial INFO lines would tear it
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna(progress_bar)
     try:
         study = run_study(plain, progress_bar=progress_bar)
     except ConfigError as exc:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
+        return
+    except KeyboardInterrupt:
+        print(
+            "wwtune: interrupted; completed trials are stored. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        _exit_code[0] = 130
         return
     print(summary_text(study, plain))
     _exit_code[0] = 0
