@@ -42,13 +42,20 @@ track the learning rate strongly and are unreliable for badly under-trained runs
 hyperparameters move the spectra, which is evidence about held-out quality only as far as the study's
 α score is (see ``wwtune.trust``).
 
-Example::
+Example (a bundled task and a 4-trial study; about 10–30 s on one core)::
 
     import optuna
-    from wwtune.advice import advise
+    from wwtune.advice import advise, format_advice
+    from wwtune.objectives.digits_mlp import train
 
-    advice = advise(train, study, fixed={"batch_size": 64}, budget=5, seeds=(0, 1))
-    print(advice["verdict"], advice["reason"])
+    study = optuna.create_study(direction="minimize")  # normally made by `python -m wwtune study=...`
+    for lr, score in [(0.1, 0.2), (0.03, 0.5), (0.01, 1.0), (0.3, 0.4)]:
+        study.enqueue_trial({"lr": lr})
+        study.optimize(lambda t: (t.suggest_float("lr", 1e-3, 1.0, log=True), score)[1], n_trials=1)
+    advice = advise(train, study, budget=5, seeds=(0, 1))
+    print(format_advice(advice))
+
+From the command line, on an existing study: ``python -m wwtune study=<name> mode=advise``.
 """
 
 from __future__ import annotations
@@ -430,6 +437,17 @@ class DecisionRule:
         z: how many standard errors an effect must clear to count as clear. Default 2.0.
         min_effect: smallest α-score gap between the typical and the best configuration at 1× that counts
             as tuning headroom. Default 0.05.
+
+    Example::
+
+        from wwtune.advice import DecisionRule, decide, fit_trend
+
+        x = [-3, -3, -2, -2, -1, -1, 0, 0]  # log2 of the data fractions 1/8 … 1, two seeds each
+        alpha = fit_trend(x, [3.6, 3.7, 3.2, 3.3, 2.8, 2.9, 2.4, 2.5])  # mean α falls 0.4 per doubling
+        spread = fit_trend(x, [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.31])
+        best = fit_trend(x, [1.6, 1.7, 1.2, 1.3, 0.8, 0.9, 0.4, 0.5])
+        typical = fit_trend(x, [2.6, 2.7, 2.2, 2.3, 1.8, 1.9, 1.4, 1.5])
+        assert decide(alpha, spread, best, typical, DecisionRule())["verdict"] == "more data"
     """
 
     data_threshold: float = 0.3
