@@ -397,3 +397,31 @@ def test_advice_dict_feeds_the_report_plot_hook():
     adv = advise(_toy_task(0.6, 0.05), candidates=_toy_candidates(), budget=1, analyze_fn=_fake_analyze)
     assert adv["data_fraction"] == [0.125, 0.25, 0.5, 1.0] and len(adv["score"]) == 4
     report_plots.plot_advice(adv)
+
+
+def test_infeasible_trials_are_never_candidates():
+    study = _study([0.9, 0.5, 0.7])
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 0.5}, distributions=dist, value=0.01, user_attrs={"wwtune.constraint": [1.0]}
+        )
+    )
+    best, typical = pick_candidates(study)
+    assert best.study_score == 0.5 and typical.study_score == 0.7
+    assert tuning_headroom(study)["n_complete"] == 3
+
+
+def test_runs_with_non_finite_weights_fail_even_when_the_loss_is_finite():
+    @task(supports_data_fraction=True)
+    def train(params, reporter):
+        model = _Toy()
+        model.planted_alpha = 2.0
+        if params.seed == 1:
+            with torch.no_grad():
+                model.fc1.weight[0, 0] = float("inf")
+        reporter.report(1, model, 0.5)
+
+    recs = advise(train, candidates=_toy_candidates(), budget=1, analyze_fn=_fake_analyze)["runs"]
+    bad = [r for r in recs if r["status"] == "failed"]
+    assert len(bad) == 8 and all(r["seed"] == 1 and "NaN/Inf" in r["reason"] for r in bad)

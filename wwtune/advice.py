@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from wwtune.objective import Params, Reporter, TrainingDiverged
@@ -134,7 +135,14 @@ def _complete_trials(study: Any) -> list[Any]:
     import optuna
 
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [t for t in trials if t.value is not None and math.isfinite(t.value)]
+    # Trials kept as infeasible (sanity.on_violation=infeasible) carry a positive "wwtune.constraint".
+    return [
+        t
+        for t in trials
+        if t.value is not None
+        and math.isfinite(t.value)
+        and max(t.user_attrs.get("wwtune.constraint", [0.0]), default=0.0) <= 0.0
+    ]
 
 
 def _default_params_from_trial(trial: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -270,6 +278,12 @@ def measure_data_curve(
                 record.final_loss = reporter.losses[-1][1]
             heldout = result.get("heldout") if isinstance(result, Mapping) else None
             record.heldout = None if heldout is None else float(heldout)
+            if reporter.model is not None and not all(
+                bool(torch.isfinite(p).all()) for p in reporter.model.parameters()
+            ):
+                record.status, record.reason = "failed", "diverged: weights contain NaN/Inf"
+                records.append(record)
+                continue
             if reporter.model is None:
                 record.status, record.reason = (
                     "failed",
