@@ -217,7 +217,7 @@ def render(rows: list[dict[str, Any]], cmd: str, calibration: set[int]) -> str:
         "`conf/search_space/teacher_student.yaml`; per seed a 12-trial random-search study of the α score on "
         "half the task's data (so 2× exists for the ground truth), then `wwtune.advice.advise` with its "
         f"defaults. Calibration seeds {sorted(calibration)} were seen while the rule's thresholds were set; "
-        "the other seeds were not.\n\n"
+        "the other seeds were first run with the thresholds fixed.\n\n"
         f"{summary(rows, calibration)}\n\n{table(rows)}\n\n{COLUMNS_NOTE}\n"
     )
 
