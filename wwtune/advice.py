@@ -912,12 +912,11 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
     ``<studies_dir>/<name>/advice.json`` and ``advice.png`` and the study user attr ``wwtune.advice``;
     returns the advice dict (print it with :func:`format_advice`).
     """
-    import optuna
 
     from wwtune.search_space import SearchSpace
     from wwtune.spectral import analyze
-    from wwtune.storage import make_storage, study_dir
-    from wwtune.study import load_task
+    from wwtune.storage import study_dir
+    from wwtune.study import load_task, open_existing_study
 
     block = dict(cfg.get("advise") or {})
     unknown = sorted(set(block) - set(ADVISE_DEFAULTS))
@@ -928,14 +927,7 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
     name = str(study_cfg["name"])
     studies_dir = study_cfg.get("studies_dir", "studies")
     if study is None:
-        storage = make_storage(cfg["storage"], name, studies_dir)
-        try:
-            study = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            raise ValueError(
-                f"No study named {name!r} in {studies_dir}/{name}; run `python -m wwtune study=...` "
-                "(mode=optimize) first, then mode=advise."
-            ) from None
+        study = open_existing_study({**cfg, "mode": "advise"})
     task_fn = load_task(objective["task"])
     check_task(task_fn)
     space = SearchSpace.from_config(cfg.get("search_space"))

@@ -67,14 +67,35 @@ def _quiet_optuna(progress_bar: bool) -> None:
         source.addFilter(_DropNanFailures())
 
 
+def _write_report(study: Any, cfg: dict[str, Any]) -> None:
+    from wwtune.report import write_report
+    from wwtune.study import report_path
+
+    path = write_report(study, report_path(cfg))
+    print(f"Report: {path}")
+
+
 def _run(cfg: DictConfig) -> None:
-    from wwtune.study import ConfigError, run_study, summary_text
+    from wwtune.study import ConfigError, open_existing_study, run_study, summary_text, validate_config
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
+    mode = plain.get("mode", "optimize")
     _quiet_optuna(progress_bar)
     try:
-        study = run_study(plain, progress_bar=progress_bar)
+        if mode == "optimize":
+            study = run_study(plain, progress_bar=progress_bar)
+        else:
+            validate_config(plain)
+            study = open_existing_study(plain)
+        if mode == "advise":
+            from wwtune.advice import format_advice, run_advice
+
+            try:
+                advice = run_advice(plain, study=study)
+            except ValueError as exc:  # a task without the data-fraction knob, a held-out score, …
+                raise ConfigError(str(exc)) from None
+            print(format_advice(advice))
     except ConfigError as exc:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
@@ -86,7 +107,10 @@ def _run(cfg: DictConfig) -> None:
         )
         _exit_code[0] = 130
         return
-    print(summary_text(study, plain))
+    if mode == "optimize":
+        print(summary_text(study, plain))
+    if mode == "report" or plain["study"].get("report", True):
+        _write_report(study, plain)
     _exit_code[0] = 0
 
 

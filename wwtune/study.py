@@ -61,6 +61,7 @@ _logger = logging.getLogger(__name__)
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": (
         "mode",
+        "advise",
         "study",
         "objective",
         "search_space",
@@ -80,6 +81,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "studies_dir",
         "progress_bar",
         "torch_threads",
+        "report",
     ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
@@ -87,7 +89,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "storage": STORAGE_KEYS,
     "sanity": ("check_weights", "min_loss_drop", "on_violation"),
 }
-MODES = ("optimize",)
+MODES = ("optimize", "advise", "report")
 ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -702,6 +704,27 @@ def _strip_n_trials(cfg: Any) -> Any:
     out = dict(cfg)
     out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in ("n_trials", "timeout")}
     return out
+
+
+def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
+    """The stored study the config names (``mode=advise`` / ``mode=report``); ConfigError if there is none."""
+    study_cfg = cfg["study"]
+    name, studies_dir = str(study_cfg["name"]), study_cfg.get("studies_dir", "studies")
+    try:
+        storage = make_storage(cfg["storage"], name, studies_dir)
+        return optuna.load_study(study_name=name, storage=storage)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyError:
+        raise ConfigError(
+            f"No study named {name!r} in {describe(cfg['storage'], name, studies_dir)}; run it first "
+            f"(python -m wwtune study=... study.name={name}), then mode={cfg.get('mode')}."
+        ) from None
+
+
+def report_path(cfg: Mapping[str, Any]) -> Path:
+    study_cfg = cfg["study"]
+    return study_dir(study_cfg.get("studies_dir", "studies"), str(study_cfg["name"])) / "report.html"
 
 
 def best_params_path(cfg: Mapping[str, Any]) -> Path:
