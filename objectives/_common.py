@@ -35,13 +35,22 @@ DIGITS_HELDOUT_FRACTION = 0.25
 
 
 def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str) -> dict[str, Any]:
-    """The task's defaults overridden by ``params.values``; unknown names are an error, not ignored."""
-    unknown = sorted(set(params.values) - set(defaults))
+    """The task's ``defaults``, overridden by ``params.values["untuned"]``, overridden by ``params.values``.
+
+    ``untuned`` (a mapping, usually under ``fixed:`` in an objective config) holds hyperparameter values
+    used when the search space does not set them: a scenario's untuned configuration. Unknown names,
+    at either level, are an error rather than ignored.
+    """
+    values = dict(params.values)
+    untuned = values.pop("untuned", None) or {}
+    if not isinstance(untuned, Mapping):
+        raise ValueError(f"untuned must be a mapping of hyperparameter values but got {untuned!r}.")
+    unknown = sorted((set(values) | set(untuned)) - set(defaults))
     if unknown:
         raise ValueError(
             f"Task {task_name!r} has no hyperparameter(s) {unknown}; known: {sorted(defaults)}."
         )
-    hp = {**defaults, **params.values}
+    hp = {**defaults, **untuned, **values}
     if hp.get("opt", "sgd") not in OPTIMIZERS:
         raise ValueError(f"opt must be one of {list(OPTIMIZERS)} but got {hp['opt']!r}.")
     for key in ("lr", "weight_decay", "momentum"):

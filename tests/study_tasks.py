@@ -79,3 +79,11 @@ def never_reports(params: Params, reporter: Reporter) -> None:
 def not_a_dict(params: Params, reporter: Reporter) -> int:
     reporter.report(1, _model(params), 1.0)
     return 3
+
+
+def interrupt_once(params: Params, reporter: Reporter) -> dict:
+    """Acts like Ctrl-C in the middle of training when a file `stop_now` exists (and removes it)."""
+    if os.path.exists("stop_now"):
+        os.remove("stop_now")
+        raise KeyboardInterrupt
+    return fast(params, reporter)

@@ -209,3 +209,29 @@ def test_float32_option_close_to_float64(net: Net, df: pd.DataFrame) -> None:
 def test_device_auto_runs_on_what_is_available(net: Net) -> None:
     got = analyze(net.head, device="auto")
     assert len(got) == 1 and got["status"].iloc[0] == "success"
+
+
+def test_transposed_conv_and_hill_fit_option() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.ConvTranspose2d(8, 24, 3), nn.Linear(64, 200))
+    df = analyze(model, keep_evals=True, device="cpu")
+    w = model[0].weight.detach().numpy()  # (in, out, kh, kw)
+    ref = svd_evals([w[:, :, i, j].T for i in range(3) for j in range(3)], scale=0.5)
+    np.testing.assert_allclose(df["evals"].iloc[0], ref, rtol=1e-9, atol=1e-12)
+    assert (df["N"].iloc[0], df["M"].iloc[0], df["rf"].iloc[0]) == (24, 8, 9)
+    hill = analyze(model, fit="hill", device="cpu")
+    ev = df["evals"].iloc[1]
+    xmin = np.sort(ev)[ev.size // 2]
+    tail = ev[ev >= xmin]
+    assert hill["xmin"].iloc[1] == xmin
+    assert hill["alpha"].iloc[1] == pytest.approx(1 + tail.size / np.sum(np.log(tail / xmin)), rel=1e-12)
+
+
+def test_hf_folder_with_pytorch_bin_and_non_weight_entries(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.Linear(30, 12))
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # has an int64 num_batches_tracked
+    torch.save({"lr": 0.1}, tmp_path / "training_args.bin")  # ignored: not weights
+    got = analyze(tmp_path, device="cpu")
+    assert list(got["name"]) == ["0", "2"]
+    np.testing.assert_allclose(got["alpha"], analyze(model, device="cpu")["alpha"], rtol=1e-12)

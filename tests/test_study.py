@@ -99,6 +99,18 @@ def test_rerun_resumes_and_counts_toward_total(project):  # noqa: F811
     assert len(run_study(cfg("study.n_trials=3")).trials) == 3  # nothing left to do
 
 
+def test_ctrl_c_stops_the_study_and_rerun_resumes(project):  # noqa: F811
+    c = cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=3")
+    run_study(cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=1"))
+    (project / "stop_now").write_text("")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(c)
+    study = run_study(c)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["wwtune.fail_reason"].startswith("interrupted: stopped by the user")
+
+
 def test_crashing_task_fails_only_its_trials(project):  # noqa: F811
     study = run_study(
         cfg(
@@ -148,8 +160,10 @@ def test_infeasible_mode_keeps_trial_but_never_best(project):  # noqa: F811
     assert all(t.user_attrs["wwtune.constraint"] == [1.0] for t in study.trials)
     assert "did not fall" in study.trials[0].user_attrs["wwtune.infeasible_reason"]
     assert best_trial(study) is None
-    # TPE received the constraint and stored it in Optuna's own constraint attribute
-    assert study.trials[0].system_attrs.get("constraints") == [1.0]
+    # recorded as an Optuna constraint, so samplers avoid it and Optuna's best_trial skips it
+    assert study.trials[0].system_attrs.get("constraints:loss_drop") == 1.0
+    with pytest.raises(ValueError, match="No feasible trials"):
+        _ = study.best_trial
 
 
 def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):  # noqa: F811
@@ -209,6 +223,25 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         assert "MedianPruner pruned the trial at step" in reason["message"]
 
 
+def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
+    study = run_study(
+        cfg(
+            "pruner=alpha",
+            "pruner.rules=[under_trained]",
+            "pruner.under_trained_alpha=0.5",
+            "pruner.under_trained_fraction=0.0",
+            "pruner.n_warmup_steps=1",
+            "study.n_trials=2",
+        )
+    )
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    for t in study.trials:
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert reason["rule"] == "under_trained" and reason["step"] == 1 and reason["message"]
+        assert [s for s, _ in t.user_attrs["wwtune.losses"]] == [1]  # stored for the divergence rule
+    assert "Pruned #0:" in summary_text(study, cfg())
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [
@@ -225,11 +258,15 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         (["objective.task=no_such_module:train"], "cannot import module 'no_such_module'"),
         (["objective.task=study_tasks:nope"], "has no function 'nope'"),
         (["objective.task=study_tasks"], "must be 'module:function'"),
-        (["+objective.fixed.lr=0.1"], r"\['lr'\] are both in objective.fixed and in search_space.params"),
         (["score=heldout", "objective.heldout=null"], "needs objective.heldout"),
         (["study.direction=maximize"], "contradicts score kind 'band_distance'"),
         (["storage.kind=postgres"], "storage.kind must be one of"),
         (["search_space.params.lr='tag(lgo, interval(0.1, 1))'"], r"unknown tag\(s\) \['lgo'\]"),
+        (
+            ["pruner=alpha", "pruner.warmup_fraction=2"],
+            "pruner: cannot build wwtune.pruners.AlphaPruner: "
+            r"warmup_fraction must be in \[0, 1\] but got 2",
+        ),
         (["mode=advise"], r"mode must be one of \['optimize'\]"),
     ],
 )
@@ -241,3 +278,9 @@ def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noq
 
 def test_validate_accepts_the_shipped_quickstart_shape(project):  # noqa: F811
     validate_config(cfg())
+
+
+def test_searched_value_overrides_fixed_default(project):  # noqa: F811
+    study = run_study(cfg("+objective.fixed.lr=123.0", "study.n_trials=1"))
+    t = study.trials[0]
+    assert t.user_attrs["wwtune.result"]["group_lrs"]["default"] == pytest.approx(t.params["lr"])

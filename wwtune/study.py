@@ -65,6 +65,7 @@ _logger = logging.getLogger(__name__)
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": (
         "mode",
+        "advise",
         "study",
         "objective",
         "search_space",
@@ -75,18 +76,30 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "sanity",
         "analysis",
     ),
-    "study": ("name", "n_trials", "seed", "direction", "timeout", "studies_dir", "progress_bar"),
+    "study": (
+        "name",
+        "n_trials",
+        "seed",
+        "direction",
+        "timeout",
+        "studies_dir",
+        "progress_bar",
+        "torch_threads",
+        "report",
+    ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
     "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
     "storage": STORAGE_KEYS,
     "sanity": ("check_weights", "min_loss_drop", "on_violation"),
 }
-MODES = ("optimize",)
+MODES = ("optimize", "advise", "report")
 ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"
+#: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
+_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
 #: Optional packages some Optuna samplers import only when they first sample.
 _SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
@@ -159,6 +172,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"study.direction must be one of ['auto', 'minimize', 'maximize'] but got {study['direction']!r}."
         )
+    threads = study.get("torch_threads")
+    if threads is not None:
+        _positive_int("study.torch_threads", threads)
     timeout = study.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
@@ -212,11 +228,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if kind not in storage_kinds():
         raise ConfigError(f"storage.kind must be one of {storage_kinds()} but got {kind!r}.")
     clash = sorted(set(fixed) & set(space.names + list(space.constants)))
-    if clash:
-        raise ConfigError(
-            f"Hyperparameter(s) {clash} are both in objective.fixed and in search_space.params;"
-            " keep each in one place."
-        )
+    if clash:  # fixed values double as a task's untuned defaults (the advisor reads them); search wins
+        _logger.info("Searched hyperparameter(s) %s override their objective.fixed values.", clash)
     wanted = study.get("direction", "auto")
     if wanted != "auto" and wanted != score.direction:
         raise ConfigError(
@@ -288,6 +301,8 @@ class StudyReporter(Reporter):
     analysed_step: int | None = None
     last_result: Any = None
     model: Any = None
+    store_every_analysis: bool = True
+    pending_layers: dict[str, Any] | None = None
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
@@ -308,7 +323,10 @@ class StudyReporter(Reporter):
                 from wwtune.spectral import analyze
             layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
-            self.trial.set_user_attr("wwtune.layers", layers_record(layers, self.score, step))
+            self.pending_layers = layers_record(layers, self.score, step)
+            if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
+                self.flush_layers()
+                self.trial.set_user_attr("wwtune.losses", _json_safe(self.losses))
             self.last_result, self.analysed_step = result, step
             if self.report_to_optuna and result.value is not None:
                 self.trial.report(result.value, step)
@@ -316,6 +334,12 @@ class StudyReporter(Reporter):
                     raise Pruned(self._prune_reason(step, result.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
+
+    def flush_layers(self) -> None:
+        """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""
+        if self.pending_layers is not None:
+            self.trial.set_user_attr("wwtune.layers", self.pending_layers)
+            self.pending_layers = None
 
     def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
         pruner = self.trial.study.pruner
@@ -416,6 +440,7 @@ class _TrialRunner:
             self.analysis,
             self.check_weights,
             report_to_optuna=self.score.uses_alpha,
+            store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
         )
         try:
             try:
@@ -423,10 +448,16 @@ class _TrialRunner:
                 if reporter.model is not None and reporter.analysed_step != reporter.last_step:
                     reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
             finally:
+                flush_start = time.perf_counter()
+                reporter.flush_layers()
+                reporter.analysis_s += time.perf_counter() - flush_start
                 wall = time.perf_counter() - start
                 trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
                 trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
                 trial.set_user_attr("wwtune.time_train_s", max(wall - reporter.analysis_s, 0.0))
+        except KeyboardInterrupt:
+            trial.set_user_attr("wwtune.fail_reason", f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
+            raise
         except Pruned as exc:
             if "wwtune.prune_reason" not in trial.user_attrs:
                 trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
@@ -463,6 +494,8 @@ class _TrialRunner:
                 self._fail(trial, violation)
             trial.set_user_attr("wwtune.infeasible_reason", violation)
         trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
+        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
+            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
         final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
         if final.value is None:
             self._fail(trial, final.reason or "the score could not be computed")
@@ -493,7 +526,16 @@ def _constraints(trial: FrozenTrial) -> list[float]:
 # the study
 
 
-def _instantiate(node: Mapping[str, Any], **extra: Any) -> Any:
+def _instantiate(section: str, node: Mapping[str, Any], **extra: Any) -> Any:
+    """Build ``node`` with Hydra; a bad argument value becomes a :class:`ConfigError` naming the section."""
+    try:
+        return _build(node, **extra)
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the target's own ValueError/TypeError
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{section}: cannot build {node['_target_']}: {cause}") from None
+
+
+def _build(node: Mapping[str, Any], **extra: Any) -> Any:
     from hydra.utils import get_object, instantiate
 
     target = get_object(node["_target_"])
@@ -576,13 +618,9 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     score = _score(cfg)
     space = SearchSpace.from_config(cfg.get("search_space"))
     task_fn = load_task(cfg["objective"]["task"])
-    try:
-        storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from None
     infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
     extra: dict[str, Any] = {"seed": study_cfg["seed"]}
-    if infeasible:
+    if infeasible and not _HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
         extra["constraints_func"] = _constraints
     if cfg["sampler"]["_target_"].rsplit(".", 1)[-1] == "GridSampler":
         try:
@@ -592,10 +630,16 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     target = cfg["sampler"]["_target_"].rsplit(".", 1)[-1]
     needs = _SAMPLER_PACKAGES.get(target)
     if needs and importlib.util.find_spec(needs) is None:
-        raise ConfigError(f"{target} needs the {needs!r} package (pip install {needs}); install it or "
-                          "pick another sampler: tpe, random, gp, grid.")
-    sampler = _instantiate(cfg["sampler"], **extra)
-    pruner = _instantiate(cfg["pruner"])
+        raise ConfigError(
+            f"{target} needs the {needs!r} package (pip install {needs}); install it or "
+            "pick another sampler: tpe, random, gp, grid."
+        )
+    sampler = _instantiate("sampler", cfg["sampler"], **extra)
+    pruner = _instantiate("pruner", cfg["pruner"])
+    try:
+        storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
@@ -624,6 +668,11 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     study.set_user_attr("wwtune.heldout_direction", heldout.get("direction") if heldout else None)
     study.set_user_attr("wwtune.heldout_name", heldout.get("name") if heldout else None)
 
+    threads = study_cfg.get("torch_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     n_total = int(study_cfg["n_trials"])
     done = _counted(study)
     remaining = n_total - done
@@ -679,6 +728,27 @@ def _strip_n_trials(cfg: Any) -> Any:
     out = dict(cfg)
     out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in ("n_trials", "timeout")}
     return out
+
+
+def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
+    """The stored study the config names (``mode=advise`` / ``mode=report``); ConfigError if there is none."""
+    study_cfg = cfg["study"]
+    name, studies_dir = str(study_cfg["name"]), study_cfg.get("studies_dir", "studies")
+    try:
+        storage = make_storage(cfg["storage"], name, studies_dir)
+        return optuna.load_study(study_name=name, storage=storage)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyError:
+        raise ConfigError(
+            f"No study named {name!r} in {describe(cfg['storage'], name, studies_dir)}; run it first "
+            f"(python -m wwtune study=... study.name={name}), then mode={cfg.get('mode')}."
+        ) from None
+
+
+def report_path(cfg: Mapping[str, Any]) -> Path:
+    study_cfg = cfg["study"]
+    return study_dir(study_cfg.get("studies_dir", "studies"), str(study_cfg["name"])) / "report.html"
 
 
 def best_params_path(cfg: Mapping[str, Any]) -> Path:
