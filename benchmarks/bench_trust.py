@@ -69,29 +69,39 @@ _logger = logging.getLogger("bench_trust")
 # running: one study per task × seed, every configuration trained to the end
 
 
-def run_one(
-    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str] = ()
+def study_config(
+    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str], *, sampler: str,
+    name: str, score: str | None = None,
 ) -> dict[str, Any]:
-    """Run one study and return its JSON-serialisable record (config, trials, per-step pruner records)."""
+    """The composed config of one benchmark study (as ``python -m wwtune`` composes it) with overrides."""
     overrides = [
         f"objective={task}",
         f"search_space={task}",
-        f"score={SCORE_CONF.get(task, 'band')}",
-        "sampler=random",
-        f"study.name={task}_s{seed}",
+        f"score={score or SCORE_CONF.get(task, 'band')}",
+        f"sampler={sampler}",
+        f"study.name={name}",
         f"study.n_trials={n}",
         f"study.seed={seed}",
         f"study.studies_dir={workdir}",
         "study.progress_bar=false",
+        *([f"objective.budget={budget}"] if budget is not None else []),
+        *extra,
     ]
-    if budget is not None:
-        overrides.append(f"objective.budget={budget}")
-    cfg = compose([*overrides, *extra])
+    cfg = compose(overrides)
     # objective.fixed and search_space.params may both name a hyperparameter (digits_cnn and char_lm
-    # do for batch_size: run_study rejects that); the searched one wins here.
+    # do for batch_size); the searched one wins, as run_study now does itself.
     searched = set((cfg.get("search_space") or {}).get("params") or {})
-    cfg["objective"]["fixed"] = {k: v for k, v in (cfg["objective"].get("fixed") or {}).items()
-                                 if k not in searched}
+    cfg["objective"]["fixed"] = {
+        k: v for k, v in (cfg["objective"].get("fixed") or {}).items() if k not in searched
+    }
+    return cfg
+
+
+def run_one(
+    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run one study and return its JSON-serialisable record (config, trials, per-step pruner records)."""
+    cfg = study_config(task, seed, n, budget, workdir, extra, sampler="random", name=f"{task}_s{seed}")
     cfg["pruner"] = {
         "_target_": "wwtune.replay.RecordingPruner",
         "live": {"_target_": "wwtune.pruners.AlphaPruner"},
@@ -143,24 +153,9 @@ def run_tpe(task: str, seed: int, n: int, budget: int | None, workdir: Path, sco
     Returns the held-out metric of the trial the study returns (its best by its own objective), and of the
     best trial seen, after every trial.
     """
-    overrides = [
-        f"objective={task}",
-        f"search_space={task}",
-        f"score={SCORE_CONF.get(task, 'band') if score == 'alpha' else 'heldout'}",
-        "sampler=tpe",
-        "pruner=none",
-        f"study.name={task}_s{seed}_tpe_{score}",
-        f"study.n_trials={n}",
-        f"study.seed={seed}",
-        f"study.studies_dir={workdir}",
-        "study.progress_bar=false",
-        *([f"objective.budget={budget}"] if budget is not None else []),
-        *extra,
-    ]
-    cfg = compose(overrides)
-    searched = set((cfg.get("search_space") or {}).get("params") or {})
-    cfg["objective"]["fixed"] = {k: v for k, v in (cfg["objective"].get("fixed") or {}).items()
-                                 if k not in searched}
+    name = f"{task}_s{seed}_tpe_{score}"
+    kind = None if score == "alpha" else "heldout"
+    cfg = study_config(task, seed, n, budget, workdir, extra, sampler="tpe", name=name, score=kind)
     start = time.perf_counter()
     study = run_study(cfg)
     best = best_trial(study)
