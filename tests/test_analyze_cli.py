@@ -294,3 +294,24 @@ def test_subprocess_end_to_end(tmp_path: Path) -> None:
     assert bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "missing.safetensors" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_plot_writes_layer_and_esd_figures(tmp_path: Path) -> None:
+    plots = tmp_path / "plots"
+    code, out, err = run([str(CNN), "--no-csv", "--mp-fit", "--plot", str(plots),
+                          "--band", "3,4", "--plot-format", "png", "--plot-format", "svg"])
+    assert code == 0, err
+    names = {p.name for p in plots.iterdir()}
+    layers = list(table_rows(out))
+    assert {"layer_alphas.png", "layer_alphas.svg"} <= names
+    for layer in layers:  # one log-log and one linear ESD per analysed layer, in both formats
+        key = layer.replace(".", "_")
+        assert sum(n.startswith("esd_") and key in n.replace(".", "_") for n in names) == 4
+    assert all((plots / n).stat().st_size > 1000 for n in names)
+    assert f"plots ({len(names)} files)" in err
+
+
+@pytest.mark.parametrize("band", ["4,3", "x", "0,1", "1,2,3"])
+def test_bad_band_is_named(band: str, tmp_path: Path) -> None:
+    code, _, err = run([str(CNN), "--no-csv", "--plot", str(tmp_path / "p"), "--band", band])
+    assert_one_line_error(code, err, 2, "--band", band)

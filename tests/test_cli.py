@@ -50,6 +50,40 @@ def test_readme_user_task_study_runs_end_to_end(project):  # noqa: F811
     assert len(study.trials) == 3
     assert all("wwtune.layers" in t.user_attrs for t in study.trials if t.state == TrialState.COMPLETE)
     assert "%" in run.stderr  # the progress bar
+    report = project / "studies" / "example" / "report.html"
+    assert f"Report: {report.relative_to(project)}" in out or f"Report: {report}" in out
+    assert "<img" in report.read_text() and "example" in report.read_text()
+
+    # mode=report rewrites the page from storage alone; mode=advise retrains and stores its verdict.
+    report.unlink()
+    again = wwtune("study=example", "mode=report", cwd=project)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert report.exists() and "Best trial #" not in again.stdout
+    more = wwtune("study=example", "study.n_trials=8", "study.report=false", cwd=project)  # resumes
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert len(load(project, "example").get_trials(states=(TrialState.COMPLETE,))) >= 2
+    advise = wwtune("study=example", "mode=advise", "advise.fractions=[0.5,1.0]", "advise.seeds=[0,1]",
+                    cwd=project, timeout=240)
+    assert advise.returncode == 0, advise.stderr[-3000:]
+    advice = load(project, "example").user_attrs["wwtune.advice"]
+    assert advice["verdict"] in {"more data", "more tuning", "inconclusive"}
+    assert f"Advice: {advice['verdict'].upper()}" in advise.stdout
+    assert (project / "studies" / "example" / "advice.png").exists()
+    assert "advice" in report.read_text().lower()
+
+
+def test_report_and_advise_on_a_missing_study_say_what_to_run(project):  # noqa: F811
+    for mode in ("report", "advise"):
+        run = wwtune("study=example", "study.name=never_ran", f"mode={mode}", cwd=project)
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert "No study named 'never_ran'" in run.stderr and f"mode={mode}" in run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_advise_refuses_a_task_without_the_data_fraction_knob(project):  # noqa: F811
+    assert wwtune("study=tiny", "study.n_trials=2", "study.report=false", cwd=project).returncode == 0
+    run = wwtune("study=tiny", "mode=advise", cwd=project)
+    assert run.returncode == 2 and "data_fraction" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_cfg_job_prints_composed_config(project):  # noqa: F811

@@ -48,11 +48,18 @@ def test_bundled_study_runs_through_the_cli(tmp_path, study, band):
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies" / study / "journal.log")))
     s = optuna.load_study(study_name=study, storage=storage)
     assert s.user_attrs["wwtune.band"] == band
-    done = [t for t in s.trials if t.state == TrialState.COMPLETE]
-    assert done, [t.user_attrs.get("wwtune.fail_reason") for t in s.trials]
-    for t in done:
+    # with a 2-epoch budget the shipped alpha pruner (digits_cnn, char_lm) may rightly cut under-trained runs
+    for t in s.trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED), t.user_attrs.get("wwtune.fail_reason")
         layers = t.user_attrs["wwtune.layers"]
-        assert layers["step"] == 2 and any(layers["eligible"])
-        assert t.user_attrs["wwtune.heldout"] is not None
-    best = yaml.safe_load((tmp_path / "studies" / study / "best_params.yaml").read_text())
-    assert best["study"] == study and best["params"]
+        assert any(layers["eligible"])
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["wwtune.prune_reason"]["message"]
+        else:
+            assert layers["step"] == 2 and t.user_attrs["wwtune.heldout"] is not None
+    best_file = tmp_path / "studies" / study / "best_params.yaml"
+    if any(t.state == TrialState.COMPLETE for t in s.trials):
+        best = yaml.safe_load(best_file.read_text())
+        assert best["study"] == study and best["params"]
+    else:
+        assert "No complete, feasible trial" in run.stdout and not best_file.exists()

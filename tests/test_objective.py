@@ -17,7 +17,9 @@ class Net(nn.Module):
 
 
 def test_param_groups_apply_per_layer_lr_and_weight_decay():
-    params = Params(values={"lr": 0.1, "weight_decay": 1e-4}, layers={"fc2": {"lr_mult": 3.0, "weight_decay": 0.0}})
+    params = Params(
+        values={"lr": 0.1, "weight_decay": 1e-4}, layers={"fc2": {"lr_mult": 3.0, "weight_decay": 0.0}}
+    )
     groups = {g["name"]: g for g in params.param_groups(Net())}
     assert set(groups) == {"default", "fc2"}
     assert groups["fc2"]["lr"] == pytest.approx(0.3)
@@ -30,7 +32,9 @@ def test_param_groups_apply_per_layer_lr_and_weight_decay():
 
 
 def test_first_matching_pattern_wins_and_dropout_applies():
-    params = Params(values={"lr": 0.1, "dropout": 0.2}, layers={"drop2": {"dropout": 0.5}, "drop*": {"dropout": 0.1}})
+    params = Params(
+        values={"lr": 0.1, "dropout": 0.2}, layers={"drop2": {"dropout": 0.5}, "drop*": {"dropout": 0.1}}
+    )
     net = Net()
     changed = params.apply_dropout(net)
     assert changed == {"drop1": 0.1, "drop2": 0.5}

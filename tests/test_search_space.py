@@ -150,3 +150,23 @@ def test_grid_needs_discrete_dimensions():
     }
     with pytest.raises(SearchSpaceError, match="grid sampler needs discrete values but 'lr'"):
         SearchSpace({"lr": "interval(0, 1)"}).grid()
+
+
+def _examples(obj):
+    import inspect
+    import textwrap
+
+    doc = inspect.getdoc(obj)
+    block = doc.split(".. code-block:: python", 1)[1].split("\nArgs:", 1)[0]
+    return textwrap.dedent(block)
+
+
+def test_docstring_examples_run(tmp_path, monkeypatch):
+    from wwtune.score import Score
+    from wwtune.storage import make_storage
+
+    monkeypatch.chdir(tmp_path)
+    for obj in (SearchSpace, Score, make_storage):
+        code = _examples(obj)
+        assert "import" in code
+        exec(compile(code, f"<{obj.__name__} example>", "exec"), {})

@@ -136,3 +136,9 @@ def test_mlp_weights_from_shared_reference(model: str) -> None:
         assert np.all(_rel(df[col], ref[col]) < 1e-6), col
     f32 = analyze(path, device="cpu", dtype="float32")
     assert np.all(_rel(f32["alpha"], ref["alpha"]) < 1e-3)
+    rnd = pd.read_csv(FIX / f"{model}_ww_randomize.csv")
+    mp = pd.read_csv(FIX / f"{model}_ww_mpfit.csv")
+    got = analyze(path, device="cpu", mp_fit=True, randomize=True, seed=0)
+    assert np.all(np.abs(got["num_spikes"] - mp["num_spikes"]) <= 1)
+    assert np.all(np.abs(got["num_traps"] - rnd["num_traps"]) <= 1)
+    np.testing.assert_allclose(got["rand_distance"], rnd["rand_distance"], rtol=0.35, atol=0.005)

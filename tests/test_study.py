@@ -267,7 +267,7 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
             "pruner: cannot build wwtune.pruners.AlphaPruner: "
             r"warmup_fraction must be in \[0, 1\] but got 2",
         ),
-        (["mode=advise"], r"mode must be one of \['optimize'\]"),
+        (["mode=train"], r"mode must be one of \['optimize', 'advise', 'report'\] but got 'train'"),
     ],
 )
 def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noqa: F811

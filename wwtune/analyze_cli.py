@@ -69,6 +69,20 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _band(text: str) -> tuple[float, float]:
+    parts = _csv_list(text)
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[-1])
+    except ValueError:
+        msg = f"expected LO,HI (e.g. 3,4) or one number but got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI but got {text!r}")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune analyze`` (options mirror :func:`wwtune.analyze`)."""
     from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
@@ -102,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", metavar="FILE",
                      help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)")
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
+    p.add_argument("--plot", metavar="DIR",
+                   help="write plots into DIR: alpha per layer vs --band, and each layer's ESD (log-log with "
+                        "the fitted power law; linear with the Marchenko-Pastur bulk when --mp-fit)")
+    p.add_argument("--band", type=_band, default=(2.0, 2.0), metavar="LO,HI",
+                   help="target alpha band drawn by --plot (default 2,2; transformers: 3,4)")
+    p.add_argument("--plot-format", choices=("png", "svg"), action="append", dest="plot_formats",
+                   help="plot file format, repeatable (default png)")
     p.add_argument("--columns", type=_csv_list, metavar="COLS",
                    help="extra columns for the printed table, comma-separated (e.g. xmin,sigma,entropy)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
@@ -232,7 +253,7 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     with _Progress(str(path), stderr, enabled=not args.quiet) as progress:
         df = analyze(path, layers=layers, layer_types=args.layer_types, min_evals=args.min_evals,
                      max_evals=args.max_evals, fit=args.fit, mp_fit=args.mp_fit, randomize=args.randomize,
-                     seed=args.seed, device=args.device, dtype=args.dtype)
+                     seed=args.seed, device=args.device, dtype=args.dtype, keep_evals=bool(args.plot))
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")
@@ -246,6 +267,12 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
             stderr.write(line + "\n")
         if csv_path is not None:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
+    if args.plot:
+        from wwtune.report import save_model_plots  # matplotlib only when plots are asked for
+
+        paths = save_model_plots(df, args.plot, band=args.band, formats=tuple(args.plot_formats or ("png",)))
+        if not args.quiet:
+            stderr.write(f"plots ({len(paths)} files): {args.plot}\n")
     return 0
 
 
@@ -264,9 +291,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
         2 for a bad command line (unknown option, bad value, missing file), 130 when interrupted.
 
     Example:
+        >>> import io
         >>> from wwtune.analyze_cli import main
-        >>> main(["no/such/model.pt"])  # doctest: +SKIP
+        >>> err = io.StringIO()
+        >>> main(["no/such/model.pt"], stderr=err)
         2
+        >>> err.getvalue()
+        "wwtune analyze: error: no such file or folder: 'no/such/model.pt'\\n"
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr

@@ -34,25 +34,69 @@ class _DropNanFailures(logging.Filter):
         return "value nan is not acceptable" not in message and "failed with value nan" not in message
 
 
+class _TqdmHandler(logging.StreamHandler):
+    """Console log lines written above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _logs_above_bar() -> None:
+    root = logging.getLogger()
+    for i, handler in enumerate(list(root.handlers)):
+        if type(handler) is logging.StreamHandler:
+            bar_safe = _TqdmHandler(handler.stream)
+            bar_safe.setLevel(handler.level)
+            bar_safe.setFormatter(handler.formatter)
+            root.handlers[i] = bar_safe
+
+
 def _quiet_optuna(progress_bar: bool) -> None:
     import optuna
 
     if progress_bar:  # the bar shows the best value; Optuna's per-trial INFO lines would tear it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _logs_above_bar()
     source = logging.getLogger("optuna.study._optimize")  # a logger's filter sees the records it creates
     if not any(isinstance(f, _DropNanFailures) for f in source.filters):
         source.addFilter(_DropNanFailures())
 
 
+def _write_report(study: Any, cfg: dict[str, Any]) -> None:
+    from wwtune.report import write_report
+    from wwtune.study import report_path
+
+    path = write_report(study, report_path(cfg))
+    print(f"Report: {path}")
+
+
 def _run(cfg: DictConfig) -> None:
     from wwtune.postgres import StorageConnectionError
-    from wwtune.study import ConfigError, run_study, summary_text
+    from wwtune.study import ConfigError, open_existing_study, run_study, summary_text, validate_config
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
+    mode = plain.get("mode", "optimize")
     _quiet_optuna(progress_bar)
     try:
-        study = run_study(plain, progress_bar=progress_bar)
+        if mode == "optimize":
+            study = run_study(plain, progress_bar=progress_bar)
+        else:
+            validate_config(plain)
+            study = open_existing_study(plain)
+        if mode == "advise":
+            from wwtune.advice import format_advice, run_advice
+
+            try:
+                advice = run_advice(plain, study=study)
+            except ValueError as exc:  # a task without the data-fraction knob, a held-out score, …
+                raise ConfigError(str(exc)) from None
+            print(format_advice(advice))
     except ConfigError as exc:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
@@ -68,7 +112,10 @@ def _run(cfg: DictConfig) -> None:
         )
         _exit_code[0] = 130
         return
-    print(summary_text(study, plain))
+    if mode == "optimize":
+        print(summary_text(study, plain))
+    if mode == "report" or plain["study"].get("report", True):
+        _write_report(study, plain)
     _exit_code[0] = 0
 
 

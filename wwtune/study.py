@@ -9,7 +9,10 @@
    stores the per-layer table, reports the score to Optuna and lets the pruner stop the run,
 4. applies the sanity rules (NaN/Inf loss or weights, loss that did not fall) and stores every trial's
    diagnostics as user attrs (``wwtune.*``, see the team contract in the README),
-5. writes ``best_params.yaml`` beside the storage.
+5. writes ``best_params.yaml`` beside the storage,
+6. when the task returns a held-out metric, stores the trust report (:func:`wwtune.trust.trust_report`:
+   did the α score rank the trials as the held-out metric does?) as the study user attr ``wwtune.trust``;
+   :func:`summary_text` prints it.
 
 One bad trial never ends the study: a task exception fails that trial with its reason stored.
 Library code logs; the CLI prints :func:`summary_text`.
@@ -52,6 +55,7 @@ __all__ = [
     "best_trial",
     "load_task",
     "run_study",
+    "store_trust",
     "summary_text",
     "validate_config",
 ]
@@ -62,6 +66,7 @@ _logger = logging.getLogger(__name__)
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": (
         "mode",
+        "advise",
         "study",
         "objective",
         "search_space",
@@ -82,6 +87,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "studies_dir",
         "progress_bar",
         "torch_threads",
+        "report",
     ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
@@ -89,7 +95,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "storage": STORAGE_KEYS,
     "sanity": ("check_weights", "min_loss_drop", "on_violation"),
 }
-MODES = ("optimize",)
+MODES = ("optimize", "advise", "report")
 ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 #: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
@@ -706,7 +712,27 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             show_progress_bar=progress_bar and worker_id is None,
         )
     write_best_params(study, space, cfg)
+    store_trust(study, heldout.get("direction") if heldout else None)
     return study
+
+
+def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str, Any] | None:
+    """Compute the trust report and store it as the study user attr ``wwtune.trust``; None if no held-out.
+
+    Only when the task has a held-out metric (``heldout_direction`` set) and at least one trial stored
+    one (``wwtune.heldout``); otherwise nothing is stored and None is returned.
+    """
+    if heldout_direction is None:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.user_attrs.get("wwtune.heldout") is not None for t in trials):
+        return None
+    from wwtune.trust import trust_report
+
+    report = _json_safe(trust_report(trials, heldout_direction))
+    study.set_user_attr("wwtune.trust", report)
+    _logger.info("%s", report["summary"])
+    return report
 
 
 def _strip_n_trials(cfg: Any) -> Any:
@@ -715,6 +741,27 @@ def _strip_n_trials(cfg: Any) -> Any:
     out = dict(cfg)
     out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in ("n_trials", "timeout")}
     return out
+
+
+def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
+    """The stored study the config names (``mode=advise`` / ``mode=report``); ConfigError if there is none."""
+    study_cfg = cfg["study"]
+    name, studies_dir = str(study_cfg["name"]), study_cfg.get("studies_dir", "studies")
+    try:
+        storage = make_storage(cfg["storage"], name, studies_dir)
+        return optuna.load_study(study_name=name, storage=storage)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyError:
+        raise ConfigError(
+            f"No study named {name!r} in {describe(cfg['storage'], name, studies_dir)}; run it first "
+            f"(python -m wwtune study=... study.name={name}), then mode={cfg.get('mode')}."
+        ) from None
+
+
+def report_path(cfg: Mapping[str, Any]) -> Path:
+    study_cfg = cfg["study"]
+    return study_dir(study_cfg.get("studies_dir", "studies"), str(study_cfg["name"])) / "report.html"
 
 
 def best_params_path(cfg: Mapping[str, Any]) -> Path:
@@ -843,6 +890,11 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
             f"Time: training {train:.1f} s, spectral analysis {analysis:.1f} s "
             f"({analysis / (train + analysis):.1%} of trial time)"
         )
+    trust = study.user_attrs.get("wwtune.trust")
+    if trust:
+        from wwtune.trust import format_trust
+
+        lines.append(format_trust(trust))
     path = best_params_path(cfg)
     if best is not None and path.exists():
         lines.append(f"Best parameters: {path}")

@@ -12,6 +12,8 @@ import datetime as _dt
 import html
 import logging
 import math
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -537,6 +539,9 @@ def write_report(
     text = render_report(study, spectra=spectra, band=band, image_format=image_format)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    # whole file under a unique name, then renamed: several workers finishing together never interleave
+    tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
     logger.info("wrote study report %s (%d kB)", out, len(text) // 1024)
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import blas as _blas
 
 from wwtune.spectral.layers import WeightSpec
 
@@ -24,6 +25,8 @@ CONV_EVAL_SCALE = 0.5
 _CHUNK_ELEMENTS = 1 << 22
 # Flush a batch of stacked Gram matrices once it holds this many elements.
 _BATCH_ELEMENTS = 1 << 23
+# On CPU a symmetric rank-k update computes only one triangle of AᵀA: half the flops of a matmul.
+_SYRK = {torch.float64: _blas.dsyrk, torch.float32: _blas.ssyrk}
 
 
 @dataclass
@@ -60,6 +63,9 @@ def _grams_into(w: torch.Tensor, out: torch.Tensor) -> None:
         a = a if out_ >= in_ else a.T  # long side first: Gram = AᵀA is M×M
         rows, m = a.shape
         step = max(1, _CHUNK_ELEMENTS // m)
+        if device.type == "cpu" and dtype in _SYRK:
+            _syrk_gram_into(a, out[0], step)
+            return
         if rows <= step:
             a = a.to(device=device, dtype=dtype)
             torch.matmul(a.T, a, out=out[0])
@@ -80,6 +86,22 @@ def _grams_into(w: torch.Tensor, out: torch.Tensor) -> None:
         out.baddbmm_(c.mT, c)
 
 
+def _syrk_gram_into(a: torch.Tensor, out: torch.Tensor, step: int) -> None:
+    """LOWER triangle of aᵀa (a: rows × M) into out (M × M), by BLAS syrk over row chunks.
+
+    The upper triangle is left zero: every consumer goes through :func:`gram_eigvals`, which reads the
+    lower triangle only.
+    """
+    syrk = _SYRK[out.dtype]
+    m = a.shape[1]
+    acc = np.zeros((m, m), dtype=np.float64 if out.dtype == torch.float64 else np.float32, order="F")
+    for r in range(0, a.shape[0], step):
+        c = a[r : r + step].detach().to(dtype=out.dtype).contiguous().numpy()
+        # c is C-ordered (chunk × M), so c.T is a Fortran-ordered M × chunk view: syrk(cᵀ) = cᵀc, no copy.
+        acc = syrk(1.0, c.T, beta=1.0, c=acc, trans=0, lower=1, overwrite_c=1)
+    out.copy_(torch.from_numpy(acc))
+
+
 def _grams(w: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(rf, M, M) Gram matrices of the kernel-position slices of w (out, in, *kernel)."""
     m = min(w.shape[0], w.shape[1])
@@ -90,7 +112,7 @@ def _grams(w: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.T
 
 def gram_eigvals(grams: torch.Tensor) -> np.ndarray:
     """Batched eigenvalues of symmetric PSD matrices (B, M, M) → float64 numpy (B, M), ascending, ≥ 0."""
-    ev = torch.linalg.eigvalsh(grams)
+    ev = torch.linalg.eigvalsh(grams, UPLO="L")  # lower triangle only (see _syrk_gram_into)
     return ev.clamp_min_(0).to("cpu", torch.float64).numpy()
 
 
