@@ -8,6 +8,22 @@ import torch
 
 HERE = Path(__file__).parent
 
+#: The keys of the ``wwtune.layers`` trial attr, as the team contract states them (spelled out, not
+#: imported from wwtune, so a key dropped from the code fails the tests).
+LAYER_KEYS = (
+    "step",
+    "name",
+    "alpha",
+    "num_evals",
+    "eligible",
+    "warning",
+    "status",
+    "lambda_max",
+    "log_norm",
+    "rank_loss",
+    "num_traps",
+)
+
 torch.set_num_threads(1)
 
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
+from study_fixtures import LAYER_KEYS, project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
 from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
@@ -30,19 +30,7 @@ def test_trial_stores_the_contract_attrs(project):  # noqa: F811
     t = study.trials[0]
     attrs = t.user_attrs
     layers = attrs["wwtune.layers"]
-    for key in (
-        "step",
-        "name",
-        "alpha",
-        "num_evals",
-        "eligible",
-        "warning",
-        "status",
-        "lambda_max",
-        "log_norm",
-        "rank_loss",
-        "num_traps",
-    ):
+    for key in LAYER_KEYS:
         assert key in layers
     assert layers["step"] == 3 and layers["name"] == ["fc1"] and layers["eligible"] == [True]
     assert attrs["wwtune.budget"] == 3

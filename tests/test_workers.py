@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from study_fixtures import LAYER_KEYS
 
 from wwtune.cli import compose
 from wwtune.postgres import StorageConnectionError, postgres_storage
@@ -26,19 +27,6 @@ from wwtune.study import run_study
 from wwtune.workers import counted_trials
 
 HERE = Path(__file__).parent
-LAYER_KEYS = (
-    "step",
-    "name",
-    "alpha",
-    "num_evals",
-    "eligible",
-    "warning",
-    "status",
-    "lambda_max",
-    "log_norm",
-    "rank_loss",
-    "num_traps",
-)
 
 pytestmark = [
     pytest.mark.slow,
