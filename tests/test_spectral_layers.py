@@ -235,3 +235,24 @@ def test_hf_folder_with_pytorch_bin_and_non_weight_entries(tmp_path: Path) -> No
     got = analyze(tmp_path, device="cpu")
     assert list(got["name"]) == ["0", "2"]
     np.testing.assert_allclose(got["alpha"], analyze(model, device="cpu")["alpha"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_syrk_gram_path_equals_the_matmul_path(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    """Single-threaded torch takes SciPy's syrk (lower triangle only), multi-threaded torch a matmul."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(200, 90), nn.Linear(90, 300), nn.Embedding(1000, 64))
+    monkeypatch.setattr(esd_mod, "_CHUNK_ELEMENTS", 5000)  # the embedding is accumulated over row chunks
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        via_syrk = analyze(model, dtype=dtype, keep_evals=True)
+        monkeypatch.setattr(esd_mod, "_SYRK", {})
+        via_matmul = analyze(model, dtype=dtype, keep_evals=True)
+    finally:
+        torch.set_num_threads(threads)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for a, b in zip(via_syrk["evals"], via_matmul["evals"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(b.max()))
+    alpha_tol = 1e-9 if dtype == "float64" else 1e-3
+    np.testing.assert_allclose(via_syrk["alpha"], via_matmul["alpha"], rtol=alpha_tol)
