@@ -272,3 +272,24 @@ def test_searched_value_overrides_fixed_default(project):  # noqa: F811
     study = run_study(cfg("+objective.fixed.lr=123.0", "study.n_trials=1"))
     t = study.trials[0]
     assert t.user_attrs["wwtune.result"]["group_lrs"]["default"] == pytest.approx(t.params["lr"])
+
+
+def test_artifacts_switch_attaches_each_trials_layer_figure(project):  # noqa: F811
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+
+    study = run_study(cfg("study.n_trials=2", "study.artifacts=true"))
+    store = FileSystemArtifactStore(str(project / "studies" / "tiny" / "artifacts"))
+    finished = [t for t in study.trials if "wwtune.layers" in t.user_attrs]
+    assert finished
+    for t in finished:
+        metas = get_all_artifact_meta(t, storage=study._storage)
+        assert [m.filename for m in metas] == [
+            f"trial{t.number}_layer_alphas_step{t.user_attrs['wwtune.layers']['step']}.png"
+        ]
+        out = project / f"a{t.number}.png"
+        download_artifact(artifact_store=store, file_path=str(out), artifact_id=metas[0].artifact_id)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 2000
+    # off by default: no folder, no artifacts
+    plain = run_study(cfg("study.n_trials=1", "study.name=plain"))
+    assert not (project / "studies" / "plain" / "artifacts").exists()
+    assert get_all_artifact_meta(plain.trials[0], storage=plain._storage) == []

@@ -88,6 +88,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "progress_bar",
         "torch_threads",
         "report",
+        "artifacts",
     ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
@@ -404,6 +405,11 @@ class _TrialRunner:
         self.data_fraction = float(obj.get("data_fraction", 1.0))
         self.fixed = dict(obj.get("fixed") or {})
         self.seed = int(cfg["study"]["seed"])
+        self.artifacts_dir = (
+            study_dir(cfg["study"].get("studies_dir", "studies"), str(cfg["study"]["name"])) / "artifacts"
+            if cfg["study"].get("artifacts", False)
+            else None
+        )
         sanity = cfg["sanity"]
         self.min_loss_drop = sanity.get("min_loss_drop")
         self.on_violation = sanity.get("on_violation", "fail")
@@ -463,6 +469,8 @@ class _TrialRunner:
                 trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
                 trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
                 trial.set_user_attr("wwtune.time_train_s", max(wall - reporter.analysis_s, 0.0))
+                if self.artifacts_dir is not None:
+                    self._attach_layer_figure(trial)
         except KeyboardInterrupt:
             trial.set_user_attr("wwtune.fail_reason", f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
             raise
@@ -476,6 +484,30 @@ class _TrialRunner:
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
         return self._finish(trial, reporter, result)
+
+    def _attach_layer_figure(self, trial: optuna.trial.Trial) -> None:
+        """``study.artifacts=true``: attach the trial's α-per-layer figure as an Optuna artifact.
+
+        Attached while the trial still runs (Optuna refuses changes to a finished trial); a failure to
+        attach is logged and never fails the trial.
+        """
+        record = trial.user_attrs.get("wwtune.layers")
+        if not record:
+            return
+        try:
+            import pandas as pd
+            from optuna.artifacts import FileSystemArtifactStore
+
+            from wwtune.report import attach_figures, plot_layer_alphas
+
+            assert self.artifacts_dir is not None
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            table = pd.DataFrame({k: v for k, v in record.items() if isinstance(v, list)})
+            figure = plot_layer_alphas(table, self.score.band)
+            name = f"trial{trial.number}_layer_alphas_step{record.get('step')}"
+            attach_figures(trial, {name: figure}, FileSystemArtifactStore(str(self.artifacts_dir)))
+        except Exception:  # noqa: BLE001 - a figure is never worth a trial
+            _logger.warning("Trial %d: could not attach its figure\n%s", trial.number, traceback.format_exc())
 
     def _fail(self, trial: optuna.trial.Trial, reason: str) -> None:
         trial.set_user_attr("wwtune.fail_reason", reason)
