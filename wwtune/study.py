@@ -605,6 +605,12 @@ def _fail_stale_trials(study: optuna.Study) -> int:
     return n
 
 
+def _reap_dead_workers(study: optuna.Study) -> None:
+    """Fail the RUNNING trials of dead workers: by heartbeat (PostgreSQL; re-queues them) or by pid here."""
+    optuna.storages.fail_stale_trials(study)
+    _fail_stale_trials(study)
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -721,7 +727,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
 
         torch.set_num_threads(int(threads))
     # study.n_trials is study-wide: every worker stops once the study holds that many counted trials
-    cap = StudyTrialCap(int(study_cfg["n_trials"]))
+    cap = StudyTrialCap(int(study_cfg["n_trials"]), reap=_reap_dead_workers)
     n_total, done = cap.n_trials, cap.count(study)
     remaining = n_total - done
     _logger.info(
@@ -732,6 +738,8 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         n_total,
         score.describe(),
     )
+    if worker_id is not None and remaining > 0 and not cap.wait_for_room(study):
+        remaining = 0  # the other workers' running trials fill the study
     if remaining > 0:
         # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
         # runs until the cap says stop, so it also runs trials re-queued from workers that died.

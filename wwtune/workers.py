@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import optuna
@@ -112,11 +113,16 @@ class StudyTrialCap(MaxTrialsCallback):
     unlike a fixed set of states, it does not count a crashed worker's trial that was re-queued, so the
     retry still runs before the study ends. Pass it to ``study.optimize(..., n_trials=None,
     callbacks=[cap])`` in every worker; check :meth:`reached` before starting so a finished study runs no
-    extra trial. Trials already running when the cap is reached still finish, so a study run by ``W``
-    workers ends with between ``n_trials`` and ``n_trials + W - 1`` counted trials.
+    extra trial. Before a worker starts another trial it waits (:meth:`wait_for_room`) while the finished
+    trials plus the trials other workers are running already fill the cap, so the study ends with exactly
+    ``n_trials`` counted trials; while it waits, ``reap`` fails the trials of dead workers so their slots
+    come free (and their re-queued retries run).
 
     Args:
         n_trials: the study-wide number of trials. Must be a positive integer.
+        reap: called with the study while a worker waits for room: it should fail the RUNNING trials of
+            dead workers (heartbeat, or a dead process on this host). Default: nothing.
+        poll_s: seconds between checks while waiting. Default 0.2.
 
     Example:
         .. code-block:: python
@@ -131,12 +137,21 @@ class StudyTrialCap(MaxTrialsCallback):
             assert len(study.trials) == 5
     """
 
-    def __init__(self, n_trials: int) -> None:
+    def __init__(
+        self,
+        n_trials: int,
+        *,
+        reap: Callable[[optuna.Study], object] | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
         if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)):
             raise TypeError(f"n_trials must be an integer but got {n_trials!r}.")
         if n_trials < 1:
             raise ValueError(f"n_trials must be positive but got {n_trials}.")
+        if not poll_s > 0:
+            raise ValueError(f"poll_s must be positive but got {poll_s!r}.")
         super().__init__(int(n_trials), states=_FINISHED)
+        self._reap, self._poll_s = reap, float(poll_s)
 
     @property
     def n_trials(self) -> int:
@@ -148,7 +163,25 @@ class StudyTrialCap(MaxTrialsCallback):
     def reached(self, study: optuna.Study) -> bool:
         return self.count(study) >= self._n_trials
 
+    def wait_for_room(self, study: optuna.Study) -> bool:
+        """Block until this worker may start a trial within the cap; False once the cap is reached.
+
+        There is room when a re-queued (WAITING) trial is there to take, or when the counted trials plus
+        the RUNNING ones (other workers' claims) are fewer than ``n_trials``.
+        """
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            counted = counted_trials(trials)
+            if counted >= self._n_trials:
+                return False
+            states = [t.state for t in trials]
+            if TrialState.WAITING in states or counted + states.count(TrialState.RUNNING) < self._n_trials:
+                return True
+            if self._reap is not None:
+                self._reap(study)
+            time.sleep(self._poll_s)
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.reached(study):
+        if not self.wait_for_room(study):
             _logger.debug("study-wide trial cap %d reached after trial %d", self._n_trials, trial.number)
             study.stop()
