@@ -177,3 +177,34 @@ def test_console_script_and_wheel_layout_find_shipped_configs(tmp_path):
     assert run.returncode == 0, run.stderr
     cfg = yaml.safe_load(run.stdout)
     assert cfg["study"]["name"] == "quickstart" and cfg["storage"]["kind"] == "journal"
+
+
+@pytest.mark.slow
+def test_study_runs_from_a_built_wheel(tmp_path):
+    """pip wheel → installed into a plain folder → `python -m wwtune` from an empty directory: the wheel's
+    own configs (pkg://wwtune.conf) and bundled tasks (wwtune.objectives) are used, not the repository's."""
+    repo = Path(__file__).resolve().parent.parent
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    built = subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(repo)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("wwtune-*.whl")
+    site = tmp_path / "site"
+    installed = subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert (site / "wwtune" / "conf" / "study" / "quickstart.yaml").exists()
+    assert (site / "wwtune" / "objectives" / "digits_mlp.py").exists()
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {**ENV, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import wwtune, wwtune.objectives.digits_mlp as m; "
+                            "print(wwtune.__file__); print(m.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr
+    assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout
+    run = wwtune("study=quickstart", "study.n_trials=2", "objective.budget=2", "objective.report_every=2",
+                 "study.report=false", "sanity.min_loss_drop=null", cwd=work, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Study 'quickstart': 2 trials" in run.stdout
+    assert (work / "studies" / "quickstart" / "journal.log").exists()
