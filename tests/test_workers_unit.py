@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from wwtune.workers import StudyTrialCap, counted_trials, resolve_worker_id, worker_seed
+from wwtune.workers import OVER_CAP, StudyTrialCap, counted_trials, resolve_worker_id, worker_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -127,7 +127,7 @@ def test_cap_lets_a_requeued_trial_run_before_stopping() -> None:
     assert study.trials[3].params == {"x": 0.5}
 
 
-def test_cap_with_concurrent_workers_overshoots_by_at_most_workers_minus_one() -> None:
+def test_cap_with_concurrent_workers_overshoots_without_the_admission_check() -> None:
     import time
 
     def slow(trial: optuna.Trial) -> float:
@@ -139,6 +139,51 @@ def test_cap_with_concurrent_workers_overshoots_by_at_most_workers_minus_one() -
     done = counted_trials(study.trials)
     assert 12 <= done <= 12 + 3
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+
+
+def test_admits_lets_exactly_one_of_two_racing_trials_take_the_last_slot() -> None:
+    study = optuna.create_study()
+    for _ in range(2):
+        study.add_trial(_trial(TrialState.COMPLETE))
+    cap = StudyTrialCap(3)
+    first, second = study.ask(), study.ask()  # two workers both saw one free slot and created a trial
+    assert cap.admits(study, first.number) and not cap.admits(study, second.number)
+    second.set_user_attr("wwtune.fail_reason", f"{OVER_CAP}: not run")
+    study.tell(second, state=TrialState.FAIL)
+    study.tell(first, 1.0)
+    assert counted_trials(study.get_trials()) == 3 and cap.reached(study)
+
+
+def test_admits_a_retry_numbered_after_the_trial_it_replaces() -> None:
+    study = optuna.create_study()
+    for _ in range(2):
+        study.add_trial(_trial(TrialState.COMPLETE))
+    study.add_trial(_trial(TrialState.FAIL))  # number 2 died ...
+    study.add_trial(_trial(TrialState.WAITING, failed_trial=2, retry_history=[2]))  # ... its retry is 3
+    cap = StudyTrialCap(3)
+    retry = study.ask()
+    assert retry.number == 3 and cap.admits(study, 3)
+    late = study.ask()  # a fresh trial while the retry runs: the cap is full
+    assert not cap.admits(study, late.number)
+
+
+def test_concurrent_workers_that_check_admission_stop_at_exactly_n() -> None:
+    import time
+
+    cap = StudyTrialCap(12, poll_s=0.005)
+
+    def slow(trial: optuna.Trial) -> float:
+        if not cap.admits(trial.study, trial.number):
+            trial.set_user_attr("wwtune.fail_reason", f"{OVER_CAP}: not run")
+            return float("nan")
+        time.sleep(0.01)
+        return trial.suggest_float("x", 0, 1)
+
+    for seed in range(3):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        study.optimize(slow, n_trials=None, n_jobs=4, callbacks=[cap])
+        assert counted_trials(study.trials) == 12
+        assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 12
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import StorageError, describe, make_storage, redact_config, study_dir
 from wwtune.storage import kinds as storage_kinds
-from wwtune.workers import INTERRUPTED, StudyTrialCap, resolve_worker_id, worker_seed
+from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap, resolve_worker_id, worker_seed
 
 __all__ = [
     "ConfigError",
@@ -396,9 +396,10 @@ class _TrialRunner:
         space: SearchSpace,
         score: Score,
         worker_id: int | None = None,
+        cap: StudyTrialCap | None = None,
     ) -> None:
         self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
-        self.worker_id = worker_id
+        self.worker_id, self.cap = worker_id, cap
         obj = cfg["objective"]
         self.budget = int(obj["budget"])
         self.report_every = int(obj.get("report_every", 1))
@@ -425,6 +426,15 @@ class _TrialRunner:
         )
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        if self.cap is not None and not self.cap.admits(trial.study, trial.number):
+            # another worker claimed the last slot a moment earlier: end this trial before it samples anything
+            trial.set_user_attr(
+                "wwtune.fail_reason",
+                f"{OVER_CAP}: the study's {self.cap.n_trials} trials were already claimed by other workers; "
+                "not run, not counted",
+            )
+            _logger.info("Trial %d not run: the study-wide cap was reached meanwhile.", trial.number)
+            return float("nan")
         try:
             return self._run(trial)
         except TrialFailed as exc:
@@ -744,7 +754,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
         # runs until the cap says stop, so it also runs trials re-queued from workers that died.
         study.optimize(
-            _TrialRunner(cfg, task_fn, space, score, worker_id),
+            _TrialRunner(cfg, task_fn, space, score, worker_id, cap),
             n_trials=remaining if worker_id is None else None,
             timeout=study_cfg.get("timeout"),
             catch=(Exception,),

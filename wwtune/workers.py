@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "INTERRUPTED",
+    "OVER_CAP",
     "WORKER_ID_ENV",
     "StudyTrialCap",
     "counted_trials",
@@ -42,6 +43,9 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 #: ``wwtune.fail_reason`` prefix of a trial whose worker process died (set by the next run on its host).
 INTERRUPTED = "interrupted"
+#: ``wwtune.fail_reason`` prefix of a trial created past the study-wide cap (two workers raced for the last
+#: slot); it is ended at once, before any parameter is sampled, and does not count.
+OVER_CAP = "over the study-wide cap"
 
 
 def _as_worker_id(value: object, source: str) -> int:
@@ -94,16 +98,19 @@ def counted_trials(trials: list[FrozenTrial]) -> int:
     Finished trials count: COMPLETE, PRUNED and FAIL (a diverged run used its compute too), except FAIL
     trials whose worker died: those a heartbeat declared dead and re-queued (their number is in another
     trial's ``retry_history``, written by Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`;
-    the retry stands in for them) and those marked :data:`INTERRUPTED` by a later run on the same host.
-    RUNNING and WAITING trials do not count yet.
+    the retry stands in for them), those marked :data:`INTERRUPTED` by a later run on the same host, and
+    those ended as :data:`OVER_CAP` (never run). RUNNING and WAITING trials do not count yet.
     """
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return sum(1 for t in trials if t.state in _FINISHED and not _void(t, retried))
 
-    def died(t: FrozenTrial) -> bool:
-        reason = str(t.user_attrs.get("wwtune.fail_reason", ""))
-        return t.number in retried or reason.startswith(INTERRUPTED)
 
-    return sum(1 for t in trials if t.state in _FINISHED and not (t.state == TrialState.FAIL and died(t)))
+def _void(t: FrozenTrial, retried: set[int]) -> bool:
+    """A FAIL trial that stands for no work of its own: its worker died, or it was started past the cap."""
+    if t.state != TrialState.FAIL:
+        return False
+    reason = str(t.user_attrs.get("wwtune.fail_reason", ""))
+    return t.number in retried or reason.startswith((INTERRUPTED, OVER_CAP))
 
 
 class StudyTrialCap(MaxTrialsCallback):
@@ -116,7 +123,10 @@ class StudyTrialCap(MaxTrialsCallback):
     extra trial. Before a worker starts another trial it waits (:meth:`wait_for_room`) while the finished
     trials plus the trials other workers are running already fill the cap, so the study ends with exactly
     ``n_trials`` counted trials; while it waits, ``reap`` fails the trials of dead workers so their slots
-    come free (and their re-queued retries run).
+    come free (and their re-queued retries run). Waiting alone leaves a race (two workers see the last
+    free slot at once and both create a trial), so the objective also calls :meth:`admits` once its trial
+    exists: trial numbers are handed out atomically by the storage, so the later of the two sees the
+    earlier one RUNNING and ends its own trial as :data:`OVER_CAP` before sampling anything.
 
     Args:
         n_trials: the study-wide number of trials. Must be a positive integer.
@@ -180,6 +190,24 @@ class StudyTrialCap(MaxTrialsCallback):
             if self._reap is not None:
                 self._reap(study)
             time.sleep(self._poll_s)
+
+    def admits(self, study: optuna.Study, number: int) -> bool:
+        """Whether trial ``number``, just created, is within the cap.
+
+        It is when the trials numbered before it, counted plus RUNNING (claims not yet finished), are fewer
+        than ``n_trials``. The rule only looks at lower numbers, so of two workers that raced for the last
+        slot exactly one (the lower number) is admitted, on any storage.
+        """
+        trials = study.get_trials(deepcopy=False)
+        # a retry can be numbered after the trial it replaces: look for retries among all trials
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        earlier = [t for t in trials if t.number < number]
+        claimed = sum(
+            1
+            for t in earlier
+            if t.state == TrialState.RUNNING or (t.state in _FINISHED and not _void(t, retried))
+        )
+        return claimed < self._n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if not self.wait_for_room(study):
