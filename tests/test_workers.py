@@ -7,6 +7,8 @@ task tests/worker_tasks.py); they differ only in ``WWTUNE_WORKER_ID``.
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import signal
@@ -123,10 +125,17 @@ def test_four_workers_share_one_journal_study(project: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_four_workers_share_one_postgres_study(project: Path, pg_url: str) -> None:
+def test_four_workers_share_one_postgres_study(project: Path, pg_cluster, pg_url: str) -> None:
     cap = 8
     workers = [
-        start_worker(project, w, "storage=postgres", f"study.n_trials={cap}", WWTUNE_STORAGE_URL=pg_url)
+        start_worker(
+            project,
+            w,
+            "storage=postgres",
+            f"study.n_trials={cap}",
+            *(["study.report=true"] if w == 0 else []),  # one worker writes report.html as well
+            WWTUNE_STORAGE_URL=pg_url,
+        )
         for w in range(4)
     ]
     wait_all(project, workers)
@@ -136,6 +145,36 @@ def test_four_workers_share_one_postgres_study(project: Path, pg_url: str) -> No
     assert len(worker_ids(complete)) >= 2
     assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)
     assert "journal.log" not in {p.name for p in project.rglob("*")}
+    # a successful run leaks the password nowhere: worker output, Hydra's run folders, the report, the study
+    files = [p for p in project.rglob("*") if p.is_file()]
+    assert any(p.name == "report.html" for p in files) and any(p.parent.name == ".hydra" for p in files)
+    stored: list = [study.user_attrs]
+    stored += [(t.user_attrs, t.system_attrs, t.params) for t in study.get_trials()]
+    for text in (*(p.read_text(errors="replace") for p in files), json.dumps(stored, default=str)):
+        assert pg_cluster.password not in text
+
+
+def test_a_password_on_the_command_line_is_refused_before_hydra_writes_anything(project: Path) -> None:
+    secret = "SeKr1t-on-the-cli"
+    for overrides in (
+        ["storage=postgres", f"storage.url=postgresql://me:{secret}@127.0.0.1:1/db"],
+        ["-m", "storage=sqlite", f"storage.url=sqlite:///a.db,'postgresql+psycopg2://me:{secret}@h/db'"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "wwtune", "study=wtiny", *overrides],
+            cwd=project,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "storage.url=" in result.stderr and "WWTUNE_STORAGE_URL" in result.stderr
+        assert "Traceback" not in result.stderr
+        written = [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
+        for text in (result.stdout, result.stderr, *written):
+            assert secret not in text
+        assert not (project / "studies").exists() and not (project / "multirun").exists()
 
 
 # --- a worker killed mid-trial ----------------------------------------------------------------------
@@ -165,7 +204,7 @@ def _kill_mid_trial(
 def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres(
     project: Path, pg_url: str
 ) -> None:
-    cap, grace = 10, 2
+    cap, grace = 10, 6  # longer than a replacement worker takes to start
     common = (
         "storage=postgres",
         f"study.n_trials={cap}",
@@ -178,6 +217,9 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     storage = open_pg(pg_url)
     killed = _kill_mid_trial(victim, lambda: optuna.load_study(study_name="wtiny", storage=storage))
     killed_at = time.time()
+    # the dead worker's replacement starts on the same host at once: with heartbeats it must leave the dead
+    # trial to the heartbeat check (fail after the grace period and re-queue), not fail it without a retry
+    survivors.append(start_worker(project, 2, *common, **env))
     done_before = {
         t.number
         for t in optuna.load_study(study_name="wtiny", storage=storage).trials
@@ -188,7 +230,7 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     study = optuna.load_study(study_name="wtiny", storage=storage)
     complete = check_study(study, cap)
     dead = study.trials[killed.number]
-    assert dead.state == TrialState.FAIL
+    assert dead.state == TrialState.FAIL and "wwtune.fail_reason" not in dead.user_attrs
     assert dead.datetime_complete.timestamp() >= killed_at + grace - 1.5  # failed only after the grace period
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
@@ -283,6 +325,30 @@ def test_sqlite_warns_when_several_workers_use_it(project: Path, monkeypatch, ca
     monkeypatch.setenv("WWTUNE_WORKER_ID", "1")
     run_study(compose(["study=wtiny", "storage=sqlite", "study.n_trials=1"]))
     assert "storage=sqlite is not safe for several workers" in caplog.text
+
+
+def test_a_worker_without_an_id_beside_running_workers_is_warned(project: Path, monkeypatch, caplog) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("WWTUNE_WORKER_ID", raising=False)
+    caplog.set_level(logging.INFO, logger="wwtune")
+    cfg = compose(["study=wtiny", "study.n_trials=2"])
+    study = run_study({**cfg, "study": {**cfg["study"], "n_trials": 1}})
+    assert "no worker id" not in caplog.text
+    # a live worker (this very process) holds a RUNNING trial
+    trial = study.ask()
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": None}
+    trial.set_user_attr("wwtune.worker", me)
+    with pytest.raises(TimeoutError):  # it then waits for that trial's slot until study.timeout
+        _run_with_deadline(cfg, seconds=3)
+    assert "this one has no worker id" in caplog.text and "WWTUNE_WORKER_ID" in caplog.text
+    assert "waiting for them" in caplog.text and "#1" in caplog.text
+
+
+def _run_with_deadline(cfg: dict, seconds: float) -> None:
+    study = run_study({**cfg, "study": {**cfg["study"], "timeout": seconds}})
+    if not [t for t in study.trials if t.state == TrialState.RUNNING]:
+        raise AssertionError("the running trial vanished")
+    raise TimeoutError
 
 
 # --- the documented local recipe: Hydra multirun with the joblib launcher ---------------------------

@@ -77,12 +77,24 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 
 def _run(cfg: DictConfig) -> None:
     from wwtune.postgres import StorageConnectionError
-    from wwtune.study import ConfigError, open_existing_study, run_study, summary_text, validate_config
+    from wwtune.study import (
+        ConfigError,
+        open_existing_study,
+        run_study,
+        shows_progress_bar,
+        summary_text,
+        validate_config,
+    )
+    from wwtune.workers import resolve_worker_id
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
     mode = plain.get("mode", "optimize")
-    _quiet_optuna(progress_bar)
+    try:
+        worker_id = resolve_worker_id(plain.get("worker_id"))
+    except ValueError:
+        worker_id = None  # run_study names the bad value
+    _quiet_optuna(shows_progress_bar(progress_bar, worker_id))
     try:
         if mode == "optimize":
             study = run_study(plain, progress_bar=progress_bar)
@@ -135,9 +147,38 @@ def _with_user_conf(args: Sequence[str]) -> list[str]:
     return args
 
 
+def _password_override(args: Sequence[str]) -> str | None:
+    """The message for an override that puts a password into a URL, or None.
+
+    Checked before Hydra starts: Hydra writes the command-line overrides and the composed config into the
+    run's ``.hydra/`` folder (and ``multirun.yaml``) before wwtune sees them.
+    """
+    from wwtune.postgres import redact_url, url_has_password
+
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or arg.startswith("-"):
+            continue
+        whole = value.strip("'\"[]() ")
+        # the whole value, and each choice of a sweep (`a,b`, `choice(a, b)`)
+        parts = [whole, *(p.strip("'\"[]()") for p in value.replace(",", " ").split())]
+        if any("://" in url and url_has_password(url) for url in parts):
+            shown = redact_url(whole) if url_has_password(whole) else "<a URL with a password>"
+            return (
+                f"{key.lstrip('+~')}={shown} puts a password on the command line, where Hydra "
+                "would write it to the run folder; put the URL in $WWTUNE_STORAGE_URL (storage=postgres "
+                "reads it from there) or keep the password in PGPASSWORD / ~/.pgpass."
+            )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
+    refused = _password_override(args)
+    if refused:
+        print(f"wwtune: configuration error: {refused}", file=sys.stderr)
+        return 2
     saved = sys.argv
     sys.argv = ["wwtune", *args]
     _exit_code[0] = 0

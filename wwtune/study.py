@@ -46,7 +46,7 @@ from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import StorageError, describe, make_storage, redact_config, study_dir
 from wwtune.storage import kinds as storage_kinds
-from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap, resolve_worker_id, worker_seed
+from wwtune.workers import INTERRUPTED, OVER_CAP, WORKER_ID_ENV, StudyTrialCap, resolve_worker_id, worker_seed
 
 __all__ = [
     "ConfigError",
@@ -598,7 +598,13 @@ def _build(node: Mapping[str, Any], **extra: Any) -> Any:
 
 
 def _fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the RUNNING trials of dead workers on this host (a killed run); returns their count."""
+    """Mark FAIL the RUNNING trials of dead workers on this host (a killed run); returns their count.
+
+    Not on a storage with heartbeats (PostgreSQL): there Optuna's stale-trial check fails a dead worker's
+    trial after the grace period *and re-queues it*, which marking it here first would pre-empt.
+    """
+    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None:
+        return 0
     host, n = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("wwtune.worker") or {}
@@ -644,6 +650,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return min(trials, key=lambda t: (sign * t.value, t.number))
+
+
+def shows_progress_bar(progress_bar: bool, worker_id: int | None) -> bool:
+    """Whether a run shows Optuna's progress bar: asked for, and a lone worker (a worker with an id runs
+    an open-ended share of the study, which a bar cannot show; it logs the study-wide count instead)."""
+    return bool(progress_bar) and worker_id is None
 
 
 def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.Study:
@@ -711,6 +723,14 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     stale = _fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
+    if worker_id is None and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        _logger.warning(
+            "Other workers are running trials of study %r, and this one has no worker id, so it samples "
+            "with the study seed like worker 0 and may repeat its trials; give each worker its own id "
+            "(worker_id=N or $%s).",
+            name,
+            WORKER_ID_ENV,
+        )
     if cfg["storage"].get("kind") == "sqlite" and (
         worker_id is not None or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ):
@@ -737,7 +757,12 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
 
         torch.set_num_threads(int(threads))
     # study.n_trials is study-wide: every worker stops once the study holds that many counted trials
-    cap = StudyTrialCap(int(study_cfg["n_trials"]), reap=_reap_dead_workers)
+    cap = StudyTrialCap(
+        int(study_cfg["n_trials"]),
+        reap=_reap_dead_workers,
+        timeout_s=study_cfg.get("timeout"),
+        log_progress=not shows_progress_bar(progress_bar, worker_id),
+    )
     n_total, done = cap.n_trials, cap.count(study)
     remaining = n_total - done
     _logger.info(
@@ -748,7 +773,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         n_total,
         score.describe(),
     )
-    if worker_id is not None and remaining > 0 and not cap.wait_for_room(study):
+    if remaining > 0 and not cap.wait_for_room(study):
         remaining = 0  # the other workers' running trials fill the study
     if remaining > 0:
         # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
@@ -759,7 +784,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             timeout=study_cfg.get("timeout"),
             catch=(Exception,),
             callbacks=[cap],
-            show_progress_bar=progress_bar and worker_id is None,
+            show_progress_bar=shows_progress_bar(progress_bar, worker_id),
         )
     write_best_params(study, space, cfg)
     store_trust(study, heldout.get("direction") if heldout else None)

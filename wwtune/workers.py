@@ -133,6 +133,11 @@ class StudyTrialCap(MaxTrialsCallback):
         reap: called with the study while a worker waits for room: it should fail the RUNNING trials of
             dead workers (heartbeat, or a dead process on this host). Default: nothing.
         poll_s: seconds between checks while waiting. Default 0.2.
+        timeout_s: stop waiting for room (and so stop the worker) this many seconds after the cap was made,
+            like ``study.optimize``'s ``timeout``. Default: no limit.
+        log_every_s: while waiting, log what it waits for every this many seconds. Default 60.
+        log_progress: log the study-wide count after each of this worker's trials (for workers that show
+            no progress bar). Default False.
 
     Example:
         .. code-block:: python
@@ -153,6 +158,9 @@ class StudyTrialCap(MaxTrialsCallback):
         *,
         reap: Callable[[optuna.Study], object] | None = None,
         poll_s: float = 0.2,
+        timeout_s: float | None = None,
+        log_every_s: float = 60.0,
+        log_progress: bool = False,
     ) -> None:
         if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)):
             raise TypeError(f"n_trials must be an integer but got {n_trials!r}.")
@@ -160,8 +168,12 @@ class StudyTrialCap(MaxTrialsCallback):
             raise ValueError(f"n_trials must be positive but got {n_trials}.")
         if not poll_s > 0:
             raise ValueError(f"poll_s must be positive but got {poll_s!r}.")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive or None but got {timeout_s!r}.")
         super().__init__(int(n_trials), states=_FINISHED)
-        self._reap, self._poll_s = reap, float(poll_s)
+        self._reap, self._poll_s, self._log_every_s = reap, float(poll_s), float(log_every_s)
+        self._deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+        self._log_progress = bool(log_progress)
 
     @property
     def n_trials(self) -> int:
@@ -177,16 +189,34 @@ class StudyTrialCap(MaxTrialsCallback):
         """Block until this worker may start a trial within the cap; False once the cap is reached.
 
         There is room when a re-queued (WAITING) trial is there to take, or when the counted trials plus
-        the RUNNING ones (other workers' claims) are fewer than ``n_trials``.
+        the RUNNING ones (other workers' claims) are fewer than ``n_trials``. While it waits it says so in
+        the log (once, then every ``log_every_s``), and it gives up (False) once ``timeout_s`` seconds have
+        passed since the cap was made.
         """
+        logged_at = None
         while True:
             trials = study.get_trials(deepcopy=False)
             counted = counted_trials(trials)
             if counted >= self._n_trials:
                 return False
             states = [t.state for t in trials]
-            if TrialState.WAITING in states or counted + states.count(TrialState.RUNNING) < self._n_trials:
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            if TrialState.WAITING in states or counted + len(running) < self._n_trials:
                 return True
+            now = time.monotonic()
+            if self._deadline is not None and now >= self._deadline:
+                _logger.info("study.timeout reached while waiting for room in the study; stopping.")
+                return False
+            if logged_at is None or now - logged_at >= self._log_every_s:
+                logged_at = now
+                _logger.info(
+                    "%d of %d trials finished and other workers are running trial(s) %s: waiting for "
+                    "them (a dead worker's trial is freed by its heartbeat grace period, or at once on this "
+                    "host).",
+                    counted,
+                    self._n_trials,
+                    ", ".join(f"#{n}" for n in running),
+                )
             if self._reap is not None:
                 self._reap(study)
             time.sleep(self._poll_s)
@@ -210,6 +240,9 @@ class StudyTrialCap(MaxTrialsCallback):
         return claimed < self._n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._log_progress:
+            done = self.count(study)
+            _logger.info("Study %r: %d of %d trials done.", study.study_name, done, self._n_trials)
         if not self.wait_for_room(study):
             _logger.debug("study-wide trial cap %d reached after trial %d", self._n_trials, trial.number)
             study.stop()
