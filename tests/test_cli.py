@@ -115,6 +115,34 @@ def test_misspelled_key_in_a_user_yaml_is_named(project):  # noqa: F811
     assert not (project / "studies" / "typo" / "journal.log").exists()
 
 
+def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(project):  # noqa: F811
+    run = wwtune("study=tiny", "study.n_trails=3", cwd=project)
+    assert run.returncode == 2
+    assert "Unknown key(s) in 'study': 'n_trails' (did you mean 'n_trials'?)" in run.stderr
+    assert "allowed: ['artifacts', 'direction', 'n_trials'," in run.stderr and "+study.n_trails=" in run.stderr
+    run = wwtune("study=tiny", "nosuch=1", cwd=project)
+    assert run.returncode == 2 and "top level: 'nosuch'" in run.stderr and "'study'" in run.stderr
+    # the README's switches are plain keys (no '+' needed)
+    cfg = wwtune("study=tiny", "analysis.randomize=true", "--cfg", "job", cwd=project)
+    assert cfg.returncode == 0 and yaml.safe_load(cfg.stdout)["analysis"]["randomize"] is True
+    bad_dir = wwtune("study=tiny", "study.studies_dir=/proc/no/such", cwd=project)
+    assert bad_dir.returncode == 2 and "study.studies_dir='/proc/no/such' cannot be created" in bad_dir.stderr
+    for r in (run, bad_dir):
+        assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_says_how_to_resume_without_a_traceback(project):  # noqa: F811
+    (project / "stop_now").write_text("")  # the task raises KeyboardInterrupt mid-training, like Ctrl-C
+    run = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
+    assert run.returncode == 130, run.stderr[-3000:]
+    assert "interrupted; completed trials are stored. Run the same command again to resume." in run.stderr
+    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr
+    again = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
+    assert again.returncode == 0, again.stderr[-3000:]
+    states = [t.state for t in load(project, "tiny").trials]
+    assert states == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+
+
 def test_killed_run_resumes_without_losing_completed_trials(project):  # noqa: F811
     args = ("study=tiny", "study.n_trials=6", "study.progress_bar=false")
     slow = {**ENV, "WWTUNE_TEST_SLEEP": "0.4"}  # ~1.2 s per trial: time to kill one mid-run

@@ -206,6 +206,7 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         )
     )
     assert (project / "studies" / "tiny" / "study.db").exists()
+    assert by_state(study, TrialState.PRUNED), "the median rule pruned nothing"
     for t in by_state(study, TrialState.PRUNED):
         reason = t.user_attrs["wwtune.prune_reason"]
         assert "MedianPruner pruned the trial at step" in reason["message"]
@@ -256,6 +257,22 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
             r"warmup_fraction must be in \[0, 1\] but got 2",
         ),
         (["mode=train"], r"mode must be one of \['optimize', 'advise', 'report'\] but got 'train'"),
+        # wrong kinds of value: named before any trial runs
+        (["sampler.n_startup_trials=abc"], "sampler.n_startup_trials must be an integer but got 'abc'"),
+        (["sampler.multivariate=maybe"], "sampler.multivariate must be true or false but got 'maybe'"),
+        (["sampler.seed=abc"], "sampler.seed must be an integer but got 'abc'"),
+        (["score.band=abc"], r"band must be two finite numbers \[lo, hi\] but got 'abc'"),
+        (["score.min_evals=abc"], "min_evals must be a positive integer but got 'abc'"),
+        (["pruner=alpha", "pruner.under_trained_alpha=abc"], "pruner.under_trained_alpha must be a number"),
+        (["pruner=median", "pruner.n_warmup_steps=abc"], "pruner.n_warmup_steps must be an integer"),
+        (["study.progress_bar=maybe"], "study.progress_bar must be true or false but got 'maybe'"),
+        (["sanity.check_weights=maybe"], "sanity.check_weights must be true or false"),
+        (["analysis.min_evals=abc"], "analysis.min_evals must be an integer but got 'abc'"),
+        (["analysis.randomize=maybe"], "analysis.randomize must be true or false"),
+        # storage URLs that cannot work: named, no SQLAlchemy traceback
+        (["storage=sqlite", "storage.url=/path/x.db"], "storage.url must be a database URL such as sqlite:///"),
+        (["storage=sqlite", "storage.url=sqlite:////nonexistent/x.db"], "cannot open storage.url"),
+        (["storage=sqlite", "storage.url=mysql://me@h/db"], "needs a database driver that is not installed"),
     ],
 )
 def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noqa: F811

@@ -9,6 +9,7 @@ composed config, ``--help`` lists the groups and their choices.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +28,15 @@ _exit_code: list[int] = [0]
 
 
 class _DropNanFailures(logging.Filter):
-    """Optuna's "failed ... value nan is not acceptable" lines: wwtune already logged the real reason."""
+    """Optuna's "failed ... value nan is not acceptable" lines (wwtune already logged the real reason) and
+    its traceback for Ctrl-C (wwtune says the run was interrupted and how to resume)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "value nan is not acceptable" not in message and "failed with value nan" not in message
+        if "value nan is not acceptable" in message or "failed with value nan" in message:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in message
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -172,10 +177,26 @@ def _password_override(args: Sequence[str]) -> str | None:
     return None
 
 
+def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
+    """A ``study.studies_dir=`` override that cannot be created (Hydra's run folder lives inside it, and
+    Hydra would fail with a traceback before wwtune starts)."""
+    if "--cfg" in args or "-c" in args or "--info" in args:
+        return None
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        value = value.strip("'\"")
+        if sep and key.lstrip("+~") == "study.studies_dir" and value and "," not in value and "$" not in value:
+            try:
+                Path(value).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return f"study.studies_dir={value!r} cannot be created: {exc.strerror or exc}."
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
-    refused = _password_override(args)
+    refused = _password_override(args) or _uncreatable_studies_dir(args)
     if refused:
         print(f"wwtune: configuration error: {refused}", file=sys.stderr)
         return 2
@@ -186,10 +207,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         _hydra_entry()
     except SystemExit as exc:  # Hydra exits on its own errors (unknown group choice, bad override)
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = code if isinstance(code, int) else (0 if code is None else 1)
+        if code != 0:
+            unknown = _unknown_override(args)
+            if unknown:  # Hydra said "not in struct"; say which keys there are, as for a YAML typo
+                print(f"wwtune: configuration error: {unknown}", file=sys.stderr)
+                return 2
+        return code
     finally:
         sys.argv = saved
     return _exit_code[0]
+
+
+def _unknown_override(args: Sequence[str]) -> str | None:
+    """For an override of a key the config does not have (``study.n_trails=3``): the message naming it, a
+    close match and the allowed keys; None when that is not what went wrong."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from wwtune.study import ConfigError, _unknown
+
+    overrides = [
+        a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra.")
+    ]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        if any(o.is_sweep_override() for o in parsed):
+            return None
+        compose(overrides)
+        return None
+    except HydraException as exc:
+        found = re.search(r"Could not override '([^']+)'", str(exc))
+    except Exception:  # noqa: BLE001 - not a missing key; Hydra's own message stands
+        return None
+    if not found:
+        return None
+    key = found.group(1)
+    try:
+        node: Any = compose([o for o in overrides if o.partition("=")[0] != key])
+    except Exception:  # noqa: BLE001
+        return None
+    parent, _, leaf = key.rpartition(".")
+    for part in parent.split(".") if parent else ():
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return None
+    try:
+        _unknown(parent, {leaf: None}, tuple(node))
+    except ConfigError as err:
+        return f"{err} (To add a key the config does not have, write +{key}=...)"
+    return None
 
 
 def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -107,13 +107,23 @@ class Score:
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"Score kind must be one of {list(KINDS)} but got {kind!r}.")
+        if isinstance(band, np.ndarray):
+            band = band.tolist()
+        if (
+            isinstance(band, (str, bytes))
+            or not isinstance(band, Sequence)
+            or len(band) != 2
+            or not all(_is_number(b) and math.isfinite(b) for b in band)
+        ):
+            raise ValueError(f"band must be two finite numbers [lo, hi] but got {band!r}.")
         band = tuple(float(b) for b in band)
-        if len(band) != 2 or not all(math.isfinite(b) for b in band):
-            raise ValueError(f"band must be two finite numbers [lo, hi] but got {list(band)!r}.")
         if band[0] > band[1]:
             raise ValueError(f"band lower edge cannot exceed the upper edge but got {list(band)!r}.")
-        if int(min_evals) != min_evals or min_evals < 1:
+        if not _is_number(min_evals) or int(min_evals) != min_evals or min_evals < 1:
             raise ValueError(f"min_evals must be a positive integer but got {min_evals!r}.")
+        for name, value in (("failed_penalty", failed_penalty), ("tie_break", tie_break)):
+            if value is not None and not _is_number(value):
+                raise ValueError(f"{name} must be a number but got {value!r}.")
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {list(WEIGHTS)} but got {weights!r}.")
         if failed_penalty is None:
@@ -287,3 +297,7 @@ def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, An
         record[column] = [_plain(v) for v in layers[column]] if present else [None] * len(layers)
     record["num_traps"] = [_plain(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
     return record
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -99,7 +100,19 @@ def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
             if cfg.get("grace_period"):
                 kwargs["grace_period"] = int(cfg["grace_period"])
             kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback()
-        return RDBStorage(str(url), **kwargs)
+        try:
+            return RDBStorage(str(url), **kwargs)
+        except ImportError as exc:
+            raise StorageError(
+                f"storage.url {redact_url(str(url))!r} needs a database driver that is not installed ({exc})."
+            ) from None
+        except sqlalchemy.exc.ArgumentError:
+            raise StorageError(
+                "storage.url must be a database URL such as sqlite:///path/to/study.db (storage=journal "
+                f"takes a file path) but got {redact_url(str(url))!r}."
+            ) from None
+        except sqlalchemy.exc.OperationalError as exc:
+            raise StorageError(f"cannot open storage.url {redact_url(str(url))!r}: {exc.orig}") from None
 
 
 def _postgres(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
@@ -138,7 +151,14 @@ def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.
         raise StorageError(
             f"Unknown storage setting(s) {unknown} for storage.kind={kind!r}; allowed: {list(_KEYS[kind])}."
         )
-    return _BUILDERS[kind](cfg, study_dir(studies_dir, study_name))
+    try:
+        return _BUILDERS[kind](cfg, study_dir(studies_dir, study_name))
+    except OSError as exc:  # a folder that cannot be created, a read-only file system, ...
+        where = cfg.get("url") or study_dir(studies_dir, study_name)
+        raise StorageError(
+            f"cannot create the study's storage at {redact_url(str(where))!r} (study.studies_dir / "
+            f"storage.url): {exc.strerror or exc}."
+        ) from None
 
 
 def describe(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.PathLike[str]) -> str:

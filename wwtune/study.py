@@ -150,6 +150,49 @@ def _check_target(section: str, node: Mapping[str, Any]) -> None:
         return
     allowed = tuple(k for k in params if k != "self") + _HYDRA_KEYS
     _unknown(section, node, allowed)
+    _check_types(section, node, params)
+
+
+def _check_types(section: str, node: Mapping[str, Any], params: Mapping[str, inspect.Parameter]) -> None:
+    """Values of parameters annotated (or defaulting to) one plain kind (bool, int, float, str, optionally
+    None) must be of that kind: a typo such as ``n_startup_trials=abc`` or ``multivariate=maybe`` fails
+    here, not inside every trial."""
+    for key, value in node.items():
+        param = params.get(key)
+        if param is None or value is None or key in _HYDRA_KEYS:
+            continue
+        kind = int if key == "seed" else _plain_kind(param)
+        if kind is not None:
+            _check_value(f"{section}.{key}", value, kind)
+
+
+def _plain_kind(param: inspect.Parameter) -> type | None:
+    kinds = {"bool": bool, "int": int, "float": float, "str": str}
+    annotation = param.annotation
+    if annotation is inspect.Parameter.empty:
+        return type(param.default) if type(param.default) in kinds.values() else None
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    text = text.replace(" ", "").replace("typing.", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional[") : -1]
+    names = set(text.split("|")) - {"None"}
+    return kinds.get(names.pop()) if len(names) == 1 else None
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_value(key: str, value: Any, kind: type) -> None:
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{key} must be {_KIND_NAMES[kind]} but got {value!r}.")
 
 
 def validate_config(cfg: Mapping[str, Any]) -> None:
@@ -176,6 +219,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     threads = study.get("torch_threads")
     if threads is not None:
         _positive_int("study.torch_threads", threads)
+    for key in ("progress_bar", "report", "artifacts"):
+        _check_value(f"study.{key}", study.get(key, False), bool)
+    _check_value("sanity.check_weights", sanity.get("check_weights", True), bool)
     timeout = study.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
@@ -215,8 +261,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     analysis = cfg.get("analysis") or {}
     from wwtune.spectral import analyze
 
-    allowed = tuple(k for k in inspect.signature(analyze).parameters if k not in ("source", "keep_evals"))
+    analyze_params = inspect.signature(analyze).parameters
+    allowed = tuple(k for k in analyze_params if k not in ("source", "keep_evals"))
     _unknown("analysis", analysis, allowed)
+    _check_types("analysis", analysis, analyze_params)
     try:
         score = _score(cfg)
     except (ValueError, TypeError) as exc:
@@ -448,7 +496,11 @@ class _TrialRunner:
         trial.set_user_attr(
             "wwtune.worker", {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": self.worker_id}
         )
-        values, layers = self.space.suggest(trial)
+        try:
+            values, layers = self.space.suggest(trial)
+        except Exception as exc:  # noqa: BLE001 - a sampler that cannot propose fails this trial only
+            _logger.warning("Trial %d: sampling its parameters raised\n%s", trial.number, traceback.format_exc())
+            self._fail(trial, f"sampling the parameters raised {type(exc).__name__}: {exc}")
         params = Params(
             values={**self.fixed, **values},
             layers=layers,
@@ -685,7 +737,10 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     # each worker samples with its own seed (worker 0 / no id: the study seed itself)
     sampler_node = dict(cfg["sampler"])
     if sampler_node.get("seed") is not None:
-        sampler_node["seed"] = worker_seed(sampler_node["seed"], worker_id)
+        try:
+            sampler_node["seed"] = worker_seed(sampler_node["seed"], worker_id)
+        except ValueError as exc:
+            raise ConfigError(f"sampler.seed: {exc}") from None
     extra: dict[str, Any] = {"seed": worker_seed(study_cfg["seed"], worker_id)}
     if infeasible and not _HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
         extra["constraints_func"] = _constraints
@@ -810,11 +865,15 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     return report
 
 
+#: study settings that may change from run to run of one study without changing what it searches
+_PER_RUN_KEYS = ("n_trials", "timeout", "progress_bar", "report", "artifacts", "torch_threads")
+
+
 def _strip_n_trials(cfg: Any) -> Any:
     if not isinstance(cfg, Mapping):
         return cfg
     out = dict(cfg)
-    out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in ("n_trials", "timeout")}
+    out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in _PER_RUN_KEYS}
     return out
 
 
