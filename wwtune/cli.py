@@ -185,7 +185,8 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
     for arg in args:
         key, sep, value = arg.partition("=")
         value = value.strip("'\"")
-        if sep and key.lstrip("+~") == "study.studies_dir" and value and "," not in value and "$" not in value:
+        plain = value and "," not in value and "$" not in value  # not a sweep, not an interpolation
+        if sep and key.lstrip("+~") == "study.studies_dir" and plain:
             try:
                 Path(value).mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -499,7 +499,7 @@ class _TrialRunner:
         try:
             values, layers = self.space.suggest(trial)
         except Exception as exc:  # noqa: BLE001 - a sampler that cannot propose fails this trial only
-            _logger.warning("Trial %d: sampling its parameters raised\n%s", trial.number, traceback.format_exc())
+            _logger.warning("Trial %d: sampling raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"sampling the parameters raised {type(exc).__name__}: {exc}")
         params = Params(
             values={**self.fixed, **values},
