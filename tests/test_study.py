@@ -4,8 +4,10 @@ import importlib.util
 import json
 import math
 
+import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 from study_fixtures import LAYER_KEYS, project  # noqa: F401 - pytest fixture
@@ -289,6 +291,46 @@ def test_searched_value_overrides_fixed_default(project):  # noqa: F811
     study = run_study(cfg("+objective.fixed.lr=123.0", "study.n_trials=1"))
     t = study.trials[0]
     assert t.user_attrs["wwtune.result"]["group_lrs"]["default"] == pytest.approx(t.params["lr"])
+
+
+def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(project):  # noqa: F811
+    from wwtune.report import render_report
+    from wwtune.spectral import analyze
+    from wwtune.study import best_trial, best_trial_spectra, read_trial_spectra
+
+    c = cfg("study.n_trials=2")
+    study = run_study(c)
+    folder = project / "studies" / "tiny" / "spectra"
+    assert sorted(p.name for p in folder.iterdir()) == ["trial0.npz", "trial1.npz"]
+    best = best_trial(study)
+    table = best_trial_spectra(study, c)
+    stored = best.user_attrs["wwtune.layers"]
+    assert list(table["name"]) == stored["name"]
+    assert np.allclose(table["alpha"].to_numpy(float), np.array(stored["alpha"], float), equal_nan=True)
+    assert [len(e) for e in table["evals"]] == stored["num_evals"]
+    page = render_report(study, spectra=table)
+    assert all(f"log-log spectrum of {name}" in page for name in stored["name"])
+    # the stored eigenvalues are the analysis' own (float32 on disk)
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
+    direct = analyze(model, keep_evals=True, min_evals=1)
+    from wwtune.study import write_trial_spectra
+
+    back = read_trial_spectra(write_trial_spectra(project / "x.npz", direct))
+    for a, b in zip(direct["evals"], back["evals"], strict=True):
+        assert np.allclose(a, b, rtol=1e-6)
+    assert list(back.columns) == list(direct.columns)
+    for column in direct.columns.drop("evals"):
+        mine, theirs = list(direct[column]), list(back[column])
+        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in mine):
+            assert np.allclose(np.array(theirs, float), np.array(mine, float), equal_nan=True), column
+        else:
+            assert theirs == mine, column
+    with pytest.raises(ValueError, match="keep_evals=True"):
+        write_trial_spectra(project / "y.npz", direct.drop(columns="evals"))
+    assert read_trial_spectra(project / "missing.npz") is None
+    # off: no folder
+    run_study(cfg("study.n_trials=1", "study.name=nospectra", "study.spectra=false"))
+    assert not (project / "studies" / "nospectra" / "spectra").exists()
 
 
 def test_artifacts_switch_attaches_each_trials_layer_figure(project):  # noqa: F811

@@ -74,9 +74,9 @@ def _quiet_optuna(progress_bar: bool) -> None:
 
 def _write_report(study: Any, cfg: dict[str, Any]) -> None:
     from wwtune.report import write_report
-    from wwtune.study import report_path
+    from wwtune.study import best_trial_spectra, report_path
 
-    path = write_report(study, report_path(cfg))
+    path = write_report(study, report_path(cfg), spectra=best_trial_spectra(study, cfg))
     print(f"Report: {path}")
 
 

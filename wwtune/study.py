@@ -24,6 +24,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import math
 import os
@@ -36,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
@@ -89,6 +92,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "torch_threads",
         "report",
         "artifacts",
+        "spectra",
     ),
     "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
     "objective.heldout": ("name", "direction"),
@@ -219,7 +223,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     threads = study.get("torch_threads")
     if threads is not None:
         _positive_int("study.torch_threads", threads)
-    for key in ("progress_bar", "report", "artifacts"):
+    for key in ("progress_bar", "report", "artifacts", "spectra"):
         _check_value(f"study.{key}", study.get(key, False), bool)
     _check_value("sanity.check_weights", sanity.get("check_weights", True), bool)
     timeout = study.get("timeout")
@@ -352,6 +356,8 @@ class StudyReporter(Reporter):
     model: Any = None
     store_every_analysis: bool = True
     pending_layers: dict[str, Any] | None = None
+    keep_spectra: bool = False
+    spectra: Any = None
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
@@ -370,7 +376,11 @@ class StudyReporter(Reporter):
             analyze = self.analyze
             if analyze is None:
                 from wwtune.spectral import analyze
-            layers = analyze(model, **self.analysis_kwargs)
+            if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
+                layers = analyze(model, **self.analysis_kwargs, keep_evals=True)
+                self.spectra = layers
+            else:
+                layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
             self.pending_layers = layers_record(layers, self.score, step)
             if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
@@ -454,11 +464,9 @@ class _TrialRunner:
         self.data_fraction = float(obj.get("data_fraction", 1.0))
         self.fixed = dict(obj.get("fixed") or {})
         self.seed = int(cfg["study"]["seed"])
-        self.artifacts_dir = (
-            study_dir(cfg["study"].get("studies_dir", "studies"), str(cfg["study"]["name"])) / "artifacts"
-            if cfg["study"].get("artifacts", False)
-            else None
-        )
+        folder = study_dir(cfg["study"].get("studies_dir", "studies"), str(cfg["study"]["name"]))
+        self.artifacts_dir = folder / "artifacts" if cfg["study"].get("artifacts", False) else None
+        self.spectra_dir = folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
         sanity = cfg["sanity"]
         self.min_loss_drop = sanity.get("min_loss_drop")
         self.on_violation = sanity.get("on_violation", "fail")
@@ -517,6 +525,7 @@ class _TrialRunner:
             self.check_weights,
             report_to_optuna=self.score.uses_alpha,
             store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
+            keep_spectra=self.spectra_dir is not None,
         )
         try:
             try:
@@ -545,6 +554,11 @@ class _TrialRunner:
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
+        if self.spectra_dir is not None and reporter.spectra is not None:
+            try:
+                write_trial_spectra(self.spectra_dir / f"trial{trial.number}.npz", reporter.spectra)
+            except OSError as exc:  # a full disk loses the report's ESD plots, never the trial
+                _logger.warning("Trial %d: could not store its spectra: %s", trial.number, exc)
         return self._finish(trial, reporter, result)
 
     def _attach_layer_figure(self, trial: optuna.trial.Trial) -> None:
@@ -689,6 +703,50 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: folder (in the study's folder) of each trial's final eigenvalues, ``trial<N>.npz``
+SPECTRA_DIR = "spectra"
+
+
+def write_trial_spectra(path: str | os.PathLike[str], table: pd.DataFrame) -> Path:
+    """Store an ``analyze(..., keep_evals=True)`` table: each layer's eigenvalues (float32) and its scalar
+    columns (``alpha``, ``xmin``, ``D``, the MP fit, ...), enough to draw its ESD plots later."""
+    if "evals" not in table.columns:
+        raise ValueError("write_trial_spectra needs analyze(..., keep_evals=True): the table has no 'evals'.")
+    rows = [
+        {k: _json_safe(v) for k, v in row.items() if k != "evals" and not isinstance(v, (list, np.ndarray))}
+        for row in table.to_dict("records")
+    ]
+    arrays = {f"evals_{i}": np.asarray(e, dtype=np.float32) for i, e in enumerate(table["evals"])}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # whole file, then renamed
+    np.savez_compressed(tmp, rows=np.array(json.dumps(rows)), **arrays)
+    os.replace(tmp, out)
+    return out
+
+
+def read_trial_spectra(path: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The table :func:`write_trial_spectra` stored (with an ``evals`` column), or None if there is none."""
+    try:
+        with np.load(path) as data:
+            rows = json.loads(str(data["rows"]))
+            evals = [data[f"evals_{i}"].astype(np.float64) for i in range(len(rows))]
+    except (OSError, KeyError, ValueError):
+        return None
+    table = pd.DataFrame(rows)
+    table["evals"] = evals
+    return table
+
+
+def best_trial_spectra(study: optuna.Study, cfg: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The stored spectra of the study's best trial (for the report's ESD plots), or None."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    folder = study_dir(cfg["study"].get("studies_dir", "studies"), str(cfg["study"]["name"]))
+    return read_trial_spectra(folder / SPECTRA_DIR / f"trial{best.number}.npz")
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -866,7 +924,7 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
 
 
 #: study settings that may change from run to run of one study without changing what it searches
-_PER_RUN_KEYS = ("n_trials", "timeout", "progress_bar", "report", "artifacts", "torch_threads")
+_PER_RUN_KEYS = ("n_trials", "timeout", "progress_bar", "report", "artifacts", "spectra", "torch_threads")
 
 
 def _strip_n_trials(cfg: Any) -> Any:
