@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,8 @@ def pg_cluster() -> Iterator[PgCluster]:
     try:
         cluster = PgCluster.start()
     except PgUnavailable as e:
+        if os.environ.get("WWTUNE_REQUIRE_SYSTEM_TESTS"):  # CI installs the binaries: missing ones fail
+            pytest.fail(f"WWTUNE_REQUIRE_SYSTEM_TESTS is set but PostgreSQL cannot start: {e}")
         pytest.skip(f"PostgreSQL tests need server binaries: {e}")
     try:
         yield cluster

@@ -393,7 +393,8 @@ def test_reduced_validation_data_starved_teacher_student_says_more_data():
 
 
 def test_advice_dict_feeds_the_report_plot_hook():
-    report_plots = pytest.importorskip("wwtune.report.plots", reason="the report branch is not merged here")
+    from wwtune.report import plots as report_plots
+
     adv = advise(_toy_task(0.6, 0.05), candidates=_toy_candidates(), budget=1, analyze_fn=_fake_analyze)
     assert adv["data_fraction"] == [0.125, 0.25, 0.5, 1.0] and len(adv["score"]) == 4
     report_plots.plot_advice(adv)

@@ -80,10 +80,5 @@ def test_docstring_examples_run(code, tmp_path, monkeypatch):
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
-    try:
-        exec(compile(code, "<example>", "exec"), {})
-    except ModuleNotFoundError as err:
-        if "wwtune.spectral.mp" not in str(err):
-            raise
-        pytest.skip("analyze(mp_fit=True) lands with the spectral branch's second part")
+    exec(compile(code, "<example>", "exec"), {})
     assert any(tmp_path.iterdir()) or "plot_esd_linear" in code  # the example produced its files

@@ -435,10 +435,7 @@ def test_plots_from_a_real_analysis(cnn_df, tmp_path):
 def test_mp_edge_agrees_with_the_engines_bulk_max():
     import wwtune
 
-    try:
-        df = wwtune.analyze(FIXTURES / "cnn_digits.pt", keep_evals=True, mp_fit=True)
-    except (ImportError, NotImplementedError) as err:  # mp_fit lands with the spectral branch's second part
-        pytest.skip(f"this wwtune.analyze has no mp_fit yet: {err}")
+    df = wwtune.analyze(FIXTURES / "cnn_digits.pt", keep_evals=True, mp_fit=True)
     for _, row in df.iterrows():
         fig = plot_esd_linear(row["evals"], row)
         assert by_gid(fig, "mp_edge").get_xdata()[0] == pytest.approx(row["bulk_max"], rel=1e-9)

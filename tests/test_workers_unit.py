@@ -127,7 +127,7 @@ def test_cap_lets_a_requeued_trial_run_before_stopping() -> None:
     assert study.trials[3].params == {"x": 0.5}
 
 
-def test_cap_with_concurrent_workers_overshoots_without_the_admission_check() -> None:
+def test_cap_alone_keeps_concurrent_workers_within_n_plus_workers_minus_one() -> None:
     import time
 
     def slow(trial: optuna.Trial) -> float:
