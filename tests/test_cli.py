@@ -132,6 +132,23 @@ def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(proje
         assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
+def test_alpha_pruner_with_its_defaults_prunes_under_trained_runs_of_a_bundled_task(project):  # noqa: F811
+    # learning rates 30x below the shipped range: the layers stay near their random (high-α) spectra
+    low_lr = "search_space.params.lr={type: float, low: 1e-4, high: 1e-3, log: true}"
+    run = wwtune("study=quickstart", "study.name=pr", "pruner=alpha", "study.n_trials=4", low_lr,
+                 "study.report=false", cwd=project)
+    assert run.returncode == 0, run.stderr[-3000:]
+    pruned = load(project, "pr").get_trials(states=(TrialState.PRUNED,))
+    assert len(pruned) >= 2, run.stdout
+    for t in pruned:
+        reason = t.user_attrs["wwtune.prune_reason"]
+        assert reason["rule"] == "under_trained" and reason["step"] == 10  # after half the budget of 20
+        assert reason["layers"] and len(reason["alpha"]) == len(reason["layers"])
+        assert all(a > 6 for a in reason["alpha"]) and reason["fraction"] > 0.4
+    assert f"Pruned #{pruned[0].number}: " in run.stdout and "eligible layers have α > 6" in run.stdout
+
+
 def test_ctrl_c_says_how_to_resume_without_a_traceback(project):  # noqa: F811
     (project / "stop_now").write_text("")  # the task raises KeyboardInterrupt mid-training, like Ctrl-C
     run = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
