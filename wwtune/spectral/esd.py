@@ -29,6 +29,20 @@ _BATCH_ELEMENTS = 1 << 23
 # in SciPy's BLAS, whose threads fight torch's when both are multi-threaded (measured: 1.95× the bare
 # eigendecompositions at 2 threads vs 0.99× at 1), so it is used only while torch runs single-threaded.
 _SYRK = {torch.float64: _blas.dsyrk, torch.float32: _blas.ssyrk}
+_blas_threads: list = []  # the ThreadpoolController, made on first use
+
+
+def _one_blas_thread():  # noqa: ANN202 - a context manager
+    """SciPy's BLAS held to one thread, as torch is when the syrk path runs.
+
+    SciPy's OpenBLAS keeps its own pool (all cores unless OPENBLAS_NUM_THREADS says otherwise); on shared,
+    busy cores a 256x256 syrk then took 8-16 ms instead of 0.3 ms (benchmarks/results/quickstart.md).
+    """
+    if not _blas_threads:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_threads.append(ThreadpoolController())
+    return _blas_threads[0].limit(limits=1, user_api="blas")
 
 
 @dataclass
@@ -97,10 +111,11 @@ def _syrk_gram_into(a: torch.Tensor, out: torch.Tensor, step: int) -> None:
     syrk = _SYRK[out.dtype]
     m = a.shape[1]
     acc = np.zeros((m, m), dtype=np.float64 if out.dtype == torch.float64 else np.float32, order="F")
-    for r in range(0, a.shape[0], step):
-        c = a[r : r + step].detach().to(dtype=out.dtype).contiguous().numpy()
-        # c is C-ordered (chunk × M), so c.T is a Fortran-ordered M × chunk view: syrk(cᵀ) = cᵀc, no copy.
-        acc = syrk(1.0, c.T, beta=1.0, c=acc, trans=0, lower=1, overwrite_c=1)
+    with _one_blas_thread():
+        for r in range(0, a.shape[0], step):
+            c = a[r : r + step].detach().to(dtype=out.dtype).contiguous().numpy()
+            # c is C-ordered (chunk × M), so c.T is a Fortran-ordered M × chunk view: syrk(cᵀ) = cᵀc, no copy
+            acc = syrk(1.0, c.T, beta=1.0, c=acc, trans=0, lower=1, overwrite_c=1)
     out.copy_(torch.from_numpy(acc))
 
 
