@@ -63,6 +63,18 @@ def start_worker(project: Path, worker_id: int, *overrides: str, **env: str) -> 
     )
 
 
+def run_cli(project: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """``python -m wwtune ARGS`` in the project folder, to its end; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "wwtune", *args],
+        cwd=project,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def wait_all(project: Path, workers: list[subprocess.Popen], timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     for w in workers:
@@ -160,14 +172,7 @@ def test_a_password_on_the_command_line_is_refused_before_hydra_writes_anything(
         ["storage=postgres", f"storage.url=postgresql://me:{secret}@127.0.0.1:1/db"],
         ["-m", "storage=sqlite", f"storage.url=sqlite:///a.db,'postgresql+psycopg2://me:{secret}@h/db'"],
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "wwtune", "study=wtiny", *overrides],
-            cwd=project,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_cli(project, "study=wtiny", *overrides, timeout=60)
         assert result.returncode == 2, result.stderr[-2000:]
         assert "storage.url=" in result.stderr and "WWTUNE_STORAGE_URL" in result.stderr
         assert "Traceback" not in result.stderr
@@ -262,19 +267,6 @@ def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Pa
 # --- bad storage settings fail fast, and say so without the password --------------------------------
 
 
-def run_cli(project: Path, *overrides: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=wtiny", *overrides],
-        cwd=project,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result, time.monotonic() - start
-
-
 @pytest.mark.postgres
 def test_storage_errors_are_clear_fast_and_never_show_the_password(
     project: Path, pg_cluster, pg_url, monkeypatch
@@ -304,13 +296,8 @@ def test_storage_errors_are_clear_fast_and_never_show_the_password(
 
     # The same through the command line: exit code 2, one clear line, no traceback, nothing secret on disk.
     bad_url = pg_url.replace(pg_cluster.password, wrong)
-    result = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=wtiny", "storage=postgres", "storage.connect_timeout=2"],
-        cwd=project,
-        env=_env(WWTUNE_STORAGE_URL=bad_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        project, "study=wtiny", "storage=postgres", "storage.connect_timeout=2", WWTUNE_STORAGE_URL=bad_url
     )
     assert result.returncode == 2
     assert "wwtune: storage error:" in result.stderr and "password authentication failed" in result.stderr
@@ -358,23 +345,9 @@ def test_hydra_joblib_multirun_runs_several_workers_on_one_study(project: Path) 
     # in the `test` extra; a missing launcher is a failure here, not a skip
     assert importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher"), "needs hydra-joblib-launcher"
     cap = 6
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wwtune",
-            "-m",
-            "study=wtiny",
-            f"study.n_trials={cap}",
-            "worker_id=0,1",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        project, "-m", "study=wtiny", f"study.n_trials={cap}", "worker_id=0,1", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     complete = check_study(journal_study(project), cap)
