@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for every in args.report_every:
-            cfg = compose(["study=quickstart", f"objective.report_every={every}"])
+            cfg = compose(["study=quickstart", f"objective.report_every={every}", f"study.studies_dir={tmp}"])
             score = Score.from_config(cfg["score"])
             ratios, shares = [], []
             for k, flat in enumerate(param_sets):

@@ -532,6 +532,7 @@ class _TrialRunner:
                 result = self.task_fn(params, reporter)
                 if reporter.model is not None and reporter.analysed_step != reporter.last_step:
                     reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
+                self._keep_spectra(trial, reporter)  # timed as analysis
             finally:
                 flush_start = time.perf_counter()
                 reporter.flush_layers()
@@ -554,12 +555,18 @@ class _TrialRunner:
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
-        if self.spectra_dir is not None and reporter.spectra is not None:
-            try:
-                write_trial_spectra(self.spectra_dir / f"trial{trial.number}.npz", reporter.spectra)
-            except OSError as exc:  # a full disk loses the report's ESD plots, never the trial
-                _logger.warning("Trial %d: could not store its spectra: %s", trial.number, exc)
         return self._finish(trial, reporter, result)
+
+    def _keep_spectra(self, trial: optuna.trial.Trial, reporter: StudyReporter) -> None:
+        """Store the final analysis' eigenvalues (``study.spectra``) for the report's ESD plots."""
+        if self.spectra_dir is None or reporter.spectra is None:
+            return
+        start = time.perf_counter()
+        try:
+            write_trial_spectra(self.spectra_dir / f"trial{trial.number}.npz", reporter.spectra)
+        except OSError as exc:  # a full disk loses the report's ESD plots, never the trial
+            _logger.warning("Trial %d: could not store its spectra: %s", trial.number, exc)
+        reporter.analysis_s += time.perf_counter() - start
 
     def _attach_layer_figure(self, trial: optuna.trial.Trial) -> None:
         """``study.artifacts=true``: attach the trial's α-per-layer figure as an Optuna artifact.
