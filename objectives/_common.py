@@ -18,6 +18,7 @@ from wwtune.objective import Params, Reporter
 
 __all__ = [
     "OPTIMIZERS",
+    "SGD_DEFAULTS",
     "accuracy",
     "digits_indices",
     "digits_split",
@@ -25,6 +26,7 @@ __all__ = [
     "make_optimizer",
     "resolve_hparams",
     "subset_size",
+    "train_on_digits",
 ]
 
 #: Optimizers a task's ``opt`` hyperparameter may name.
@@ -32,6 +34,16 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 #: Fraction of the digits kept aside (never trained on) for the held-out metric.
 DIGITS_HELDOUT_FRACTION = 0.25
+
+#: Optimiser defaults shared by the SGD-trained tasks (digits_mlp, digits_cnn, teacher_student).
+SGD_DEFAULTS: dict[str, Any] = {
+    "lr": 0.05,
+    "opt": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "dropout": 0.0,
+    "batch_size": 64,
+}
 
 
 def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str) -> dict[str, Any]:
@@ -127,6 +139,25 @@ def digits_indices(seed: int, data_fraction: float, n_total: int) -> tuple[np.nd
     heldout, pool = split[:n_heldout], split[n_heldout:]
     pool = pool[np.random.default_rng(int(seed)).permutation(len(pool))]
     return pool[: subset_size(len(pool), data_fraction)], heldout
+
+
+def train_on_digits(
+    params: Params,
+    reporter: Reporter,
+    task_name: str,
+    defaults: Mapping[str, Any],
+    build: Callable[[Mapping[str, Any]], nn.Module],
+) -> dict[str, Any]:
+    """The digits tasks' training run: seeded model ``build(hp)``, ``params.budget`` epochs on the
+    ``data_fraction`` training subset; returns held-out accuracy and the training-set size."""
+    hp = resolve_hparams(params, defaults, task_name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(params.seed))
+        x, y, x_held, y_held = digits_split(params.seed, params.data_fraction)
+        model = build(hp)
+        params.apply_dropout(model)
+        fit_epochs(model, x, y, params, hp, reporter)
+        return {"heldout": accuracy(model, x_held, y_held), "n_train": len(x)}
 
 
 def digits_split(

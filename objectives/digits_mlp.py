@@ -14,16 +14,11 @@ from torch import nn
 
 from wwtune.objective import Params, Reporter, task
 
-from ._common import accuracy, digits_split, fit_epochs, resolve_hparams
+from ._common import SGD_DEFAULTS, train_on_digits
 
 #: Hyperparameters this task reads, with the values used when neither search space nor config sets them.
 DEFAULTS: dict[str, Any] = {
-    "lr": 0.05,
-    "opt": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "dropout": 0.0,
-    "batch_size": 64,
+    **SGD_DEFAULTS,
     "hidden": 256,
 }
 
@@ -48,11 +43,4 @@ class DigitsMLP(nn.Module):
 @task(supports_data_fraction=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     """Train for ``params.budget`` epochs; returns held-out accuracy and the training-set size."""
-    hp = resolve_hparams(params, DEFAULTS, "digits_mlp")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(params.seed))
-        x, y, x_held, y_held = digits_split(params.seed, params.data_fraction)
-        model = DigitsMLP(int(hp["hidden"]))
-        params.apply_dropout(model)
-        fit_epochs(model, x, y, params, hp, reporter)
-        return {"heldout": accuracy(model, x_held, y_held), "n_train": len(x)}
+    return train_on_digits(params, reporter, "digits_mlp", DEFAULTS, lambda hp: DigitsMLP(int(hp["hidden"])))

@@ -20,16 +20,10 @@ from torch import nn
 
 from wwtune.objective import Params, Reporter, task
 
-from ._common import accuracy, fit_epochs, resolve_hparams, subset_size
+from ._common import SGD_DEFAULTS, accuracy, fit_epochs, resolve_hparams, subset_size
 
 DEFAULTS: dict[str, Any] = {
-    # optimisation
-    "lr": 0.05,
-    "opt": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "dropout": 0.0,
-    "batch_size": 64,
+    **SGD_DEFAULTS,  # optimisation
     # the problem
     "n_train": 2000,
     "noise": 0.1,
