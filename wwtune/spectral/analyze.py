@@ -6,6 +6,7 @@ import fnmatch
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,13 @@ import pandas as pd
 import torch
 
 from wwtune.spectral.columns import ALWAYS, LAYER_TYPES, MP_COLUMNS, RANDOMIZE_COLUMNS
-from wwtune.spectral.esd import compute_esds, resolve_device
+from wwtune.spectral.esd import LayerESD, compute_esds, resolve_device
 from wwtune.spectral.layers import WeightSpec, weight_specs
 from wwtune.spectral.metrics import layer_metrics, warning_for
 from wwtune.spectral.powerlaw import PowerLawFit, fit_hill, fit_power_law
 
-__all__ = ["DEFAULT_MAX_EVALS", "DEFAULT_MIN_EVALS", "FITS", "analyze"]
+__all__ = ["DEFAULT_MAX_EVALS", "DEFAULT_MIN_EVALS", "FITS", "Options", "analyze", "check_options",
+           "layer_row", "select_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,88 @@ def _select(specs: list[WeightSpec], layers: list[str] | None, layer_types: list
     return kept
 
 
+@dataclass(frozen=True)
+class Options:
+    """``analyze``'s options, validated once (:func:`check_options`); shared with ``wwtune.compare``."""
+
+    layers: list[str] | None
+    layer_types: list[str] | None
+    min_evals: int
+    max_evals: int
+    fit: str
+    mp_fit: bool
+    randomize: bool
+    seed: int
+    device: torch.device
+    dtype: torch.dtype
+    keep_evals: bool
+
+    @property
+    def columns(self) -> list[str]:
+        """The result columns, in order."""
+        return list(ALWAYS) + (list(MP_COLUMNS) if self.mp_fit else []) + \
+            (list(RANDOMIZE_COLUMNS) if self.randomize else []) + (["evals"] if self.keep_evals else [])
+
+
+def check_options(*, layers: Any = None, layer_types: Any = None, min_evals: Any = DEFAULT_MIN_EVALS,
+                  max_evals: Any = DEFAULT_MAX_EVALS, fit: Any = "power_law", mp_fit: Any = False,
+                  randomize: Any = False, seed: Any = 0, device: Any = "auto", dtype: Any = "float64",
+                  keep_evals: Any = False) -> Options:
+    """Validate :func:`analyze`'s keyword options (TypeError / ValueError naming the bad value)."""
+    layers_ = _patterns(layers, "layers")
+    types_ = _patterns(layer_types, "layer_types")
+    if types_ is not None:
+        bad = [t for t in types_ if t not in LAYER_TYPES]
+        if bad:
+            raise ValueError(f"layer_types must be among {list(LAYER_TYPES)} but got {bad!r}.")
+    min_evals = _check_int(min_evals, "min_evals", 1)
+    max_evals = _check_int(max_evals, "max_evals", 1)
+    if max_evals < min_evals:
+        raise ValueError(f"max_evals cannot be less than min_evals but got max_evals={max_evals}, "
+                         f"min_evals={min_evals}.")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {list(FITS)} but got {fit!r}.")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)} but got {dtype!r}.")
+    return Options(layers=layers_, layer_types=types_, min_evals=min_evals, max_evals=max_evals, fit=fit,
+                   mp_fit=_check_bool(mp_fit, "mp_fit"), randomize=_check_bool(randomize, "randomize"),
+                   seed=_check_int(seed, "seed", 0), device=resolve_device(device), dtype=_DTYPES[dtype],
+                   keep_evals=_check_bool(keep_evals, "keep_evals"))
+
+
+def select_specs(specs: list[WeightSpec], opts: Options) -> list[WeightSpec]:
+    """The specs kept by the ``layers`` / ``layer_types`` / ``min_evals`` / ``max_evals`` filters."""
+    return _select(specs, opts.layers, opts.layer_types, opts.min_evals, opts.max_evals)
+
+
+def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
+    """One result row of :func:`analyze`: shape, power-law fit and metrics of one layer's ESD."""
+    row: dict[str, Any] = {"name": spec.name, "layer_type": spec.layer_type, "N": spec.N, "M": spec.M,
+                           "Q": spec.N / spec.M, "rf": spec.rf, "num_evals": spec.num_evals}
+    if esd.evals is None:
+        fitted = PowerLawFit(-1.0, math.nan, math.nan, math.nan, math.nan, 0, "failed", esd.reason)
+        logger.warning("layer %s: %s; marked failed", spec.name, esd.reason)
+        metrics = {c: math.nan for c in ALWAYS if c not in row}
+    else:
+        fitted = FITS[opts.fit](esd.evals)
+        metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(opts.dtype).eps))
+    row.update(metrics)
+    row.update(alpha=fitted.alpha, xmin=fitted.xmin, xmax=fitted.xmax, D=fitted.D, sigma=fitted.sigma,
+               num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),
+               fail_reason=fitted.reason)
+    if opts.mp_fit or opts.randomize:
+        from wwtune.spectral.mp import mp_columns, randomize_columns
+
+        if opts.mp_fit:
+            row.update(mp_columns(esd.evals, spec))
+        if opts.randomize:
+            row.update(randomize_columns(esd.evals, spec, seed=opts.seed, device=opts.device,
+                                         dtype=opts.dtype))
+    if opts.keep_evals:
+        row["evals"] = esd.evals
+    return row
+
+
 def analyze(
     source: Any,
     *,
@@ -117,55 +201,10 @@ def analyze(
         >>> list(df["name"]), list(df["num_evals"])
         (['0', '2'], [50, 10])
     """
-    layers_ = _patterns(layers, "layers")
-    types_ = _patterns(layer_types, "layer_types")
-    if types_ is not None:
-        bad = [t for t in types_ if t not in LAYER_TYPES]
-        if bad:
-            raise ValueError(f"layer_types must be among {list(LAYER_TYPES)} but got {bad!r}.")
-    min_evals = _check_int(min_evals, "min_evals", 1)
-    max_evals = _check_int(max_evals, "max_evals", 1)
-    if max_evals < min_evals:
-        raise ValueError(f"max_evals cannot be less than min_evals but got max_evals={max_evals}, "
-                         f"min_evals={min_evals}.")
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {list(FITS)} but got {fit!r}.")
-    mp_fit = _check_bool(mp_fit, "mp_fit")
-    randomize = _check_bool(randomize, "randomize")
-    seed = _check_int(seed, "seed", 0)
-    keep_evals = _check_bool(keep_evals, "keep_evals")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)} but got {dtype!r}.")
-    dev = resolve_device(device)
-
-    specs = _select(weight_specs(source), layers_, types_, min_evals, max_evals)
-    esds = compute_esds(specs, device=dev, dtype=_DTYPES[dtype])
-    fitter = FITS[fit]
-    rows = []
-    for spec, esd in zip(specs, esds, strict=True):
-        row: dict[str, Any] = {"name": spec.name, "layer_type": spec.layer_type, "N": spec.N, "M": spec.M,
-                               "Q": spec.N / spec.M, "rf": spec.rf, "num_evals": spec.num_evals}
-        if esd.evals is None:
-            fitted = PowerLawFit(-1.0, math.nan, math.nan, math.nan, math.nan, 0, "failed", esd.reason)
-            logger.warning("layer %s: %s; marked failed", spec.name, esd.reason)
-            metrics = {c: math.nan for c in ALWAYS if c not in row}
-        else:
-            fitted = fitter(esd.evals)
-            metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(_DTYPES[dtype]).eps))
-        row.update(metrics)
-        row.update(alpha=fitted.alpha, xmin=fitted.xmin, xmax=fitted.xmax, D=fitted.D, sigma=fitted.sigma,
-                   num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),
-                   fail_reason=fitted.reason)
-        if mp_fit or randomize:
-            from wwtune.spectral.mp import mp_columns, randomize_columns
-
-            if mp_fit:
-                row.update(mp_columns(esd.evals, spec))
-            if randomize:
-                row.update(randomize_columns(esd.evals, spec, seed=seed, device=dev, dtype=_DTYPES[dtype]))
-        if keep_evals:
-            row["evals"] = esd.evals
-        rows.append(row)
-    columns = list(ALWAYS) + (list(MP_COLUMNS) if mp_fit else []) + \
-        (list(RANDOMIZE_COLUMNS) if randomize else []) + (["evals"] if keep_evals else [])
-    return pd.DataFrame(rows, columns=columns)
+    opts = check_options(layers=layers, layer_types=layer_types, min_evals=min_evals, max_evals=max_evals,
+                         fit=fit, mp_fit=mp_fit, randomize=randomize, seed=seed, device=device, dtype=dtype,
+                         keep_evals=keep_evals)
+    specs = select_specs(weight_specs(source), opts)
+    esds = compute_esds(specs, device=opts.device, dtype=opts.dtype)
+    rows = [layer_row(spec, esd, opts) for spec, esd in zip(specs, esds, strict=True)]
+    return pd.DataFrame(rows, columns=opts.columns)
