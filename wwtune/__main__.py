@@ -1,4 +1,5 @@
-"""`python -m wwtune` / `wwtune`: `wwtune analyze PATH ...` for a diagnosis, else a Hydra-configured study."""
+"""`python -m wwtune` / `wwtune`: `wwtune analyze PATH ...` for a diagnosis, `wwtune compare BASE NEW ...` for
+two versions of a model, else a Hydra-configured study."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
         from wwtune.analyze_cli import main as analyze_main
 
         return analyze_main(args[1:])
+    if args and args[0] == "compare":
+        from wwtune.compare_cli import main as compare_main
+
+        return compare_main(args[1:])
     from wwtune.cli import main as study_main
 
     return study_main(args)

@@ -13,17 +13,25 @@ non-zero exit status: 2 for a bad command line, 1 for a failed analysis.
 from __future__ import annotations
 
 import argparse
-import logging
-import math
 import os
-import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+
+from wwtune.cli_common import Parser as _Parser
+from wwtune.cli_common import Progress as _Progress
+from wwtune.cli_common import UsageError as _UsageError
+from wwtune.cli_common import (
+    add_analysis_options,
+    band_arg,
+    csv_list,
+    fmt,
+    layer_patterns,
+    render_table,
+    run_cli,
+)
 
 __all__ = ["TABLE_COLUMNS", "build_parser", "default_csv_path", "format_table", "main"]
 
@@ -40,78 +48,14 @@ _FLOAT_FORMATS = {"alpha": "{:.3f}", "D": "{:.3f}", "alpha_weighted": "{:.3f}", 
                   "rand_distance": "{:.3f}"}
 
 
-class _UsageError(Exception):
-    """A bad command line: reported like argparse's own errors (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
-        raise _UsageError(message)
-
-
-def _csv_list(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer ≥ `low`, with messages naming the bad value."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
-        if value < low:
-            need = "cannot be negative" if low == 0 else f"must be at least {low}"
-            raise argparse.ArgumentTypeError(f"{need} but got {value}")
-        return value
-
-    return parse
-
-
-def _band(text: str) -> tuple[float, float]:
-    parts = _csv_list(text)
-    try:
-        if len(parts) not in (1, 2):
-            raise ValueError
-        lo, hi = float(parts[0]), float(parts[-1])
-    except ValueError:
-        msg = f"expected LO,HI (e.g. 3,4) or one number but got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not 0 < lo <= hi:
-        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI but got {text!r}")
-    return lo, hi
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune analyze`` (options mirror :func:`wwtune.analyze`)."""
-    from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
-    from wwtune.spectral.columns import LAYER_TYPES
-
     p = _Parser(prog=PROG, description="Spectral diagnostics (power-law α per layer, WeightWatcher's "
                 "conventions) of a checkpoint, from its weights alone.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("path", metavar="PATH",
                    help="a .pt/.pth/.bin/.safetensors checkpoint or a Hugging Face model folder")
-    p.add_argument("--layers", action="append", type=_csv_list, metavar="PATTERNS",
-                   help="fnmatch pattern(s) on layer names, comma-separated or repeated "
-                   "(e.g. 'encoder.*,pooler.dense'); default: all layers")
-    p.add_argument("--layer-types", type=_csv_list, metavar="TYPES",
-                   help=f"comma list out of {', '.join(LAYER_TYPES)}; default: all")
-    p.add_argument("--min-evals", type=_int_at_least(1), default=DEFAULT_MIN_EVALS,
-                   help="skip layers with fewer eigenvalues")
-    p.add_argument("--max-evals", type=_int_at_least(1), default=DEFAULT_MAX_EVALS,
-                   help="skip layers with more eigenvalues")
-    p.add_argument("--fit", choices=sorted(FITS), default="power_law",
-                   help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the Gram matrices and eigensolver (float32: faster, α within ~1e-3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--mp-fit", action="store_true",
-                   help="add the Marchenko-Pastur columns (num_spikes, sigma_mp, mp_softrank, ...)")
-    p.add_argument("--randomize", action="store_true",
-                   help="add the correlation-trap columns (num_traps, rand_distance, ...)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the --randomize shuffle")
+    add_analysis_options(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", metavar="FILE",
                      help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)")
@@ -119,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="DIR",
                    help="write plots into DIR: alpha per layer vs --band, and each layer's ESD (log-log with "
                         "the fitted power law; linear with the Marchenko-Pastur bulk when --mp-fit)")
-    p.add_argument("--band", type=_band, default=(2.0, 2.0), metavar="LO,HI",
+    p.add_argument("--band", type=band_arg, default=(2.0, 2.0), metavar="LO,HI",
                    help="target alpha band drawn by --plot (default 2,2; transformers: 3,4)")
     p.add_argument("--plot-format", choices=("png", "svg"), action="append", dest="plot_formats",
                    help="plot file format, repeatable (default png)")
-    p.add_argument("--columns", type=_csv_list, metavar="COLS",
+    p.add_argument("--columns", type=csv_list, metavar="COLS",
                    help="extra columns for the printed table, comma-separated (e.g. xmin,sigma,entropy)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -138,11 +82,7 @@ def default_csv_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _fmt(value: Any, column: str) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        return _FLOAT_FORMATS.get(column, "{:.4g}").format(value)
-    return "" if value is None else str(value)
+    return fmt(value, column, _FLOAT_FORMATS)
 
 
 def _shape(row: pd.Series) -> str:
@@ -157,14 +97,8 @@ def format_table(df: pd.DataFrame, extra: Sequence[str] = ()) -> str:
     body = [["layer", "shape", *cols]]
     for _, row in df.iterrows():
         body.append([str(row["name"]), _shape(row), *(_fmt(row[c], c) for c in cols)])
-    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
     numeric = [False, False] + [pd.api.types.is_numeric_dtype(df[c]) for c in cols]
-    lines = []
-    for r in body:
-        cells = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, numeric, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(body, numeric)
 
 
 def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
@@ -181,57 +115,6 @@ def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
             + ", ".join(f"{k} {_fmt(v, k if k in _FLOAT_FORMATS else 'x')}" for k, v in means.items())]
 
 
-class _Progress:
-    """Elapsed-time ticker on stderr while the analysis runs (carriage-return updates on a terminal,
-    a line every `line_every` seconds otherwise); silent for work shorter than `delay` seconds."""
-
-    def __init__(self, what: str, stream: IO[str], enabled: bool, delay: float = 1.0,
-                 line_every: float = 10.0) -> None:
-        self.what, self.stream, self.enabled = what, stream, enabled
-        self.delay, self.line_every = delay, line_every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._shown = False
-        self.start = 0.0
-
-    def __enter__(self) -> _Progress:
-        self.start = time.perf_counter()
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        if self._stop.wait(self.delay):
-            return
-        while True:
-            elapsed = time.perf_counter() - self.start
-            msg = f"analyzing {self.what} … {elapsed:.0f} s"
-            self.stream.write(f"\r{msg}" if tty else f"{msg}\n")
-            self.stream.flush()
-            self._shown = tty
-            if self._stop.wait(1.0 if tty else self.line_every):
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if text else type(exc).__name__
-
-
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     from wwtune.spectral import analyze
 
@@ -244,7 +127,7 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
             raise _UsageError(f"--csv must be a file path but {str(csv_path)!r} is a folder")
         if not csv_path.parent.is_dir():
             raise _UsageError(f"--csv: folder {str(csv_path.parent)!r} does not exist")
-    layers = [p for group in args.layers for p in group] if args.layers else None
+    layers = layer_patterns(args)
     extra = list(args.columns or [])
     if args.mp_fit:
         extra += MP_TABLE_COLUMNS
@@ -299,43 +182,4 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
         >>> err.getvalue()
         "wwtune analyze: error: no such file or folder: 'no/such/model.pt'\\n"
     """
-    out = sys.stdout if stdout is None else stdout
-    err = sys.stderr if stderr is None else stderr
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    debug = "--debug" in args_list
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("wwtune: %(levelname)s: %(message)s"))
-    root = logging.getLogger("wwtune")
-    old_level, old_propagate = root.level, root.propagate
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    root.propagate = False
-    try:
-        try:
-            args = parser.parse_args(args_list)
-        except SystemExit as e:  # --help (0)
-            return int(e.code or 0)
-        if args.quiet:
-            root.setLevel(logging.ERROR)
-        return _run(args, out, err)
-    except _UsageError as e:
-        err.write(f"{PROG}: error: {_one_line(e)} (see `{PROG} --help`)\n")
-        return 2
-    except FileNotFoundError as e:
-        err.write(f"{PROG}: error: {_one_line(e)}\n")
-        if debug:
-            raise
-        return 2
-    except KeyboardInterrupt:
-        err.write(f"{PROG}: interrupted\n")
-        return 130
-    except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, no traceback (unless --debug)
-        if debug:
-            raise
-        err.write(f"{PROG}: error: {_one_line(e)}\n")
-        return 1
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        root.propagate = old_propagate
+    return run_cli(PROG, build_parser(), argv, _run, stdout, stderr)

@@ -489,7 +489,7 @@ def _events(rec: dict[str, Any], low: float, high: float) -> list[tuple[str, str
         out.append(("rank-collapse", f"rank collapse (rank loss {rl_b:.0f} → {rl_n:.0f})"))
     dist, ks = rec["esd_distance"], rec["esd_ks"]
     if (np.isfinite(dist) and dist > ESD_CHANGED) or (np.isfinite(ks) and ks > KS_CHANGED):
-        out.append(("spectrum", f"spectrum changed (eigenvalues moved {dist:.2f} decades, KS {ks:.2f})"))
+        out.append(("spectrum", f"spectrum changed ({dist:.2f} decades, KS {ks:.2f})"))
     da = rec["delta_alpha"]
     if np.isfinite(da) and abs(da) > ALPHA_SHIFT and not rec["crossed"]:
         out.append(("alpha-shift", f"α shifted {da:+.2f}"))

@@ -1,0 +1,221 @@
+"""What the ``wwtune analyze`` and ``wwtune compare`` commands share: argument types, the analysis options,
+the plain-text table, the progress line on stderr and the error boundary (one line, exit status)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+__all__ = ["Parser", "Progress", "UsageError", "add_analysis_options", "band_arg", "csv_list", "fmt",
+           "int_at_least", "layer_patterns", "one_line", "render_table", "run_cli"]
+
+
+class UsageError(Exception):
+    """A bad command line: reported like argparse's own errors (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+        raise UsageError(message)
+
+
+def csv_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ `low`, with messages naming the bad value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
+        if value < low:
+            need = "cannot be negative" if low == 0 else f"must be at least {low}"
+            raise argparse.ArgumentTypeError(f"{need} but got {value}")
+        return value
+
+    return parse
+
+
+def band_arg(text: str) -> tuple[float, float]:
+    """An argparse type: ``LO,HI`` (or one number) with 0 < LO ≤ HI."""
+    parts = csv_list(text)
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[-1])
+    except ValueError:
+        msg = f"expected LO,HI (e.g. 3,4) or one number but got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI but got {text!r}")
+    return lo, hi
+
+
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """The options that mirror :func:`wwtune.analyze`'s keywords (layers, types, eigenvalue limits, fit,
+    precision, device, MP fit, correlation traps, seed)."""
+    from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
+    from wwtune.spectral.columns import LAYER_TYPES
+
+    p.add_argument("--layers", action="append", type=csv_list, metavar="PATTERNS",
+                   help="fnmatch pattern(s) on layer names, comma-separated or repeated "
+                   "(e.g. 'encoder.*,pooler.dense'); default: all layers")
+    p.add_argument("--layer-types", type=csv_list, metavar="TYPES",
+                   help=f"comma list out of {', '.join(LAYER_TYPES)}; default: all")
+    p.add_argument("--min-evals", type=int_at_least(1), default=DEFAULT_MIN_EVALS,
+                   help="skip layers with fewer eigenvalues")
+    p.add_argument("--max-evals", type=int_at_least(1), default=DEFAULT_MAX_EVALS,
+                   help="skip layers with more eigenvalues")
+    p.add_argument("--fit", choices=sorted(FITS), default="power_law",
+                   help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the Gram matrices and eigensolver (float32: faster, α within ~1e-3)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--mp-fit", action="store_true",
+                   help="add the Marchenko-Pastur columns (num_spikes, sigma_mp, mp_softrank, ...)")
+    p.add_argument("--randomize", action="store_true",
+                   help="add the correlation-trap columns (num_traps, rand_distance, ...)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the --randomize shuffle")
+
+
+def layer_patterns(args: argparse.Namespace) -> list[str] | None:
+    """The ``--layers`` patterns, flattened (None: all layers)."""
+    return [p for group in args.layers for p in group] if args.layers else None
+
+
+def fmt(value: Any, column: str, formats: dict[str, str]) -> str:
+    """One table cell: floats by ``formats[column]`` (default 4 significant digits), NaN as "–"."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return formats.get(column, "{:.4g}").format(value)
+    return "" if value is None else str(value)
+
+
+def render_table(body: list[list[str]], numeric: Sequence[bool]) -> str:
+    """Rows of cells (the first is the header) as aligned text: numeric columns right-aligned, a rule line
+    under the header."""
+    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
+    lines = []
+    for r in body:
+        cells = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, numeric, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class Progress:
+    """Progress on stderr while the work runs: elapsed time, and ``done/total`` layers once :meth:`update`
+    was called (carriage-return updates on a terminal, a line every `line_every` seconds otherwise);
+    silent for work shorter than `delay` seconds."""
+
+    def __init__(self, what: str, stream: IO[str], enabled: bool, delay: float = 1.0,
+                 line_every: float = 10.0, verb: str = "analyzing") -> None:
+        self.what, self.stream, self.enabled, self.verb = what, stream, enabled, verb
+        self.delay, self.line_every = delay, line_every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shown = False
+        self._count = ""
+        self.start = 0.0
+
+    def __enter__(self) -> Progress:
+        self.start = time.perf_counter()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def update(self, done: int, total: int, name: str = "") -> None:
+        """Record that ``done`` of ``total`` layers are finished (``name``: the last one)."""
+        width = 20
+        filled = int(width * done / total) if total else width
+        self._count = f" [{'#' * filled}{'.' * (width - filled)}] {done}/{total} layers" + \
+            (f" ({name})" if name else "")
+
+    def _run(self) -> None:
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if self._stop.wait(self.delay):
+            return
+        while True:
+            elapsed = time.perf_counter() - self.start
+            msg = f"{self.verb} {self.what} …{self._count} {elapsed:.0f} s"
+            self.stream.write(f"\r\033[K{msg}" if tty else f"{msg}\n")
+            self.stream.flush()
+            self._shown = tty
+            if self._stop.wait(1.0 if tty else self.line_every):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+def run_cli(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+            run: Callable[[argparse.Namespace, IO[str], IO[str]], int], stdout: IO[str] | None,
+            stderr: IO[str] | None, failure_status: int = 1) -> int:
+    """Parse ``argv`` and call ``run(args, stdout, stderr)`` behind the CLI boundary: ``wwtune`` log
+    records on stderr (errors only with ``--quiet``), a bad command line or a missing file as one line and
+    status 2, any other error as one line and ``failure_status`` (the traceback with ``--debug``),
+    Ctrl-C as status 130."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("wwtune: %(levelname)s: %(message)s"))
+    root = logging.getLogger("wwtune")
+    old_level, old_propagate = root.level, root.propagate
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+    try:
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as e:  # --help (0)
+            return int(e.code or 0)
+        if args.quiet:
+            root.setLevel(logging.ERROR)
+        return run(args, out, err)
+    except UsageError as e:
+        err.write(f"{prog}: error: {one_line(e)} (see `{prog} --help`)\n")
+        return 2
+    except FileNotFoundError as e:
+        err.write(f"{prog}: error: {one_line(e)}\n")
+        if debug:
+            raise
+        return 2
+    except KeyboardInterrupt:
+        err.write(f"{prog}: interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI boundary: one line, no traceback (unless --debug)
+        if debug:
+            raise
+        err.write(f"{prog}: error: {one_line(e)}\n")
+        return failure_status
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        root.propagate = old_propagate
