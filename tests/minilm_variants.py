@@ -110,17 +110,20 @@ def encode(p: dict[str, torch.Tensor], ids: torch.Tensor, mask: torch.Tensor) ->
 
 
 def text_pairs(count: int, words: int = 24) -> list[tuple[str, str]]:
-    """(chunk, next chunk) pairs of ``words`` words each from Python's help topics (offline)."""
+    """(chunk, next chunk) pairs of ``words`` words from Python's help topics (offline), one topic after
+    the other (so that a batch mixes topics)."""
     from pydoc_data.topics import topics
 
-    out = []
-    for key in sorted(topics):
-        tokens = topics[key].split()
-        for start in range(0, len(tokens) - 2 * words, 2 * words):
-            out.append((" ".join(tokens[start : start + words]),
-                        " ".join(tokens[start + words : start + 2 * words])))
-            if len(out) == count:
-                return out
+    docs = [topics[k].split() for k in sorted(topics)]
+    out, start = [], 0
+    while len(out) < count and any(len(d) >= start + 2 * words for d in docs):
+        for tokens in docs:
+            if len(tokens) >= start + 2 * words:
+                out.append((" ".join(tokens[start : start + words]),
+                            " ".join(tokens[start + words : start + 2 * words])))
+                if len(out) == count:
+                    break
+        start += 2 * words
     return out
 
 
@@ -146,5 +149,5 @@ def fine_tune(folder: str | Path, steps: int, lr: float, batch: int = 16, max_le
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return {k: v.detach() for k, v in params.items()}, losses
