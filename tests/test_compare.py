@@ -139,7 +139,9 @@ def test_differences_have_known_values() -> None:
     assert y["delta_alpha"] == pytest.approx(0.0, abs=1e-9)  # the power-law fit is scale free
     assert y["esd_ks"] > 0.5
     assert "spectrum changed" in y["verdict"] and "spectrum" in y["events"].split(",")
-    assert check_rules(df.reset_index(), DEFAULT_FAIL_ON).tolist() == ["", "esd>0.05"]
+    assert y["delta_log_norm"] == pytest.approx(math.log10(4), rel=1e-9)  # Σλ × 4
+    assert "norm grew ×2.00" in y["verdict"]
+    assert check_rules(df.reset_index(), DEFAULT_FAIL_ON).tolist() == ["", "esd>0.05,norm>0.1"]
 
 
 def test_rank_collapse_and_crossing_the_band() -> None:
@@ -212,6 +214,11 @@ def test_a_stored_analysis_is_a_baseline(tmp_path: Path) -> None:
     assert df.loc["b", "verdict"] == "unchanged"
     kept = compare(wwtune.analyze(sd, keep_evals=True), moved).set_index("name")  # with eigenvalues
     assert kept.loc["a", "esd_distance"] == pytest.approx(math.log10(9), rel=1e-9)
+    stored = tmp_path / "with_evals.csv"
+    cmp.write_baseline(wwtune.analyze(sd, keep_evals=True), stored)
+    from_csv = compare(stored, moved).set_index("name")  # eigenvalues read back from the CSV
+    assert from_csv.loc["a", "esd_distance"] == pytest.approx(math.log10(9), rel=1e-9)
+    assert from_csv.loc["b", "verdict"] == "unchanged"
     with pytest.raises(ValueError, match=r"lacks analyze\(\) column\(s\) \['layer_type'"):
         compare(pd.DataFrame({"name": ["a"]}), sd)
 
@@ -274,12 +281,12 @@ def test_cli_broken_layer_exits_1_lists_it_first_and_writes_json(checkpoints: di
     assert code == 1, err
     lines = out.strip().splitlines()
     assert lines[0].split()[:2] == ["layer", "shape"] and lines[2].split()[0] == "enc.1"
-    assert lines[2].split()[-1] == "esd>0.05"
+    assert lines[2].split()[-1] == "esd>0.05,norm>0.1"
     assert "1 flagged by --fail-on" in lines[-1] and lines[-1].endswith(": enc.1")
     report = json.loads(js.read_text())
     assert report["summary"]["flagged"] == ["enc.1"] and report["summary"]["identical"] == 2
     row = next(r for r in report["layers"] if r["name"] == "enc.1")
-    assert row["spectral_norm_change"] == pytest.approx(3.0) and row["fail_on"] == "esd>0.05"
+    assert row["spectral_norm_change"] == pytest.approx(3.0) and row["fail_on"] == "esd>0.05,norm>0.1"
     code, out, _ = run([str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv",
                         "--fail-on", "none"])
     assert code == 0 and "no --fail-on rules" in out
@@ -307,3 +314,22 @@ def test_cli_plots_and_entry_point(checkpoints: dict[str, Path], tmp_path: Path,
     assert code == 1
     assert sorted(p.name for p in plots.iterdir()) == ["compare_alphas.png", "esd_compare_enc.1.png"]
     assert "enc.1" in capsys.readouterr().out
+
+
+def test_cli_against_a_baseline_csv_from_analyze_keep_evals(checkpoints: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    from wwtune.analyze_cli import main as analyze_main
+
+    baseline = tmp_path / "baseline.csv"
+    code = analyze_main([str(checkpoints["base"]), "--csv", str(baseline), "--keep-evals", "-q"],
+                        stdout=io.StringIO(), stderr=io.StringIO())
+    assert code == 0 and "evals" in pd.read_csv(baseline).columns
+    code, out, err = run([str(baseline), str(checkpoints["broken"]), "--no-csv"])
+    assert code == 1, err
+    assert out.strip().splitlines()[2].split()[-1] == "esd>0.05,norm>0.1"
+    assert "2 unchanged" in out
+    plain = tmp_path / "plain.csv"
+    analyze_main([str(checkpoints["base"]), "--csv", str(plain), "-q"], stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    code, out, _ = run([str(plain), str(checkpoints["broken"]), "--no-csv"])
+    assert code == 1 and out.strip().splitlines()[2].split()[-1] == "norm>0.1"  # no eigenvalues: norms only

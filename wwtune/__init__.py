@@ -1,6 +1,6 @@
 """wwtune: data-free hyperparameter tuning scored by the heavy-tailed spectra of trained weights."""
 
-from wwtune.compare import compare
+from wwtune.compare import check_rules, compare
 from wwtune.objective import NullReporter, Params, Pruned, Reporter, TrainingDiverged, task
 from wwtune.spectral import COLUMNS, analyze, summary
 
@@ -15,6 +15,7 @@ __all__ = [
     "TrainingDiverged",
     "__version__",
     "analyze",
+    "check_rules",
     "compare",
     "summary",
     "task",

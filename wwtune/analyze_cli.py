@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", metavar="FILE",
                      help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)")
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
+    p.add_argument("--keep-evals", action="store_true",
+                   help="store each layer's eigenvalues in the CSV (JSON lists), e.g. as a baseline for "
+                        "`wwtune compare BASELINE.csv NEW` with the spectral distances")
     p.add_argument("--plot", metavar="DIR",
                    help="write plots into DIR: alpha per layer vs --band, and each layer's ESD (log-log with "
                         "the fitted power law; linear with the Marchenko-Pastur bulk when --mp-fit)")
@@ -136,14 +139,20 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     with _Progress(str(path), stderr, enabled=not args.quiet) as progress:
         df = analyze(path, layers=layers, layer_types=args.layer_types, min_evals=args.min_evals,
                      max_evals=args.max_evals, fit=args.fit, mp_fit=args.mp_fit, randomize=args.randomize,
-                     seed=args.seed, device=args.device, dtype=args.dtype, keep_evals=bool(args.plot))
+                     seed=args.seed, device=args.device, dtype=args.dtype,
+                     keep_evals=bool(args.plot or args.keep_evals))
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")
     stdout.write(format_table(df, extra) + "\n")
     stdout.flush()
-    table = df.drop(columns=["evals"], errors="ignore")  # arrays (keep_evals, e.g. for plots): not in a CSV
-    if csv_path is not None:
+    # eigenvalue arrays (kept for plots) go into the CSV only with --keep-evals, as JSON lists
+    table = df if args.keep_evals else df.drop(columns=["evals"], errors="ignore")
+    if csv_path is not None and args.keep_evals:
+        from wwtune.compare import write_baseline
+
+        write_baseline(table, csv_path)
+    elif csv_path is not None:
         table.to_csv(csv_path, index=False)
     if not args.quiet:
         for line in _summary_lines(df, progress.elapsed):

@@ -29,12 +29,14 @@ Verdicts (column ``verdict``, in words; several are joined by "; "):
 ``new correlation trap`` (with ``randomize=True``: more traps than the base), ``rank collapse``
 (at least :data:`RANK_COLLAPSE_SHARE` of the eigenvalues newly lost to the noise floor),
 ``spectrum changed`` (``esd_distance`` above :data:`ESD_CHANGED` or ``esd_ks`` above :data:`KS_CHANGED`),
+``norm grew/shrank ×f`` (‖W‖_F changed by the factor f; |Δ log10 Σλ| above :data:`NORM_CHANGED`),
 ``α shifted`` (|Δα| above :data:`ALPHA_SHIFT`). A fit of α can jump when a small change moves the chosen
 ``xmin``; ``crossed`` and ``α shifted`` inherit that noise, the spectral distances do not.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -57,14 +59,40 @@ from wwtune.spectral.analyze import (
 from wwtune.spectral.esd import compute_esds
 from wwtune.spectral.layers import WeightSpec, weight_specs
 
-__all__ = ["ALPHA_SHIFT", "DEFAULT_FAIL_ON", "ESD_CHANGED", "KS_CHANGED", "RANK_COLLAPSE_SHARE", "RULES",
-           "SIDE_COLUMNS", "check_rules", "compare", "esd_distance", "ks_distance", "parse_rules"]
+__all__ = [
+    "ALPHA_SHIFT",
+    "DEFAULT_FAIL_ON",
+    "ESD_CHANGED",
+    "KS_CHANGED",
+    "NORM_CHANGED",
+    "RANK_COLLAPSE_SHARE",
+    "RULES",
+    "SIDE_COLUMNS",
+    "check_rules",
+    "compare",
+    "esd_distance",
+    "ks_distance",
+    "parse_rules",
+    "write_baseline",
+]
 
 #: Columns taken from each side's analysis, suffixed ``_base`` / ``_new``.
-SIDE_COLUMNS = ("alpha", "D", "log_norm", "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss",
-                "num_evals", "status", "warning")
+SIDE_COLUMNS = (
+    "alpha",
+    "D",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "matrix_rank",
+    "rank_loss",
+    "num_evals",
+    "status",
+    "warning",
+)
 #: ``esd_distance`` (decades) above which the verdict says "spectrum changed": eigenvalues moved by 12 %.
 ESD_CHANGED = 0.05
+#: |Δ log10 Σλ| above which the verdict says "norm grew/shrank": ‖W‖_F moved by more than 12 %.
+NORM_CHANGED = 0.1
 #: KS distance above which the verdict says "spectrum changed".
 KS_CHANGED = 0.2
 #: |Δα| above which the verdict says "α shifted".
@@ -90,14 +118,37 @@ RULES = {
     "ks>X": "KS distance between the ESDs > X",
     "frob>X": "relative Frobenius change ‖W_new − W_base‖ / ‖W_base‖ > X",
     "spectral-norm>X": "|relative change of the spectral norm| > X",
+    "norm>X": "|Δ log10 Σλ| > X: the squared Frobenius norm moved by more than a factor 10^X",
 }
 #: The default of ``wwtune compare --fail-on``: structural or spectral breakage, not a light fine-tune.
-DEFAULT_FAIL_ON = "crossed,failed,rank-collapse,esd>0.05,removed,reshaped"
-_THRESHOLD_RULES = {"alpha-shift": "delta_alpha", "esd": "esd_distance", "ks": "esd_ks",
-                    "frob": "rel_frobenius_change", "spectral-norm": "spectral_norm_change"}
-_BASELINE_NEEDS = ("name", "layer_type", "N", "M", "rf", "num_evals", "alpha", "status", "warning", "D",
-                   "log_norm", "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss", "norm",
-                   "lambda_max")
+DEFAULT_FAIL_ON = "crossed,failed,rank-collapse,esd>0.05,norm>0.1,removed,reshaped"
+_THRESHOLD_RULES = {
+    "alpha-shift": "delta_alpha",
+    "esd": "esd_distance",
+    "ks": "esd_ks",
+    "frob": "rel_frobenius_change",
+    "norm": "delta_log_norm",
+    "spectral-norm": "spectral_norm_change",
+}
+_BASELINE_NEEDS = (
+    "name",
+    "layer_type",
+    "N",
+    "M",
+    "rf",
+    "num_evals",
+    "alpha",
+    "status",
+    "warning",
+    "D",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "matrix_rank",
+    "rank_loss",
+    "norm",
+    "lambda_max",
+)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -184,7 +235,8 @@ class _Side:
 # ------------------------------------------------------------------------------------------------ compare
 def _is_baseline_table(base: Any) -> bool:
     return isinstance(base, pd.DataFrame) or (
-        isinstance(base, (str, Path)) and str(base).lower().endswith(".csv"))
+        isinstance(base, (str, Path)) and str(base).lower().endswith(".csv")
+    )
 
 
 def _baseline_rows(base: Any, opts: Options) -> list[dict[str, Any]]:
@@ -196,10 +248,19 @@ def _baseline_rows(base: Any, opts: Options) -> list[dict[str, Any]]:
         df = pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])
     missing = [c for c in _BASELINE_NEEDS if c not in df.columns]
     if missing:
-        raise ValueError(f"the baseline table lacks analyze() column(s) {missing}; pass the DataFrame of "
-                         f"wwtune.analyze() or the CSV of `wwtune analyze`.")
+        raise ValueError(
+            f"the baseline table lacks analyze() column(s) {missing}; pass the DataFrame of "
+            f"wwtune.analyze() or the CSV of `wwtune analyze`."
+        )
     df = df.copy()
     df["warning"] = df["warning"].fillna("").astype(str)
+    if "evals" in df.columns:  # a CSV of write_baseline(): JSON lists
+        df["evals"] = [
+            np.asarray(json.loads(v), dtype=np.float64)
+            if isinstance(v, str) and v
+            else (v if isinstance(v, (np.ndarray, list)) else None)
+            for v in df["evals"]
+        ]
     rows = df.to_dict("records")
     import fnmatch
 
@@ -213,6 +274,25 @@ def _baseline_rows(base: Any, opts: Options) -> list[dict[str, Any]]:
 def _held(spec: WeightSpec, w: torch.Tensor) -> WeightSpec:
     """``spec`` with its already loaded weight (each tensor is read once)."""
     return WeightSpec(spec.name, spec.layer_type, spec.shape, lambda: w)
+
+
+def write_baseline(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write an :func:`wwtune.analyze` result as a CSV baseline for :func:`compare`, eigenvalues included
+    (``keep_evals=True``: the ``evals`` column as JSON lists), so that a later compare against it has the
+    spectral distances too. Returns the path.
+
+    Example::
+
+        wwtune.compare.write_baseline(wwtune.analyze("model_v1/", keep_evals=True), "baseline.csv")
+    """
+    out = df.copy()
+    if "evals" in out.columns:
+        out["evals"] = [
+            json.dumps([float(x) for x in np.asarray(v)]) if v is not None else "" for v in out["evals"]
+        ]
+    path = Path(path)
+    out.to_csv(path, index=False)
+    return path
 
 
 def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: Options) -> dict[str, Any]:
@@ -230,13 +310,18 @@ def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: Options) -> dict[
         held_b = _held(sb, wb)
         esd_b, esd_n = compute_esds([held_b, held], device=opts.device, dtype=opts.dtype)
         row_b, row_n = layer_row(held_b, esd_b, opts), layer_row(held, esd_n, opts)
-    out: dict[str, Any] = {"row_base": row_b, "row_new": row_n, "identical": bool(identical) if wb is not None
-                           else None, "evals_base": esd_b.evals if esd_b is not None else None,
-                           "evals_new": esd_n.evals}
+    out: dict[str, Any] = {
+        "row_base": row_b,
+        "row_new": row_n,
+        "identical": bool(identical) if wb is not None else None,
+        "evals_base": esd_b.evals if esd_b is not None else None,
+        "evals_new": esd_n.evals,
+    }
     if wb is not None:
         base_norm = _frobenius(wb)
-        out["rel_frobenius_change"] = 0.0 if identical else (
-            _frobenius(wb, wn) / base_norm if base_norm > 0 else math.inf)
+        out["rel_frobenius_change"] = (
+            0.0 if identical else (_frobenius(wb, wn) / base_norm if base_norm > 0 else math.inf)
+        )
     return out
 
 
@@ -264,9 +349,11 @@ def compare(
         base: the reference: anything :func:`wwtune.analyze` takes (module, state_dict, checkpoint file,
             Hugging Face folder), or an already computed ``analyze`` DataFrame / the path of its CSV (a
             stored baseline; it must come from the same analysis options). With a table the weights of
-            the base are not available: ``rel_frobenius_change`` and ``identical`` are then NaN/None and
-            ``esd_ks`` too unless the DataFrame has an ``evals`` column (``keep_evals=True``); a layer is
-            ``unchanged`` when its α, norm and λ_max equal the baseline's.
+            the base are not available: ``rel_frobenius_change`` and ``identical`` are then NaN/None, and
+            ``esd_distance`` / ``esd_ks`` too unless the table holds the eigenvalues (a ``keep_evals=True``
+            DataFrame, or a CSV written by :func:`write_baseline` / ``wwtune analyze --keep-evals``);
+            without them only α and the norms are compared. A layer is ``unchanged`` when its α, norm
+            and λ_max equal the baseline's.
         new: the version to check; anything :func:`wwtune.analyze` takes.
         layers, layer_types, min_evals, max_evals, fit, mp_fit, randomize, seed, device, dtype: as for
             :func:`wwtune.analyze`, applied to both sides. ``randomize=True`` adds ``num_traps_*`` and the
@@ -280,11 +367,12 @@ def compare(
         One row per layer present in either model, base order first. Columns: ``name``, ``layer_type``,
         ``presence`` ("both", "renamed", "removed", "added", "reshaped"), ``renamed_from``, ``shape_base``,
         ``shape_new``, ``identical``, ``<c>_base`` and ``<c>_new`` for every ``c`` in :data:`SIDE_COLUMNS`
-        (plus ``num_traps`` with ``randomize``), ``delta_alpha`` (new − base), ``rel_frobenius_change``
-        (‖W_new − W_base‖_F / ‖W_base‖_F), ``spectral_norm_change`` (σ_max,new / σ_max,base − 1),
+        (plus ``num_traps`` with ``randomize``), ``delta_alpha`` (new − base), ``delta_log_norm``
+        (log10 Σλ, new − base), ``rel_frobenius_change`` (‖W_new − W_base‖_F / ‖W_base‖_F),
+        ``spectral_norm_change`` (σ_max,new / σ_max,base − 1),
         ``esd_distance`` and ``esd_ks`` (spectral distances, see the module docstring), ``crossed`` (bool),
         ``events`` (the verdict as comma-joined codes: the rule names of :data:`RULES` plus "unchanged",
-        "small", "renamed", "spectrum", "alpha-shift") and ``verdict`` (in words).
+        "small", "renamed", "spectrum", "norm", "alpha-shift") and ``verdict`` (in words).
 
     Example:
         >>> import torch
@@ -295,9 +383,19 @@ def compare(
         >>> list(compare(model, model)["verdict"])
         ['unchanged', 'unchanged']
     """
-    opts = check_options(layers=layers, layer_types=layer_types, min_evals=min_evals, max_evals=max_evals,
-                         fit=fit, mp_fit=mp_fit, randomize=randomize, seed=seed, device=device, dtype=dtype,
-                         keep_evals=False)
+    opts = check_options(
+        layers=layers,
+        layer_types=layer_types,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        fit=fit,
+        mp_fit=mp_fit,
+        randomize=randomize,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        keep_evals=False,
+    )
     low, high = _check_band(band)
     keep_evals = bool(keep_evals)
     new_specs = select_specs(weight_specs(new), opts)
@@ -305,8 +403,10 @@ def compare(
         base_rows = _baseline_rows(base, opts)
         base_side = {str(r["name"]): _Side(r) for r in base_rows}
     else:
-        base_side = {s.name: _Side({"name": s.name, "layer_type": s.layer_type, "N": s.N, "M": s.M,
-                                    "rf": s.rf}, s) for s in select_specs(weight_specs(base), opts)}
+        base_side = {
+            s.name: _Side({"name": s.name, "layer_type": s.layer_type, "N": s.N, "M": s.M, "rf": s.rf}, s)
+            for s in select_specs(weight_specs(base), opts)
+        }
     new_side = {s.name: s for s in new_specs}
     renamed = _renames(base_side, new_side)
     order = list(base_side) + [n for n in new_side if n not in base_side and n not in renamed]
@@ -342,8 +442,17 @@ def _columns(randomize: bool, keep_evals: bool) -> list[str]:
     cols = ["name", "layer_type", "presence", "renamed_from", "shape_base", "shape_new", "identical"]
     for c in side:
         cols += [f"{c}_base", f"{c}_new"]
-    cols += ["delta_alpha", "rel_frobenius_change", "spectral_norm_change", "esd_distance", "esd_ks",
-             "crossed", "events", "verdict"]
+    cols += [
+        "delta_alpha",
+        "delta_log_norm",
+        "rel_frobenius_change",
+        "spectral_norm_change",
+        "esd_distance",
+        "esd_ks",
+        "crossed",
+        "events",
+        "verdict",
+    ]
     return cols + (["evals_base", "evals_new"] if keep_evals else [])
 
 
@@ -355,8 +464,9 @@ def _renames(base_side: dict[str, _Side], new_side: dict[str, WeightSpec]) -> di
     if not gone or not fresh:
         return out
     for spec in fresh:
-        candidates = [o for o, side in gone.items()
-                      if side.spec.shape == spec.shape and o not in out.values()]
+        candidates = [
+            o for o, side in gone.items() if side.spec.shape == spec.shape and o not in out.values()
+        ]
         if not candidates:
             continue
         w = spec.load()
@@ -367,9 +477,16 @@ def _renames(base_side: dict[str, _Side], new_side: dict[str, WeightSpec]) -> di
     return out
 
 
-def _compare_one(name: str, base_side: dict[str, _Side], new_side: dict[str, WeightSpec],
-                 renamed: dict[str, str], opts: Options, keep_evals: bool, low: float,
-                 high: float) -> dict[str, Any]:
+def _compare_one(
+    name: str,
+    base_side: dict[str, _Side],
+    new_side: dict[str, WeightSpec],
+    renamed: dict[str, str],
+    opts: Options,
+    keep_evals: bool,
+    low: float,
+    high: float,
+) -> dict[str, Any]:
     old = renamed.get(name)
     b = base_side.get(old or name)
     sn = new_side.get(name)
@@ -421,6 +538,7 @@ def _compare_one(name: str, base_side: dict[str, _Side], new_side: dict[str, Wei
     both = row_b is not None and row_n is not None and presence != "reshaped"
     ok = both and row_b["status"] == "success" and row_n["status"] == "success"
     rec["delta_alpha"] = float(row_n["alpha"] - row_b["alpha"]) if ok else math.nan
+    rec["delta_log_norm"] = float(row_n["log_norm"] - row_b["log_norm"]) if both else math.nan
     rec.setdefault("rel_frobenius_change", math.nan)
     if both and row_b["lambda_max"] > 0 and np.isfinite(row_b["lambda_max"]):
         rec["spectral_norm_change"] = math.sqrt(row_n["lambda_max"] / row_b["lambda_max"]) - 1.0
@@ -482,8 +600,13 @@ def _events(rec: dict[str, Any], low: float, high: float) -> list[tuple[str, str
     if rec["warning_new"] == "over-trained" and rec["warning_base"] != "over-trained":
         out.append(("over-trained", "became over-trained"))
     traps_b, traps_n = rec.get("num_traps_base"), rec.get("num_traps_new")
-    if traps_b is not None and traps_n is not None and np.isfinite(traps_b) and np.isfinite(traps_n) \
-            and traps_n > traps_b:
+    if (
+        traps_b is not None
+        and traps_n is not None
+        and np.isfinite(traps_b)
+        and np.isfinite(traps_n)
+        and traps_n > traps_b
+    ):
         out.append(("new-trap", f"new correlation trap ({traps_b:.0f} → {traps_n:.0f})"))
     rl_b, rl_n, n_ev = rec["rank_loss_base"], rec["rank_loss_new"], rec["num_evals_new"]
     if np.isfinite(rl_b) and np.isfinite(rl_n) and rl_n - rl_b >= max(1.0, RANK_COLLAPSE_SHARE * n_ev):
@@ -491,6 +614,9 @@ def _events(rec: dict[str, Any], low: float, high: float) -> list[tuple[str, str
     dist, ks = rec["esd_distance"], rec["esd_ks"]
     if (np.isfinite(dist) and dist > ESD_CHANGED) or (np.isfinite(ks) and ks > KS_CHANGED):
         out.append(("spectrum", f"spectrum changed ({dist:.2f} decades, KS {ks:.2f})"))
+    dn = rec["delta_log_norm"]
+    if np.isfinite(dn) and abs(dn) > NORM_CHANGED:
+        out.append(("norm", f"norm {'grew' if dn > 0 else 'shrank'} ×{10 ** (dn / 2):.2f}"))
     da = rec["delta_alpha"]
     if np.isfinite(da) and abs(da) > ALPHA_SHIFT and not rec["crossed"]:
         out.append(("alpha-shift", f"α shifted {da:+.2f}"))
