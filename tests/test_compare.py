@@ -269,6 +269,7 @@ def test_cli_same_file_exits_0_and_writes_csv(checkpoints: dict[str, Path], tmp_
     code, out, err = run([str(checkpoints["base"]), str(checkpoints["base"])])
     assert code == 0, err
     assert "3 layers compared" in out and "3 unchanged" in out and "none flagged by --fail-on" in out
+    assert out.startswith("no layer changed")
     csv = pd.read_csv(tmp_path / "base_compare.csv", keep_default_na=False)
     assert list(csv["verdict"]) == ["unchanged"] * 3 and list(csv["fail_on"]) == [""] * 3
 

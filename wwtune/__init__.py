@@ -1,6 +1,6 @@
 """wwtune: data-free hyperparameter tuning scored by the heavy-tailed spectra of trained weights."""
 
-from wwtune.compare import check_rules, compare
+from wwtune.compare import check_rules, compare, write_baseline
 from wwtune.objective import NullReporter, Params, Pruned, Reporter, TrainingDiverged, task
 from wwtune.spectral import COLUMNS, analyze, summary
 
@@ -19,4 +19,5 @@ __all__ = [
     "compare",
     "summary",
     "task",
+    "write_baseline",
 ]

@@ -283,7 +283,7 @@ def write_baseline(df: pd.DataFrame, path: str | Path) -> Path:
 
     Example::
 
-        wwtune.compare.write_baseline(wwtune.analyze("model_v1/", keep_evals=True), "baseline.csv")
+        wwtune.write_baseline(wwtune.analyze("model_v1/", keep_evals=True), "baseline.csv")
     """
     out = df.copy()
     if "evals" in out.columns:
@@ -317,11 +317,11 @@ def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: Options) -> dict[
         "evals_base": esd_b.evals if esd_b is not None else None,
         "evals_new": esd_n.evals,
     }
-    if wb is not None:
+    if identical:
+        out["rel_frobenius_change"] = 0.0
+    elif wb is not None:
         base_norm = _frobenius(wb)
-        out["rel_frobenius_change"] = (
-            0.0 if identical else (_frobenius(wb, wn) / base_norm if base_norm > 0 else math.inf)
-        )
+        out["rel_frobenius_change"] = _frobenius(wb, wn) / base_norm if base_norm > 0 else math.inf
     return out
 
 
@@ -661,9 +661,9 @@ def parse_rules(text: str | Sequence[str]) -> list[tuple[str, float | None]]:
     return out
 
 
-def check_rules(df: pd.DataFrame, rules: str | Sequence[str]) -> pd.Series:
+def check_rules(df: pd.DataFrame, rules: str | Sequence[str] = DEFAULT_FAIL_ON) -> pd.Series:
     """Which ``rules`` fire on each row of a :func:`compare` result: a Series of comma-joined rule names
-    ("" where none fires), aligned with ``df``.
+    ("" where none fires), aligned with ``df``; ``rules`` defaults to :data:`DEFAULT_FAIL_ON`.
 
     Example:
         >>> import torch

@@ -109,6 +109,8 @@ def format_changes(df: pd.DataFrame, fired: pd.Series, top: int | None = 15) -> 
     ordered = _order(df, fired)
     if top is not None:
         ordered = ordered[ordered["events"] != "unchanged"].head(top)
+        if ordered.empty:
+            return "no layer changed (every weight byte-identical or with the same spectrum)"
     body = [["layer", *(h for _, h in TABLE), "fail-on"]]
     for i, row in ordered.iterrows():
         cells = []
