@@ -29,6 +29,7 @@ from wwtune.cli_common import (
     csv_list,
     fmt,
     layer_patterns,
+    output_path,
     render_table,
     run_cli,
 )
@@ -79,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_csv_path(path: str | os.PathLike[str]) -> Path:
     """``./<name>_analysis.csv`` in the working directory; <name> is the file's stem or the folder's name."""
-    p = Path(path).resolve()
-    name = p.name if p.is_dir() else p.stem
-    return Path.cwd() / f"{name or 'model'}_analysis.csv"
+    return output_path(path, "_analysis.csv")
 
 
 def _fmt(value: Any, column: str) -> str:

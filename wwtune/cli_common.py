@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["Parser", "Progress", "UsageError", "add_analysis_options", "band_arg", "csv_list", "fmt",
-           "int_at_least", "layer_patterns", "one_line", "render_table", "run_cli"]
+           "int_at_least", "layer_patterns", "output_path", "one_line", "render_table", "run_cli"]
 
 
 class UsageError(Exception):
@@ -85,6 +87,13 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--randomize", action="store_true",
                    help="add the correlation-trap columns (num_traps, rand_distance, ...)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the --randomize shuffle")
+
+
+def output_path(model: str | os.PathLike[str], suffix: str) -> Path:
+    """``./<name><suffix>`` in the working directory; <name> is the model file's stem or its folder's name."""
+    p = Path(model).resolve()
+    name = p.name if p.is_dir() else p.stem
+    return Path.cwd() / f"{name or 'model'}{suffix}"
 
 
 def layer_patterns(args: argparse.Namespace) -> list[str] | None:

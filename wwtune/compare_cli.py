@@ -36,6 +36,7 @@ from wwtune.cli_common import (
     fmt,
     int_at_least,
     layer_patterns,
+    output_path,
     render_table,
     run_cli,
 )
@@ -88,9 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_csv_path(new: str | os.PathLike[str]) -> Path:
     """``./<name>_compare.csv`` in the working directory; <name> is NEW's file stem or folder name."""
-    p = Path(new).resolve()
-    name = p.name if p.is_dir() else p.stem
-    return Path.cwd() / f"{name or 'model'}_compare.csv"
+    return output_path(new, "_compare.csv")
 
 
 def _order(df: pd.DataFrame, fired: pd.Series) -> pd.DataFrame:
