@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import math
+import time
 import weakref
 from pathlib import Path
 
@@ -334,3 +335,25 @@ def test_cli_against_a_baseline_csv_from_analyze_keep_evals(checkpoints: dict[st
                  stderr=io.StringIO())
     code, out, _ = run([str(plain), str(checkpoints["broken"]), "--no-csv"])
     assert code == 1 and out.strip().splitlines()[2].split()[-1] == "norm>0.1"  # no eigenvalues: norms only
+
+
+def test_progress_line_counts_layers() -> None:
+    from wwtune.cli_common import Progress
+
+    stream = io.StringIO()
+    with Progress("a vs b", stream, enabled=True, delay=0.0, line_every=0.01, verb="comparing") as progress:
+        progress.update(3, 6, "enc.2")
+        deadline = time.monotonic() + 10  # wait on the condition, bounded
+        while "3/6" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "comparing a vs b … [##########..........] 3/6 layers (enc.2)" in stream.getvalue()
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import wwtune.compare_cli as cli
+
+    for module in (cmp, cli):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
