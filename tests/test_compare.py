@@ -172,6 +172,10 @@ def test_new_correlation_trap_with_randomize() -> None:
     assert df.loc[0, "num_traps_base"] == 0 and df.loc[0, "num_traps_new"] >= 1
     assert "new correlation trap" in df.loc[0, "verdict"]
     assert check_rules(df, "new-trap").tolist() == ["new-trap"]
+    assert {"rand_distance_base", "rand_distance_new"} <= set(df.columns)
+    with_mp = compare({"x.weight": w}, {"x.weight": trapped}, mp_fit=True)
+    assert with_mp.loc[0, "num_spikes_base"] >= 0 and {"mp_softrank_base", "mp_softrank_new"} <= set(with_mp)
+    assert "num_traps_base" not in with_mp.columns
 
 
 # ------------------------------------------------------------------------------------------- rules

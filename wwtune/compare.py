@@ -93,6 +93,9 @@ SIDE_COLUMNS = (
 ESD_CHANGED = 0.05
 #: |Δ log10 Σλ| above which the verdict says "norm grew/shrank": ‖W‖_F moved by more than 12 %.
 NORM_CHANGED = 0.1
+#: Side columns added with ``mp_fit=True`` / ``randomize=True``.
+MP_SIDE_COLUMNS = ("num_spikes", "mp_softrank")
+RANDOMIZE_SIDE_COLUMNS = ("num_traps", "rand_distance")
 #: KS distance above which the verdict says "spectrum changed".
 KS_CHANGED = 0.2
 #: |Δα| above which the verdict says "α shifted".
@@ -206,10 +209,11 @@ def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
 
 
-def _frobenius(w: torch.Tensor, other: torch.Tensor | None = None, rows: int = 1 << 14) -> float:
-    """‖w‖_F, or ‖other − w‖_F, in float64 over row chunks (no full float64 copy)."""
+def _frobenius(w: torch.Tensor, other: torch.Tensor | None = None, chunk: int = 1 << 21) -> float:
+    """‖w‖_F, or ‖other − w‖_F, in float64 over row chunks of about ``chunk`` elements (16 MB)."""
     a = w.reshape(w.shape[0], -1)
     b = other.reshape(other.shape[0], -1) if other is not None else None
+    rows = max(1, chunk // max(1, a.shape[1]))
     total = 0.0
     for r in range(0, a.shape[0], rows):
         c = a[r : r + rows].to(torch.float64)
@@ -367,7 +371,8 @@ def compare(
         One row per layer present in either model, base order first. Columns: ``name``, ``layer_type``,
         ``presence`` ("both", "renamed", "removed", "added", "reshaped"), ``renamed_from``, ``shape_base``,
         ``shape_new``, ``identical``, ``<c>_base`` and ``<c>_new`` for every ``c`` in :data:`SIDE_COLUMNS`
-        (plus ``num_traps`` with ``randomize``), ``delta_alpha`` (new − base), ``delta_log_norm``
+        (plus :data:`MP_SIDE_COLUMNS` with ``mp_fit``, :data:`RANDOMIZE_SIDE_COLUMNS` with
+        ``randomize``), ``delta_alpha`` (new − base), ``delta_log_norm``
         (log10 Σλ, new − base), ``rel_frobenius_change`` (‖W_new − W_base‖_F / ‖W_base‖_F),
         ``spectral_norm_change`` (σ_max,new / σ_max,base − 1),
         ``esd_distance`` and ``esd_ks`` (spectral distances, see the module docstring), ``crossed`` (bool),
@@ -423,7 +428,7 @@ def compare(
         if progress is not None:
             progress(total, total, new_name)
     df = pd.DataFrame(records)
-    cols = _columns(opts.randomize, keep_evals)
+    cols = _columns(opts.mp_fit, opts.randomize, keep_evals)
     return df.reindex(columns=cols)
 
 
@@ -437,8 +442,13 @@ def _check_band(band: Any) -> tuple[float, float]:
     return low, high
 
 
-def _columns(randomize: bool, keep_evals: bool) -> list[str]:
-    side = list(SIDE_COLUMNS) + (["num_traps"] if randomize else [])
+def _side_columns(mp_fit: bool, randomize: bool) -> list[str]:
+    return list(SIDE_COLUMNS) + (list(MP_SIDE_COLUMNS) if mp_fit else []) + \
+        (list(RANDOMIZE_SIDE_COLUMNS) if randomize else [])
+
+
+def _columns(mp_fit: bool, randomize: bool, keep_evals: bool) -> list[str]:
+    side = _side_columns(mp_fit, randomize)
     cols = ["name", "layer_type", "presence", "renamed_from", "shape_base", "shape_new", "identical"]
     for c in side:
         cols += [f"{c}_base", f"{c}_new"]
@@ -527,7 +537,7 @@ def _compare_one(
     rec["layer_type"] = ref["layer_type"]
     rec["shape_base"] = _shape_text(row_b["N"], row_b["M"], row_b["rf"]) if row_b is not None else ""
     rec["shape_new"] = _shape_text(row_n["N"], row_n["M"], row_n["rf"]) if row_n is not None else ""
-    side_cols = list(SIDE_COLUMNS) + (["num_traps"] if opts.randomize else [])
+    side_cols = _side_columns(opts.mp_fit, opts.randomize)
     for c in side_cols:
         rec[f"{c}_base"] = row_b.get(c, math.nan) if row_b is not None else math.nan
         rec[f"{c}_new"] = row_n.get(c, math.nan) if row_n is not None else math.nan
