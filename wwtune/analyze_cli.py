@@ -33,6 +33,7 @@ from wwtune.cli_common import (
     render_table,
     run_cli,
 )
+from wwtune.spectral import analyze, summary
 
 __all__ = ["TABLE_COLUMNS", "build_parser", "default_csv_path", "format_table", "main"]
 
@@ -104,8 +105,6 @@ def format_table(df: pd.DataFrame, extra: Sequence[str] = ()) -> str:
 
 
 def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
-    from wwtune.spectral import summary
-
     n = len(df)
     counts = df["warning"].value_counts()
     parts = [f"{counts.get(w, 0)} {w}" for w in ("over-trained", "under-trained", "failed")
@@ -118,8 +117,6 @@ def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
 
 
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
-    from wwtune.spectral import analyze
-
     path = Path(args.path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {args.path!r}")

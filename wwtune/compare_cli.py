@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,14 +148,6 @@ def _summary_line(s: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
-    return value
-
-
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     from wwtune.compare import check_rules, compare, parse_rules
 
@@ -195,8 +186,10 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         if not args.quiet:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.json:
-        records = [{k: _json_safe(v) for k, v in r.items()} for r in table.to_dict("records")]
-        Path(args.json).write_text(json.dumps({"summary": summary, "layers": records}, indent=1) + "\n")
+        from wwtune.record import json_safe  # the project's one JSON rule (NaN -> null, numpy -> Python)
+
+        report = json_safe({"summary": summary, "layers": table.to_dict("records")})
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
         from wwtune.report.plots import save_compare_plots  # matplotlib only when plots are asked for
 

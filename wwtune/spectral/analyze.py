@@ -144,6 +144,7 @@ def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
                num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),
                fail_reason=fitted.reason)
     if opts.mp_fit or opts.randomize:
+        # lazy: scipy.optimize would add 0.34 s to `import wwtune` (python -X importtime)
         from wwtune.spectral.mp import mp_columns, randomize_columns
 
         if opts.mp_fit:
