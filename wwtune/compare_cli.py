@@ -39,6 +39,7 @@ from wwtune.cli_common import (
     render_table,
     run_cli,
 )
+from wwtune.compare import DEFAULT_FAIL_ON, RULES, check_rules, compare, parse_rules
 
 __all__ = ["build_parser", "default_csv_path", "format_changes", "main"]
 
@@ -53,8 +54,6 @@ TABLE = (("shape_new", "shape"), ("alpha_base", "α base"), ("alpha_new", "α ne
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune compare`` (analysis options as ``wwtune analyze``)."""
-    from wwtune.compare import DEFAULT_FAIL_ON, RULES
-
     rules = "; ".join(f"{k}: {v}" for k, v in RULES.items()).replace("%", "%%")
     p = Parser(prog=PROG, description="Compare two versions of a model layer by layer from their weights "
                "alone: what changed, and did a layer break (e.g. after compression or retraining)? Exit "
@@ -149,8 +148,6 @@ def _summary_line(s: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
-    from wwtune.compare import check_rules, compare, parse_rules
-
     for label, given in (("BASE", args.base), ("NEW", args.new)):
         if not Path(given).exists():
             raise FileNotFoundError(f"{label}: no such file or folder: {given!r}")
@@ -186,12 +183,12 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         if not args.quiet:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.json:
-        from wwtune.record import json_safe  # the project's one JSON rule (NaN -> null, numpy -> Python)
+        from wwtune.record import json_safe  # lazy (pulls Optuna): the one JSON rule, NaN -> null
 
         report = json_safe({"summary": summary, "layers": table.to_dict("records")})
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
-        from wwtune.report.plots import save_compare_plots  # matplotlib only when plots are asked for
+        from wwtune.report.plots import save_compare_plots  # lazy: matplotlib only when plots are asked for
 
         flagged = [n for n, f in zip(df["name"], fired, strict=True) if f]
         paths = save_compare_plots(df, args.plot, band=args.band, layers=flagged,
