@@ -16,6 +16,7 @@ config keys it accepts.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,8 +25,10 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalStorage
 
+from wwtune.diskio import WriteError
+from wwtune.journal import JournalCorrupt, SafeJournalFileBackend, repair_journal
 from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
 from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
 
@@ -33,6 +36,7 @@ __all__ = [
     "FILE_KEYS",
     "KNOWN_KEYS",
     "StorageError",
+    "check_study_name",
     "describe",
     "kinds",
     "make_storage",
@@ -66,20 +70,36 @@ def kinds() -> list[str]:
     return sorted(_BUILDERS)
 
 
+#: a study name: one plain folder name (no path separator, no space, not hidden, no leading '-')
+_STUDY_NAME = re.compile(r"\w[\w.-]*")
+
+
+def check_study_name(study_name: Any) -> None:
+    """Raise :class:`StorageError` unless ``study_name`` is a plain folder name inside ``studies_dir``."""
+    if not isinstance(study_name, str) or not _STUDY_NAME.fullmatch(study_name):
+        raise StorageError(
+            "study.name must be a plain folder name (letters, digits, '_', '-' and '.', starting with a "
+            f"letter, digit or '_'; no '/', no spaces) but got {study_name!r}."
+        )
+
+
 def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
-    """``<studies_dir>/<study_name>``; the study name may not escape the folder."""
-    if not study_name or "/" in study_name or "\\" in study_name or study_name in (".", ".."):
-        raise StorageError(f"study.name must be a plain folder name but got {study_name!r}.")
+    """``<studies_dir>/<study_name>``; the study name may not escape the folder (:func:`check_study_name`)."""
+    check_study_name(study_name)
     return Path(studies_dir) / study_name
 
 
 def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
     path = Path(cfg["url"]) if cfg.get("url") else folder / "journal.log"
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # before anything is appended: a torn tail would end up mid-file, where Optuna refuses it
+        repair_journal(path)
+    except (JournalCorrupt, WriteError) as exc:
+        raise StorageError(str(exc)) from None
     # Absolute on purpose: Optuna's lock is a symlink to this path, and it frees the lock of a worker killed
     # while writing only if the link resolves (grace period, 30 s); a relative link dangles, and every
     # other worker would wait forever.
-    return JournalStorage(JournalFileBackend(str(path.absolute())))
+    return JournalStorage(SafeJournalFileBackend(str(path.absolute())))
 
 
 def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:

@@ -43,6 +43,8 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.diskio import WriteError, atomic_write
+from wwtune.journal import write_error_in
 from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
 from wwtune.score import Score, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
@@ -506,6 +508,8 @@ class _TrialRunner:
         )
         try:
             values, layers = self.space.suggest(trial)
+        except WriteError:  # the study's storage is full: nothing more can be recorded, stop the run
+            raise
         except Exception as exc:  # noqa: BLE001 - a sampler that cannot propose fails this trial only
             _logger.warning("Trial %d: sampling raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"sampling the parameters raised {type(exc).__name__}: {exc}")
@@ -552,6 +556,8 @@ class _TrialRunner:
             raise optuna.TrialPruned(exc.reason) from None
         except TrainingDiverged as exc:
             self._fail(trial, f"diverged: {exc}")
+        except WriteError:
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
@@ -726,12 +732,11 @@ def write_trial_spectra(path: str | os.PathLike[str], table: pd.DataFrame) -> Pa
         for row in table.to_dict("records")
     ]
     arrays = {f"evals_{i}": np.asarray(e, dtype=np.float32) for i, e in enumerate(table["evals"])}
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # whole file, then renamed
-    np.savez_compressed(tmp, rows=np.array(json.dumps(rows)), **arrays)
-    os.replace(tmp, out)
-    return out
+    return atomic_write(
+        path,
+        lambda tmp: np.savez_compressed(tmp, rows=np.array(json.dumps(rows)), **arrays),
+        "the trial's spectra",
+    )
 
 
 def read_trial_spectra(path: str | os.PathLike[str]) -> pd.DataFrame | None:
@@ -898,14 +903,20 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     if remaining > 0:
         # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
         # runs until the cap says stop, so it also runs trials re-queued from workers that died.
-        study.optimize(
-            _TrialRunner(cfg, task_fn, space, score, worker_id, cap),
-            n_trials=remaining if worker_id is None else None,
-            timeout=study_cfg.get("timeout"),
-            catch=(Exception,),
-            callbacks=[cap],
-            show_progress_bar=shows_progress_bar(progress_bar, worker_id),
-        )
+        try:
+            study.optimize(
+                _TrialRunner(cfg, task_fn, space, score, worker_id, cap),
+                n_trials=remaining if worker_id is None else None,
+                timeout=study_cfg.get("timeout"),
+                catch=(Exception,),
+                callbacks=[cap],
+                show_progress_bar=shows_progress_bar(progress_bar, worker_id),
+            )
+        except Exception as exc:  # Optuna hides a failed write behind "Should not reach": name the write
+            lost = write_error_in(exc)
+            if lost is None or lost is exc:
+                raise
+            raise lost from None
     write_best_params(study, space, cfg)
     store_trust(study, heldout.get("direction") if heldout else None)
     return study
@@ -986,13 +997,8 @@ def write_best_params(study: optuna.Study, space: SearchSpace, cfg: Mapping[str,
         "budget": cfg["objective"]["budget"],
         "seed": int(cfg["study"]["seed"]) + best.number,
     }
-    path = best_params_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # written whole under a unique name, then renamed: workers finishing together never interleave
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(best_params_path(cfg), yaml.safe_dump(doc, sort_keys=False), "the best parameters")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ import datetime as _dt
 import html
 import logging
 import math
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.diskio import atomic_write
 from wwtune.report._data import (
     ATTR_BUDGET,
     ATTR_HELDOUT,
@@ -537,11 +536,7 @@ def write_report(
         # a stored study: write_report(optuna.load_study(study_name=..., storage=...), path)
     """
     text = render_report(study, spectra=spectra, band=band, image_format=image_format)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # whole file under a unique name, then renamed: several workers finishing together never interleave
-    tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    out = atomic_write(out_path, text, "the study report")
     logger.info("wrote study report %s (%d kB)", out, len(text) // 1024)
     return out
