@@ -15,6 +15,9 @@ from pathlib import Path
 
 __all__ = ["WriteError", "atomic_write"]
 
+#: flushes a written file to disk (a fault-injection test replaces it to fill the disk)
+_fsync = os.fsync
+
 
 class WriteError(OSError):
     """A study file could not be written; ``str()`` is one line naming the file and what was lost."""
@@ -45,7 +48,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Callable[[Pat
             with open(tmp, "wb") as f:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
                 f.flush()
-                os.fsync(f.fileno())
+                _fsync(f.fileno())
         os.replace(tmp, out)
     except OSError as exc:
         try:

@@ -26,6 +26,7 @@ from typing import Any
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from wwtune.deadline import signals_held
 from wwtune.diskio import WriteError
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+#: the system call appends go through (a fault-injection test replaces it to fill the disk)
+_write = os.write
 
 #: suffix of the file that keeps the bytes :func:`repair_journal` cut off a torn journal
 TORN_SUFFIX = ".torn"
@@ -193,10 +196,11 @@ class SafeJournalFileBackend(JournalFileBackend):
             try:
                 start = os.fstat(fd).st_size
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
+                    with signals_held():  # a trial timeout or Ctrl-C lands after the record, never inside
+                        view = memoryview(data)
+                        while view:
+                            view = view[_write(fd, view) :]
+                        os.fsync(fd)
                 except OSError as exc:
                     _roll_back(fd, start)
                     ops = sorted({str(log.get("op_code")) for log in logs})

@@ -43,9 +43,11 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.deadline import TrialTimeout, trial_alarm
 from wwtune.diskio import WriteError, atomic_write
 from wwtune.journal import write_error_in
 from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
+from wwtune.resume import config_changes, distribution_clash, process_identity, resumed_seed, worker_alive
 from wwtune.score import Score, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
@@ -89,6 +91,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "seed",
         "direction",
         "timeout",
+        "trial_timeout",
+        "allow_config_change",
         "studies_dir",
         "progress_bar",
         "torch_threads",
@@ -225,12 +229,16 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     threads = study.get("torch_threads")
     if threads is not None:
         _positive_int("study.torch_threads", threads)
-    for key in ("progress_bar", "report", "artifacts", "spectra"):
+    for key in ("progress_bar", "report", "artifacts", "spectra", "allow_config_change"):
         _check_value(f"study.{key}", study.get(key, False), bool)
     _check_value("sanity.check_weights", sanity.get("check_weights", True), bool)
-    timeout = study.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
+    for key in ("timeout", "trial_timeout"):
+        timeout = study.get(key)
+        number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        if timeout is not None and (not number or timeout <= 0):
+            raise ConfigError(
+                f"study.{key} must be a positive number of seconds or null but got {timeout!r}."
+            )
     frac = objective.get("data_fraction", 1.0)
     if not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
         raise ConfigError(f"objective.data_fraction must be in (0, 1] but got {frac!r}.")
@@ -466,6 +474,9 @@ class _TrialRunner:
         self.data_fraction = float(obj.get("data_fraction", 1.0))
         self.fixed = dict(obj.get("fixed") or {})
         self.seed = int(cfg["study"]["seed"])
+        self.trial_timeout = cfg["study"].get("trial_timeout")
+        timeout = cfg["study"].get("timeout")
+        self.study_deadline = None if timeout is None else time.monotonic() + float(timeout)
         folder = study_dir(cfg["study"].get("studies_dir", "studies"), str(cfg["study"]["name"]))
         self.artifacts_dir = folder / "artifacts" if cfg["study"].get("artifacts", False) else None
         self.spectra_dir = folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
@@ -503,9 +514,8 @@ class _TrialRunner:
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
         trial.set_user_attr("wwtune.budget", self.budget)
-        trial.set_user_attr(
-            "wwtune.worker", {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": self.worker_id}
-        )
+        trial.set_user_attr("wwtune.worker", process_identity(self.worker_id))  # PID reuse cannot fake it
+        trial.set_user_attr("wwtune.score_rule", self.score.describe())
         try:
             values, layers = self.space.suggest(trial)
         except WriteError:  # the study's storage is full: nothing more can be recorded, stop the run
@@ -533,7 +543,8 @@ class _TrialRunner:
         )
         try:
             try:
-                result = self.task_fn(params, reporter)
+                with self._time_limit():
+                    result = self.task_fn(params, reporter)
                 if reporter.model is not None and reporter.analysed_step != reporter.last_step:
                     reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
                 self._keep_spectra(trial, reporter)  # timed as analysis
@@ -550,6 +561,11 @@ class _TrialRunner:
         except KeyboardInterrupt:
             trial.set_user_attr("wwtune.fail_reason", f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
             raise
+        except TrialTimeout as exc:
+            if exc.study_wide:  # a partial trial, like Ctrl-C: not counted; the study ends here
+                trial.study.stop()
+                self._fail(trial, f"{INTERRUPTED}: {exc}")
+            self._fail(trial, f"timed out: {exc}")
         except Pruned as exc:
             if "wwtune.prune_reason" not in trial.user_attrs:
                 trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
@@ -562,6 +578,18 @@ class _TrialRunner:
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(trial, f"task raised {type(exc).__name__}: {exc}")
         return self._finish(trial, reporter, result)
+
+    def _time_limit(self) -> Any:
+        """The alarm around the task: ``study.trial_timeout``, or what is left of ``study.timeout``."""
+        left = None if self.study_deadline is None else self.study_deadline - time.monotonic()
+        if self.trial_timeout is not None and (left is None or self.trial_timeout <= left):
+            return trial_alarm(
+                self.trial_timeout, f"ran longer than study.trial_timeout={self.trial_timeout:g} s; stopped"
+            )
+        if left is not None:
+            message = f"study.timeout={self.cfg['study']['timeout']:g} s was reached during the trial"
+            return trial_alarm(left, message, study_wide=True)
+        return trial_alarm(None, "")
 
     def _keep_spectra(self, trial: optuna.trial.Trial, reporter: StudyReporter) -> None:
         """Store the final analysis' eigenvalues (``study.spectra``) for the report's ESD plots."""
@@ -687,7 +715,7 @@ def _fail_stale_trials(study: optuna.Study) -> int:
     host, n = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("wwtune.worker") or {}
-        if worker.get("host") != host or _pid_alive(int(worker.get("pid", -1))):
+        if worker.get("host") != host or worker_alive(worker):
             continue
         storage = study._storage
         storage.set_trial_user_attr(
@@ -704,18 +732,6 @@ def _reap_dead_workers(study: optuna.Study) -> None:
     """Fail the RUNNING trials of dead workers: by heartbeat (PostgreSQL; re-queues them) or by pid here."""
     optuna.storages.fail_stale_trials(study)
     _fail_stale_trials(study)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 #: folder (in the study's folder) of each trial's final eigenvalues, ``trial<N>.npz``
@@ -826,12 +842,17 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             f"{target} needs the {needs!r} package (pip install {needs}); install it or "
             "pick another sampler: tpe, random, gp, grid."
         )
-    sampler = _instantiate("sampler", sampler_node, **extra)
-    pruner = _instantiate("pruner", cfg["pruner"])
     try:
         storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
+    n_existing = _stored_trial_count(storage, name)
+    if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
+        if sampler_node.get("seed") is not None:
+            sampler_node["seed"] = resumed_seed(sampler_node["seed"], n_existing)
+        extra["seed"] = resumed_seed(extra["seed"], n_existing)
+    sampler = _instantiate("sampler", sampler_node, **extra)
+    pruner = _instantiate("pruner", cfg["pruner"])
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
@@ -866,11 +887,10 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     previous = study.user_attrs.get("wwtune.config")
     # the study's config: no password (storage.url redacted), no per-worker id
     plain = _json_safe({k: v for k, v in redact_config(cfg).items() if k != "worker_id"})
-    if previous is not None and _strip_n_trials(previous) != _strip_n_trials(plain):
-        _logger.warning(
-            "Study %r was created with a different configuration; resuming with the new one.", name
-        )
+    if previous is not None:
+        _check_config_change(name, previous, plain, space, study, bool(study_cfg.get("allow_config_change")))
     study.set_user_attr("wwtune.config", plain)
+    study.set_user_attr("wwtune.score_rule", score.describe())
     study.set_user_attr("wwtune.band", list(score.band))
     heldout = cfg["objective"].get("heldout")
     study.set_user_attr("wwtune.heldout_direction", heldout.get("direction") if heldout else None)
@@ -942,7 +962,17 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
 
 
 #: study settings that may change from run to run of one study without changing what it searches
-_PER_RUN_KEYS = ("n_trials", "timeout", "progress_bar", "report", "artifacts", "spectra", "torch_threads")
+_PER_RUN_KEYS = (
+    "n_trials",
+    "timeout",
+    "trial_timeout",
+    "allow_config_change",
+    "progress_bar",
+    "report",
+    "artifacts",
+    "spectra",
+    "torch_threads",
+)
 
 
 def _strip_n_trials(cfg: Any) -> Any:
@@ -951,6 +981,37 @@ def _strip_n_trials(cfg: Any) -> Any:
     out = dict(cfg)
     out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in _PER_RUN_KEYS}
     return out
+
+
+def _stored_trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """How many trials the stored study ``name`` holds (0 when there is no such study yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _check_config_change(
+    name: str, previous: Any, plain: Mapping[str, Any], space: SearchSpace, study: optuna.Study, allow: bool
+) -> None:
+    """Refuse (ConfigError, exit 2) a changed config under an existing study name, naming the keys; with
+    ``study.allow_config_change=true`` go on, unless a searched parameter's distribution changed, which
+    Optuna cannot store in one study."""
+    changed = config_changes(_strip_n_trials(previous), _strip_n_trials(plain))
+    if not changed:
+        return
+    shown = ", ".join(changed[:12]) + (f" and {len(changed) - 12} more" if len(changed) > 12 else "")
+    if not allow:
+        raise ConfigError(
+            f"study {name!r} was created with another configuration; changed: {shown}. Use another "
+            "study.name, or set study.allow_config_change=true to continue this study (trials scored under "
+            "another score rule are then kept but not ranked)."
+        )
+    clash = distribution_clash(space.dimensions, study.get_trials(deepcopy=False))
+    if clash:
+        raise ConfigError(f"study {name!r}: {clash}; one study cannot store both: use another study.name.")
+    _logger.warning("Study %r continues with a changed configuration (%s).", name, shown)
 
 
 def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
