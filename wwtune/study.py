@@ -842,6 +842,8 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             f"{target} needs the {needs!r} package (pip install {needs}); install it or "
             "pick another sampler: tpe, random, gp, grid."
         )
+    sampler = _instantiate("sampler", sampler_node, **extra)
+    pruner = _instantiate("pruner", cfg["pruner"])
     try:
         storage = make_storage(cfg["storage"], name, study_cfg.get("studies_dir", "studies"))
     except StorageError as exc:
@@ -851,8 +853,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         if sampler_node.get("seed") is not None:
             sampler_node["seed"] = resumed_seed(sampler_node["seed"], n_existing)
         extra["seed"] = resumed_seed(extra["seed"], n_existing)
-    sampler = _instantiate("sampler", sampler_node, **extra)
-    pruner = _instantiate("pruner", cfg["pruner"])
+        sampler = _instantiate("sampler", sampler_node, **extra)
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
