@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
-from wwtune.diskio import WriteError, atomic_write
+from wwtune.diskio import WriteError
+from wwtune.record import atomic_write
 from wwtune.journal import JournalWriteError, repair_journal
 from wwtune.storage import StorageError, make_storage
 from wwtune.study import run_study
@@ -184,7 +185,7 @@ def test_atomic_write_failure_leaves_no_temp_file_and_keeps_the_old_one(tmp_path
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.raises(WriteError) as err:
-        atomic_write(target, half_then_full, "the study report")
+        atomic_write(target, half_then_full, what="the study report")
     assert str(err.value) == (
         f"could not write the study report to {str(target)!r}: No space left on device; the previous "
         "version is kept."

@@ -1,10 +1,6 @@
-"""Resuming a study safely: whose trial is still running, which seed a resumed run samples with, and
-whether the config changed under the same study name.
+"""Resuming a study safely: which seed a resumed run samples with, and whether the config changed under
+the same study name (whose trial is still running: :mod:`wwtune.reaping`).
 
-* :func:`process_identity` / :func:`worker_alive`: a trial's worker is recorded as host, PID *and* the
-  process's start time (from ``/proc``) with the boot id and a per-run token, so a PID that now belongs to
-  another process (a restarted container's PID 1, possibly the new run itself) is not taken for the dead
-  worker.
 * :func:`resumed_seed`: a resumed run samples with a seed mixed with the number of trials already in the
   study, so it does not replay the start-up proposals of the first run; a fresh study keeps the seed.
 * :func:`config_changes`: the keys whose values differ between the stored and the new config.
@@ -12,100 +8,19 @@ whether the config changed under the same study name.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
+import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "RUN_TOKEN",
+    "check_config_change",
     "config_changes",
     "distribution_clash",
-    "process_identity",
     "resumed_seed",
-    "worker_alive",
+    "stored_trial_count",
 ]
-
-#: this process's token, stored with each trial it runs
-RUN_TOKEN = uuid.uuid4().hex
-
-
-def _start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def process_identity(worker_id: int | None = None) -> dict[str, Any]:
-    """What identifies this worker process beyond its PID (stored as the trial attr ``wwtune.worker``)."""
-    pid = os.getpid()
-    return {
-        "host": socket.gethostname(),
-        "pid": pid,
-        "worker_id": worker_id,
-        "started": _start_ticks(pid),
-        "boot": _boot_id(),
-        "token": RUN_TOKEN,
-    }
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def worker_alive(worker: Mapping[str, Any]) -> bool:
-    """Whether the process a ``wwtune.worker`` record names (on this host) still runs.
-
-    Dead when its PID is gone, when the machine rebooted since (another boot id), when the process now
-    holding that PID started at another time (PID reuse), or when the PID is this very process but the
-    record carries another run's token. Records written before start times were stored fall back to the
-    PID check, except that this process never counts as another run's live worker.
-    """
-    try:
-        pid = int(worker.get("pid", -1))
-    except (TypeError, ValueError):
-        return False
-    if pid == os.getpid():
-        return worker.get("token") == RUN_TOKEN
-    if not _pid_alive(pid):
-        return False
-    boot = _boot_id()
-    if worker.get("boot") and boot and worker["boot"] != boot:
-        return False
-    started = worker.get("started")
-    if started is not None:
-        now = _start_ticks(pid)
-        if now is not None and now != started:
-            return False
-    return True
-
 
 def resumed_seed(seed: int | None, n_existing: int) -> int | None:
     """The sampler seed of a run that finds ``n_existing`` trials in its study.
@@ -146,3 +61,32 @@ def distribution_clash(dimensions: Any, trials: Any) -> str | None:
         except ValueError as exc:
             return f"the search space of {dim.name!r} changed from {old} to {dim.distribution} ({exc})"
     return None
+
+
+def stored_trial_count(storage: Any, name: str) -> int:
+    """How many trials the stored study ``name`` holds (0 when there is no such study yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def check_config_change(name: str, previous: Any, new: Any, clash: str | None, allow: bool) -> None:
+    """Refuse a changed config under an existing study name (:class:`~wwtune.config.ConfigError`, exit 2),
+    naming the changed keys; with ``allow`` (``study.allow_config_change=true``) go on with a warning,
+    unless ``clash`` says a searched parameter's distribution changed, which one study cannot store."""
+    from wwtune.config import ConfigError
+
+    changed = config_changes(previous, new)
+    if not changed:
+        return
+    shown = ", ".join(changed[:12]) + (f" and {len(changed) - 12} more" if len(changed) > 12 else "")
+    if not allow:
+        raise ConfigError(
+            f"study {name!r} was created with another configuration; changed: {shown}. Use another "
+            "study.name, or set study.allow_config_change=true to continue this study under the new one."
+        )
+    if clash:
+        raise ConfigError(f"study {name!r}: {clash}; one study cannot store both: use another study.name.")
+    logging.getLogger(__name__).warning("Study %r continues with a changed configuration (%s).", name, shown)

@@ -16,7 +16,6 @@ config keys it accepts.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
 
+from wwtune import record
 from wwtune.diskio import WriteError
 from wwtune.journal import JournalCorrupt, SafeJournalFileBackend, repair_journal
 from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
@@ -36,7 +36,6 @@ __all__ = [
     "FILE_KEYS",
     "KNOWN_KEYS",
     "StorageError",
-    "check_study_name",
     "describe",
     "kinds",
     "make_storage",
@@ -70,23 +69,12 @@ def kinds() -> list[str]:
     return sorted(_BUILDERS)
 
 
-#: a study name: one plain folder name (no path separator, no space, not hidden, no leading '-')
-_STUDY_NAME = re.compile(r"\w[\w.-]*")
-
-
-def check_study_name(study_name: Any) -> None:
-    """Raise :class:`StorageError` unless ``study_name`` is a plain folder name inside ``studies_dir``."""
-    if not isinstance(study_name, str) or not _STUDY_NAME.fullmatch(study_name):
-        raise StorageError(
-            "study.name must be a plain folder name (letters, digits, '_', '-' and '.', starting with a "
-            f"letter, digit or '_'; no '/', no spaces) but got {study_name!r}."
-        )
-
-
 def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
-    """``<studies_dir>/<study_name>``; the study name may not escape the folder (:func:`check_study_name`)."""
-    check_study_name(study_name)
-    return Path(studies_dir) / study_name
+    """:func:`wwtune.record.study_dir`, a bad study name raised as :class:`StorageError`."""
+    try:
+        return record.study_dir(studies_dir, study_name)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
 
 
 def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
