@@ -205,7 +205,7 @@ def test_report_write_on_a_full_disk_cleans_up_and_says_so(project, monkeypatch)
     code = main(["study=tiny", "mode=report"])
     assert code == 1
     folder = project / "studies" / "tiny"
-    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp.html")]
+    assert not [p.name for p in folder.iterdir() if ".tmp" in p.name]
     assert not (folder / "report.html").exists()
 
 

@@ -250,7 +250,7 @@ def _bad_study_name(args: Sequence[str], composed: dict[str, Any] | None) -> str
     ``cli.log`` before wwtune sees the config, so ``study.name=../../etc/x`` would write outside
     ``studies_dir``, and a name with a space would stop in Hydra's parser with a traceback.
     """
-    from wwtune.storage import StorageError, check_study_name
+    from wwtune.record import check_study_name
 
     for arg in args:
         key, sep, value = arg.partition("=")
@@ -266,12 +266,12 @@ def _bad_study_name(args: Sequence[str], composed: dict[str, Any] | None) -> str
         for choice in choices:
             try:
                 check_study_name(choice)
-            except StorageError as exc:
+            except ValueError as exc:
                 return str(exc)
     if composed is not None:
         try:
             check_study_name(composed.get("study", {}).get("name"))
-        except StorageError as exc:
+        except ValueError as exc:
             return str(exc)
     return None
 
