@@ -1,7 +1,7 @@
 """Fault injection (issue 14): kill -9 at random points, torn journal tails, a full small file system and
 PID reuse. Each case ends with a loadable study, every completed trial kept and no configuration run twice.
 
-Bounded: at most 4 kills within 60 s, a 6 MB tmpfs. Waits are on conditions (the journal's content),
+Bounded: at most 4 kills, none started after 60 s; a 6 MB tmpfs. Waits are on conditions (the journal's content),
 polled with bounded deadlines, never fixed sleeps.
 """
 
@@ -81,7 +81,7 @@ def test_kill_9_at_random_points_then_resume(project):  # noqa: F811
     kills = 0
     while kills < 4 and time.monotonic() < deadline:
         size = journal.stat().st_size if journal.exists() else 0
-        target = size + rng.randint(200, 6000)  # somewhere inside the next trial or two
+        target = size + rng.randint(100, 2500)  # somewhere inside the next trial
         proc = subprocess.Popen(
             [sys.executable, "-m", "wwtune", *ARGS, "study.n_trials=8"],
             cwd=project,
@@ -94,7 +94,7 @@ def test_kill_9_at_random_points_then_resume(project):  # noqa: F811
                 lambda p=proc, t=target: (
                     p.poll() is not None or (journal.exists() and journal.stat().st_size >= t)
                 ),
-                60,
+                120,
                 "the run to write to its journal",
             )
         finally:

@@ -52,7 +52,7 @@ def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(
         run_study(
             cfg(
                 "study.n_trials=2",
-                "search_space.params.lr=interval(0.1, 0.5)",
+                "search_space.params.lr='interval(0.1, 0.5)'",
                 "study.allow_config_change=true",
             )
         )
