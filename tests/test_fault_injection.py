@@ -1,8 +1,8 @@
 """Fault injection (issue 14): kill -9 at random points, torn journal tails, a full small file system and
 PID reuse. Each case ends with a loadable study, every completed trial kept and no configuration run twice.
 
-Bounded: at most 4 kills, none started after 60 s; a 6 MB tmpfs. Waits are on conditions (the journal's content),
-polled with bounded deadlines, never fixed sleeps.
+Bounded: at most 4 kills, none started after 60 s; a 6 MB tmpfs. Waits are on conditions (the journal's
+content), polled with bounded deadlines, never fixed sleeps.
 """
 
 import os
@@ -42,14 +42,18 @@ def complete(study: optuna.Study) -> dict[int, tuple]:
     }
 
 
-def check(study: optuna.Study, kept: dict[int, tuple], n_trials: int | None = None) -> None:
+def check(
+    study: optuna.Study, kept: dict[int, tuple], n_trials: int | None = None, settled: bool = True
+) -> None:
     """Loadable (the caller loaded it), every trial in ``kept`` still there unchanged, no configuration
-    run twice, nothing left RUNNING, and (given) ``n_trials`` complete."""
+    run twice, nothing left RUNNING once a run ended normally (``settled``), and (given) ``n_trials``
+    complete."""
     now = complete(study)
     assert all(now.get(n) == v for n, v in kept.items()), "a completed trial was lost or changed"
     configs = [p for p, _ in now.values()]
     assert len(set(configs)) == len(configs), "a configuration ran twice"
-    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if settled:
+        assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if n_trials is not None:
         assert len(now) >= n_trials
 
@@ -101,8 +105,8 @@ def test_kill_9_at_random_points_then_resume(project):  # noqa: F811
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         kills += 1
-        study = load(project / "studies")  # loadable after every kill
-        check(study, kept)
+        study = load(project / "studies")  # loadable after every kill; the killed trial is still RUNNING
+        check(study, kept, settled=False)
         kept = complete(study)
     assert kills >= 1
     run = cli(*ARGS, "study.n_trials=8", cwd=project)
