@@ -19,8 +19,8 @@ from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
 from wwtune.diskio import WriteError
-from wwtune.record import atomic_write
 from wwtune.journal import JournalWriteError, repair_journal
+from wwtune.record import atomic_write
 from wwtune.storage import StorageError, make_storage
 from wwtune.study import run_study
 

@@ -89,12 +89,8 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 
 def _run(cfg: DictConfig) -> None:
     # lazy, as in _write_report
-<<<<<<< HEAD
-    from wwtune.config import ConfigError, make_score, validate_config
-    from wwtune.diskio import WriteError
-=======
     from wwtune.config import ConfigError, make_score, normalize_config, validate_config
->>>>>>> i10
+    from wwtune.diskio import WriteError
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
     from wwtune.summary import summary_text

@@ -47,48 +47,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-<<<<<<< HEAD
-#: Allowed keys of each section of the composed config. A teammate adding a section adds it here.
-KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": (
-        "mode",
-        "advise",
-        "study",
-        "objective",
-        "search_space",
-        "sampler",
-        "pruner",
-        "storage",
-        "score",
-        "sanity",
-        "analysis",
-        "worker_id",
-    ),
-    "study": (
-        "name",
-        "n_trials",
-        "seed",
-        "direction",
-        "timeout",
-        "trial_timeout",
-        "allow_config_change",
-        "studies_dir",
-        "progress_bar",
-        "torch_threads",
-        "report",
-        "artifacts",
-        "spectra",
-    ),
-    "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
-    "objective.heldout": ("name", "direction"),
-    "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
-    "storage": STORAGE_KEYS,
-    "sanity": ("check_weights", "min_loss_drop", "on_violation"),
-}
-MODES = ("optimize", "advise", "report")
-ON_VIOLATION = ("fail", "infeasible")
-=======
->>>>>>> i10
 #: keys Hydra reads in a ``_target_`` node besides the target's own arguments
 HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 
@@ -142,53 +100,6 @@ def _plain_kind(param: inspect.Parameter) -> type | None:
 
 
 def validate_config(cfg: Mapping[str, Any]) -> None:
-<<<<<<< HEAD
-    """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`."""
-    unknown_keys("", cfg, KNOWN_KEYS[""])
-    for section in ("study", "objective", "score", "storage", "sanity"):
-        node = cfg.get(section)
-        if not isinstance(node, Mapping):
-            raise ConfigError(f"Config section '{section}' is missing or not a mapping (got {node!r}).")
-        unknown_keys(section, node, KNOWN_KEYS[section])
-    mode = cfg.get("mode", "optimize")
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {list(MODES)} but got {mode!r}.")
-    study, objective, sanity = cfg["study"], cfg["objective"], cfg["sanity"]
-    _positive_int("study.n_trials", study.get("n_trials"))
-    _positive_int("objective.budget", objective.get("budget"))
-    _positive_int("objective.report_every", objective.get("report_every", 1))
-    if not isinstance(study.get("seed"), int) or isinstance(study.get("seed"), bool):
-        raise ConfigError(f"study.seed must be an integer but got {study.get('seed')!r}.")
-    if study.get("direction", "auto") not in ("auto", "minimize", "maximize"):
-        raise ConfigError(
-            f"study.direction must be one of ['auto', 'minimize', 'maximize'] but got {study['direction']!r}."
-        )
-    threads = study.get("torch_threads")
-    if threads is not None:
-        _positive_int("study.torch_threads", threads)
-    for key in ("progress_bar", "report", "artifacts", "spectra", "allow_config_change"):
-        _check_value(f"study.{key}", study.get(key, False), bool)
-    _check_value("sanity.check_weights", sanity.get("check_weights", True), bool)
-    for key in ("timeout", "trial_timeout"):
-        timeout = study.get(key)
-        number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        if timeout is not None and (not number or timeout <= 0):
-            raise ConfigError(
-                f"study.{key} must be a positive number of seconds or null but got {timeout!r}."
-            )
-    frac = objective.get("data_fraction", 1.0)
-    if not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
-        raise ConfigError(f"objective.data_fraction must be in (0, 1] but got {frac!r}.")
-    if not isinstance(objective.get("task"), str) or ":" not in objective["task"]:
-        raise ConfigError(
-            "objective.task must be 'module:function' (e.g. my_pkg.my_mod:train) "
-            f"but got {objective.get('task')!r}."
-        )
-    fixed = objective.get("fixed") or {}
-    if not isinstance(fixed, Mapping):
-        raise ConfigError(f"objective.fixed must be a mapping of hyperparameter values but got {fixed!r}.")
-    heldout = objective.get("heldout")
-=======
     """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`.
 
     Deprecated key names (:data:`wwtune.schema.DEPRECATED`) are accepted with a DeprecationWarning.
@@ -199,7 +110,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         check_section(section, cfg[section])
     unknown_keys("storage", cfg["storage"], STORAGE_KEYS)
     heldout = cfg["objective"].get("heldout")
->>>>>>> i10
     if heldout is not None:
         check_section("objective.heldout", heldout)
     if cfg.get("advise") is not None:
