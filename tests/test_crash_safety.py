@@ -28,6 +28,18 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 
 
+def wwtune(*args: str, cwd: Path, preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wwtune", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=preexec_fn,
+    )
+
+
 def _journal_study(folder: Path, n: int = 3) -> Path:
     """A journal study of ``n`` complete trials; returns the journal's path."""
     storage = make_storage({"kind": "journal"}, "s", folder)
@@ -106,14 +118,7 @@ def test_report_mode_on_a_torn_journal_reads_the_study(project):  # noqa: F811
     journal = project / "studies" / "tiny" / "journal.log"
     with open(journal, "ab") as f:
         f.write(b'{"op_code":5,"worker_id":"x","trial_id":0,"par')
-    run = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=tiny", "mode=report"],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = wwtune("study=tiny", "mode=report", cwd=project)
     assert run.returncode == 0, run.stderr[-3000:]
     output = run.stdout + run.stderr  # Hydra logs to the console's stdout
     assert "JSONDecodeError" not in output and "ended in a torn record" in output
@@ -218,15 +223,7 @@ def _limit_file_size(limit: int):
 
 
 def test_no_room_for_hydras_run_folder_is_one_line_before_hydra_starts(project):  # noqa: F811
-    run = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=tiny", "study.n_trials=1"],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_limit_file_size(16 * 1024),
-    )
+    run = wwtune("study=tiny", "study.n_trials=1", cwd=project, preexec_fn=_limit_file_size(16 * 1024))
     assert run.returncode == 1, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wwtune: write error: the study folder"), run.stderr
@@ -241,14 +238,7 @@ def test_no_room_for_hydras_run_folder_is_one_line_before_hydra_starts(project):
 
 @pytest.mark.parametrize("name", ["..", "../../etc/x", "my study", ".hidden", "-x", "a/b"])
 def test_bad_study_names_are_refused_before_hydra_writes_anything(project, name):  # noqa: F811
-    run = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=tiny", f"study.name={name}"],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = wwtune("study=tiny", f"study.name={name}", cwd=project)
     assert run.returncode == 2, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wwtune: configuration error: study.name must be"), lines
@@ -263,14 +253,7 @@ def test_a_bad_study_name_in_a_study_yaml_is_refused_before_hydra_starts(project
         "# @package _global_\ndefaults:\n  - override /objective: tiny\n  - override /search_space: tiny\n"
         "study:\n  name: ../outside\n  n_trials: 1\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=escape"],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = wwtune("study=escape", cwd=project)
     assert run.returncode == 2, run.stderr[-3000:]
     assert "'../outside'" in run.stderr and not (project / "outside").exists()
     assert not (project / "studies").exists()
