@@ -15,7 +15,6 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
 from wwtune.diskio import WriteError
@@ -80,7 +79,7 @@ def test_torn_tails_of_every_length_are_cut_back_with_a_backup_and_the_study_res
         assert trials[-1].state == TrialState.COMPLETE and len(trials) == 4
 
 
-def test_a_missing_trailing_newline_does_not_destroy_the_study_on_the_next_run(project):  # noqa: F811
+def test_a_missing_trailing_newline_does_not_destroy_the_study_on_the_next_run(project):
     """The issue's reproduction: `truncate -s -1 journal.log`, then re-run."""
     run_study(compose(["study=tiny", "study.n_trials=2"]))
     journal = project / "studies" / "tiny" / "journal.log"
@@ -113,7 +112,7 @@ def test_a_clean_journal_is_left_alone(tmp_path):
     assert journal.read_bytes() == before and not list(journal.parent.glob("*.torn.*"))
 
 
-def test_report_mode_on_a_torn_journal_reads_the_study(project):  # noqa: F811
+def test_report_mode_on_a_torn_journal_reads_the_study(project):
     run_study(compose(["study=tiny", "study.n_trials=2"]))
     journal = project / "studies" / "tiny" / "journal.log"
     with open(journal, "ab") as f:
@@ -160,7 +159,7 @@ def test_a_failed_append_is_rolled_back_and_named_in_one_line(tmp_path, monkeypa
     assert len(_load(tmp_path).trials) == 3
 
 
-def test_disk_full_mid_study_stops_with_the_write_named_not_should_not_reach(project, monkeypatch):  # noqa: F811
+def test_disk_full_mid_study_stops_with_the_write_named_not_should_not_reach(project, monkeypatch):
     run_study(compose(["study=tiny", "study.n_trials=2"]))
     journal = project / "studies" / "tiny" / "journal.log"
     size = journal.stat().st_size
@@ -198,7 +197,7 @@ def test_atomic_write_failure_leaves_no_temp_file_and_keeps_the_old_one(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"] and target.read_text() == "old"
 
 
-def test_report_write_on_a_full_disk_cleans_up_and_says_so(project, monkeypatch):  # noqa: F811
+def test_report_write_on_a_full_disk_cleans_up_and_says_so(project, monkeypatch):
     run_study(compose(["study=tiny", "study.n_trials=1", "study.report=false"]))
 
     def no_space(fd):
@@ -222,7 +221,7 @@ def _limit_file_size(limit: int):
     return preexec
 
 
-def test_no_room_for_hydras_run_folder_is_one_line_before_hydra_starts(project):  # noqa: F811
+def test_no_room_for_hydras_run_folder_is_one_line_before_hydra_starts(project):
     run = wwtune("study=tiny", "study.n_trials=1", cwd=project, preexec_fn=_limit_file_size(16 * 1024))
     assert run.returncode == 1, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
@@ -237,7 +236,7 @@ def test_no_room_for_hydras_run_folder_is_one_line_before_hydra_starts(project):
 
 
 @pytest.mark.parametrize("name", ["..", "../../etc/x", "my study", ".hidden", "-x", "a/b"])
-def test_bad_study_names_are_refused_before_hydra_writes_anything(project, name):  # noqa: F811
+def test_bad_study_names_are_refused_before_hydra_writes_anything(project, name):
     run = wwtune("study=tiny", f"study.name={name}", cwd=project)
     assert run.returncode == 2, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
@@ -248,7 +247,7 @@ def test_bad_study_names_are_refused_before_hydra_writes_anything(project, name)
     assert not (project.parent / "etc").exists() and not list(project.rglob("cli.log"))
 
 
-def test_a_bad_study_name_in_a_study_yaml_is_refused_before_hydra_starts(project):  # noqa: F811
+def test_a_bad_study_name_in_a_study_yaml_is_refused_before_hydra_starts(project):
     (project / "conf" / "study" / "escape.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /objective: tiny\n  - override /search_space: tiny\n"
         "study:\n  name: ../outside\n  n_trials: 1\n"

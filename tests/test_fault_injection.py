@@ -18,7 +18,6 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
 from wwtune.reaping import _boot_id
@@ -77,7 +76,7 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.05)  # a poll interval, not a wait for an outcome
 
 
-def test_kill_9_at_random_points_then_resume(project):  # noqa: F811
+def test_kill_9_at_random_points_then_resume(project):
     journal = project / "studies" / "tiny" / "journal.log"
     rng = random.Random(14)
     kept: dict[int, tuple] = {}
@@ -115,7 +114,7 @@ def test_kill_9_at_random_points_then_resume(project):  # noqa: F811
 
 
 @pytest.mark.parametrize("cut", [1, 2, 17, "all-but-one"])
-def test_torn_tail_then_resume(project, cut):  # noqa: F811
+def test_torn_tail_then_resume(project, cut):
     run_study(compose([*ARGS, "study.n_trials=2"]))
     journal = project / "studies" / "tiny" / "journal.log"
     data = journal.read_bytes()
@@ -147,7 +146,7 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def test_a_full_small_file_system(project):  # noqa: F811
+def test_a_full_small_file_system(project):
     disk = project / "disk"
     reason = _mount_tmpfs(disk, "6m")
     if reason:
@@ -188,7 +187,7 @@ def _stale_trial(study: optuna.Study, pid: int) -> int:
     return trial.number
 
 
-def test_pid_reuse_does_not_keep_a_dead_workers_trial_running(project):  # noqa: F811
+def test_pid_reuse_does_not_keep_a_dead_workers_trial_running(project):
     run_study(compose([*ARGS, "study.n_trials=2"]))
     study = load()
     # the dead workers' PIDs now belong to live processes: PID 1 and this test process

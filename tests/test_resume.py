@@ -6,7 +6,6 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose, main
 from wwtune.config import ConfigError
@@ -23,7 +22,7 @@ def params_of(study: optuna.Study) -> list[tuple]:
     return [tuple(sorted(t.params.items())) for t in study.trials if t.params]
 
 
-def test_a_resumed_run_does_not_replay_the_first_runs_proposals(project):  # noqa: F811
+def test_a_resumed_run_does_not_replay_the_first_runs_proposals(project):
     first = params_of(run_study(cfg("study.n_trials=3")))
     study = run_study(cfg("study.n_trials=6"))  # resumes: 3 more trials
     every = params_of(study)
@@ -32,7 +31,7 @@ def test_a_resumed_run_does_not_replay_the_first_runs_proposals(project):  # noq
     assert len(set(every)) == 6
 
 
-def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project):  # noqa: F811
+def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project):
     run_study(cfg("study.n_trials=1"))
     with pytest.raises(ConfigError, match=r"changed: objective.budget, score.band") as err:
         run_study(cfg("study.n_trials=2", "score.band=[2,3]", "objective.budget=4"))
@@ -46,7 +45,7 @@ def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project
     run_study(cfg("study.n_trials=3", "score.band=[2,3]", "study.trial_timeout=100"))
 
 
-def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(project):  # noqa: F811
+def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(project):
     run_study(cfg("study.n_trials=1"))
     with pytest.raises(ConfigError, match=r"search space of 'lr' changed"):
         run_study(
@@ -64,7 +63,7 @@ def _storage():
     return make_storage({"kind": "journal"}, "tiny", "studies")
 
 
-def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):  # noqa: F811
+def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):
     start = time.monotonic()
     study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=2", "study.trial_timeout=1"))
     assert time.monotonic() - start < 25  # the hung task gives up on its own only after 30 s per trial
@@ -73,7 +72,7 @@ def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):  # no
     assert reasons == {"timed out: ran longer than study.trial_timeout=1 s; stopped"}
 
 
-def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):  # noqa: F811
+def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
     study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=3", "study.timeout=2"))
     assert len(study.trials) == 1 and study.trials[0].state == TrialState.FAIL
     reason = study.trials[0].user_attrs["wwtune.fail_reason"]
@@ -84,6 +83,6 @@ def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):  # 
 
 
 @pytest.mark.parametrize("value", [0, -1, "abc", True])
-def test_bad_trial_timeout_is_named(project, value):  # noqa: F811
+def test_bad_trial_timeout_is_named(project, value):
     with pytest.raises(ConfigError, match="study.trial_timeout must be a positive number of seconds"):
         run_study(cfg(f"study.trial_timeout={str(value).lower()}"))

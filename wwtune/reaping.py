@@ -11,10 +11,11 @@ towards ``study.n_trials``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "pid_alive",
     "process_identity",
     "reap_dead_workers",
+    "running_here",
     "worker_alive",
 ]
 
@@ -46,13 +48,34 @@ def fail_stale_trials(study: optuna.Study) -> int:
     host, n = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = TrialRecord(trial).worker
-        if worker.get("host") != host or worker_alive(worker):
+        alive = worker_alive(worker) and not _left_behind_here(worker, study.study_name, trial.number)
+        if worker.get("host") != host or alive:
             continue
         fail_trial_in_storage(
             study, trial, f"{INTERRUPTED}: worker process {worker.get('pid')} ended mid-trial"
         )
         n += 1
     return n
+
+
+#: numbers of the trials this process is running now (:func:`running_here`)
+_RUNNING_HERE: set[tuple[str, int]] = set()
+
+
+@contextlib.contextmanager
+def running_here(study_name: str, number: int) -> Iterator[None]:
+    """Mark trial ``number`` of ``study_name`` as run by this process while the block runs."""
+    _RUNNING_HERE.add((study_name, number))
+    try:
+        yield
+    finally:
+        _RUNNING_HERE.discard((study_name, number))
+
+
+def _left_behind_here(worker: Mapping[str, Any], study_name: str, number: int) -> bool:
+    """A trial this very process started and no longer runs (its end could not be stored, e.g. a full
+    disk): stale although its worker, this process, is alive."""
+    return worker.get("pid") == os.getpid() and (study_name, number) not in _RUNNING_HERE
 
 
 def reap_dead_workers(study: optuna.Study) -> None:

@@ -22,6 +22,7 @@ from wwtune.config import analysis_kwargs
 from wwtune.deadline import TrialTimeout, trial_alarm
 from wwtune.diskio import WriteError
 from wwtune.objective import Params, Pruned, TrainingDiverged
+from wwtune.reaping import running_here
 from wwtune.record import (
     SPECTRA_DIR,
     TrialRecord,
@@ -122,7 +123,8 @@ class TrialRunner:
             _logger.info("Trial %d not run: the study-wide cap was reached meanwhile.", trial.number)
             return float("nan")
         try:
-            return self._run(trial)
+            with running_here(trial.study.study_name, trial.number):
+                return self._run(trial)
         except TrialFailed as exc:
             # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
             _logger.warning("Trial %d failed: %s", trial.number, exc)
