@@ -87,3 +87,13 @@ def interrupt_once(params: Params, reporter: Reporter) -> dict:
         os.remove("stop_now")
         raise KeyboardInterrupt
     return fast(params, reporter)
+
+
+def hang(params: Params, reporter: Reporter) -> None:
+    """A task that hangs after its first report (gives up after 30 s, so a missing time limit fails the
+    test instead of hanging it)."""
+    reporter.report(1, _model(params), 1.0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    raise RuntimeError("the hung task was not stopped by any time limit")

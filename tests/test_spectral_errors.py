@@ -38,14 +38,15 @@ def test_missing_file_and_unsupported_extension(tmp_path: Path) -> None:
 
 def test_corrupt_or_pickled_files_get_a_clear_value_error(tmp_path: Path) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read .*bad.pt"):
+    with pytest.raises(ValueError, match="bad.pt' is not a PyTorch checkpoint"):
         analyze(tmp_path / "bad.pt")
     (tmp_path / "bad.safetensors").write_bytes(b"\x00\x01")
     with pytest.raises(ValueError, match="cannot read .*bad.safetensors"):
         analyze(tmp_path / "bad.safetensors")
     torch.save(mlp(), tmp_path / "full_model.pt")  # a pickled module, not weights only
-    with pytest.raises(ValueError, match="weights_only=False"):
+    with pytest.raises(ValueError, match="pickled Python objects") as err:
         analyze(tmp_path / "full_model.pt")
+    assert "weights_only=False" not in str(err.value)  # never nudge users to switch the safety off
     torch.save({"epoch": 3, "note": "x"}, tmp_path / "meta.pt")
     with pytest.raises(ValueError, match="dict without tensors"):
         analyze(tmp_path / "meta.pt")

@@ -9,6 +9,7 @@ composed config, ``--help`` lists the groups and their choices.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -89,6 +90,7 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 def _run(cfg: DictConfig) -> None:
     # lazy, as in _write_report
     from wwtune.config import ConfigError, make_score, normalize_config, validate_config
+    from wwtune.diskio import WriteError
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
     from wwtune.summary import summary_text
@@ -125,6 +127,10 @@ def _run(cfg: DictConfig) -> None:
         print(f"wwtune: storage error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
         return
+    except WriteError as exc:  # a full disk: one line naming the file; the study stays readable
+        print(f"wwtune: write error: {exc}", file=sys.stderr)
+        _exit_code[0] = 1
+        return
     except KeyboardInterrupt:
         print(
             "wwtune: interrupted; completed trials are stored. Run the same command again to resume.",
@@ -135,7 +141,12 @@ def _run(cfg: DictConfig) -> None:
     if mode == "optimize":
         print(summary_text(study, plain, score))
     if mode == "report" or plain["study"].get("report", True):
-        _write_report(study, plain)
+        try:
+            _write_report(study, plain)
+        except WriteError as exc:
+            print(f"wwtune: write error: {exc}", file=sys.stderr)
+            _exit_code[0] = 1
+            return
     _exit_code[0] = 0
 
 
@@ -201,9 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
     refused = _password_override(args) or _uncreatable_studies_dir(args)
+    composed = None if refused else _composed(args)
+    refused = refused or _bad_study_name(args, composed)
     if refused:
         print(f"wwtune: configuration error: {refused}", file=sys.stderr)
         return 2
+    no_room = _no_room_for_run_folder(composed)
+    if no_room:
+        print(f"wwtune: write error: {no_room}", file=sys.stderr)
+        return 1
     saved = sys.argv
     sys.argv = ["wwtune", *args]
     _exit_code[0] = 0
@@ -221,6 +238,93 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sys.argv = saved
     return _exit_code[0]
+
+
+_NO_RUN_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--version")
+
+
+def _bad_study_name(args: Sequence[str], composed: dict[str, Any] | None) -> str | None:
+    """A ``study.name`` that is not a plain folder name, from the command line or the composed config.
+
+    Checked before Hydra starts: Hydra writes its run folder (``<studies_dir>/<name>/hydra/…``) and
+    ``cli.log`` before wwtune sees the config, so ``study.name=../../etc/x`` would write outside
+    ``studies_dir``, and a name with a space would stop in Hydra's parser with a traceback.
+    """
+    from wwtune.record import check_study_name
+
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or arg.startswith("-") or key.lstrip("+~") != "study.name":
+            continue
+        whole = value.strip("'\"")
+        if any(c.isspace() for c in value) or "/" in value or "\\" in value:
+            choices = [whole]
+        elif "$" in value or "(" in value:  # an interpolation or a sweep function: checked once composed
+            choices = []
+        else:  # a value, or the choices of a sweep (`a,b`)
+            choices = [c.strip("'\"[] ") for c in whole.split(",")] if "," in whole else [whole]
+        for choice in choices:
+            try:
+                check_study_name(choice)
+            except ValueError as exc:
+                return str(exc)
+    if composed is not None:
+        try:
+            check_study_name(composed.get("study", {}).get("name"))
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _composed(args: Sequence[str]) -> dict[str, Any] | None:
+    """The config a run with ``args`` would get, or None when it cannot be known before Hydra starts (a
+    sweep, an information flag, a config Hydra itself will refuse with its own message)."""
+    info = ("-m", "--multirun", *_NO_RUN_FLAGS)
+    if any(a in info or a.startswith("--shell-completion") for a in args):
+        return None
+    overrides = [
+        a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra.")
+    ]
+    try:
+        return compose(overrides)
+    except Exception:  # noqa: BLE001 - a bad override or a missing value: Hydra reports it
+        return None
+
+
+#: bytes the run folder must be able to take before Hydra starts (its .hydra/*.yaml, cli.log, the journal)
+_RUN_FOLDER_ROOM = 64 * 1024
+
+
+def _no_room_for_run_folder(composed: dict[str, Any] | None) -> str | None:
+    """The message when the study's folder cannot take a small file (a full disk, a read-only mount).
+
+    Hydra saves the composed config into the run folder before wwtune starts, and a failure there is a
+    traceback; writing (then removing) a probe file of :data:`_RUN_FOLDER_ROOM` bytes first turns it into
+    one line.
+    """
+    if composed is None:
+        return None
+    study = composed.get("study") or {}
+    folder = Path(str(study.get("studies_dir", "studies"))) / str(study.get("name"))
+    probe = folder / f".wwtune-space-check.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * _RUN_FOLDER_ROOM)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return (
+            f"the study folder {str(folder)!r} cannot take a {_RUN_FOLDER_ROOM // 1024} kB file "
+            f"({exc.strerror or exc}): Hydra's run record (.hydra/config.yaml, cli.log) and the study's "
+            "trials would not be written. Free some space (or pick another study.studies_dir) and run again."
+        )
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return None
 
 
 def _unknown_override(args: Sequence[str]) -> str | None:

@@ -1,15 +1,23 @@
 """Trials whose worker died: find them and fail them, so a resumed or shared study does not wait on them.
 
 On a storage with heartbeats (PostgreSQL) Optuna's stale-trial check fails a dead worker's trial after the
-grace period and re-queues it; elsewhere a RUNNING trial whose worker process (by host and pid, stored in
-``wwtune.worker``) no longer exists on this host is marked FAIL here, its reason starting with
-:data:`wwtune.workers.INTERRUPTED` (such trials do not count towards ``study.n_trials``).
+grace period and re-queues it; elsewhere a RUNNING trial whose worker process no longer exists on this
+host is marked FAIL here. The worker is recorded (``wwtune.worker``, :func:`process_identity`) as host, PID
+*and* the process's start time with the boot id and a per-run token, so a PID that now belongs to another
+process (a restarted container's PID 1, possibly the new run itself) is not taken for the dead worker.
+The failed trial's reason starts with :data:`wwtune.workers.INTERRUPTED` (such trials do not count
+towards ``study.n_trials``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -17,7 +25,15 @@ from optuna.trial import TrialState
 from wwtune.record import TrialRecord, fail_trial_in_storage
 from wwtune.workers import INTERRUPTED
 
-__all__ = ["fail_stale_trials", "pid_alive", "reap_dead_workers"]
+__all__ = [
+    "RUN_TOKEN",
+    "fail_stale_trials",
+    "pid_alive",
+    "process_identity",
+    "reap_dead_workers",
+    "running_here",
+    "worker_alive",
+]
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
@@ -32,13 +48,34 @@ def fail_stale_trials(study: optuna.Study) -> int:
     host, n = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = TrialRecord(trial).worker
-        if worker.get("host") != host or pid_alive(int(worker.get("pid", -1))):
+        alive = worker_alive(worker) and not _left_behind_here(worker, study.study_name, trial.number)
+        if worker.get("host") != host or alive:
             continue
         fail_trial_in_storage(
             study, trial, f"{INTERRUPTED}: worker process {worker.get('pid')} ended mid-trial"
         )
         n += 1
     return n
+
+
+#: numbers of the trials this process is running now (:func:`running_here`)
+_RUNNING_HERE: set[tuple[str, int]] = set()
+
+
+@contextlib.contextmanager
+def running_here(study_name: str, number: int) -> Iterator[None]:
+    """Mark trial ``number`` of ``study_name`` as run by this process while the block runs."""
+    _RUNNING_HERE.add((study_name, number))
+    try:
+        yield
+    finally:
+        _RUNNING_HERE.discard((study_name, number))
+
+
+def _left_behind_here(worker: Mapping[str, Any], study_name: str, number: int) -> bool:
+    """A trial this very process started and no longer runs (its end could not be stored, e.g. a full
+    disk): stale although its worker, this process, is alive."""
+    return worker.get("pid") == os.getpid() and (study_name, number) not in _RUNNING_HERE
 
 
 def reap_dead_workers(study: optuna.Study) -> None:
@@ -57,4 +94,69 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+#: this process's token, stored with each trial it runs
+RUN_TOKEN = uuid.uuid4().hex
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_identity(worker_id: int | None = None) -> dict[str, Any]:
+    """What identifies this worker process beyond its PID (stored as the trial attr ``wwtune.worker``)."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "worker_id": worker_id,
+        "started": _start_ticks(pid),
+        "boot": _boot_id(),
+        "token": RUN_TOKEN,
+    }
+
+
+def worker_alive(worker: Mapping[str, Any]) -> bool:
+    """Whether the process a ``wwtune.worker`` record names (on this host) still runs.
+
+    Dead when its PID is gone, when the machine rebooted since (another boot id), when the process now
+    holding that PID started at another time (PID reuse), or when the PID is this very process but the
+    record carries another run's token. Records written before start times were stored fall back to the
+    PID check, except that this process never counts as another run's live worker.
+    """
+    try:
+        pid = int(worker.get("pid", -1))
+    except (TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return worker.get("token") == RUN_TOKEN
+    if not pid_alive(pid):
+        return False
+    boot = _boot_id()
+    if worker.get("boot") and boot and worker["boot"] != boot:
+        return False
+    started = worker.get("started")
+    if started is not None:
+        now = _start_ticks(pid)
+        if now is not None and now != started:
+            return False
     return True

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -136,25 +137,52 @@ def finite_or_none(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    suffix: str = ".tmp",
+    what: str = "a study file",
+) -> Path:
     """Write a file whole under a unique temporary name beside ``path``, then rename it into place, so a
     reader (or another worker finishing at the same moment) never sees half a file. ``write(tmp)`` writes
-    the content; ``suffix`` ends the temporary name (``numpy.savez`` wants ``.npz``). Parents are created."""
+    the content; ``suffix`` ends the temporary name (``numpy.savez`` wants ``.npz``). Parents are created.
+    A failure (a full disk, ...) removes the temporary file, keeps the old one and raises
+    :class:`wwtune.diskio.WriteError`, one line naming the file and ``what`` was not written."""
+    from wwtune.diskio import WriteError
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}{suffix}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves the old file, and no half-written one beside it
-        raise
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)  # a failed write leaves the old file and no half-written one beside
+        except OSError:  # pragma: no cover - unlinking frees space; it fails only on a vanished folder
+            pass
+        if not isinstance(exc, OSError) or isinstance(exc, WriteError):
+            raise
+        raise WriteError(
+            f"could not write {what} to {str(out)!r}: {exc.strerror or exc}"
+            + ("; the previous version is kept" if out.exists() else "")
+            + ".",
+            exc.errno,
+        ) from None
     return out
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """:func:`atomic_write` of a UTF-8 text."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, what: str = "a study file") -> Path:
+    """:func:`atomic_write` of a UTF-8 text, flushed to disk before the rename."""
+    from wwtune import diskio
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            diskio._fsync(f.fileno())
+
+    return atomic_write(path, write, what=what)
 
 
 # ------------------------------------------------------------------------------------------ rules
@@ -256,8 +284,10 @@ class TrialWriter:
         self.trial.set_user_attr(key, value)
 
     def start(self, budget: int, worker_id: int | None) -> None:
+        from wwtune.reaping import process_identity  # PID, start time and run token: PID reuse cannot fake it
+
         self._set(BUDGET, int(budget))
-        self._set(WORKER, {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": worker_id})
+        self._set(WORKER, process_identity(worker_id))
 
     def layers(self, record: Mapping[str, Any]) -> None:
         self._set(LAYERS, record)
@@ -414,10 +444,22 @@ def studies_dir(cfg: Mapping[str, Any]) -> str:
     return str((cfg.get("study") or {}).get("studies_dir", "studies"))
 
 
+#: a study name: one plain folder name (no path separator, no space, not hidden, no leading '-')
+_STUDY_NAME = re.compile(r"\w[\w.-]*")
+
+
+def check_study_name(study_name: Any) -> None:
+    """Raise ``ValueError`` unless ``study_name`` is a plain folder name inside ``studies_dir``."""
+    if not isinstance(study_name, str) or not _STUDY_NAME.fullmatch(study_name):
+        raise ValueError(
+            "study.name must be a plain folder name (letters, digits, '_', '-' and '.', starting with a "
+            f"letter, digit or '_'; no '/', no spaces) but got {study_name!r}."
+        )
+
+
 def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
-    """``<studies_dir>/<study_name>``; the study name may not escape the folder (``ValueError``)."""
-    if not study_name or "/" in study_name or "\\" in study_name or study_name in (".", ".."):
-        raise ValueError(f"study.name must be a plain folder name but got {study_name!r}.")
+    """``<studies_dir>/<study_name>``; the study name may not escape the folder (:func:`check_study_name`)."""
+    check_study_name(study_name)
     return Path(studies_dir) / study_name
 
 

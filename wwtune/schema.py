@@ -180,6 +180,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key(REQUIRED, _kind(int), "sampler seed; trial k trains with seed + k"),
         "direction": Key("auto", _one_of("auto", "minimize", "maximize"), "auto: from the score"),
         "timeout": Key(None, _nullable(_positive_seconds), "seconds for this run, or null"),
+        "trial_timeout": Key(None, _nullable(_positive_seconds), "seconds one trial may run, or null"),
+        "allow_config_change": Key(False, _kind(bool), "resume this study.name under a changed config"),
         "studies_dir": Key("studies", None, "where study folders live"),
         "progress_bar": Key(True, _kind(bool), "Optuna's progress bar"),
         "torch_threads": Key(None, _nullable(_positive_int), "torch.set_num_threads for the trials"),

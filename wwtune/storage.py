@@ -24,9 +24,11 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalStorage
 
 from wwtune import record
+from wwtune.diskio import WriteError
+from wwtune.journal import JournalCorrupt, SafeJournalFileBackend, repair_journal
 from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
 from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
 
@@ -78,10 +80,14 @@ def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
 def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
     path = Path(cfg["url"]) if cfg.get("url") else folder / "journal.log"
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # before anything is appended: a torn tail would end up mid-file, where Optuna refuses it
+        repair_journal(path)
+    except (JournalCorrupt, WriteError) as exc:
+        raise StorageError(str(exc)) from None
     # Absolute on purpose: Optuna's lock is a symlink to this path, and it frees the lock of a worker killed
     # while writing only if the link resolves (grace period, 30 s); a relative link dangles, and every
     # other worker would wait forever.
-    return JournalStorage(JournalFileBackend(str(path.absolute())))
+    return JournalStorage(SafeJournalFileBackend(str(path.absolute())))
 
 
 def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:

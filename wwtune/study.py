@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 
 from wwtune.bridge import StudyReporter
 from wwtune.config import ConfigError, load_task, make_score, normalize_config, validate_config
+from wwtune.journal import write_error_in
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import (
     SPECTRA_DIR,
@@ -50,6 +51,12 @@ from wwtune.record import (
     studies_dir,
     write_study_attrs,
     write_trial_spectra,
+)
+from wwtune.resume import (
+    check_config_change,
+    distribution_clash,
+    resumed_seed,
+    stored_trial_count,
 )
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace, SearchSpaceError
@@ -171,6 +178,12 @@ def run_study(
         storage = make_storage(cfg["storage"], name, studies_dir(cfg))
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
+    n_existing = stored_trial_count(storage, name)
+    if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
+        if sampler_node.get("seed") is not None:
+            sampler_node["seed"] = resumed_seed(sampler_node["seed"], n_existing)
+        extra["seed"] = resumed_seed(extra["seed"], n_existing)
+        sampler = _instantiate("sampler", sampler_node, **extra)
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
@@ -205,9 +218,13 @@ def run_study(
     previous = study.user_attrs.get(STUDY_CONFIG)
     # the study's config: no password (storage.url redacted), no per-worker id
     plain = json_safe({k: v for k, v in redact_config(cfg).items() if k != "worker_id"})
-    if previous is not None and _strip_n_trials(previous) != _strip_n_trials(plain):
-        _logger.warning(
-            "Study %r was created with a different configuration; resuming with the new one.", name
+    if previous is not None:
+        check_config_change(
+            name,
+            _strip_n_trials(previous),
+            _strip_n_trials(plain),
+            distribution_clash(space.dimensions, study.get_trials(deepcopy=False)),
+            bool(study_cfg.get("allow_config_change")),
         )
     heldout = cfg["objective"].get("heldout")
     write_study_attrs(study, plain, score.band, heldout)
@@ -237,21 +254,37 @@ def run_study(
     if remaining > 0:
         # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
         # runs until the cap says stop, so it also runs trials re-queued from workers that died.
-        study.optimize(
-            TrialRunner(cfg, task_fn, space, score, worker_id, cap),
-            n_trials=remaining if worker_id is None else None,
-            timeout=study_cfg.get("timeout"),
-            catch=(Exception,),
-            callbacks=[cap],
-            show_progress_bar=shows_progress_bar(progress_bar, worker_id),
-        )
+        try:
+            study.optimize(
+                TrialRunner(cfg, task_fn, space, score, worker_id, cap),
+                n_trials=remaining if worker_id is None else None,
+                timeout=study_cfg.get("timeout"),
+                catch=(Exception,),
+                callbacks=[cap],
+                show_progress_bar=shows_progress_bar(progress_bar, worker_id),
+            )
+        except Exception as exc:  # Optuna hides a failed write behind "Should not reach": name the write
+            lost = write_error_in(exc)
+            if lost is None or lost is exc:
+                raise
+            raise lost from None
     write_best_params(study, space, cfg, score)
     store_trust(study, heldout.get("direction") if heldout else None)
     return study
 
 
 #: study settings that may change from run to run of one study without changing what it searches
-_PER_RUN_KEYS = ("n_trials", "timeout", "progress_bar", "report", "artifacts", "spectra", "torch_threads")
+_PER_RUN_KEYS = (
+    "n_trials",
+    "timeout",
+    "trial_timeout",
+    "allow_config_change",
+    "progress_bar",
+    "report",
+    "artifacts",
+    "spectra",
+    "torch_threads",
+)
 
 
 def _strip_n_trials(cfg: Any) -> Any:

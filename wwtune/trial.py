@@ -19,7 +19,10 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from wwtune.bridge import StudyReporter
 from wwtune.config import analysis_kwargs
+from wwtune.deadline import TrialTimeout, trial_alarm
+from wwtune.diskio import WriteError
 from wwtune.objective import Params, Pruned, TrainingDiverged
+from wwtune.reaping import running_here
 from wwtune.record import (
     SPECTRA_DIR,
     TrialRecord,
@@ -92,6 +95,9 @@ class TrialRunner:
         self.data_fraction = float(obj.get("data_fraction", 1.0))
         self.fixed = dict(obj.get("fixed") or {})
         self.seed = int(cfg["study"]["seed"])
+        self.trial_timeout = cfg["study"].get("trial_timeout")
+        timeout = cfg["study"].get("timeout")
+        self.study_deadline = None if timeout is None else time.monotonic() + float(timeout)
         self.folder = study_folder(cfg)
         self.artifacts_dir = self.folder / "artifacts" if cfg["study"].get("artifacts", False) else None
         self.spectra_dir = self.folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
@@ -117,7 +123,8 @@ class TrialRunner:
             _logger.info("Trial %d not run: the study-wide cap was reached meanwhile.", trial.number)
             return float("nan")
         try:
-            return self._run(trial)
+            with running_here(trial.study.study_name, trial.number):
+                return self._run(trial)
         except TrialFailed as exc:
             # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
             _logger.warning("Trial %d failed: %s", trial.number, exc)
@@ -129,6 +136,8 @@ class TrialRunner:
         writer.start(self.budget, self.worker_id)
         try:
             values, layers = self.space.suggest(trial)
+        except WriteError:  # the study's storage is full: nothing more can be recorded, stop the run
+            raise
         except Exception as exc:  # noqa: BLE001 - a sampler that cannot propose fails this trial only
             _logger.warning("Trial %d: sampling raised\n%s", trial.number, traceback.format_exc())
             self._fail(writer, f"sampling the parameters raised {type(exc).__name__}: {exc}")
@@ -152,7 +161,8 @@ class TrialRunner:
         )
         try:
             try:
-                result = self.task_fn(params, reporter)
+                with self._time_limit():
+                    result = self.task_fn(params, reporter)
                 reporter.finish()
                 self._keep_spectra(trial, reporter)  # timed as analysis
             finally:
@@ -167,16 +177,35 @@ class TrialRunner:
         except KeyboardInterrupt:
             writer.fail_reason(f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
             raise
+        except TrialTimeout as exc:
+            if exc.study_wide:  # a partial trial, like Ctrl-C: not counted; the study ends here
+                trial.study.stop()
+                self._fail(writer, f"{INTERRUPTED}: {exc}")
+            self._fail(writer, f"timed out: {exc}")
         except Pruned as exc:
             if not writer.has_prune_reason():
                 writer.prune_reason({"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
         except TrainingDiverged as exc:
             self._fail(writer, f"diverged: {exc}")
+        except WriteError:
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
             self._fail(writer, f"task raised {type(exc).__name__}: {exc}")
         return self._finish(trial, writer, reporter, result)
+
+    def _time_limit(self) -> Any:
+        """The alarm around the task: ``study.trial_timeout``, or what is left of ``study.timeout``."""
+        left = None if self.study_deadline is None else self.study_deadline - time.monotonic()
+        if self.trial_timeout is not None and (left is None or self.trial_timeout <= left):
+            return trial_alarm(
+                self.trial_timeout, f"ran longer than study.trial_timeout={self.trial_timeout:g} s; stopped"
+            )
+        if left is not None:
+            message = f"study.timeout={self.cfg['study']['timeout']:g} s was reached during the trial"
+            return trial_alarm(left, message, study_wide=True)
+        return trial_alarm(None, "")
 
     def _keep_spectra(self, trial: optuna.trial.Trial, reporter: StudyReporter) -> None:
         """Store the final analysis' eigenvalues (``study.spectra``) for the report's ESD plots."""

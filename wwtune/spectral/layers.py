@@ -8,8 +8,10 @@ safetensors is read tensor by tensor and memory stays bounded by the largest ten
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ import torch
 from torch import nn
 
 __all__ = ["FILE_SUFFIXES", "WeightSpec", "weight_specs"]
+
+logger = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 _CONV_TYPES = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
@@ -129,12 +133,32 @@ def _key_spec(key: str, shape: tuple[int, ...], load: Callable[[], torch.Tensor]
     return [WeightSpec(name, _CONV_TYPES[len(shape)], shape, load)]
 
 
-def _state_dict_specs(sd: Mapping[str, Any]) -> list[WeightSpec]:
+def _state_dict_specs(sd: Mapping[str, Any], where: str = "the state_dict") -> list[WeightSpec]:
     specs: list[WeightSpec] = []
+    skipped: list[tuple[str, str]] = []
     for key, t in sd.items():
         if _is_float(t):
             specs += _key_spec(str(key), tuple(t.shape), _const(t.detach()))
+        elif isinstance(t, torch.Tensor) and _key_spec(str(key), tuple(t.shape), _const(t)):
+            skipped.append((str(key), str(t.dtype).replace("torch.", "")))
+    _log_skipped(skipped, where)
     return specs
+
+
+def _log_skipped(skipped: list[tuple[str, str]], where: str) -> None:
+    """Say which layer weights were left out because they are not floating point (int8, bool, ...)."""
+    if not skipped:
+        return
+    shown = ", ".join(f"{key} ({dtype})" for key, dtype in skipped[:10])
+    more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    logger.warning(
+        "%s: skipped %d weight tensor(s) that are not floating point: %s%s; only float weights have a "
+        "spectrum to analyse (dequantize a quantized model first).",
+        where,
+        len(skipped),
+        shown,
+        more,
+    )
 
 
 def _unwrap(obj: Any, where: str) -> nn.Module | Mapping[str, Any]:
@@ -151,7 +175,27 @@ def _unwrap(obj: Any, where: str) -> nn.Module | Mapping[str, Any]:
     raise TypeError(f"{where} holds a {type(obj).__name__}, not a model or state_dict.")
 
 
+#: how a file torch.save wrote begins: a zip archive (torch >= 1.6) or a pickle (the legacy format)
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Refuse, naming the file, what is plainly not a checkpoint (before torch says something unhelpful)."""
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a regular file (a device, a pipe or a socket?): not a "
+                         "PyTorch checkpoint.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes): not a PyTorch checkpoint; was its write "
+                         "interrupted?")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: it begins with {head!r}, neither a "
+                         "zip archive (torch.save) nor a pickle (the legacy format).")
+
+
 def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
+    _check_checkpoint_file(path)
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -160,10 +204,19 @@ def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised as a clear boundary error
+        text = str(e)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f" (e.g. {found.group(1)})" if found else ""
+            raise ValueError(
+                f"{str(path)!r} holds pickled Python objects{what}, not only tensors, and wwtune loads "
+                "checkpoints weights-only (unpickling can run code). Save the weights with "
+                "torch.save(model.state_dict(), path) or safetensors, or build the model in your own code "
+                "and pass it to analyze().") from None
+        first = text.splitlines()[0] if text else ""
         raise ValueError(
-            f"cannot read {str(path)!r} as a weights-only PyTorch checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). If it is a pickled full model you trust, load it "
-            f"with torch.load(path, weights_only=False) and pass the model.") from None
+            f"cannot read {str(path)!r} as a PyTorch checkpoint: the file is damaged or truncated "
+            f"({type(e).__name__}{': ' + first if first else ''}).") from None
     return _unwrap(obj, repr(str(path)))
 
 
@@ -174,6 +227,9 @@ def _safetensors_specs(path: Path) -> list[WeightSpec]:
             entries = [(k, tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()]
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"cannot read {str(path)!r} as safetensors ({type(e).__name__}: {e}).") from None
+    skipped = [(k, str(d)) for k, shape, d in entries if not str(d).upper().startswith(("F", "BF"))
+               and _key_spec(k, shape, lambda: torch.empty(0))]
+    _log_skipped(skipped, repr(str(path)))
     for key, shape, dtype in entries:
         if not str(dtype).upper().startswith(("F", "BF")):
             continue
@@ -192,7 +248,7 @@ def _file_specs(path: Path) -> list[WeightSpec]:
         return _safetensors_specs(path)
     if suffix in (".pt", ".pth", ".bin"):
         obj = _torch_load(path)
-        return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj)
+        return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj, repr(str(path)))
     raise ValueError(f"unsupported file extension {suffix!r} for {str(path)!r}; supported: "
                      f"{', '.join(FILE_SUFFIXES)} or a Hugging Face model folder.")
 
@@ -207,10 +263,15 @@ def _folder_specs(folder: Path) -> list[WeightSpec]:
             except (ValueError, KeyError) as e:
                 raise ValueError(f"{str(index)!r} is not a valid shard index ({e}).") from None
             shards = sorted(set(weight_map.values()))
+            inside = folder.resolve()
+            outside = [s for s in shards if not (folder / s).resolve().is_relative_to(inside)]
+            if outside:
+                raise ValueError(f"{str(index)!r} lists shard(s) outside the model folder: {outside}; "
+                                 "shard entries must be file names inside the folder.")
             missing = [s for s in shards if not (folder / s).is_file()]
             if missing:
                 raise FileNotFoundError(f"shards listed in {str(index)!r} are missing: {missing}")
-            return [s for shard in shards for s in _file_specs(folder / shard)]
+            return _shard_specs(folder, shards, weight_map)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" and p.is_file())
     if not files:
         files = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth") and p.is_file()
@@ -218,6 +279,25 @@ def _folder_specs(folder: Path) -> list[WeightSpec]:
     if not files:
         raise FileNotFoundError(f"no weight files ({', '.join(FILE_SUFFIXES)}) in folder {str(folder)!r}.")
     return [s for f in files for s in _file_specs(f)]
+
+
+def _shard_specs(folder: Path, shards: list[str], weight_map: Mapping[str, str]) -> list[WeightSpec]:
+    """The weights of every readable shard; an unreadable one is reported (with the tensors it should
+    hold) and the others are analysed. Raises only when no shard can be read."""
+    specs: list[WeightSpec] = []
+    broken: list[str] = []
+    for shard in shards:
+        try:
+            specs += _file_specs(folder / shard)
+        except ValueError as e:
+            lost = sorted(k for k, v in weight_map.items() if v == shard)
+            shown = ", ".join(lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
+            logger.warning("shard %s is unreadable (%s); its %d tensor(s) are not analysed: %s",
+                           shard, e, len(lost), shown)
+            broken.append(f"{shard}: {e}")
+    if broken and not specs:
+        raise ValueError(f"no shard of {str(folder)!r} could be read: {'; '.join(broken)}")
+    return specs
 
 
 def weight_specs(source: Any) -> list[WeightSpec]:

@@ -1,0 +1,88 @@
+"""Resuming a study (issue 14): no replayed configurations, config changes refused unless allowed, time
+limits that hold while a trial runs."""
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from wwtune.cli import compose, main
+from wwtune.config import ConfigError
+from wwtune.study import run_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def cfg(*overrides: str) -> dict:
+    return compose(["study=tiny", *overrides])
+
+
+def params_of(study: optuna.Study) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in study.trials if t.params]
+
+
+def test_a_resumed_run_does_not_replay_the_first_runs_proposals(project):
+    first = params_of(run_study(cfg("study.n_trials=3")))
+    study = run_study(cfg("study.n_trials=6"))  # resumes: 3 more trials
+    every = params_of(study)
+    assert every[:3] == first
+    assert not set(every[3:]) & set(first), "the resumed run re-proposed the first run's parameters"
+    assert len(set(every)) == 6
+
+
+def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project):
+    run_study(cfg("study.n_trials=1"))
+    with pytest.raises(ConfigError, match=r"changed: objective.budget, score.band") as err:
+        run_study(cfg("study.n_trials=2", "score.band=[2,3]", "objective.budget=4"))
+    assert "study.allow_config_change=true" in str(err.value)
+    assert main(["study=tiny", "study.n_trials=2", "score.band=[2,3]"]) == 2
+    assert len(optuna.load_study(study_name="tiny", storage=_storage()).trials) == 1  # nothing ran
+    study = run_study(cfg("study.n_trials=2", "score.band=[2,3]", "study.allow_config_change=true"))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["wwtune.band"] == [2.0, 3.0]
+    # per-run settings (n_trials, timeouts, the override itself) are no change
+    run_study(cfg("study.n_trials=3", "score.band=[2,3]", "study.trial_timeout=100"))
+
+
+def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(project):
+    run_study(cfg("study.n_trials=1"))
+    with pytest.raises(ConfigError, match=r"search space of 'lr' changed"):
+        run_study(
+            cfg(
+                "study.n_trials=2",
+                "search_space.params.lr='interval(0.1, 0.5)'",
+                "study.allow_config_change=true",
+            )
+        )
+
+
+def _storage():
+    from wwtune.storage import make_storage
+
+    return make_storage({"kind": "journal"}, "tiny", "studies")
+
+
+def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):
+    start = time.monotonic()
+    study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=2", "study.trial_timeout=1"))
+    assert time.monotonic() - start < 25  # the hung task gives up on its own only after 30 s per trial
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    reasons = {t.user_attrs["wwtune.fail_reason"] for t in study.trials}
+    assert reasons == {"timed out: ran longer than study.trial_timeout=1 s; stopped"}
+
+
+def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
+    study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=3", "study.timeout=2"))
+    assert len(study.trials) == 1 and study.trials[0].state == TrialState.FAIL
+    reason = study.trials[0].user_attrs["wwtune.fail_reason"]
+    assert reason == "interrupted: study.timeout=2 s was reached during the trial"
+    from wwtune.workers import counted_trials
+
+    assert counted_trials(study.trials) == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, "abc", True])
+def test_bad_trial_timeout_is_named(project, value):
+    with pytest.raises(ConfigError, match="study.trial_timeout must be a positive number of seconds"):
+        run_study(cfg(f"study.trial_timeout={str(value).lower()}"))
