@@ -73,8 +73,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from wwtune.objective import Params, Reporter, TrainingDiverged
-from wwtune.score import Score, failed_fits
+from wwtune.crossfit import (
+    CROSSFIT_DEFAULTS,
+    KeepModel,
+    advise_crossfit,
+    format_crossfit,
+    plot_crossfit,
+    read_spectra,
+    supports_resplit,
+)
+from wwtune.objective import Params, TrainingDiverged
+from wwtune.score import Score
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -150,6 +159,20 @@ def _default_params_from_trial(trial: Any) -> tuple[dict[str, Any], dict[str, di
     return dict(trial.params), {}
 
 
+def rank_candidates(
+    study: Any,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+) -> list[Candidate]:
+    """Every complete feasible trial as a :class:`Candidate` (label ``"trial <number>"``), best first."""
+    pick_candidates(study, params_from_trial)  # the same checks (direction, at least 2 trials)
+    decode = params_from_trial or _default_params_from_trial
+    out = []
+    for t in sorted(_complete_trials(study), key=lambda t: (t.value, t.number)):
+        values, layers = decode(t)
+        out.append(Candidate(f"trial {t.number}", values, layers, t.number, float(t.value)))
+    return out
+
+
 def pick_candidates(
     study: Any,
     params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
@@ -185,21 +208,6 @@ def pick_candidates(
 # --------------------------------------------------------------------------------------------------
 # Retraining at several data fractions
 # --------------------------------------------------------------------------------------------------
-class _SpectraReporter(Reporter):
-    """Records losses and keeps the model so its spectra can be read once training ends."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[int, float]] = []
-        self.model: nn.Module | None = None
-
-    def report(self, step: int, model: nn.Module, loss: float) -> None:
-        loss = float(loss)
-        self.losses.append((int(step), loss))
-        self.model = model
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at step {step}")
-
-
 def _run_budget(budget: int, fraction: float, budget_per_data: bool) -> int:
     """Budget of a run at ``fraction``: scaled by 1/fraction when the budget counts passes over the data
     (epochs), so every fraction gets the same number of optimisation steps; unchanged otherwise."""
@@ -264,7 +272,7 @@ def measure_data_curve(
                 seed=int(seed),
                 data_fraction=float(fraction) * float(available_fraction),
             )
-            reporter = _SpectraReporter()
+            reporter = KeepModel()
             record = RunRecord(
                 candidate.label, float(fraction), int(seed), math.inf, math.nan, math.nan, 0, None
             )
@@ -291,19 +299,13 @@ def measure_data_curve(
                 )
                 records.append(record)
                 continue
-            df = analyze_fn(reporter.model)
-            result_score = score(df)
-            if result_score.value is None:
-                record.status, record.reason = "failed", str(result_score.reason)
+            value, reason, mean_alpha, spread, n_layers = read_spectra(reporter.model, score, analyze_fn)
+            if value is None:
+                record.status, record.reason = "failed", reason
                 records.append(record)
                 continue
-            good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
-            alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
-            record.score = float(result_score.value)
-            record.n_layers = int(alphas.size)
-            if alphas.size:
-                record.mean_alpha = float(alphas.mean())
-                record.spread = float(alphas.std(ddof=0))
+            record.score, record.mean_alpha, record.spread = value, mean_alpha, spread
+            record.n_layers = n_layers
             records.append(record)
             logger.info(
                 "advice run %s f=%.4g seed=%d score=%.4g", candidate.label, fraction, seed, record.score
@@ -631,8 +633,16 @@ def advise(
     rule: DecisionRule | None = None,
     analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
     params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+    method: str = "auto",
+    crossfit: Mapping[str, Any] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Retrain the best and typical configurations at several data fractions and give the verdict.
+    """The data-vs-tuning advice: cross-fitted learning curves when the task can re-split its data
+    (``method="auto"`` or ``"crossfit"``; :mod:`wwtune.crossfit`, options ``crossfit`` = keyword arguments
+    of :func:`wwtune.crossfit.advise_crossfit`, ``seed`` its base seed), else the spectral rule below
+    (``method="spectral"``, or a task without ``supports_resplit``: the advice then says so).
+
+    The spectral rule retrains the best and typical configurations at several data fractions.
 
     Args:
         task: ``train(params, reporter)`` declaring ``supports_data_fraction=True``.
@@ -660,6 +670,16 @@ def advise(
         settings used.
     """
     check_task(task)
+    if method not in ("auto", "crossfit", "spectral"):
+        raise ValueError(f"method must be 'auto', 'crossfit' or 'spectral' but got {method!r}.")
+    resplit = supports_resplit(task)
+    if method == "crossfit" and not resplit:
+        raise ValueError(_NO_RESPLIT.format(name=getattr(task, "__qualname__", repr(task))))
+    if method != "spectral" and resplit:
+        return _advise_by_crossfit(
+            task, study, candidates, fixed, budget, available_fraction, score, analyze_fn,
+            params_from_trial, dict(crossfit or {}), seed,
+        )
     fr = [float(f) for f in fractions]
     if any(not (0.0 < f <= 1.0) for f in fr) or len(set(fr)) < 2:
         raise ValueError(
@@ -737,9 +757,77 @@ def advise(
         "tuning_headroom": max(0.0, float(decision.get("tune_gain", 0.0))),
         "metric": "α score of the best configuration",
         "heldout_note": "held-out values in runs are for validation only; the verdict never reads them",
+        "method": "spectral only",
     }
+    if not resplit:
+        advice["note"] = _NO_RESPLIT.format(name=getattr(task, "__qualname__", repr(task)))
+        advice["reason"] = f"spectral only: {advice['reason']}"
     if failed:
         logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
+    return _finite_or_none(advice)
+
+
+_NO_RESPLIT = (
+    "Task {name!r} does not declare supports_resplit=True, so the advisor cannot measure a learning curve "
+    "on the training data: this advice is spectral only (α trends, no loss units). To get the "
+    "cross-fitted advice, honour params.split and return 'unseen_loss' (see wwtune.objective) and mark "
+    "the task with @wwtune.objective.task(supports_data_fraction=True, supports_resplit=True)."
+)
+
+
+def _advise_by_crossfit(
+    task: Callable[..., Any],
+    study: Any,
+    candidates: Sequence[Candidate] | None,
+    fixed: Mapping[str, Any] | None,
+    budget: int,
+    available_fraction: float,
+    score: Score | None,
+    analyze_fn: Callable[[nn.Module], pd.DataFrame] | None,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None,
+    options: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(CROSSFIT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown crossfit option(s) {unknown}; allowed: {sorted(CROSSFIT_DEFAULTS)}.")
+    typical = None
+    if candidates is None:
+        if study is None:
+            raise ValueError("Give a study (its trials are compared) or candidates=(best, other, ...).")
+        ranked = rank_candidates(study, params_from_trial)
+        cands: list[Candidate] = ranked
+        typical = ranked[len(ranked) // 2]
+    else:
+        cands = list(candidates)
+        typical = cands[1] if len(cands) > 1 else None
+    advice = advise_crossfit(
+        task,
+        cands,
+        typical=typical,
+        fixed=fixed,
+        budget=budget,
+        available_fraction=available_fraction,
+        score=score,
+        analyze_fn=analyze_fn,
+        study_summary=tuning_headroom(study) if study is not None else None,
+        seed=seed,
+        **options,
+    )
+    shown = {"best": cands[0], "typical": typical}
+    chosen = (advice.get("tuning_gain") or {}).get("chosen")
+    shown["best_alternative"] = next((c for c in cands if c.label == chosen), None)
+    advice["candidates"] = {
+        role: {
+            "label": c.label,
+            "trial_number": c.trial_number,
+            "study_score": c.study_score,
+            "values": dict(c.values),
+            "layers": {k: dict(v) for k, v in c.layers.items()},
+        }
+        for role, c in shown.items()
+        if c is not None
+    }
     return _finite_or_none(advice)
 
 
@@ -789,6 +877,8 @@ def plot_advice(advice: Mapping[str, Any]) -> Any:
     (no pyplot state)."""
     from matplotlib.figure import Figure
 
+    if advice.get("method") == "cross-fitted learning curve":
+        return plot_crossfit(advice)
     fig = Figure(figsize=(14, 5.0))
     ax_score, ax_alpha, ax_spread = fig.subplots(1, 3)
     runs = pd.DataFrame(advice["runs"])
@@ -866,7 +956,13 @@ def save_advice(advice: Mapping[str, Any], out_dir: str | Path, study: Any = Non
 def format_advice(advice: Mapping[str, Any]) -> str:
     """A few lines for the CLI to print: the verdict, the numbers behind it and the study summary."""
     d = advice.get("decision") or {}
-    lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
+    lines = [f"Advice: {advice['verdict'].upper()}"]
+    if advice.get("method") == "cross-fitted learning curve":
+        lines += format_crossfit(advice)
+    else:
+        lines.append(f"  {advice['reason']}")
+        if advice.get("note"):
+            lines.append(f"  {advice['note']}")
     if "alpha_slope" in d:
         lines.append(
             f"  per doubling of the data: mean α {d['alpha_slope']:+.3f} ± {d['se_alpha']:.3f} "

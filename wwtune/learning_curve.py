@@ -255,10 +255,16 @@ def compare_gains(data: Gain, tuning: Gain) -> dict[str, object]:
         f"({data.level:.0%} intervals)"
     )
     if data.low > tuning.high:
-        return {"verdict": "more data", "reason": f"{text}: the data gain is clearly larger",
-                "margin": data.low - tuning.high}
+        return {
+            "verdict": "more data",
+            "reason": f"{text}: the data gain is clearly larger",
+            "margin": data.low - tuning.high,
+        }
     if tuning.low > data.high:
-        return {"verdict": "more tuning", "reason": f"{text}: the tuning gain is clearly larger",
-                "margin": tuning.low - data.high}
+        return {
+            "verdict": "more tuning",
+            "reason": f"{text}: the tuning gain is clearly larger",
+            "margin": tuning.low - data.high,
+        }
     margin = max(data.low - tuning.high, tuning.low - data.high)
     return {"verdict": "inconclusive", "reason": f"{text}: the intervals overlap", "margin": margin}

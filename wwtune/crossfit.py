@@ -1,0 +1,510 @@
+"""More data or more tuning, from the training data alone: cross-fitted learning curves and tuning gains.
+
+For a task that can re-split its training data (``@task(supports_resplit=True)``, see
+:mod:`wwtune.objective`), :func:`advise_crossfit` answers with numbers in the task's own loss units:
+
+1. **Data gain.** The study's best configuration (lowest α score) is retrained on fractions ``f`` of the
+   data one has (default 1/8, 1/4, 1/2, 3/4; the same epoch budget, as a user with more data would train)
+   on ``splits`` re-splits (default 4; each split has its own shuffling and training seed), and each
+   model's loss is measured on the part of the training data it did not see. A saturating power law
+   ``L(n) = a + b·n^(−c)`` is fitted (:mod:`wwtune.learning_curve`) and extrapolated from 1× to 2×; the
+   expected gain ``L(1×) − L(2×)`` gets a bootstrap interval (runs resampled within each fraction).
+2. **Tuning gain.** Up to ``max_candidates`` complete trials of the study (best α scores first) are each
+   retrained once at the largest fraction on a selection split; the one with the lowest unseen loss is
+   then retrained on the ``splits`` evaluation splits and compared, split by split, with the best
+   configuration there (its runs from step 1): the mean paired loss drop, bootstrapped over the splits
+   and clipped at 0 (one can always keep the current configuration). Selecting on one split and
+   measuring on others keeps the winner's curse out. The typical (median-score) trial's loss on the
+   selection split, the study's trend and parameter importances are reported beside it.
+3. **Verdict** (:func:`wwtune.learning_curve.compare_gains`): "more data" when the data gain's interval
+   (default 90 %) lies wholly above the tuning gain's, "more tuning" when below, "inconclusive" only when
+   they overlap.
+4. **Spectral witness.** The data-curve runs' spectra give the change of mean α and of the cross-layer α
+   spread per doubling of the data (OLS on log2 f): reported beside the verdict, not used by it. Tasks
+   that cannot re-split get the spectral rule of :mod:`wwtune.advice` alone.
+
+Cost with the defaults: ``splits × Σf`` (6.5) + ``min(trials, max_candidates)`` × 0.75 (≤ 9) + ``splits``
+× 0.75 (3) ≈ 18.5 full-data training runs, i.e. about 1.5× a 12-trial study (less for larger studies).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from wwtune.learning_curve import Gain, compare_gains, data_gain, fit_power_law, paired_gain
+from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split, TrainingDiverged
+from wwtune.score import Score, failed_fits
+
+__all__ = [
+    "CROSSFIT_DEFAULTS",
+    "CURVE_FRACTIONS",
+    "SplitRun",
+    "advise_crossfit",
+    "format_crossfit",
+    "plot_crossfit",
+    "read_spectra",
+    "supports_resplit",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fractions of the data one has at which the best configuration's learning curve is measured.
+CURVE_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75)
+
+#: Defaults of :func:`advise_crossfit` (and keys of the ``advise:`` config block).
+CROSSFIT_DEFAULTS: dict[str, Any] = {
+    "curve_fractions": list(CURVE_FRACTIONS),
+    "splits": 4,
+    "select_splits": 1,
+    "max_candidates": 12,
+    "level": 0.9,
+    "n_boot": 400,
+}
+
+
+def supports_resplit(task: Callable[..., Any]) -> bool:
+    """Whether ``task`` declares ``@task(supports_resplit=True)`` (it honours ``params.split``)."""
+    return bool(getattr(task, "supports_resplit", False))
+
+
+class KeepModel(Reporter):
+    """Records losses and keeps the model so its spectra can be read once training ends."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self.model: nn.Module | None = None
+
+    def report(self, step: int, model: nn.Module, loss: float) -> None:
+        loss = float(loss)
+        self.losses.append((int(step), loss))
+        self.model = model
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+
+
+def read_spectra(
+    model: nn.Module, score: Score, analyze_fn: Callable[[nn.Module], pd.DataFrame]
+) -> tuple[float | None, str, float, float, int]:
+    """``(score, reason, mean α, cross-layer α spread, n layers)`` of a trained model (eligible layers
+    whose fit succeeded; score ``None`` with the reason when the model cannot be scored)."""
+    df = analyze_fn(model)
+    result = score(df)
+    if result.value is None:
+        return None, str(result.reason), math.nan, math.nan, 0
+    good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
+    alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
+    if not alphas.size:
+        return float(result.value), "", math.nan, math.nan, 0
+    return float(result.value), "", float(alphas.mean()), float(alphas.std(ddof=0)), int(alphas.size)
+
+
+def weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@dataclass
+class SplitRun:
+    """One re-split run: configuration, fraction of the data one has, split, loss on the unseen part."""
+
+    config: str
+    role: str  # "curve", "select" or "eval"
+    fraction: float
+    split_seed: int
+    seed: int
+    unseen_loss: float | None = None
+    heldout: float | None = None
+    score: float | None = None
+    mean_alpha: float | None = None
+    spread: float | None = None
+    status: str = "ok"
+    reason: str = ""
+
+
+def _run(
+    task: Callable[..., Any],
+    cand: Any,
+    role: str,
+    *,
+    fixed: Mapping[str, Any] | None,
+    budget: int,
+    fraction: float,
+    split_seed: int,
+    seed: int,
+    available_fraction: float,
+    spectra: tuple[Score, Callable[[nn.Module], pd.DataFrame]] | None,
+) -> SplitRun:
+    params = Params(
+        values={**dict(fixed or {}), **dict(cand.values)},
+        layers={k: dict(v) for k, v in cand.layers.items()},
+        budget=int(budget),
+        seed=int(seed),
+        data_fraction=float(available_fraction),
+        split=Split(int(split_seed), float(fraction)),
+    )
+    rec = SplitRun(cand.label, role, float(fraction), int(split_seed), int(seed))
+    reporter = KeepModel()
+    try:
+        result = task(params, reporter) or {}
+    except TrainingDiverged as exc:
+        rec.status, rec.reason = "failed", f"diverged: {exc}"
+        return rec
+    if not isinstance(result, Mapping) or result.get(UNSEEN_LOSS) is None:
+        raise ValueError(
+            f"The task declares supports_resplit but returned no {UNSEEN_LOSS!r} for params.split="
+            f"{params.split}; return {{{UNSEEN_LOSS!r}: loss on the training examples the run did not use}}."
+        )
+    loss = float(result[UNSEEN_LOSS])
+    rec.heldout = None if result.get("heldout") is None else float(result["heldout"])
+    if not math.isfinite(loss) or (reporter.model is not None and not weights_finite(reporter.model)):
+        rec.status, rec.reason = "failed", "diverged: non-finite unseen loss or weights"
+        return rec
+    rec.unseen_loss = loss
+    if spectra is not None and reporter.model is not None:
+        rec.score, reason, rec.mean_alpha, rec.spread, _ = read_spectra(reporter.model, *spectra)
+        if rec.score is None:
+            rec.reason = f"spectra: {reason}"
+    logger.info("advice %s run %s f=%.4g split=%d loss=%.4g", role, cand.label, fraction, split_seed, loss)
+    return rec
+
+
+def _ok(runs: Sequence[SplitRun], **match: Any) -> list[SplitRun]:
+    return [r for r in runs if r.status == "ok" and all(getattr(r, k) == v for k, v in match.items())]
+
+
+def _spectral_witness(curve: Sequence[SplitRun]) -> dict[str, Any]:
+    from wwtune.advice import fit_trend
+
+    out: dict[str, Any] = {}
+    for attr, key in (("mean_alpha", "alpha"), ("spread", "spread")):
+        pts = [(math.log2(r.fraction), getattr(r, attr)) for r in curve]
+        pts = [(x, y) for x, y in pts if y is not None and math.isfinite(y)]
+        if len({x for x, _ in pts}) < 2:
+            out[f"{key}_slope"] = out[f"se_{key}"] = None
+            continue
+        tr = fit_trend([p[0] for p in pts], [p[1] for p in pts])
+        out[f"{key}_slope"], out[f"se_{key}"] = tr.slope, tr.se_slope
+        out[f"{key}_at_largest"] = tr.intercept + tr.slope * math.log2(max(r.fraction for r in curve))
+    a, se_a = out.get("alpha_slope"), out.get("se_alpha")
+    sp, se_sp = out.get("spread_slope"), out.get("se_spread")
+    if a is None or sp is None:
+        out["reading"] = "unavailable (too few scored runs)"
+    elif (abs(a) >= 0.3 and abs(a) >= 2 * se_a) or (-sp >= 0.05 and -sp >= 2 * se_sp):
+        out["reading"] = "data-sensitive (the spectra still move with the amount of data)"
+    elif abs(a) + 2 * se_a < 0.3 and -sp + 2 * se_sp < 0.05:
+        out["reading"] = "data-saturated (the spectra stay put as the data grows)"
+    else:
+        out["reading"] = "unclear"
+    out["thresholds"] = "mean α ±0.3, spread −0.05 per doubling, 2 standard errors (wwtune.advice rules)"
+    return out
+
+
+def advise_crossfit(
+    task: Callable[..., Any],
+    candidates: Sequence[Any],
+    *,
+    typical: Any = None,
+    fixed: Mapping[str, Any] | None = None,
+    budget: int,
+    available_fraction: float = 1.0,
+    curve_fractions: Sequence[float] = CURVE_FRACTIONS,
+    splits: int = 4,
+    select_splits: int = 1,
+    max_candidates: int = 12,
+    level: float = 0.9,
+    n_boot: int = 400,
+    seed: int = 0,
+    score: Score | None = None,
+    analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
+    study_summary: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The cross-fitted advice (module docstring) for ``candidates`` (the current best first).
+
+    Args:
+        task: a task declaring ``supports_resplit=True``.
+        candidates: configurations with ``label``, ``values``, ``layers`` (``wwtune.advice.Candidate``),
+            the current best (the one the study would deploy) first; the first ``max_candidates`` are
+            compared on the selection split(s).
+        typical: the study's typical (median-score) configuration, measured on the selection split for
+            the reported headroom (default: none).
+        fixed: values put in ``params.values`` beside each candidate's (the objective's ``fixed``).
+        budget: training budget per run (the same for every fraction).
+        available_fraction: the ``params.data_fraction`` the study trained with (the data one has).
+        curve_fractions: at least 3 distinct fractions in (0, 1) of that data (default 1/8 … 3/4).
+        splits: evaluation splits (≥ 2; default 4); split ``k`` uses split seed and training seed
+            ``seed + k``.
+        select_splits: selection splits per candidate (default 1; seeds ``seed + 1000 + j``).
+        max_candidates: most candidates compared (default 12).
+        level: interval level of both gains (default 0.9).
+        n_boot: bootstrap resamples (default 400).
+        seed: base seed of splits and bootstrap.
+        score, analyze_fn: how the spectral witness scores a trained model (defaults: ``Score()``,
+            ``wwtune.analyze``); ``analyze_fn=None`` with ``score=None`` still analyses with the defaults.
+        study_summary: the study's own trend (``wwtune.advice.tuning_headroom``), reported.
+    """
+    if not supports_resplit(task):
+        name = getattr(task, "__qualname__", repr(task))
+        raise ValueError(f"{name!r} does not declare supports_resplit=True; see wwtune.objective.")
+    fr = sorted({float(f) for f in curve_fractions})
+    if len(fr) < 3 or any(not (0.0 < f < 1.0) for f in fr):
+        raise ValueError(
+            f"curve_fractions must hold at least 3 distinct values in (0, 1) but got {curve_fractions!r}."
+        )
+    for name, value, least in (
+        ("splits", splits, 2),
+        ("select_splits", select_splits, 1),
+        ("max_candidates", max_candidates, 1),
+        ("budget", budget, 1),
+    ):
+        if int(value) < least or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer of at least {least} but got {value!r}.")
+    if not (0.0 < float(available_fraction) <= 1.0):
+        raise ValueError(f"available_fraction must be in (0, 1] but got {available_fraction!r}.")
+    if not candidates:
+        raise ValueError("candidates must hold at least the current best configuration.")
+    if analyze_fn is None:
+        from wwtune.spectral import analyze as analyze_fn
+    spectra = (score or Score(), analyze_fn)
+    common = {"fixed": fixed, "budget": budget, "available_fraction": available_fraction}
+    f_top = fr[-1]
+    best, others = candidates[0], list(candidates[1 : int(max_candidates)])
+    runs: list[SplitRun] = []
+    # 1. the best configuration's learning curve on the evaluation splits (spectra read for the witness)
+    for k in range(int(splits)):
+        for f in fr:
+            runs.append(
+                _run(
+                    task,
+                    best,
+                    "curve",
+                    fraction=f,
+                    split_seed=seed + k,
+                    seed=seed + k,
+                    spectra=spectra,
+                    **common,
+                )
+            )
+    # 2. selection: every candidate (the best included) once per selection split at the largest fraction
+    labels = {c.label for c in [best, *others]}
+    sel_pool = [best, *others] + ([typical] if typical is not None and typical.label not in labels else [])
+    for j in range(int(select_splits)):
+        for cand in sel_pool:
+            runs.append(
+                _run(
+                    task,
+                    cand,
+                    "select",
+                    fraction=f_top,
+                    split_seed=seed + 1000 + j,
+                    seed=seed + 1000 + j,
+                    spectra=None,
+                    **common,
+                )
+            )
+    sel_loss = {}
+    for cand in [best, *others]:
+        got = [r.unseen_loss for r in _ok(runs, role="select", config=cand.label)]
+        if got:
+            sel_loss[cand.label] = float(np.mean(got))
+    chosen = min(sel_loss, key=lambda lab: (sel_loss[lab], lab != best.label)) if sel_loss else best.label
+    # 3. evaluation of the selected alternative on the evaluation splits, paired with the best's runs
+    best_top = {r.split_seed: r.unseen_loss for r in _ok(runs, role="curve", fraction=f_top)}
+    if chosen != best.label:
+        alt = next(c for c in others if c.label == chosen)
+        for k in range(int(splits)):
+            runs.append(
+                _run(
+                    task,
+                    alt,
+                    "eval",
+                    fraction=f_top,
+                    split_seed=seed + k,
+                    seed=seed + k,
+                    spectra=None,
+                    **common,
+                )
+            )
+        alt_top = {r.split_seed: r.unseen_loss for r in _ok(runs, role="eval")}
+        pairs = sorted(set(best_top) & set(alt_top))
+    else:
+        pairs = []
+    curve = _ok(runs, role="curve")
+    n_curve = np.array([r.fraction for r in curve])
+    l_curve = np.array([r.unseen_loss for r in curve], dtype=float)
+    notes: list[str] = []
+    if len(set(n_curve.tolist())) >= 3:
+        fit = fit_power_law(n_curve, l_curve)
+        dgain: Gain | None = data_gain(n_curve, l_curve, 1.0, 2.0, level=level, n_boot=n_boot, seed=seed)
+        fit_d = asdict(fit)
+        fit_d["at_1x"], fit_d["at_2x"] = float(fit(1.0)), float(fit(2.0))
+    else:
+        dgain, fit_d = None, None
+        notes.append("the best configuration has fewer than 3 data fractions with usable runs")
+    if chosen == best.label:
+        tgain: Gain | None = Gain(0.0, 0.0, 0.0, float(level), 0)
+        tune_text = "no other configuration of the study beat the current best on the selection split"
+    elif len(pairs) >= 2:
+        tgain = paired_gain(
+            [best_top[p] for p in pairs], [alt_top[p] for p in pairs], level=level, n_boot=n_boot, seed=seed
+        )
+        tune_text = (
+            f"trial {chosen} beat the current best on the selection split; measured on {len(pairs)} splits"
+        )
+    else:
+        tgain = None
+        notes.append(f"fewer than 2 evaluation splits usable for {chosen}")
+        tune_text = ""
+    if dgain is None or tgain is None:
+        decision = {"verdict": "inconclusive", "reason": "; ".join(notes), "margin": None}
+    else:
+        decision = compare_gains(dgain, tgain)
+        decision["reason"] = f"{decision['reason']}; {tune_text}"
+    typical_gap = None
+    if typical is not None:
+        t_runs = [r.unseen_loss for r in _ok(runs, role="select", config=typical.label)]
+        if t_runs and best.label in sel_loss:
+            typical_gap = float(np.mean(t_runs)) - sel_loss[best.label]
+    per_fraction = [[r.unseen_loss for r in curve if r.fraction == f] for f in fr]
+    failed = [r for r in runs if r.status != "ok"]
+    if failed:
+        logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
+    return {
+        "method": "cross-fitted learning curve",
+        "verdict": decision["verdict"],
+        "reason": decision["reason"],
+        "decision": {"margin": decision["margin"], "level": float(level), "notes": notes},
+        "data_gain": dgain.as_dict() if dgain else None,
+        "tuning_gain": {
+            **(tgain.as_dict() if tgain else {}),
+            "chosen": chosen,
+            "selection_losses": sel_loss,
+            "pairs": len(pairs),
+        },
+        "typical_minus_best": typical_gap,
+        "power_law": fit_d,
+        "spectral_witness": _spectral_witness(curve),
+        "study": dict(study_summary) if study_summary is not None else None,
+        "runs": [asdict(r) for r in runs],
+        "n_runs": len(runs),
+        "run_equivalents": float(sum(r.fraction for r in runs)),
+        "n_failed_runs": len(failed),
+        "settings": {
+            "curve_fractions": fr,
+            "splits": int(splits),
+            "select_splits": int(select_splits),
+            "max_candidates": int(max_candidates),
+            "level": float(level),
+            "n_boot": int(n_boot),
+            "seed": int(seed),
+            "budget": int(budget),
+            "available_fraction": float(available_fraction),
+        },
+        # the keys wwtune.report.plot_advice reads: the best configuration's unseen loss per fraction
+        "data_fraction": [f for f, v in zip(fr, per_fraction, strict=True) if v],
+        "score": [float(np.mean(v)) for v in per_fraction if v],
+        "score_err": [float(np.std(v)) for v in per_fraction if v],
+        "tuning_headroom": tgain.estimate if tgain else None,
+        "metric": "loss of the best configuration on the training data it did not see (unseen_loss)",
+        "heldout_note": "held-out values in runs are for validation only; the verdict never reads them",
+    }
+
+
+def format_crossfit(advice: Mapping[str, Any]) -> list[str]:
+    """The CLI lines of a cross-fitted advice after the verdict line."""
+    lines = [f"  {advice['reason']}"]
+    d, t = advice.get("data_gain"), advice.get("tuning_gain") or {}
+    if d:
+        lines.append(f"  2× data: {d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] (unseen loss)")
+    if t.get("estimate") is not None:
+        lines.append(
+            f"  more tuning: {t['estimate']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] "
+            f"(best alternative: {t['chosen']})"
+        )
+    w = advice.get("spectral_witness") or {}
+    if w.get("alpha_slope") is not None:
+        lines.append(
+            f"  spectral witness: mean α {w['alpha_slope']:+.3f} ± {w['se_alpha']:.3f}, α spread "
+            f"{w['spread_slope']:+.3f} ± {w['se_spread']:.3f} per doubling: {w['reading']}"
+        )
+    lines.append(
+        f"  cost: {advice['n_runs']} training runs ({advice['run_equivalents']:.1f} full-data equivalents)"
+    )
+    return lines
+
+
+def plot_crossfit(advice: Mapping[str, Any]) -> Any:
+    """Three panels: the unseen-loss learning curve with the power law extrapolated to 2×; the two
+    gains with their intervals; mean α and α spread of the curve runs (the spectral witness)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(14, 4.8))
+    ax_curve, ax_gain, ax_alpha = fig.subplots(1, 3)
+    runs = pd.DataFrame(advice["runs"])
+    curve = runs[(runs["role"] == "curve") & (runs["status"] == "ok")] if len(runs) else runs
+    if len(curve):
+        ax_curve.plot(
+            curve["fraction"],
+            curve["unseen_loss"],
+            "o",
+            color="tab:blue",
+            alpha=0.5,
+            label="best config: runs (one per split)",
+        )
+    pl = advice.get("power_law")
+    d = advice.get("data_gain")
+    if pl:
+        xs = np.geomspace(min(advice["settings"]["curve_fractions"]), 2.0, 60)
+        ys = pl["a"] + pl["b"] * (xs / pl["n_ref"]) ** (-pl["c"])
+        ax_curve.plot(xs, ys, "-", color="tab:blue", label=f"power law, c = {pl['c']:.2f}")
+        ax_curve.axvline(1.0, color="grey", lw=0.8, ls=":")
+        if d:
+            ax_curve.errorbar(
+                [2.0],
+                [pl["at_2x"]],
+                yerr=[[d["high"] - d["estimate"]], [d["estimate"] - d["low"]]],
+                fmt="s",
+                color="tab:blue",
+                mfc="white",
+                capsize=4,
+                label="2× (extrapolated)",
+            )
+    ax_curve.set_xscale("log", base=2)
+    ax_curve.set_xlabel("training data (relative to what is available)")
+    ax_curve.set_ylabel("loss on the unseen part of the training data")
+    ax_curve.set_title(f"verdict: {advice['verdict']}", fontsize=10)
+    ax_curve.legend(fontsize=7)
+    t = advice.get("tuning_gain") or {}
+    for i, (_name, g, color) in enumerate((("2× data", d, "tab:blue"), ("more tuning", t, "tab:green"))):
+        if g and g.get("estimate") is not None:
+            ax_gain.bar(i, g["estimate"], color=color, alpha=0.6)
+            ax_gain.errorbar(
+                [i],
+                [g["estimate"]],
+                yerr=[[g["estimate"] - g["low"]], [g["high"] - g["estimate"]]],
+                fmt="none",
+                color="k",
+                capsize=6,
+            )
+    ax_gain.set_xticks([0, 1], ["2× data", "more tuning"])
+    ax_gain.set_ylabel(f"expected loss drop ({advice['settings']['level']:.0%} interval)")
+    ax_gain.set_title("expected gains", fontsize=10)
+    if len(curve):
+        ax_alpha.plot(curve["fraction"], curve["mean_alpha"], "o", color="tab:purple", label="mean α")
+        ax2 = ax_alpha.twinx()
+        ax2.plot(curve["fraction"], curve["spread"], "^", color="tab:orange", label="α spread")
+        ax2.set_ylabel("cross-layer α spread")
+    ax_alpha.set_xscale("log", base=2)
+    ax_alpha.set_xlabel("training data (relative to what is available)")
+    ax_alpha.set_ylabel("mean α (eligible layers)")
+    w = advice.get("spectral_witness") or {}
+    ax_alpha.set_title(f"spectral witness: {str(w.get('reading', '')).split(' (')[0]}", fontsize=10)
+    fig.tight_layout()
+    return fig
