@@ -9,13 +9,13 @@ For a task that can re-split its training data (``@task(supports_resplit=True)``
    model's loss is measured on the part of the training data it did not see. A saturating power law
    ``L(n) = a + b·n^(−c)`` is fitted (:mod:`wwtune.learning_curve`) and extrapolated from 1× to 2×; the
    expected gain ``L(1×) − L(2×)`` gets a bootstrap interval (runs resampled within each fraction).
-2. **Tuning gain.** Up to ``max_candidates`` complete trials of the study (best α scores first) are each
-   retrained once at the largest fraction on a selection split; the one with the lowest unseen loss is
-   then retrained on the ``splits`` evaluation splits and compared, split by split, with the best
-   configuration there (its runs from step 1): the mean paired loss drop, bootstrapped over the splits
-   and clipped at 0 (one can always keep the current configuration). Selecting on one split and
-   measuring on others keeps the winner's curse out. The typical (median-score) trial's loss on the
-   selection split, the study's trend and parameter importances are reported beside it.
+2. **Tuning gain.** Up to ``max_candidates`` complete trials of the study (best α scores first, default
+   8) are retrained at the largest fraction on the same splits. On each split the configuration with the
+   lowest mean unseen loss on the *other* splits is compared with the current best there (leave one split
+   out, so the winner's curse stays out); the mean of these paired loss drops, bootstrapped over the
+   splits and clipped at 0 (one can always keep the current configuration), is the expected gain from
+   more tuning. The typical (median-score) trial's gap to the best, the study's trend and parameter
+   importances are reported beside it.
 3. **Verdict** (:func:`wwtune.learning_curve.compare_gains`): "more data" when the data gain's interval
    (default 90 %) lies wholly above the tuning gain's, "more tuning" when below, "inconclusive" only when
    they overlap.
@@ -23,8 +23,9 @@ For a task that can re-split its training data (``@task(supports_resplit=True)``
    spread per doubling of the data (OLS on log2 f): reported beside the verdict, not used by it. Tasks
    that cannot re-split get the spectral rule of :mod:`wwtune.advice` alone.
 
-Cost with the defaults: ``splits × Σf`` (6.5) + ``min(trials, max_candidates)`` × 0.75 (≤ 9) + ``splits``
-× 0.75 (3) ≈ 18.5 full-data training runs, i.e. about 1.5× a 12-trial study (less for larger studies).
+Cost with the defaults: ``splits × Σf`` (4 × 1.625 = 6.5) + ``splits × 0.75`` per other candidate
+(7 × 3 = 21, + 3 for the typical trial when it is not among them) ≈ 27.5–30.5 full-data training runs,
+i.e. about 2.3–2.5× a 12-trial study, less for larger studies (the candidates are capped).
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ CURVE_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75)
 CROSSFIT_DEFAULTS: dict[str, Any] = {
     "curve_fractions": list(CURVE_FRACTIONS),
     "splits": 4,
-    "select_splits": 1,
-    "max_candidates": 12,
+    "max_candidates": 8,
     "level": 0.9,
     "n_boot": 400,
 }
@@ -116,7 +116,7 @@ class SplitRun:
     """One re-split run: configuration, fraction of the data one has, split, loss on the unseen part."""
 
     config: str
-    role: str  # "curve", "select" or "eval"
+    role: str  # "curve" (the current best's learning curve) or "eval" (another configuration)
     fraction: float
     split_seed: int
     seed: int
@@ -217,8 +217,7 @@ def advise_crossfit(
     available_fraction: float = 1.0,
     curve_fractions: Sequence[float] = CURVE_FRACTIONS,
     splits: int = 4,
-    select_splits: int = 1,
-    max_candidates: int = 12,
+    max_candidates: int = 8,
     level: float = 0.9,
     n_boot: int = 400,
     seed: int = 0,
@@ -232,8 +231,8 @@ def advise_crossfit(
         task: a task declaring ``supports_resplit=True``.
         candidates: configurations with ``label``, ``values``, ``layers`` (``wwtune.advice.Candidate``),
             the current best (the one the study would deploy) first; the first ``max_candidates`` are
-            compared on the selection split(s).
-        typical: the study's typical (median-score) configuration, measured on the selection split for
+            compared.
+        typical: the study's typical (median-score) configuration, measured on the same splits for
             the reported headroom (default: none).
         fixed: values put in ``params.values`` beside each candidate's (the objective's ``fixed``).
         budget: training budget per run (the same for every fraction).
@@ -241,8 +240,7 @@ def advise_crossfit(
         curve_fractions: at least 3 distinct fractions in (0, 1) of that data (default 1/8 … 3/4).
         splits: evaluation splits (≥ 2; default 4); split ``k`` uses split seed and training seed
             ``seed + k``.
-        select_splits: selection splits per candidate (default 1; seeds ``seed + 1000 + j``).
-        max_candidates: most candidates compared (default 12).
+        max_candidates: most candidates compared, the current best included (default 8).
         level: interval level of both gains (default 0.9).
         n_boot: bootstrap resamples (default 400).
         seed: base seed of splits and bootstrap.
@@ -260,7 +258,6 @@ def advise_crossfit(
         )
     for name, value, least in (
         ("splits", splits, 2),
-        ("select_splits", select_splits, 1),
         ("max_candidates", max_candidates, 1),
         ("budget", budget, 1),
     ):
@@ -292,38 +289,15 @@ def advise_crossfit(
                     **common,
                 )
             )
-    # 2. selection: every candidate (the best included) once per selection split at the largest fraction
+    # 2. every other candidate (and the typical one) on the same splits at the largest fraction
     labels = {c.label for c in [best, *others]}
-    sel_pool = [best, *others] + ([typical] if typical is not None and typical.label not in labels else [])
-    for j in range(int(select_splits)):
-        for cand in sel_pool:
-            runs.append(
-                _run(
-                    task,
-                    cand,
-                    "select",
-                    fraction=f_top,
-                    split_seed=seed + 1000 + j,
-                    seed=seed + 1000 + j,
-                    spectra=None,
-                    **common,
-                )
-            )
-    sel_loss = {}
-    for cand in [best, *others]:
-        got = [r.unseen_loss for r in _ok(runs, role="select", config=cand.label)]
-        if got:
-            sel_loss[cand.label] = float(np.mean(got))
-    chosen = min(sel_loss, key=lambda lab: (sel_loss[lab], lab != best.label)) if sel_loss else best.label
-    # 3. evaluation of the selected alternative on the evaluation splits, paired with the best's runs
-    best_top = {r.split_seed: r.unseen_loss for r in _ok(runs, role="curve", fraction=f_top)}
-    if chosen != best.label:
-        alt = next(c for c in others if c.label == chosen)
+    pool = others + ([typical] if typical is not None and typical.label not in labels else [])
+    for cand in pool:
         for k in range(int(splits)):
             runs.append(
                 _run(
                     task,
-                    alt,
+                    cand,
                     "eval",
                     fraction=f_top,
                     split_seed=seed + k,
@@ -332,10 +306,28 @@ def advise_crossfit(
                     **common,
                 )
             )
-        alt_top = {r.split_seed: r.unseen_loss for r in _ok(runs, role="eval")}
-        pairs = sorted(set(best_top) & set(alt_top))
-    else:
-        pairs = []
+    table: dict[str, dict[int, float]] = {
+        best.label: {r.split_seed: r.unseen_loss for r in _ok(runs, role="curve", fraction=f_top)}
+    }
+    for cand in pool:
+        table[cand.label] = {r.split_seed: r.unseen_loss for r in _ok(runs, role="eval", config=cand.label)}
+    compared = {lab: t for lab, t in table.items() if lab in labels and t}
+    mean_loss = {lab: float(np.mean(list(t.values()))) for lab, t in compared.items()}
+    # 3. honest tuning gain: on each split, the candidate with the lowest mean loss on the other splits
+    current, better, picks = [], [], []
+    for k in sorted(table[best.label]):
+        rest = {
+            lab: float(np.mean([v for kk, v in t.items() if kk != k]))
+            for lab, t in compared.items()
+            if k in t and len(t) > 1
+        }
+        if best.label not in rest:
+            continue
+        pick = min(rest, key=lambda lab: (rest[lab], lab != best.label))
+        current.append(table[best.label][k])
+        better.append(table[pick][k])
+        picks.append(pick)
+    chosen = min(mean_loss, key=lambda lab: (mean_loss[lab], lab != best.label)) if mean_loss else best.label
     curve = _ok(runs, role="curve")
     n_curve = np.array([r.fraction for r in curve])
     l_curve = np.array([r.unseen_loss for r in curve], dtype=float)
@@ -348,19 +340,15 @@ def advise_crossfit(
     else:
         dgain, fit_d = None, None
         notes.append("the best configuration has fewer than 3 data fractions with usable runs")
-    if chosen == best.label:
-        tgain: Gain | None = Gain(0.0, 0.0, 0.0, float(level), 0)
-        tune_text = "no other configuration of the study beat the current best on the selection split"
-    elif len(pairs) >= 2:
-        tgain = paired_gain(
-            [best_top[p] for p in pairs], [alt_top[p] for p in pairs], level=level, n_boot=n_boot, seed=seed
-        )
+    if len(current) >= 2:
+        tgain: Gain | None = paired_gain(current, better, level=level, n_boot=n_boot, seed=seed)
         tune_text = (
-            f"trial {chosen} beat the current best on the selection split; measured on {len(pairs)} splits"
+            f"on each of {len(current)} splits the configuration best on the other splits "
+            f"({', '.join(sorted(set(picks)))}) vs the current best ({best.label})"
         )
     else:
         tgain = None
-        notes.append(f"fewer than 2 evaluation splits usable for {chosen}")
+        notes.append("fewer than 2 splits with usable runs of the current best and another configuration")
         tune_text = ""
     if dgain is None or tgain is None:
         decision = {"verdict": "inconclusive", "reason": "; ".join(notes), "margin": None}
@@ -369,9 +357,9 @@ def advise_crossfit(
         decision["reason"] = f"{decision['reason']}; {tune_text}"
     typical_gap = None
     if typical is not None:
-        t_runs = [r.unseen_loss for r in _ok(runs, role="select", config=typical.label)]
-        if t_runs and best.label in sel_loss:
-            typical_gap = float(np.mean(t_runs)) - sel_loss[best.label]
+        pairs = sorted(set(table.get(typical.label, {})) & set(table[best.label]))
+        if pairs:
+            typical_gap = float(np.mean([table[typical.label][k] - table[best.label][k] for k in pairs]))
     per_fraction = [[r.unseen_loss for r in curve if r.fraction == f] for f in fr]
     failed = [r for r in runs if r.status != "ok"]
     if failed:
@@ -385,8 +373,8 @@ def advise_crossfit(
         "tuning_gain": {
             **(tgain.as_dict() if tgain else {}),
             "chosen": chosen,
-            "selection_losses": sel_loss,
-            "pairs": len(pairs),
+            "mean_losses": mean_loss,
+            "picks": picks,
         },
         "typical_minus_best": typical_gap,
         "power_law": fit_d,
@@ -399,7 +387,6 @@ def advise_crossfit(
         "settings": {
             "curve_fractions": fr,
             "splits": int(splits),
-            "select_splits": int(select_splits),
             "max_candidates": int(max_candidates),
             "level": float(level),
             "n_boot": int(n_boot),
