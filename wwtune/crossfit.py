@@ -68,6 +68,7 @@ CROSSFIT_DEFAULTS: dict[str, Any] = {
     "max_candidates": 8,
     "level": 0.9,
     "n_boot": 400,
+    "compare": "overlap",
 }
 
 
@@ -221,6 +222,7 @@ def advise_crossfit(
     level: float = 0.9,
     n_boot: int = 400,
     seed: int = 0,
+    compare: str = "overlap",
     score: Score | None = None,
     analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
     study_summary: Mapping[str, Any] | None = None,
@@ -244,6 +246,8 @@ def advise_crossfit(
         level: interval level of both gains (default 0.9).
         n_boot: bootstrap resamples (default 400).
         seed: base seed of splits and bootstrap.
+        compare: how the two gains decide (:func:`wwtune.learning_curve.compare_gains`), default
+            ``"overlap"``.
         score, analyze_fn: how the spectral witness scores a trained model (defaults: ``Score()``,
             ``wwtune.analyze``); ``analyze_fn=None`` with ``score=None`` still analyses with the defaults.
         study_summary: the study's own trend (``wwtune.advice.tuning_headroom``), reported.
@@ -306,28 +310,81 @@ def advise_crossfit(
                     **common,
                 )
             )
-    table: dict[str, dict[int, float]] = {
-        best.label: {r.split_seed: r.unseen_loss for r in _ok(runs, role="curve", fraction=f_top)}
+    out = summarise_runs(
+        runs,
+        best.label,
+        [c.label for c in [best, *others]],
+        typical.label if typical is not None else None,
+        fr,
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        compare=compare,
+    )
+    failed = [r for r in runs if r.status != "ok"]
+    if failed:
+        logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
+    return {
+        **out,
+        "study": dict(study_summary) if study_summary is not None else None,
+        "runs": [asdict(r) for r in runs],
+        "n_runs": len(runs),
+        "run_equivalents": float(sum(r.fraction for r in runs)),
+        "n_failed_runs": len(failed),
+        "settings": {
+            "curve_fractions": fr,
+            "splits": int(splits),
+            "max_candidates": int(max_candidates),
+            "level": float(level),
+            "n_boot": int(n_boot),
+            "seed": int(seed),
+            "compare": compare,
+            "budget": int(budget),
+            "available_fraction": float(available_fraction),
+        },
     }
-    for cand in pool:
-        table[cand.label] = {r.split_seed: r.unseen_loss for r in _ok(runs, role="eval", config=cand.label)}
+
+
+def summarise_runs(
+    runs: Sequence[SplitRun],
+    best_label: str,
+    compared_labels: Sequence[str],
+    typical_label: str | None,
+    curve_fractions: Sequence[float],
+    *,
+    level: float = 0.9,
+    n_boot: int = 400,
+    seed: int = 0,
+    compare: str = "overlap",
+) -> dict[str, Any]:
+    """Gains, verdict and witness from the runs of :func:`advise_crossfit` (no training: the rule alone,
+    so a stored advice can be re-decided). ``compared_labels`` are the configurations the tuning gain may
+    pick (the current best included); ``typical_label`` is only reported."""
+    fr = sorted(float(f) for f in curve_fractions)
+    f_top = fr[-1]
+    labels = set(compared_labels)
+    table: dict[str, dict[int, float]] = {
+        best_label: {r.split_seed: r.unseen_loss for r in _ok(runs, role="curve", fraction=f_top)}
+    }
+    for r in _ok(runs, role="eval"):
+        table.setdefault(r.config, {})[r.split_seed] = r.unseen_loss
     compared = {lab: t for lab, t in table.items() if lab in labels and t}
     mean_loss = {lab: float(np.mean(list(t.values()))) for lab, t in compared.items()}
     # 3. honest tuning gain: on each split, the candidate with the lowest mean loss on the other splits
     current, better, picks = [], [], []
-    for k in sorted(table[best.label]):
+    for k in sorted(table[best_label]):
         rest = {
             lab: float(np.mean([v for kk, v in t.items() if kk != k]))
             for lab, t in compared.items()
             if k in t and len(t) > 1
         }
-        if best.label not in rest:
+        if best_label not in rest:
             continue
-        pick = min(rest, key=lambda lab: (rest[lab], lab != best.label))
-        current.append(table[best.label][k])
+        pick = min(rest, key=lambda lab: (rest[lab], lab != best_label))
+        current.append(table[best_label][k])
         better.append(table[pick][k])
         picks.append(pick)
-    chosen = min(mean_loss, key=lambda lab: (mean_loss[lab], lab != best.label)) if mean_loss else best.label
+    chosen = min(mean_loss, key=lambda lab: (mean_loss[lab], lab != best_label)) if mean_loss else best_label
     curve = _ok(runs, role="curve")
     n_curve = np.array([r.fraction for r in curve])
     l_curve = np.array([r.unseen_loss for r in curve], dtype=float)
@@ -344,7 +401,7 @@ def advise_crossfit(
         tgain: Gain | None = paired_gain(current, better, level=level, n_boot=n_boot, seed=seed)
         tune_text = (
             f"on each of {len(current)} splits the configuration best on the other splits "
-            f"({', '.join(sorted(set(picks)))}) vs the current best ({best.label})"
+            f"({', '.join(sorted(set(picks)))}) vs the current best ({best_label})"
         )
     else:
         tgain = None
@@ -353,22 +410,19 @@ def advise_crossfit(
     if dgain is None or tgain is None:
         decision = {"verdict": "inconclusive", "reason": "; ".join(notes), "margin": None}
     else:
-        decision = compare_gains(dgain, tgain)
+        decision = compare_gains(dgain, tgain, by=compare)
         decision["reason"] = f"{decision['reason']}; {tune_text}"
     typical_gap = None
-    if typical is not None:
-        pairs = sorted(set(table.get(typical.label, {})) & set(table[best.label]))
+    if typical_label is not None:
+        pairs = sorted(set(table.get(typical_label, {})) & set(table[best_label]))
         if pairs:
-            typical_gap = float(np.mean([table[typical.label][k] - table[best.label][k] for k in pairs]))
+            typical_gap = float(np.mean([table[typical_label][k] - table[best_label][k] for k in pairs]))
     per_fraction = [[r.unseen_loss for r in curve if r.fraction == f] for f in fr]
-    failed = [r for r in runs if r.status != "ok"]
-    if failed:
-        logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
     return {
         "method": "cross-fitted learning curve",
         "verdict": decision["verdict"],
         "reason": decision["reason"],
-        "decision": {"margin": decision["margin"], "level": float(level), "notes": notes},
+        "decision": {"margin": decision["margin"], "level": float(level), "compare": compare, "notes": notes},
         "data_gain": dgain.as_dict() if dgain else None,
         "tuning_gain": {
             **(tgain.as_dict() if tgain else {}),
@@ -379,21 +433,6 @@ def advise_crossfit(
         "typical_minus_best": typical_gap,
         "power_law": fit_d,
         "spectral_witness": _spectral_witness(curve),
-        "study": dict(study_summary) if study_summary is not None else None,
-        "runs": [asdict(r) for r in runs],
-        "n_runs": len(runs),
-        "run_equivalents": float(sum(r.fraction for r in runs)),
-        "n_failed_runs": len(failed),
-        "settings": {
-            "curve_fractions": fr,
-            "splits": int(splits),
-            "max_candidates": int(max_candidates),
-            "level": float(level),
-            "n_boot": int(n_boot),
-            "seed": int(seed),
-            "budget": int(budget),
-            "available_fraction": float(available_fraction),
-        },
         # the keys wwtune.report.plot_advice reads: the best configuration's unseen loss per fraction
         "data_fraction": [f for f, v in zip(fr, per_fraction, strict=True) if v],
         "score": [float(np.mean(v)) for v in per_fraction if v],

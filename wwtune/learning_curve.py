@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
+    "COMPARE_RULES",
     "C_RANGE",
     "Gain",
     "PowerLaw",
@@ -74,6 +75,8 @@ class Gain:
     high: float
     level: float = 0.9
     n_boot: int = 0
+    #: the bootstrap replicates (same order as the resamples), for :func:`compare_gains` by difference
+    samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -208,7 +211,7 @@ def data_gain(
         idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
         samples[k] = fit_power_law(na[idx], la[idx], c_range=c_range).gain(n_from, n_to)
     low, high = _interval(samples, level)
-    return Gain(float(estimate), low, high, float(level), int(n_boot))
+    return Gain(float(estimate), low, high, float(level), int(n_boot), tuple(samples.tolist()))
 
 
 def paired_gain(
@@ -240,31 +243,48 @@ def paired_gain(
     est = float(d.mean())
     if clip_at_zero:
         est, low, high = max(est, 0.0), max(low, 0.0), max(high, 0.0)
-    return Gain(est, low, high, float(level), int(n_boot))
+        samples = np.maximum(samples, 0.0)
+    return Gain(est, low, high, float(level), int(n_boot), tuple(samples.tolist()))
 
 
-def compare_gains(data: Gain, tuning: Gain) -> dict[str, object]:
-    """The verdict from the two gains (same loss units): which interval lies wholly above the other.
+COMPARE_RULES = ("overlap", "difference")
 
-    Returns ``verdict`` ("more data", "more tuning" or "inconclusive"), ``reason`` (one sentence with the
-    numbers) and ``margin`` (the gap between the intervals; negative when they overlap).
+
+def compare_gains(data: Gain, tuning: Gain, *, by: str = "overlap") -> dict[str, object]:
+    """The verdict from the two gains (same loss units).
+
+    ``by="overlap"`` (default): "more data" when the data gain's interval lies wholly above the tuning
+    gain's, "more tuning" when wholly below, "inconclusive" when they overlap. ``by="difference"``: the
+    interval (at ``data.level``) of the bootstrap replicates of ``data − tuning`` (both gains need
+    ``samples`` of equal length): a verdict when it excludes 0 — never when the two intervals are
+    disjoint the other way, so "inconclusive" still implies overlapping intervals.
+
+    Returns ``verdict``, ``reason`` (one sentence with the numbers) and ``margin`` (overlap: the gap
+    between the intervals; difference: the distance of the difference interval from 0; negative when
+    inconclusive).
     """
+    if by not in COMPARE_RULES:
+        raise ValueError(f"by must be one of {list(COMPARE_RULES)} but got {by!r}.")
     text = (
         f"expected loss drop from 2× data {data.estimate:+.4f} [{data.low:+.4f}, {data.high:+.4f}] vs from "
         f"more tuning {tuning.estimate:+.4f} [{tuning.low:+.4f}, {tuning.high:+.4f}] "
         f"({data.level:.0%} intervals)"
     )
-    if data.low > tuning.high:
-        return {
-            "verdict": "more data",
-            "reason": f"{text}: the data gain is clearly larger",
-            "margin": data.low - tuning.high,
-        }
-    if tuning.low > data.high:
+    if by == "difference":
+        if not data.samples or len(data.samples) != len(tuning.samples):
+            raise ValueError(
+                "compare_gains(by='difference') needs bootstrap samples of equal length in both gains."
+            )
+        lo, hi = _interval(np.asarray(data.samples) - np.asarray(tuning.samples), data.level)
+        text += f"; data − tuning [{lo:+.4f}, {hi:+.4f}]"
+    else:
+        lo, hi = data.low - tuning.high, data.high - tuning.low
+    if lo > 0:
+        return {"verdict": "more data", "reason": f"{text}: the data gain is clearly larger", "margin": lo}
+    if hi < 0:
         return {
             "verdict": "more tuning",
             "reason": f"{text}: the tuning gain is clearly larger",
-            "margin": tuning.low - data.high,
+            "margin": -hi,
         }
-    margin = max(data.low - tuning.high, tuning.low - data.high)
-    return {"verdict": "inconclusive", "reason": f"{text}: the intervals overlap", "margin": margin}
+    return {"verdict": "inconclusive", "reason": f"{text}: not clearly apart", "margin": max(lo, -hi)}
