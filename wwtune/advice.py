@@ -995,6 +995,8 @@ ADVISE_DEFAULTS: dict[str, Any] = {
     "spread_threshold": DecisionRule.spread_threshold,
     "z": DecisionRule.z,
     "min_effect": DecisionRule.min_effect,
+    "method": "auto",
+    **CROSSFIT_DEFAULTS,
 }
 
 
@@ -1050,6 +1052,9 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
         rule=rule,
         analyze_fn=lambda model: analyze(model, **analysis),
         params_from_trial=lambda trial: space.split(trial.params),
+        method=str(opts["method"]),
+        crossfit={k: opts[k] for k in CROSSFIT_DEFAULTS},
+        seed=int(study_cfg.get("seed", 0)),
     )
     paths = save_advice(advice, study_dir(studies_dir, name), study=study)
     logger.info("advice saved to %s and %s", paths["json"], paths["png"])
