@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -29,7 +28,6 @@ from wwtune.advice import (
     tuning_headroom,
 )
 from wwtune.objective import Params, Reporter, task
-from wwtune.score import Score
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
