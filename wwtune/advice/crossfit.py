@@ -38,12 +38,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
+from wwtune.advice.rule import fit_trend
+from wwtune.advice.runs import SpectraReporter, read_spectra
 from wwtune.learning_curve import Gain, compare_gains, data_gain, fit_power_law, paired_gain
-from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split, TrainingDiverged
-from wwtune.score import Score, failed_fits
+from wwtune.objective import UNSEEN_LOSS, Params, Split, TrainingDiverged, check_finite_weights
+from wwtune.score import Score
 
 __all__ = [
     "CROSSFIT_DEFAULTS",
@@ -51,8 +52,7 @@ __all__ = [
     "SplitRun",
     "advise_crossfit",
     "format_crossfit",
-    "plot_crossfit",
-    "read_spectra",
+    "summarise_runs",
     "supports_resplit",
 ]
 
@@ -75,41 +75,6 @@ CROSSFIT_DEFAULTS: dict[str, Any] = {
 def supports_resplit(task: Callable[..., Any]) -> bool:
     """Whether ``task`` declares ``@task(supports_resplit=True)`` (it honours ``params.split``)."""
     return bool(getattr(task, "supports_resplit", False))
-
-
-class KeepModel(Reporter):
-    """Records losses and keeps the model so its spectra can be read once training ends."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[int, float]] = []
-        self.model: nn.Module | None = None
-
-    def report(self, step: int, model: nn.Module, loss: float) -> None:
-        loss = float(loss)
-        self.losses.append((int(step), loss))
-        self.model = model
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at step {step}")
-
-
-def read_spectra(
-    model: nn.Module, score: Score, analyze_fn: Callable[[nn.Module], pd.DataFrame]
-) -> tuple[float | None, str, float, float, int]:
-    """``(score, reason, mean α, cross-layer α spread, n layers)`` of a trained model (eligible layers
-    whose fit succeeded; score ``None`` with the reason when the model cannot be scored)."""
-    df = analyze_fn(model)
-    result = score(df)
-    if result.value is None:
-        return None, str(result.reason), math.nan, math.nan, 0
-    good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
-    alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
-    if not alphas.size:
-        return float(result.value), "", math.nan, math.nan, 0
-    return float(result.value), "", float(alphas.mean()), float(alphas.std(ddof=0)), int(alphas.size)
-
-
-def weights_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 @dataclass
@@ -152,7 +117,7 @@ def _run(
         split=Split(int(split_seed), float(fraction)),
     )
     rec = SplitRun(cand.label, role, float(fraction), int(split_seed), int(seed))
-    reporter = KeepModel()
+    reporter = SpectraReporter()
     try:
         result = task(params, reporter) or {}
     except TrainingDiverged as exc:
@@ -165,8 +130,13 @@ def _run(
         )
     loss = float(result[UNSEEN_LOSS])
     rec.heldout = None if result.get("heldout") is None else float(result["heldout"])
-    if not math.isfinite(loss) or (reporter.model is not None and not weights_finite(reporter.model)):
-        rec.status, rec.reason = "failed", "diverged: non-finite unseen loss or weights"
+    try:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"unseen loss is {loss}")
+        if reporter.model is not None:
+            check_finite_weights(reporter.model)
+    except TrainingDiverged as exc:
+        rec.status, rec.reason = "failed", f"diverged: {exc}"
         return rec
     rec.unseen_loss = loss
     if spectra is not None and reporter.model is not None:
@@ -182,8 +152,6 @@ def _ok(runs: Sequence[SplitRun], **match: Any) -> list[SplitRun]:
 
 
 def _spectral_witness(curve: Sequence[SplitRun]) -> dict[str, Any]:
-    from wwtune.advice import fit_trend
-
     out: dict[str, Any] = {}
     for attr, key in (("mean_alpha", "alpha"), ("spread", "spread")):
         pts = [(math.log2(r.fraction), getattr(r, attr)) for r in curve]
@@ -464,73 +432,3 @@ def format_crossfit(advice: Mapping[str, Any]) -> list[str]:
         f"  cost: {advice['n_runs']} training runs ({advice['run_equivalents']:.1f} full-data equivalents)"
     )
     return lines
-
-
-def plot_crossfit(advice: Mapping[str, Any]) -> Any:
-    """Three panels: the unseen-loss learning curve with the power law extrapolated to 2×; the two
-    gains with their intervals; mean α and α spread of the curve runs (the spectral witness)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(14, 4.8))
-    ax_curve, ax_gain, ax_alpha = fig.subplots(1, 3)
-    runs = pd.DataFrame(advice["runs"])
-    curve = runs[(runs["role"] == "curve") & (runs["status"] == "ok")] if len(runs) else runs
-    if len(curve):
-        ax_curve.plot(
-            curve["fraction"],
-            curve["unseen_loss"],
-            "o",
-            color="tab:blue",
-            alpha=0.5,
-            label="best config: runs (one per split)",
-        )
-    pl = advice.get("power_law")
-    d = advice.get("data_gain")
-    if pl:
-        xs = np.geomspace(min(advice["settings"]["curve_fractions"]), 2.0, 60)
-        ys = pl["a"] + pl["b"] * (xs / pl["n_ref"]) ** (-pl["c"])
-        ax_curve.plot(xs, ys, "-", color="tab:blue", label=f"power law, c = {pl['c']:.2f}")
-        ax_curve.axvline(1.0, color="grey", lw=0.8, ls=":")
-        if d:
-            ax_curve.errorbar(
-                [2.0],
-                [pl["at_2x"]],
-                yerr=[[d["high"] - d["estimate"]], [d["estimate"] - d["low"]]],
-                fmt="s",
-                color="tab:blue",
-                mfc="white",
-                capsize=4,
-                label="2× (extrapolated)",
-            )
-    ax_curve.set_xscale("log", base=2)
-    ax_curve.set_xlabel("training data (relative to what is available)")
-    ax_curve.set_ylabel("loss on the unseen part of the training data")
-    ax_curve.set_title(f"verdict: {advice['verdict']}", fontsize=10)
-    ax_curve.legend(fontsize=7)
-    t = advice.get("tuning_gain") or {}
-    for i, (_name, g, color) in enumerate((("2× data", d, "tab:blue"), ("more tuning", t, "tab:green"))):
-        if g and g.get("estimate") is not None:
-            ax_gain.bar(i, g["estimate"], color=color, alpha=0.6)
-            ax_gain.errorbar(
-                [i],
-                [g["estimate"]],
-                yerr=[[g["estimate"] - g["low"]], [g["high"] - g["estimate"]]],
-                fmt="none",
-                color="k",
-                capsize=6,
-            )
-    ax_gain.set_xticks([0, 1], ["2× data", "more tuning"])
-    ax_gain.set_ylabel(f"expected loss drop ({advice['settings']['level']:.0%} interval)")
-    ax_gain.set_title("expected gains", fontsize=10)
-    if len(curve):
-        ax_alpha.plot(curve["fraction"], curve["mean_alpha"], "o", color="tab:purple", label="mean α")
-        ax2 = ax_alpha.twinx()
-        ax2.plot(curve["fraction"], curve["spread"], "^", color="tab:orange", label="α spread")
-        ax2.set_ylabel("cross-layer α spread")
-    ax_alpha.set_xscale("log", base=2)
-    ax_alpha.set_xlabel("training data (relative to what is available)")
-    ax_alpha.set_ylabel("mean α (eligible layers)")
-    w = advice.get("spectral_witness") or {}
-    ax_alpha.set_title(f"spectral witness: {str(w.get('reading', '')).split(' (')[0]}", fontsize=10)
-    fig.tight_layout()
-    return fig
