@@ -165,7 +165,8 @@ def _f(v: float | None, fmt: str = "+.3f") -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     cols = [
         "scenario", "seed", "verdict", "expected", "2× data gain [90%]", "tuning gain [90%]",
-        "spectral witness", "gt_data", "gt_tune", "err best 1×→2×", "runs (equiv.)", "s study / advice",
+        "spectral witness", "gt_data", "gt_tune", "gt larger", "err best 1×→2×", "runs (equiv.)",
+        "s study / advice",
     ]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -180,6 +181,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             r["witness"],
             f"{r['gt_data']:+.3f}",
             f"{r['gt_tune']:+.3f}",
+            "data" if r["gt_data"] > r["gt_tune"] else "tuning",
             f"{r['err_best_1x']:.3f} → {r['err_best_2x']:.3f}",
             f"{r['n_runs']} ({_f(r['run_equivalents'], '.1f')})",
             f"{r['s_study']:.0f} / {r['s_advice']:.0f}",
@@ -204,7 +206,16 @@ def summary(rows: list[dict[str, Any]], calibration: set[int]) -> str:
                 f"{verdicts.count(expected)}/{len(sel)} as expected ({expected})" if expected else "reported"
             )
             seeds = ", ".join(str(r["seed"]) for r in sel)
-            out.append(f"- {name}, {group} ({seeds}): {right}; {counts}")
+            decisive = [r for r in sel if r["verdict"] != "inconclusive"]
+            agree = sum(
+                r["verdict"] == ("more data" if r["gt_data"] > r["gt_tune"] else "more tuning")
+                for r in decisive
+            )
+            gt = ", ".join("data" if r["gt_data"] > r["gt_tune"] else "tuning" for r in sel)
+            out.append(
+                f"- {name}, {group} ({seeds}): {right}; {counts}; ground truth's larger gain: {gt}; "
+                f"decisive verdicts agreeing with it: {agree}/{len(decisive)}"
+            )
     return "\n".join(out)
 
 
