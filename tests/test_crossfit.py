@@ -174,6 +174,7 @@ def test_save_advice_and_plot_for_the_crossfit_advice(tmp_path):
     assert len(plot_advice(adv).axes) >= 3
     text = format_advice(adv)
     assert "2× data" in text and "more tuning" in text and "training runs" in text
+    assert "2× data" in adv["summary"] and "spectral witness" in adv["summary"]  # the report's paragraph
 
 
 def test_split_indices_disjoint_nested_and_seeded():

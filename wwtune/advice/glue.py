@@ -216,6 +216,8 @@ def _advise_by_crossfit(
         for role, c in shown.items()
         if c is not None
     }
+    # one paragraph for the HTML report's advice section (it shows "summary" under the verdict)
+    advice["summary"] = "; ".join(line.strip() for line in format_crossfit(advice)[1:])
     return json_safe(advice)
 
 
