@@ -327,8 +327,8 @@ def _cli_cfg(tmp_path, **advise_block):
             "heldout": {"name": "error", "direction": "minimize"},
         },
         "search_space": {"params": {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}},
-        "score": {"kind": "band_distance", "band": [2, 2], "min_evals": 50},
-        "analysis": {"min_evals": 8},
+        "score": {"kind": "band_distance", "band": [2, 2], "min_evals_counted": 50},
+        "analysis": {"min_evals_analysed": 8},
         "advise": advise_block,
     }
 
@@ -346,10 +346,13 @@ def test_run_advice_end_to_end_on_a_bundled_task(tmp_path):
     assert adv["method"] == "cross-fitted learning curve"  # the bundled tasks can re-split
     spectral = run_advice(_cli_cfg(tmp_path, method="spectral", fractions=[0.5, 1.0]), study=study)
     assert spectral["method"] == "spectral only" and spectral["verdict"] in VERDICTS
-    with pytest.raises(ValueError, match="method must be"):
+    with pytest.raises(ValueError, match="method must be one of"):
         run_advice(_cli_cfg(tmp_path, method="guess"), study=study)
-    with pytest.raises(ValueError, match=r"Unknown advise setting\(s\) \['fraction'\]"):
+    unknown = r"Unknown key\(s\) in 'advise': 'fraction' \(did you mean 'fractions'\?\)"
+    with pytest.raises(ValueError, match=unknown):
         run_advice(_cli_cfg(tmp_path, fraction=[0.5]), study=study)
+    with pytest.raises(ValueError, match=r"advise.seeds must hold at least 2 distinct seeds but got \[3, 3"):
+        run_advice(_cli_cfg(tmp_path, seeds=[3, 3]), study=study)
 
 
 def test_advice_dict_feeds_the_report_plot():

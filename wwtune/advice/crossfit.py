@@ -44,6 +44,7 @@ from wwtune.advice.rule import fit_trend
 from wwtune.advice.runs import SpectraReporter, read_spectra
 from wwtune.learning_curve import Gain, compare_gains, data_gain, fit_power_law, paired_gain
 from wwtune.objective import UNSEEN_LOSS, Params, Split, TrainingDiverged, check_finite_weights
+from wwtune.schema import defaults
 from wwtune.score import Score
 
 __all__ = [
@@ -61,14 +62,10 @@ logger = logging.getLogger(__name__)
 #: Fractions of the data one has at which the best configuration's learning curve is measured.
 CURVE_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75)
 
-#: Defaults of :func:`advise_crossfit` (and keys of the ``advise:`` config block).
+#: Options of :func:`advise_crossfit` and their defaults (``advise:`` keys of :data:`wwtune.schema.SCHEMA`).
 CROSSFIT_DEFAULTS: dict[str, Any] = {
-    "curve_fractions": list(CURVE_FRACTIONS),
-    "splits": 4,
-    "max_candidates": 8,
-    "level": 0.9,
-    "n_boot": 400,
-    "compare": "overlap",
+    k: defaults("advise")[k]
+    for k in ("curve_fractions", "splits", "max_candidates", "level", "n_boot", "compare")
 }
 
 
