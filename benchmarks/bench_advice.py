@@ -1,24 +1,32 @@
-"""Validate the data-vs-tuning advisor on teacher–student scenarios with known ground truth.
+"""Validate the data-vs-tuning advisor on scenarios with known answers, ground truth from held-out data.
 
-For each scenario (``starved``, ``untuned``, ``mixed``) and seed, the bench
+For each scenario and seed the bench
 
-1. runs a small random-search study of the α score (``wwtune.score.Score()``) on the scenario, training on
-   half of the task's data (``available_fraction=0.5``) so that "2× data" exists for the ground truth;
-2. asks the advisor (``wwtune.advice.advise``) — it sees the study and the task, never a held-out value;
-3. measures the ground truth with held-out error (mean over 2 training seeds): the best configuration at
-   1× and at 2× data (``gt_data`` = error drop from doubling the data) and the typical configuration at
-   1× (``gt_tune`` = error drop from the typical to the best configuration; ``gt_tune_oracle`` = from the
-   scenario's untuned defaults to the study's best held-out error).
+1. runs a 12-trial random-search study of the α score (``wwtune.score.Score()``) training on half of the
+   scenario's data (``available = objective.data_fraction / 2``) so that "2× data" exists for the ground
+   truth;
+2. asks the advisor (``wwtune.advice.advise`` with its defaults: the cross-fitted learning curve on the
+   training data the study used) — it never sees a held-out value;
+3. measures the ground truth on the task's held-out set, as a loss (error rate; 1 − accuracy for the
+   digits): ``gt_data`` = the study's best-by-α configuration at 1× minus at 2× the data (mean of 2
+   training seeds), ``gt_tune`` = that configuration's held-out loss in the study minus the lowest
+   held-out loss of any study trial (what better tuning among the study's own trials was worth).
 
-Run (from the repository root; ~2 cores):
+Scenarios: ``starved``/``untuned``/``mixed`` (``conf/objective/teacher_student_*.yaml``), ``digits_starved``
+(``digits_mlp_starved.yaml``: the MLP on 10% of the digits) and ``cnn_untuned`` (``digits_cnn_untuned.yaml``
+with ``conf/search_space/digits_cnn_untuned.yaml``). Expected verdicts: starved → more data, untuned →
+more tuning, mixed → reported.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py --seeds 0 1 2 \
-        --out benchmarks/results/advice.md
+Run (from the repository root; one process per scenario group, each single-threaded):
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_advice.py --seeds 0 1 2 --json /tmp/adv.json
+    python benchmarks/bench_advice.py --from-json /tmp/adv.json --out benchmarks/results/advice.md
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import shlex
@@ -32,7 +40,7 @@ import optuna
 import torch
 from omegaconf import OmegaConf
 
-from wwtune.advice import DEFAULT_FRACTIONS, advise
+from wwtune.advice import advise
 from wwtune.objective import NullReporter, Params, Reporter
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
@@ -40,21 +48,33 @@ from wwtune.spectral import analyze
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
+#: name → (objective config, search space config, expected verdict or None for "reported")
+SCENARIOS: dict[str, tuple[str, str, str | None]] = {
+    "starved": ("teacher_student_starved", "teacher_student", "more data"),
+    "untuned": ("teacher_student_untuned", "teacher_student", "more tuning"),
+    "mixed": ("teacher_student_mixed", "teacher_student", None),
+    "digits_starved": ("digits_mlp_starved", "digits_mlp", "more data"),
+    "cnn_untuned": ("digits_cnn_untuned", "digits_cnn_untuned", "more tuning"),
+}
+N_TRIALS = 12
 
-def load_scenario(name: str) -> dict[str, Any]:
-    """``budget`` and ``fixed`` of ``conf/objective/teacher_student_<name>.yaml`` (the tasks' scenarios)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"teacher_student_{name}.yaml"))
-    return {"budget": int(cfg["budget"]), "fixed": dict(cfg["fixed"])}
 
-
-SCENARIOS = ("starved", "untuned", "mixed")
-AVAILABLE = 0.5
-
-
-def load_task():
-    from wwtune.objectives.teacher_student import train
-
-    return train
+def load(name: str) -> dict[str, Any]:
+    obj_name, space_name, expected = SCENARIOS[name]
+    obj = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"{obj_name}.yaml"))
+    space = OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / f"{space_name}.yaml"))
+    module, fn = obj["task"].split(":")
+    task = getattr(importlib.import_module(module), fn)
+    maximize = obj["heldout"]["direction"] == "maximize"
+    return {
+        "task": task,
+        "budget": int(obj["budget"]),
+        "fixed": dict(obj.get("fixed") or {}),
+        "full": float(obj.get("data_fraction", 1.0)),
+        "space": SearchSpace.from_config(space),
+        "to_loss": (lambda h: 1.0 - h) if maximize else (lambda h: h),
+        "expected": expected,
+    }
 
 
 class _Keep(Reporter):
@@ -62,124 +82,115 @@ class _Keep(Reporter):
         self.model = None
 
     def report(self, step: int, model: torch.nn.Module, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise optuna.TrialPruned(f"diverged at {step}")
         self.model = model
 
 
-def run_study(train, scen: dict[str, Any], space: SearchSpace, n_trials: int, seed: int) -> optuna.Study:
+def run_study(sc: dict[str, Any], seed: int) -> optuna.Study:
     score = Score()
 
     def objective(trial: optuna.Trial) -> float:
-        values, layers = space.suggest(trial)
+        values, layers = sc["space"].suggest(trial)
         rep = _Keep()
-        out = train(Params({**scen["fixed"], **values}, layers, scen["budget"], seed, AVAILABLE), rep)
-        trial.set_user_attr("wwtune.heldout", out["heldout"])
+        params = Params({**sc["fixed"], **values}, layers, sc["budget"], seed, sc["full"] / 2)
+        out = sc["task"](params, rep)
+        trial.set_user_attr("heldout_loss", sc["to_loss"](out["heldout"]))
         value = score(analyze(rep.model)).value
         return math.inf if value is None else value
 
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
-    study.optimize(objective, n_trials=n_trials)
+    study.optimize(objective, n_trials=N_TRIALS)
     return study
 
 
-def heldout(train, scen, values, layers, fraction, seeds) -> float:
-    hp = {**scen["fixed"], **values}
-    errs = [train(Params(hp, layers, scen["budget"], s, fraction), NullReporter())["heldout"] for s in seeds]
-    return float(np.mean(errs))
+def heldout_loss(sc: dict[str, Any], cand: dict[str, Any], fraction: float, seeds) -> float:
+    hp = {**sc["fixed"], **cand["values"]}
+    out = [sc["task"](Params(hp, cand["layers"], sc["budget"], s, fraction), NullReporter()) for s in seeds]
+    return float(np.mean([sc["to_loss"](o["heldout"]) for o in out]))
 
 
-def one(train, name: str, seed: int, n_trials: int, fractions, space: SearchSpace) -> dict[str, Any]:
-    scen = load_scenario(name)
+def one(name: str, seed: int) -> dict[str, Any]:
+    sc = load(name)
     t0 = time.perf_counter()
-    study = run_study(train, scen, space, n_trials, seed)
+    study = run_study(sc, seed)
+    t_study = time.perf_counter() - t0
     adv = advise(
-        train,
+        sc["task"],
         study,
-        fixed=scen["fixed"],
-        budget=scen["budget"],
-        fractions=fractions,
-        seeds=(100 + 2 * seed, 101 + 2 * seed),
-        available_fraction=AVAILABLE,
-        params_from_trial=lambda t: space.split(t.params),
+        fixed=sc["fixed"],
+        budget=sc["budget"],
+        available_fraction=sc["full"] / 2,
+        seed=1000 * (seed + 1),
+        params_from_trial=lambda t: sc["space"].split(t.params),
     )
-    best, typ = adv["candidates"]["best"], adv["candidates"]["typical"]
+    t_adv = time.perf_counter() - t0 - t_study
+    best = adv["candidates"]["best"]
     gt_seeds = (200 + seed, 300 + seed)
-    e_b1 = heldout(train, scen, best["values"], best["layers"], AVAILABLE, gt_seeds)
-    e_b2 = heldout(train, scen, best["values"], best["layers"], 1.0, gt_seeds)
-    e_t1 = heldout(train, scen, typ["values"], typ["layers"], AVAILABLE, gt_seeds)
-    e_def = heldout(train, scen, {}, {}, AVAILABLE, gt_seeds)
-    oracle = min(t.user_attrs["wwtune.heldout"] for t in study.trials if "wwtune.heldout" in t.user_attrs)
-    d = adv["decision"]
+    e1 = heldout_loss(sc, best, sc["full"] / 2, gt_seeds)
+    e2 = heldout_loss(sc, best, sc["full"], gt_seeds)
+    done = [t for t in study.trials if "heldout_loss" in t.user_attrs]
+    best_trial = study.trials[best["trial_number"]].user_attrs["heldout_loss"]
+    oracle = min(t.user_attrs["heldout_loss"] for t in done)
+    d, t = adv.get("data_gain") or {}, adv.get("tuning_gain") or {}
+    w = adv.get("spectral_witness") or {}
     return {
         "scenario": name,
         "seed": seed,
         "verdict": adv["verdict"],
-        "alpha_slope": (adv["trends"]["best"]["mean_alpha"] or {}).get("slope"),
-        "se_data": d.get("se_alpha"),
-        "spread_slope": d.get("spread_slope"),
-        "se_spread": d.get("se_spread"),
-        "tune_gain": d.get("tune_gain"),
-        "se_tune": d.get("se_tune"),
-        "err_best_1x": e_b1,
-        "err_best_2x": e_b2,
-        "err_typical_1x": e_t1,
-        "err_defaults_1x": e_def,
-        "err_oracle_1x": oracle,
-        "gt_data": e_b1 - e_b2,
-        "gt_tune": e_t1 - e_b1,
-        "gt_tune_oracle": e_def - oracle,
-        "seconds": time.perf_counter() - t0,
+        "expected": sc["expected"],
+        "data_gain": [d.get("estimate"), d.get("low"), d.get("high")],
+        "tune_gain": [t.get("estimate"), t.get("low"), t.get("high")],
+        "alpha_slope": [w.get("alpha_slope"), w.get("se_alpha")],
+        "spread_slope": [w.get("spread_slope"), w.get("se_spread")],
+        "witness": str(w.get("reading", "")).split(" (")[0],
+        "err_best_1x": e1,
+        "err_best_2x": e2,
+        "err_best_study": best_trial,
+        "err_oracle_study": oracle,
+        "gt_data": e1 - e2,
+        "gt_tune": best_trial - oracle,
+        "n_runs": adv.get("n_runs"),
+        "run_equivalents": adv.get("run_equivalents"),
+        "s_study": t_study,
+        "s_advice": t_adv,
         "advice": adv,
     }
 
 
-EXPECTED = {"starved": "more data", "untuned": "more tuning", "mixed": None}
+def _f(v: float | None, fmt: str = "+.3f") -> str:
+    return "–" if v is None else format(v, fmt)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     cols = [
-        "scenario",
-        "seed",
-        "verdict",
-        "expected",
-        "Δ mean α / doubling (best)",
-        "Δ α spread / doubling (best)",
-        "tune_gain ± se",
-        "err best 1× → 2×",
-        "err typical 1×",
-        "err defaults → study's held-out best (1×)",
-        "gt_data",
-        "gt_tune",
-        "gt_tune_oracle",
-        "s",
-    ]
+        "scenario", "seed", "verdict", "expected", "2× data gain [90%]", "tuning gain [90%]",
+        "spectral witness", "gt_data", "gt_tune", "gt larger", "err best 1×→2×", "runs (equiv.)",
+        "s study / advice",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-
-    def f(v: float | None) -> str:
-        return "–" if v is None else f"{v:.3f}"
-
     for r in rows:
+        dg, tg = r["data_gain"], r["tune_gain"]
         cells = [
             r["scenario"],
             str(r["seed"]),
             f"**{r['verdict']}**",
-            EXPECTED[r["scenario"]] or "(reported)",
-            f"{f(r['alpha_slope'])} ± {f(r['se_data'])}",
-            f"{f(r['spread_slope'])} ± {f(r['se_spread'])}",
-            f"{f(r['tune_gain'])} ± {f(r['se_tune'])}",
-            f"{r['err_best_1x']:.3f} → {r['err_best_2x']:.3f}",
-            f"{r['err_typical_1x']:.3f}",
-            f"{r['err_defaults_1x']:.3f} → {r['err_oracle_1x']:.3f}",
+            r["expected"] or "(reported)",
+            f"{_f(dg[0])} [{_f(dg[1])}, {_f(dg[2])}]",
+            f"{_f(tg[0])} [{_f(tg[1])}, {_f(tg[2])}]",
+            r["witness"],
             f"{r['gt_data']:+.3f}",
             f"{r['gt_tune']:+.3f}",
-            f"{r['gt_tune_oracle']:+.3f}",
-            f"{r['seconds']:.0f}",
+            "data" if r["gt_data"] > r["gt_tune"] else "tuning",
+            f"{r['err_best_1x']:.3f} → {r['err_best_2x']:.3f}",
+            f"{r['n_runs']} ({_f(r['run_equivalents'], '.1f')})",
+            f"{r['s_study']:.0f} / {r['s_advice']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def summary(rows: list[dict[str, Any]], calibration: set[int]) -> str:
-    """Per scenario and seed group: how many verdicts match the expected one, and the other verdicts."""
     out = []
     for name in SCENARIOS:
         for group, keep in (("calibration seeds", True), ("fresh seeds", False)):
@@ -190,35 +201,43 @@ def summary(rows: list[dict[str, Any]], calibration: set[int]) -> str:
             counts = ", ".join(
                 f"{v}: {verdicts.count(v)}" for v in ("more data", "more tuning", "inconclusive")
             )
-            expected = EXPECTED[name]
+            expected = sel[0]["expected"]
             right = (
                 f"{verdicts.count(expected)}/{len(sel)} as expected ({expected})" if expected else "reported"
             )
             seeds = ", ".join(str(r["seed"]) for r in sel)
-            out.append(f"- {name}, {group} ({seeds}): {right}; {counts}")
+            decisive = [r for r in sel if r["verdict"] != "inconclusive"]
+            agree = sum(
+                r["verdict"] == ("more data" if r["gt_data"] > r["gt_tune"] else "more tuning")
+                for r in decisive
+            )
+            gt = ", ".join("data" if r["gt_data"] > r["gt_tune"] else "tuning" for r in sel)
+            out.append(
+                f"- {name}, {group} ({seeds}): {right}; {counts}; ground truth's larger gain: {gt}; "
+                f"decisive verdicts agreeing with it: {agree}/{len(decisive)}"
+            )
     return "\n".join(out)
 
 
-COLUMNS_NOTE = """\
-Columns: the advisor's verdict; the best configuration's change of mean α and of the cross-layer α spread
-per doubling of the data (OLS slope ± standard error over 4 fractions × 2 seeds); the tuning gap (typical
-− best fitted α score at 1×). Ground truth (held-out error, never seen by the advisor; mean of 2 training
-seeds): `err best 1× → 2×` (the best-by-α configuration with the available data and with twice as much),
-`err typical 1×`, `err defaults → study's held-out best` (the scenario's untuned defaults vs the lowest
-held-out error among the study's trials); `gt_data` = error drop from doubling the data, `gt_tune` =
-typical − best, `gt_tune_oracle` = defaults − study's held-out best; `s` = wall seconds."""
+NOTE = """\
+Columns: the advisor's verdict; its expected loss drop from 2× data (power law fitted to the best
+configuration's loss on the unseen part of the training data at 1/8, 1/4, 1/2, 3/4 of it, 4 splits,
+extrapolated 1× → 2×) and from more tuning (leave-one-split-out choice among the study's 8 best-scored
+trials vs the current best, paired over the 4 splits, clipped at 0), both with 90% bootstrap intervals;
+the spectral witness (mean α and α spread per doubling of the data from the same runs; reported, not used).
+Ground truth (held-out set, never seen by the advisor): `gt_data` = held-out loss of the study's best-by-α
+configuration at 1× minus at 2× the data (2 training seeds), `gt_tune` = that configuration's held-out
+loss in the study minus the study's lowest held-out loss; losses are error rates. `runs (equiv.)` = the
+advice's training runs (their total data as full-data runs); the study is 12 full-data runs."""
 
 
 def render(rows: list[dict[str, Any]], cmd: str, calibration: set[int]) -> str:
     return (
-        "# Data-vs-tuning advisor: validation on teacher–student scenarios\n\n"
+        "# Data-vs-tuning advisor: validation (cross-fitted learning curves)\n\n"
         f"Command: `{cmd}`\n\n"
-        "Scenarios: `conf/objective/teacher_student_{starved,untuned,mixed}.yaml`, search space "
-        "`conf/search_space/teacher_student.yaml`; per seed a 12-trial random-search study of the α score on "
-        "half the task's data (so 2× exists for the ground truth), then `wwtune.advice.advise` with its "
-        f"defaults. Calibration seeds {sorted(calibration)} were seen while the rule's thresholds were set; "
-        "the other seeds were first run with the thresholds fixed.\n\n"
-        f"{summary(rows, calibration)}\n\n{table(rows)}\n\n{COLUMNS_NOTE}\n"
+        f"Calibration seeds {sorted(calibration)} were seen while the advisor's defaults were set; the "
+        "other seeds were run once, after they were frozen.\n\n"
+        f"{summary(rows, calibration)}\n\n{table(rows)}\n\n{NOTE}\n"
     )
 
 
@@ -227,40 +246,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--calibration-seeds", nargs="*", type=int, default=[0, 1, 2])
-    ap.add_argument("--trials", type=int, default=12)
-    ap.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS))
     ap.add_argument("--out", type=Path, default=None, help="markdown results table")
-    ap.add_argument("--json", type=Path, default=None, help="every row with its full advice, as JSON")
-    ap.add_argument("--from-json", type=Path, default=None, help="render --out from a saved --json; no runs")
-    ap.add_argument("--run-command", default=None, help="with --from-json: the command that made the JSON")
+    ap.add_argument(
+        "--json", type=Path, default=None, help="rows (with the full advice) appended as JSON lines"
+    )
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None, help="render from saved --json files")
+    ap.add_argument("--run-command", default=None, help="with --from-json: the command(s) that made them")
     args = ap.parse_args(argv)
-    cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_advice.py " + shlex.join(
+    cmd = "OMP_NUM_THREADS=1 python benchmarks/bench_advice.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     if args.from_json:
-        rows = json.loads(args.from_json.read_text())
-        made_by = args.run_command or (rows[0].get("command") if rows else None) or "unknown"
-        cmd = f"{made_by}` (runs), rendered by `{cmd}"
+        rows = [
+            json.loads(line) for p in args.from_json for line in p.read_text().splitlines() if line.strip()
+        ]
+        order = list(SCENARIOS)
+        rows.sort(key=lambda r: (order.index(r["scenario"]), r["seed"]))
+        cmd = f"{args.run_command or 'unknown'}` (runs), rendered by `{cmd}"
     else:
         torch.set_num_threads(1)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        train = load_task()
-        space = SearchSpace.from_config(
-            OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "teacher_student.yaml"))
-        )
         rows = []
         for name in args.scenarios:
             for seed in args.seeds:
-                r = one(train, name, seed, args.trials, args.fractions, space)
-                r["command"] = cmd
+                r = one(name, seed)
                 rows.append(r)
                 print(table([r]).splitlines()[-1], flush=True)
+                if args.json:
+                    with args.json.open("a") as fh:
+                        fh.write(json.dumps(r, default=str) + "\n")
     text = render(rows, cmd, set(args.calibration_seeds))
     print(text)
     if args.out:
         args.out.write_text(text)
-    if args.json and not args.from_json:
-        args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 0
 
 

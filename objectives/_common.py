@@ -14,19 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wwtune.objective import Params, Reporter
+from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split
 
 __all__ = [
     "OPTIMIZERS",
     "SGD_DEFAULTS",
     "accuracy",
+    "apply_split",
     "digits_indices",
     "digits_split",
     "fit_epochs",
     "make_optimizer",
     "resolve_hparams",
+    "split_indices",
     "subset_size",
     "train_on_digits",
+    "unseen_error",
 ]
 
 #: Optimizers a task's ``opt`` hyperparameter may name.
@@ -76,6 +79,31 @@ def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str)
 def subset_size(n_full: int, data_fraction: float) -> int:
     """Number of training examples used at ``data_fraction`` of ``n_full`` (at least one)."""
     return max(1, round(float(data_fraction) * n_full))
+
+
+def split_indices(n: int, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, unseen)`` positions in ``range(n)`` for ``params.split``: the first ``split.fraction`` of
+    a ``split.seed``-shuffled order train (at least 1, at most ``n - 1``); fractions of one seed nest."""
+    if n < 2:
+        raise ValueError(f"A re-split needs at least 2 training examples but got {n}.")
+    order = np.random.default_rng([7919, int(split.seed)]).permutation(n)
+    k = min(n - 1, max(1, round(float(split.fraction) * n)))
+    return order[:k], order[k:]
+
+
+def apply_split(
+    x: torch.Tensor, y: torch.Tensor, split: Split | None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """``(x_train, y_train, unseen)``: all of ``x, y`` and ``None`` without a split, else its two parts."""
+    if split is None:
+        return x, y, None
+    train, unseen = (torch.from_numpy(i) for i in split_indices(len(x), split))
+    return x[train], y[train], (x[unseen], y[unseen])
+
+
+def unseen_error(model: nn.Module, unseen: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+    """``{"unseen_loss": error rate}`` on the unseen part of a re-split, ``{}`` without one."""
+    return {} if unseen is None else {UNSEEN_LOSS: 1.0 - accuracy(model, *unseen)}
 
 
 def make_optimizer(params: Params, model: nn.Module, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -154,10 +182,11 @@ def train_on_digits(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(params.seed))
         x, y, x_held, y_held = digits_split(params.seed, params.data_fraction)
+        x, y, unseen = apply_split(x, y, params.split)
         model = build(hp)
         params.apply_dropout(model)
         fit_epochs(model, x, y, params, hp, reporter)
-        return {"heldout": accuracy(model, x_held, y_held), "n_train": len(x)}
+        return {"heldout": accuracy(model, x_held, y_held), "n_train": len(x), **unseen_error(model, unseen)}
 
 
 def digits_split(

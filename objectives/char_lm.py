@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wwtune.objective import Params, Reporter, task
+from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split, task
 
-from ._common import make_optimizer, resolve_hparams, subset_size
+from ._common import make_optimizer, resolve_hparams, split_indices, subset_size
 
 DEFAULTS: dict[str, Any] = {
     "lr": 3e-3,
@@ -131,7 +131,16 @@ def heldout_bits_per_char(model: nn.Module, codes: torch.Tensor, context: int, m
     return total / n_windows / math.log(2)
 
 
-@task(supports_data_fraction=True)
+def split_text(codes: torch.Tensor, context: int, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, unseen)`` characters of a re-split: the text cut into blocks of 8 windows, the blocks
+    split by :func:`split_indices` and each part concatenated in text order."""
+    size = 8 * context
+    blocks = codes[: len(codes) // size * size].view(-1, size)
+    train, unseen = split_indices(len(blocks), split)
+    return blocks[sorted(train)].reshape(-1), blocks[sorted(unseen)].reshape(-1)
+
+
+@task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     """Train ``params.budget`` epochs of ``steps_per_epoch`` steps; returns held-out bits per char."""
     hp = resolve_hparams(params, DEFAULTS, "char_lm")
@@ -140,6 +149,9 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     n_heldout = round(HELDOUT_FRACTION * len(codes))
     train_codes = codes[: len(codes) - n_heldout]
     train_codes = train_codes[: subset_size(len(train_codes), params.data_fraction)]
+    unseen_codes = None
+    if params.split is not None:
+        train_codes, unseen_codes = split_text(train_codes, context, params.split)
     if len(train_codes) < context + 2:
         raise ValueError(
             f"data_fraction={params.data_fraction} leaves {len(train_codes)} training characters, "
@@ -165,4 +177,7 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
                 total += float(loss.detach())
             reporter.report(epoch, model, total / int(hp["steps_per_epoch"]))
         bpc = heldout_bits_per_char(model, codes[len(codes) - n_heldout :], context, int(hp["eval_chars"]))
-    return {"heldout": bpc, "n_train": len(train_codes)}
+        out = {"heldout": bpc, "n_train": len(train_codes)}
+        if unseen_codes is not None:
+            out[UNSEEN_LOSS] = heldout_bits_per_char(model, unseen_codes, context, int(hp["eval_chars"]))
+    return out

@@ -47,7 +47,7 @@ def _model(hp: dict[str, Any]) -> DigitsCNN:
     return DigitsCNN(int(hp["channels"]))
 
 
-@task(supports_data_fraction=True)
+@task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     """Train for ``params.budget`` epochs; returns held-out accuracy and the training-set size."""
     return train_on_digits(params, reporter, "digits_cnn", DEFAULTS, _model)

@@ -40,7 +40,7 @@ class DigitsMLP(nn.Module):
         return self.fc3(x)
 
 
-@task(supports_data_fraction=True)
+@task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     """Train for ``params.budget`` epochs; returns held-out accuracy and the training-set size."""
     return train_on_digits(params, reporter, "digits_mlp", DEFAULTS, lambda hp: DigitsMLP(int(hp["hidden"])))

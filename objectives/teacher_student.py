@@ -20,7 +20,15 @@ from torch import nn
 
 from wwtune.objective import Params, Reporter, task
 
-from ._common import SGD_DEFAULTS, accuracy, fit_epochs, resolve_hparams, subset_size
+from ._common import (
+    SGD_DEFAULTS,
+    accuracy,
+    apply_split,
+    fit_epochs,
+    resolve_hparams,
+    subset_size,
+    unseen_error,
+)
 
 DEFAULTS: dict[str, Any] = {
     **SGD_DEFAULTS,  # optimisation
@@ -92,15 +100,17 @@ def make_data(hp: dict[str, Any], seed: int, data_fraction: float):
     return x[:n], y[:n], x_held, teacher(x_held)
 
 
-@task(supports_data_fraction=True)
+@task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
     """Train for ``params.budget`` epochs; returns the held-out error rate and the training-set size."""
     hp = resolve_hparams(params, DEFAULTS, "teacher_student")
     _check_problem(hp)
     x, y, x_held, y_held = make_data(hp, params.seed, params.data_fraction)
+    x, y, unseen = apply_split(x, y, params.split)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(params.seed))
         model = Student(int(hp["d_in"]), int(hp["student_width"]), int(hp["n_classes"]))
         params.apply_dropout(model)
         fit_epochs(model, x, y, params, hp, reporter)
-        return {"heldout": 1.0 - accuracy(model, x_held, y_held), "n_train": len(x)}
+        out = {"heldout": 1.0 - accuracy(model, x_held, y_held), "n_train": len(x)}
+        return {**out, **unseen_error(model, unseen)}

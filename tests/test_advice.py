@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -30,7 +29,6 @@ from wwtune.advice import (
     tuning_headroom,
 )
 from wwtune.objective import Params, Reporter, task
-from wwtune.score import Score
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -345,55 +343,16 @@ def test_run_advice_end_to_end_on_a_bundled_task(tmp_path):
     assert study.user_attrs["wwtune.advice"]["verdict"] == adv["verdict"]
     assert adv["candidates"]["best"]["values"] == {"lr": 0.1}
     assert all(r["heldout"] is not None for r in adv["runs"])  # recorded for validation
+    assert adv["method"] == "cross-fitted learning curve"  # the bundled tasks can re-split
+    spectral = run_advice(_cli_cfg(tmp_path, method="spectral", fractions=[0.5, 1.0]), study=study)
+    assert spectral["method"] == "spectral only" and spectral["verdict"] in VERDICTS
+    with pytest.raises(ValueError, match="method must be one of"):
+        run_advice(_cli_cfg(tmp_path, method="guess"), study=study)
     unknown = r"Unknown key\(s\) in 'advise': 'fraction' \(did you mean 'fractions'\?\)"
     with pytest.raises(ValueError, match=unknown):
         run_advice(_cli_cfg(tmp_path, fraction=[0.5]), study=study)
     with pytest.raises(ValueError, match=r"advise.seeds must hold at least 2 distinct seeds but got \[3, 3"):
         run_advice(_cli_cfg(tmp_path, seeds=[3, 3]), study=study)
-
-
-@pytest.mark.slow
-def test_reduced_validation_data_starved_teacher_student_says_more_data():
-    """Reduced scenario (i) of benchmarks/bench_advice.py: 6 random trials, fractions 1/4…1, 2 seeds."""
-    from omegaconf import OmegaConf
-
-    from wwtune.objectives.teacher_student import train
-    from wwtune.search_space import SearchSpace
-    from wwtune.spectral import analyze
-
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    scen = OmegaConf.to_container(OmegaConf.load(conf / "objective" / "teacher_student_starved.yaml"))
-    space = SearchSpace.from_config(
-        OmegaConf.to_container(OmegaConf.load(conf / "search_space" / "teacher_student.yaml"))
-    )
-    fixed = {**scen["fixed"], "n_heldout": 100}
-    score = Score()
-
-    class Keep(Reporter):
-        def report(self, step, model, loss):
-            self.model = model
-
-    def objective(trial):
-        values, layers = space.suggest(trial)
-        rep = Keep()
-        train(Params({**fixed, **values}, layers, scen["budget"], 0, 0.5), rep)
-        value = score(analyze(rep.model)).value
-        return math.inf if value is None else value
-
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(objective, n_trials=6)
-    adv = advise(
-        train,
-        study,
-        fixed=fixed,
-        budget=scen["budget"],
-        fractions=[0.25, 0.5, 1.0],
-        seeds=(100, 101),
-        available_fraction=0.5,
-        params_from_trial=lambda t: space.split(t.params),
-    )
-    assert adv["verdict"] == "more data", adv["reason"]
-    assert adv["decision"]["data_signals"]
 
 
 def test_advice_dict_feeds_the_report_plot():

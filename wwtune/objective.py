@@ -13,6 +13,16 @@ A task is a plain function ``train(params, reporter) -> dict | None``:
   stored beside the α score (never optimised unless ``score=heldout`` is chosen). Any other keys are
   stored with the trial.
 
+**Re-splitting (for the data-vs-tuning advisor).** A task declared with
+``@task(supports_data_fraction=True, supports_resplit=True)`` honours ``params.split`` (a :class:`Split`):
+when it is set, the task builds the training data it would use without it (``params.data_fraction`` of
+its training set, for ``params.seed``), shuffles those examples with ``split.seed``, trains on the first
+``split.fraction`` of them only, and returns ``{"unseen_loss": value}`` (key :data:`UNSEEN_LOSS`): its loss
+(lower is better, in the units the advice should be given in, e.g. error rate or bits per character) on
+the remaining examples of the training data, which that run never saw. The task's own held-out set is
+never part of a split. ``split_indices`` in ``objectives/_common.py`` does the shuffling for
+sample-indexed data; the bundled tasks all support it. Tasks that do not get spectral-only advice.
+
 Nothing here imports Optuna: a task written against this module runs with or without a study.
 """
 
@@ -33,12 +43,17 @@ __all__ = [
     "Params",
     "Pruned",
     "Reporter",
+    "Split",
     "Task",
     "TrainingDiverged",
+    "UNSEEN_LOSS",
     "check_finite_loss",
     "check_finite_weights",
     "task",
 ]
+
+#: Result key of a re-split run: the loss on the part of the training data the run did not see.
+UNSEEN_LOSS = "unseen_loss"
 
 #: The per-layer settings a search space may give a layer pattern.
 LAYER_SETTINGS = ("lr_mult", "weight_decay", "dropout")
@@ -51,6 +66,21 @@ class Pruned(Exception):  # noqa: N818 - reads as "the run was pruned"
         super().__init__(reason)
         self.reason = reason
         self.step = step
+
+
+@dataclass(frozen=True)
+class Split:
+    """A re-split of the run's training data: train on the first ``fraction`` of a ``seed``-shuffled order.
+
+    The rest (at least one example) is the unseen part on which the task reports ``unseen_loss``.
+    """
+
+    seed: int
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 < float(self.fraction) < 1.0):
+            raise ValueError(f"Split.fraction must be in (0, 1) but got {self.fraction!r}.")
 
 
 class TrainingDiverged(Exception):  # noqa: N818
@@ -85,6 +115,8 @@ class Params:
         budget: training budget in the task's own unit (epochs or steps).
         seed: random seed for the run.
         data_fraction: fraction of the training set to use, in (0, 1].
+        split: ``None`` (train on all of it), or a :class:`Split` of that data for tasks that declare
+            ``supports_resplit`` (see the module docstring).
     """
 
     values: dict[str, Any] = field(default_factory=dict)
@@ -92,12 +124,15 @@ class Params:
     budget: int = 10
     seed: int = 0
     data_fraction: float = 1.0
+    split: Split | None = None
 
     def __post_init__(self) -> None:
         if not (0.0 < float(self.data_fraction) <= 1.0):
             raise ValueError(f"data_fraction must be in (0, 1] but got {self.data_fraction!r}.")
         if int(self.budget) < 1:
             raise ValueError(f"budget must be a positive integer but got {self.budget!r}.")
+        if self.split is not None and not isinstance(self.split, Split):
+            raise TypeError(f"split must be None or a wwtune.objective.Split but got {self.split!r}.")
         for pattern, settings in self.layers.items():
             unknown = sorted(set(settings) - set(LAYER_SETTINGS))
             if unknown:
@@ -201,15 +236,21 @@ class NullReporter(Reporter):
 Task = Callable[[Params, Reporter], "Mapping[str, Any] | None"]
 
 
-def task(*, supports_data_fraction: bool = False, reports: Iterable[str] = ()) -> Callable[[Task], Task]:
+def task(
+    *, supports_data_fraction: bool = False, reports: Iterable[str] = (), supports_resplit: bool = False
+) -> Callable[[Task], Task]:
     """Mark a function as a wwtune task and declare what it supports.
 
     ``supports_data_fraction=True`` tells the data-vs-tuning advisor that the task honours
     ``params.data_fraction``; the advisor refuses tasks that do not declare it.
+    ``supports_resplit=True`` says it also honours ``params.split`` and returns ``unseen_loss`` (module
+    docstring): the advisor then measures learning curves on the training data; without it the advice
+    is spectral only.
     """
 
     def mark(fn: Task) -> Task:
         fn.supports_data_fraction = bool(supports_data_fraction)  # type: ignore[attr-defined]
+        fn.supports_resplit = bool(supports_resplit)  # type: ignore[attr-defined]
         fn.reports = tuple(reports)  # type: ignore[attr-defined]
         return fn
 

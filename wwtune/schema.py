@@ -153,6 +153,7 @@ def _section(key: str, value: Any) -> None:
 
 _POSITIVE = _number(0.0, math.inf, "(0, inf)", low_open=True, high_open=True)
 _NON_NEGATIVE = _number(0.0, math.inf, "[0, inf)", high_open=True)
+_OPEN_UNIT = _number(0.0, 1.0, "(0, 1)", low_open=True, high_open=True)
 
 # ------------------------------------------------------------------------------------------ the schema
 MODES = ("optimize", "advise", "report")
@@ -230,6 +231,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "spread_threshold": Key(0.05, _POSITIVE, "narrowing of the α spread per doubling that counts too"),
         "z": Key(2.0, _POSITIVE, "standard errors an effect must clear"),
         "min_effect": Key(0.05, _NON_NEGATIVE, "smallest typical−best α-score gap that counts"),
+        # the cross-fitted advice (wwtune.advice.crossfit; tasks with supports_resplit)
+        "method": Key("auto", _one_of("auto", "crossfit", "spectral"), "auto | crossfit | spectral"),
+        "curve_fractions": Key(
+            [0.125, 0.25, 0.5, 0.75],
+            _distinct(float, 3, "fractions in (0, 1)", _OPEN_UNIT),
+            "fractions of the data one has for the best trial's learning curve",
+        ),
+        "splits": Key(4, _positive_int, "re-splits of the training data (at least 2)"),
+        "max_candidates": Key(8, _positive_int, "study trials (best first) compared for the tuning gain"),
+        "level": Key(0.9, _OPEN_UNIT, "interval level of both gains"),
+        "n_boot": Key(400, _positive_int, "bootstrap resamples (at least 10)"),
+        "compare": Key("overlap", _one_of("overlap", "difference"), "how the two gain intervals decide"),
     },
 }
 

@@ -1,4 +1,13 @@
-"""More data or more tuning? An advisor grounded in layer spectra (data-free).
+"""More data or more tuning? Learning curves on the training data, with the spectra as a second witness.
+
+**Tasks that can re-split their training data** (``@task(supports_resplit=True)``, every bundled task;
+see :mod:`wwtune.objective`) get the cross-fitted advice of :mod:`wwtune.advice.crossfit`: the expected
+loss drop from 2× data (a saturating power law fitted to the best configuration's loss on the part of the
+training data it did not see, at 1/8 … 3/4 of it, on 4 re-splits) against the expected drop from more
+tuning (leave-one-split-out choice among the study's 8 best trials), both in the task's own loss units
+with bootstrap intervals; "inconclusive" only when they overlap. Statistics: :mod:`wwtune.learning_curve`.
+
+**Other tasks** get the spectral rule below, and the advice says that it is spectral only.
 
 Given a task that honours ``params.data_fraction`` and a finished study, the advisor retrains the study's
 best configuration and a typical one (the median-score trial) at several fractions of the training data
@@ -58,6 +67,7 @@ Example (a bundled task and a 4-trial study; about 10–30 s on one core)::
 From the command line, on an existing study: ``python -m wwtune study=<name> mode=advise``.
 """
 
+from wwtune.advice.crossfit import CROSSFIT_DEFAULTS, SplitRun, advise_crossfit, summarise_runs
 from wwtune.advice.glue import ADVISE_DEFAULTS, advise, format_advice, run_advice, save_advice
 from wwtune.advice.rule import VERDICTS, DecisionRule, Trend, decide, fit_trend, tuning_headroom
 from wwtune.advice.runs import (
@@ -67,11 +77,17 @@ from wwtune.advice.runs import (
     check_task,
     measure_data_curve,
     pick_candidates,
+    rank_candidates,
 )
 from wwtune.report.advice_plot import plot_advice
 
 __all__ = [
     "ADVISE_DEFAULTS",
+    "CROSSFIT_DEFAULTS",
+    "SplitRun",
+    "advise_crossfit",
+    "rank_candidates",
+    "summarise_runs",
     "DEFAULT_FRACTIONS",
     "VERDICTS",
     "Candidate",

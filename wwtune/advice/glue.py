@@ -15,6 +15,7 @@ import pandas as pd
 from torch import nn
 
 from wwtune.advice import runs as retraining
+from wwtune.advice.crossfit import CROSSFIT_DEFAULTS, advise_crossfit, format_crossfit, supports_resplit
 from wwtune.advice.rule import DecisionRule, Trend, decide, trend_of, tuning_headroom
 from wwtune.config import analysis_kwargs, load_task, make_score
 from wwtune.record import STUDY_ADVICE, atomic_write_text, json_safe, study_folder
@@ -45,8 +46,16 @@ def advise(
     rule: DecisionRule | None = None,
     analyze_fn: Callable[[nn.Module], pd.DataFrame] | None = None,
     params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+    method: str = "auto",
+    crossfit: Mapping[str, Any] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Retrain the best and typical configurations at several data fractions and give the verdict.
+    """The data-vs-tuning advice: cross-fitted learning curves when the task can re-split its data
+    (``method="auto"`` or ``"crossfit"``; :mod:`wwtune.advice.crossfit`, options ``crossfit`` = keyword
+    arguments of :func:`~wwtune.advice.crossfit.advise_crossfit`, ``seed`` its base seed), else the
+    spectral rule (``method="spectral"``, or a task without ``supports_resplit``: the advice says so).
+
+    The spectral rule retrains the best and typical configurations at several data fractions.
 
     Args:
         task: ``train(params, reporter)`` declaring ``supports_data_fraction=True``.
@@ -74,6 +83,15 @@ def advise(
         settings used.
     """
     retraining.check_task(task)
+    if method not in ("auto", "crossfit", "spectral"):
+        raise ValueError(f"method must be 'auto', 'crossfit' or 'spectral' but got {method!r}.")
+    resplit = supports_resplit(task)
+    if method == "crossfit" and not resplit:
+        raise ValueError(_NO_RESPLIT.format(name=getattr(task, "__qualname__", repr(task))))
+    if method != "spectral" and resplit:
+        how_cf = {"fixed": fixed, "budget": budget, "available_fraction": available_fraction}
+        how_cf.update(score=score, analyze_fn=analyze_fn, seed=seed)
+        return _advise_by_crossfit(task, study, candidates, params_from_trial, dict(crossfit or {}), how_cf)
     fr = [float(f) for f in fractions]
     if any(not (0.0 < f <= 1.0) for f in fr) or len(set(fr)) < 2:
         raise ValueError(
@@ -143,9 +161,64 @@ def advise(
         "tuning_headroom": max(0.0, float(decision.get("tune_gain", 0.0))),
         "metric": "α score of the best configuration",
         "heldout_note": "held-out values in runs are for validation only; the verdict never reads them",
+        "method": "spectral only",
     }
+    if not resplit:
+        advice["note"] = _NO_RESPLIT.format(name=getattr(task, "__qualname__", repr(task)))
+        advice["reason"] = f"spectral only: {advice['reason']}"
     if failed:
         logger.warning("%d of %d advice runs failed: %s", len(failed), len(runs), failed[0].reason)
+    return json_safe(advice)
+
+
+_NO_RESPLIT = (
+    "Task {name!r} does not declare supports_resplit=True, so the advisor cannot measure a learning curve "
+    "on the training data: this advice is spectral only (α trends, no loss units). To get the "
+    "cross-fitted advice, honour params.split and return 'unseen_loss' (see wwtune.objective) and mark "
+    "the task with @wwtune.objective.task(supports_data_fraction=True, supports_resplit=True)."
+)
+
+
+def _advise_by_crossfit(
+    task: Callable[..., Any],
+    study: Any,
+    candidates: Sequence[retraining.Candidate] | None,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None,
+    options: dict[str, Any],
+    how: dict[str, Any],
+) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(CROSSFIT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown crossfit option(s) {unknown}; allowed: {sorted(CROSSFIT_DEFAULTS)}.")
+    if candidates is None:
+        if study is None:
+            raise ValueError("Give a study (its trials are compared) or candidates=(best, other, ...).")
+        cands = retraining.rank_candidates(study, params_from_trial)
+        typical = cands[len(cands) // 2]
+    else:
+        cands = list(candidates)
+        typical = cands[1] if len(cands) > 1 else None
+    summary = tuning_headroom(study) if study is not None else None
+    advice = advise_crossfit(task, cands, typical=typical, study_summary=summary, **how, **options)
+    chosen = (advice.get("tuning_gain") or {}).get("chosen")
+    shown = {
+        "best": cands[0],
+        "typical": typical,
+        "best_alternative": next((c for c in cands if c.label == chosen), None),
+    }
+    advice["candidates"] = {
+        role: {
+            "label": c.label,
+            "trial_number": c.trial_number,
+            "study_score": c.study_score,
+            "values": dict(c.values),
+            "layers": {k: dict(v) for k, v in c.layers.items()},
+        }
+        for role, c in shown.items()
+        if c is not None
+    }
+    # one paragraph for the HTML report's advice section (it shows "summary" under the verdict)
+    advice["summary"] = "; ".join(line.strip() for line in format_crossfit(advice)[1:])
     return json_safe(advice)
 
 
@@ -165,7 +238,13 @@ def save_advice(advice: Mapping[str, Any], out_dir: str | Path, study: Any = Non
 def format_advice(advice: Mapping[str, Any]) -> str:
     """A few lines for the CLI to print: the verdict, the numbers behind it and the study summary."""
     d = advice.get("decision") or {}
-    lines = [f"Advice: {advice['verdict'].upper()}", f"  {advice['reason']}"]
+    lines = [f"Advice: {advice['verdict'].upper()}"]
+    if advice.get("method") == "cross-fitted learning curve":
+        lines += format_crossfit(advice)
+    else:
+        lines.append(f"  {advice['reason']}")
+        if advice.get("note"):
+            lines.append(f"  {advice['note']}")
     if "alpha_slope" in d:
         lines.append(
             f"  per doubling of the data: mean α {d['alpha_slope']:+.3f} ± {d['se_alpha']:.3f} "
@@ -235,6 +314,9 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
         rule=rule,
         analyze_fn=lambda model: analyze(model, **analysis),
         params_from_trial=lambda trial: space.split(trial.params),
+        method=str(opts["method"]),
+        crossfit={k: opts[k] for k in CROSSFIT_DEFAULTS},
+        seed=int(cfg["study"].get("seed", 0)),
     )
     paths = save_advice(advice, study_folder(cfg), study=study)
     logger.info("advice saved to %s and %s", paths["json"], paths["png"])

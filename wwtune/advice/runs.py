@@ -28,7 +28,10 @@ __all__ = [
     "RunRecord",
     "check_task",
     "measure_data_curve",
+    "SpectraReporter",
     "pick_candidates",
+    "rank_candidates",
+    "read_spectra",
     "run_budget",
 ]
 
@@ -97,7 +100,21 @@ def pick_candidates(
     return out[0], out[1]
 
 
-class _SpectraReporter(NullReporter):
+def rank_candidates(
+    study: Any,
+    params_from_trial: Callable[[Any], tuple[dict[str, Any], dict[str, dict[str, Any]]]] | None = None,
+) -> list[Candidate]:
+    """Every complete feasible trial as a :class:`Candidate` (label ``"trial <number>"``), best first."""
+    pick_candidates(study, params_from_trial)  # the same checks (direction, at least 2 trials)
+    decode = params_from_trial or _default_params_from_trial
+    out = []
+    for t in sorted(feasible_trials(study), key=lambda t: (t.value, t.number)):
+        values, layers = decode(t)
+        out.append(Candidate(f"trial {t.number}", values, layers, t.number, float(t.value)))
+    return out
+
+
+class SpectraReporter(NullReporter):
     """Records losses and keeps the model so its spectra can be read once training ends."""
 
     def __init__(self) -> None:
@@ -107,6 +124,22 @@ class _SpectraReporter(NullReporter):
     def report(self, step: int, model: nn.Module, loss: float) -> None:
         self.model = model
         super().report(step, model, loss)
+
+
+def read_spectra(
+    model: nn.Module, score: Score, analyze_fn: Callable[[nn.Module], pd.DataFrame]
+) -> tuple[float | None, str, float, float, int]:
+    """``(score, reason, mean α, cross-layer α spread, n layers)`` of a trained model (eligible layers
+    whose fit succeeded; score ``None`` with the reason when the model cannot be scored)."""
+    df = analyze_fn(model)
+    result = score(df)
+    if result.value is None:
+        return None, str(result.reason), math.nan, math.nan, 0
+    good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
+    alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
+    if not alphas.size:
+        return float(result.value), "", math.nan, math.nan, 0
+    return float(result.value), "", float(alphas.mean()), float(alphas.std(ddof=0)), int(alphas.size)
 
 
 def run_budget(budget: int, fraction: float, budget_per_data: bool) -> int:
@@ -167,7 +200,7 @@ def measure_data_curve(
                 seed=int(seed),
                 data_fraction=float(fraction) * float(available_fraction),
             )
-            reporter = _SpectraReporter()
+            reporter = SpectraReporter()
             record = RunRecord(
                 candidate.label, float(fraction), int(seed), math.inf, math.nan, math.nan, 0, None
             )
@@ -195,19 +228,13 @@ def measure_data_curve(
                 )
                 records.append(record)
                 continue
-            df = analyze_fn(reporter.model)
-            result_score = score(df)
-            if result_score.value is None:
-                record.status, record.reason = "failed", str(result_score.reason)
+            value, reason, mean_alpha, spread, n_layers = read_spectra(reporter.model, score, analyze_fn)
+            if value is None:
+                record.status, record.reason = "failed", reason
                 records.append(record)
                 continue
-            good = score.eligible(df["num_evals"].to_numpy()) & ~failed_fits(df)
-            alphas = df.loc[good, "alpha"].to_numpy(dtype=float)
-            record.score = float(result_score.value)
-            record.n_layers = int(alphas.size)
-            if alphas.size:
-                record.mean_alpha = float(alphas.mean())
-                record.spread = float(alphas.std(ddof=0))
+            record.score, record.mean_alpha, record.spread = value, mean_alpha, spread
+            record.n_layers = n_layers
             records.append(record)
             logger.info(
                 "advice run %s f=%.4g seed=%d score=%.4g", candidate.label, fraction, seed, record.score

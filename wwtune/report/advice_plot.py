@@ -38,11 +38,17 @@ def plot_advice(advice: Mapping[str, Any]) -> Figure:
             ``tuning_headroom`` (≥ 0: how much the score improved between a typical trial and the best
             trial at full data, in score units) and ``metric`` (y-axis label, default "α score").
 
+    The cross-fitted advice (``method`` "cross-fitted learning curve") gets three panels: the best
+    configuration's loss on the unseen part of the training data against the data fraction with the
+    power law extrapolated to 2×; the two expected gains with their intervals; the spectral witness.
+
     The headroom is drawn as a green band hanging below the full-data score: if the curve falls by more
     than the band's height as data grows, more data buys more than more tuning.
     """
     if not isinstance(advice, Mapping):
         raise TypeError(f"advice must be a dict but got {type(advice).__name__}.")
+    if advice.get("method") == "cross-fitted learning curve" and "runs" in advice:
+        return _plot_crossfit(advice)
     if all(k in advice for k in ADVISOR_KEYS):
         return _plot_advisor_runs(advice)
     missing = [k for k in ("data_fraction", "score") if k not in advice]
@@ -211,4 +217,72 @@ def _plot_advisor_runs(advice: Mapping[str, Any]) -> Figure:
     handles, names = ax_score.get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    return fig
+
+
+def _plot_crossfit(advice: Mapping[str, Any]) -> Figure:
+    """Three panels: the unseen-loss learning curve with the power law extrapolated to 2×; the two
+    gains with their intervals; mean α and α spread of the curve runs (the spectral witness)."""
+    fig = Figure(figsize=(14, 4.8))
+    ax_curve, ax_gain, ax_alpha = fig.subplots(1, 3)
+    runs = pd.DataFrame(advice["runs"])
+    curve = runs[(runs["role"] == "curve") & (runs["status"] == "ok")] if len(runs) else runs
+    if len(curve):
+        ax_curve.plot(
+            curve["fraction"],
+            curve["unseen_loss"],
+            "o",
+            color="tab:blue",
+            alpha=0.5,
+            label="best config: runs (one per split)",
+        )
+    pl = advice.get("power_law")
+    d = advice.get("data_gain")
+    if pl:
+        xs = np.geomspace(min(advice["settings"]["curve_fractions"]), 2.0, 60)
+        ys = pl["a"] + pl["b"] * (xs / pl["n_ref"]) ** (-pl["c"])
+        ax_curve.plot(xs, ys, "-", color="tab:blue", label=f"power law, c = {pl['c']:.2f}")
+        ax_curve.axvline(1.0, color="grey", lw=0.8, ls=":")
+        if d:
+            ax_curve.errorbar(
+                [2.0],
+                [pl["at_2x"]],
+                yerr=[[d["high"] - d["estimate"]], [d["estimate"] - d["low"]]],
+                fmt="s",
+                color="tab:blue",
+                mfc="white",
+                capsize=4,
+                label="2× (extrapolated)",
+            )
+    ax_curve.set_xscale("log", base=2)
+    ax_curve.set_xlabel("training data (relative to what is available)")
+    ax_curve.set_ylabel("loss on the unseen part of the training data")
+    ax_curve.set_title(f"verdict: {advice['verdict']}", fontsize=10)
+    ax_curve.legend(fontsize=7)
+    t = advice.get("tuning_gain") or {}
+    for i, (_name, g, color) in enumerate((("2× data", d, "tab:blue"), ("more tuning", t, "tab:green"))):
+        if g and g.get("estimate") is not None:
+            ax_gain.bar(i, g["estimate"], color=color, alpha=0.6)
+            ax_gain.errorbar(
+                [i],
+                [g["estimate"]],
+                yerr=[[g["estimate"] - g["low"]], [g["high"] - g["estimate"]]],
+                fmt="none",
+                color="k",
+                capsize=6,
+            )
+    ax_gain.set_xticks([0, 1], ["2× data", "more tuning"])
+    ax_gain.set_ylabel(f"expected loss drop ({advice['settings']['level']:.0%} interval)")
+    ax_gain.set_title("expected gains", fontsize=10)
+    if len(curve):
+        ax_alpha.plot(curve["fraction"], curve["mean_alpha"], "o", color="tab:purple", label="mean α")
+        ax2 = ax_alpha.twinx()
+        ax2.plot(curve["fraction"], curve["spread"], "^", color="tab:orange", label="α spread")
+        ax2.set_ylabel("cross-layer α spread")
+    ax_alpha.set_xscale("log", base=2)
+    ax_alpha.set_xlabel("training data (relative to what is available)")
+    ax_alpha.set_ylabel("mean α (eligible layers)")
+    w = advice.get("spectral_witness") or {}
+    ax_alpha.set_title(f"spectral witness: {str(w.get('reading', '')).split(' (')[0]}", fontsize=10)
+    fig.tight_layout()
     return fig
