@@ -98,7 +98,9 @@ def fit_epochs(
     reporter: Reporter,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> None:
-    """Minibatch training for ``params.budget`` epochs; reports the epoch's mean loss after each epoch."""
+    """Minibatch training for ``params.budget`` epochs; reports the loss before training (step 0, the
+    reference of the study's loss-drop and norm-growth rules) and the epoch's mean loss after each epoch."""
+    reporter.report(0, model, initial_loss(model, x, y, loss_fn))
     optimizer = make_optimizer(params, model, hp)
     order_rng = torch.Generator().manual_seed(int(params.seed) + 1)
     n = len(x)
@@ -115,6 +117,22 @@ def fit_epochs(
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         reporter.report(epoch, model, total / n)
+
+
+@torch.no_grad()
+def initial_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> float:
+    """The training-set loss of the model as it is (before training), in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return float(loss_fn(model(x), y))
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

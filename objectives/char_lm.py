@@ -153,6 +153,10 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
         optimizer = make_optimizer(params, model, hp)
         offsets_rng = torch.Generator().manual_seed(int(params.seed) + 1)
         span = torch.arange(context + 1)
+        with torch.no_grad():  # the loss before training (step 0) on one fixed batch of windows
+            probe = torch.arange(0, len(train_codes) - context, max(1, (len(train_codes) - context) // batch))
+            model.eval()
+            reporter.report(0, model, float(_loss(model, train_codes[probe[:batch, None] + span])))
         for epoch in range(1, int(params.budget) + 1):
             model.train()
             total = 0.0

@@ -162,6 +162,12 @@ class Reporter:
     def report(self, step: int, model: nn.Module, loss: float) -> None:
         """Record the training ``loss`` after ``step`` (epoch or step count, starting at 1).
 
+        ``step=0`` (optional, before the first update) gives the loss before training: in a study it is
+        the reference of the "training loss must fall" rule (``sanity.min_loss_drop``) and its spectra the
+        reference of the exploding-norm rule (``sanity.norm_growth``); it is not scored. A task that cannot
+        afford a pass before training may report the trivial predictor's loss there (e.g. ``log(classes)``
+        for cross-entropy, the target variance for squared error) with the untrained model.
+
         May raise :class:`Pruned` (stop the run) or :class:`TrainingDiverged` (NaN/Inf loss).
         """
         raise NotImplementedError
@@ -184,14 +190,23 @@ class NullReporter(Reporter):
 Task = Callable[[Params, Reporter], "Mapping[str, Any] | None"]
 
 
-def task(*, supports_data_fraction: bool = False, reports: Iterable[str] = ()) -> Callable[[Task], Task]:
+def task(
+    *, supports_data_fraction: bool = False, reports: Iterable[str] = (), loss_comparable: bool = True
+) -> Callable[[Task], Task]:
     """Mark a function as a wwtune task and declare what it supports.
 
     ``supports_data_fraction=True`` tells the data-vs-tuning advisor that the task honours
     ``params.data_fraction``; the advisor refuses tasks that do not declare it.
+
+    ``loss_comparable=False`` says the loss the task reports cannot be compared across trials (e.g. it
+    includes a hyperparameter-dependent regulariser term such as ``weight_decay * ||W||²``): the trust
+    report then shows the lowest-training-loss baseline as unavailable, and the scores that rank by the
+    training loss (``train_loss``, ``fit_band``, ``pareto``) refuse the task. ``objective.loss_comparable``
+    in the config overrides it.
     """
 
     def mark(fn: Task) -> Task:
+        fn.loss_comparable = bool(loss_comparable)  # type: ignore[attr-defined]
         fn.supports_data_fraction = bool(supports_data_fraction)  # type: ignore[attr-defined]
         fn.reports = tuple(reports)  # type: ignore[attr-defined]
         return fn

@@ -44,6 +44,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
+from wwtune.score import CONFIG_KEYS as SCORE_KEYS
 from wwtune.score import Score, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
@@ -94,11 +95,20 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "artifacts",
         "spectra",
     ),
-    "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
+    "objective": (
+        "task",
+        "budget",
+        "report_every",
+        "data_fraction",
+        "fixed",
+        "heldout",
+        "alpha_band",
+        "loss_comparable",
+    ),
     "objective.heldout": ("name", "direction"),
-    "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
+    "score": SCORE_KEYS,
     "storage": STORAGE_KEYS,
-    "sanity": ("check_weights", "min_loss_drop", "on_violation"),
+    "sanity": ("check_weights", "min_loss_drop", "on_violation", "norm_growth", "penalty"),
 }
 MODES = ("optimize", "advise", "report")
 ON_VIOLATION = ("fail", "infeasible")
@@ -257,6 +267,19 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     drop = sanity.get("min_loss_drop", 0.0)
     if drop is not None and (not isinstance(drop, (int, float)) or not 0.0 <= drop < 1.0):
         raise ConfigError(f"sanity.min_loss_drop must be in [0, 1) or null but got {drop!r}.")
+    growth = sanity.get("norm_growth")
+    if growth is not None and (
+        not isinstance(growth, (int, float)) or isinstance(growth, bool) or not growth > 1
+    ):
+        raise ConfigError(f"sanity.norm_growth must be a number > 1 or null but got {growth!r}.")
+    penalty = sanity.get("penalty")
+    if penalty is not None and (
+        not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or math.isnan(penalty)
+    ):
+        raise ConfigError(f"sanity.penalty must be a number or null but got {penalty!r}.")
+    comparable = objective.get("loss_comparable")
+    if comparable is not None:
+        _check_value("objective.loss_comparable", comparable, bool)
     for section in ("sampler", "pruner"):
         node = cfg.get(section)
         if not isinstance(node, Mapping):
@@ -293,6 +316,25 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             "score.kind=heldout needs objective.heldout {name, direction}, but the objective has none."
         )
+    if score.uses_train_loss and not loss_comparable(cfg):
+        raise ConfigError(
+            f"score.kind={score.kind} ranks trials by their training loss, but this task declares its loss "
+            "not comparable across trials (objective.loss_comparable=false or @task(loss_comparable=False));"
+            " use score=band or score=heldout."
+        )
+    if score.multi_objective:
+        pruner_target = str(cfg["pruner"].get("_target_", ""))
+        if not pruner_target.endswith("NopPruner"):
+            raise ConfigError(
+                f"score.kind=pareto is a two-objective study, which Optuna cannot prune; use pruner=none "
+                f"(got pruner {pruner_target!r}), or a single-objective score such as score=fit_band."
+            )
+        sampler_name = str(cfg["sampler"].get("_target_", "")).rsplit(".", 1)[-1]
+        if sampler_name not in ("TPESampler", "NSGAIISampler", "NSGAIIISampler", "RandomSampler"):
+            raise ConfigError(
+                "score.kind=pareto needs a multi-objective sampler (tpe, nsga2, random) "
+                f"but got {sampler_name}."
+            )
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -301,8 +343,27 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 def _score(cfg: Mapping[str, Any]) -> Score:
+    """The study's score; a score config without a band takes the task's (``objective.alpha_band``)."""
     heldout = cfg["objective"].get("heldout") or {}
-    return Score.from_config(cfg["score"], heldout_direction=heldout.get("direction", "maximize"))
+    node = dict(cfg["score"])
+    if node.get("band") is None:
+        node["band"] = cfg["objective"].get("alpha_band")
+    return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
+
+
+def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
+    """Whether the task's reported training loss can be compared across trials (the training-loss pick
+    and the fit scores need it): ``objective.loss_comparable`` when set, else the task's
+    ``@task(loss_comparable=...)`` declaration, else True."""
+    value = cfg["objective"].get("loss_comparable")
+    if value is not None:
+        return bool(value)
+    if task_fn is None:
+        try:
+            task_fn = load_task(cfg["objective"]["task"])
+        except ConfigError:
+            return True
+    return bool(getattr(task_fn, "loss_comparable", True))
 
 
 def load_task(spec: str) -> Callable[..., Any]:
@@ -358,9 +419,31 @@ class StudyReporter(Reporter):
     pending_layers: dict[str, Any] | None = None
     keep_spectra: bool = False
     spectra: Any = None
+    #: the study's objective when it is not the α score (fit kinds): scored and reported at each analysis
+    objective: Score | None = None
+    last_objective: Any = None
+    #: the per-layer table of the first analysis (step 0 when the task reports before training)
+    first_layers: dict[str, Any] | None = None
+    #: the loss before training (``report(0, ...)``), the reference of the loss-drop rule
+    reference_loss: float | None = None
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
+        if step <= 0:
+            # before training: the reference loss of the "training loss must fall" rule and the reference
+            # spectral norms of the divergence rule; not scored, not reported to Optuna, not a loss entry
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"training loss before training is {loss}")
+            self.reference_loss = loss
+            start = time.perf_counter()
+            try:
+                from wwtune.spectral import analyze as default_analyze
+
+                layers = (self.analyze or default_analyze)(model, **self.analysis_kwargs)
+                self.first_layers = layers_record(layers, self.score, 0)
+            finally:
+                self.analysis_s += time.perf_counter() - start
+            return
         self.losses.append([step, loss])
         self.last_step, self.model = step, model
         if not math.isfinite(loss):
@@ -383,14 +466,20 @@ class StudyReporter(Reporter):
                 layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
             self.pending_layers = layers_record(layers, self.score, step)
+            if self.first_layers is None:
+                self.first_layers = self.pending_layers
             if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
                 self.flush_layers()
                 self.trial.set_user_attr("wwtune.losses", _json_safe(self.losses))
             self.last_result, self.analysed_step = result, step
-            if self.report_to_optuna and result.value is not None:
-                self.trial.report(result.value, step)
+            reported = result
+            if self.objective is not None:
+                loss = self.losses[-1][1] if self.losses else None
+                reported = self.last_objective = self.objective(layers, train_loss=loss)
+            if self.report_to_optuna and reported.value is not None:
+                self.trial.report(reported.value, step)
                 if self.trial.should_prune():
-                    raise Pruned(self._prune_reason(step, result.value)["message"], step)
+                    raise Pruned(self._prune_reason(step, reported.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
 
@@ -469,17 +558,15 @@ class _TrialRunner:
         self.spectra_dir = folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
         sanity = cfg["sanity"]
         self.min_loss_drop = sanity.get("min_loss_drop")
-        self.on_violation = sanity.get("on_violation", "fail")
+        self.on_violation = sanity.get("on_violation", "infeasible")
+        self.norm_growth = sanity.get("norm_growth")
+        self.penalty = sanity.get("penalty")
         self.check_weights = bool(sanity.get("check_weights", True))
         analysis = dict(cfg.get("analysis") or {})
         analysis.setdefault("min_evals", min(8, score.min_evals))
         self.analysis = analysis
-        # the α score is stored even when the study optimises the held-out metric (for the trust report)
-        self.alpha_score = (
-            score
-            if score.uses_alpha
-            else Score(band=score.band, min_evals=score.min_evals, weights=score.weights)
-        )
+        # the α score is stored even when the study optimises something else (for the trust report)
+        self.alpha_score = score.alpha_score()
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         if self.cap is not None and not self.cap.admits(trial.study, trial.number):
@@ -523,9 +610,10 @@ class _TrialRunner:
             self.report_every,
             self.analysis,
             self.check_weights,
-            report_to_optuna=self.score.uses_alpha,
+            report_to_optuna=self.score.kind != "heldout" and not self.score.multi_objective,
             store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
             keep_spectra=self.spectra_dir is not None,
+            objective=self.score if self.score.uses_train_loss else None,
         )
         try:
             try:
@@ -551,6 +639,8 @@ class _TrialRunner:
                 trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
         except TrainingDiverged as exc:
+            if self.on_violation == "infeasible":
+                return self._infeasible_penalty(trial, reporter, f"diverged: {exc}")
             self._fail(trial, f"diverged: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
             _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
@@ -596,6 +686,27 @@ class _TrialRunner:
         trial.set_user_attr("wwtune.fail_reason", reason)
         raise TrialFailed(reason)
 
+    def _mark_infeasible(self, trial: optuna.trial.Trial, violated: bool) -> None:
+        trial.set_user_attr("wwtune.constraint", [1.0 if violated else 0.0])
+        if _HAS_SET_CONSTRAINT:
+            trial.set_constraint("loss_drop", 1.0 if violated else 0.0)  # samplers and best_trial see it
+
+    def _infeasible_penalty(self, trial: optuna.trial.Trial, reporter: StudyReporter, reason: str) -> Any:
+        """A diverged run under ``on_violation=infeasible``: COMPLETE, infeasible, valued ``sanity.penalty``
+        (default: the worst value of the score's direction, ±inf), so a constrained sampler (TPE, NSGA-II,
+        GP) learns the region is bad instead of never seeing it (Optuna's samplers ignore FAIL trials)."""
+        if self.penalty is None and self.score.kind == "heldout":
+            self._fail(trial, reason)  # no value of the held-out metric is known to be worst
+        trial.set_user_attr("wwtune.infeasible_reason", reason)
+        trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
+        self._mark_infeasible(trial, True)
+        _logger.warning("Trial %d infeasible: %s", trial.number, reason)
+        values = []
+        for direction in self.score.directions:
+            worst = math.inf if direction == "minimize" else -math.inf
+            values.append(float(self.penalty) if self.penalty is not None else worst)
+        return values if self.score.multi_objective else values[0]
+
     def _finish(self, trial: optuna.trial.Trial, reporter: StudyReporter, result: Any) -> float:
         if result is not None and not isinstance(result, Mapping):
             self._fail(trial, f"the task must return a dict or None but returned {type(result).__name__}")
@@ -611,31 +722,70 @@ class _TrialRunner:
         alpha = reporter.last_result
         if alpha.value is not None:
             trial.set_user_attr("wwtune.score", alpha.value)
-        violation = self._loss_violation(reporter.losses)
+        if reporter.reference_loss is not None:
+            trial.set_user_attr("wwtune.reference_loss", reporter.reference_loss)
+        diverged = self._norm_violation(reporter)
+        if diverged is not None:
+            if self.on_violation == "fail":
+                self._fail(trial, diverged)
+            return self._infeasible_penalty(trial, reporter, diverged)
+        violation = self._loss_violation(reporter.losses, reporter.reference_loss)
         if violation is not None:
             if self.on_violation == "fail":
                 self._fail(trial, violation)
             trial.set_user_attr("wwtune.infeasible_reason", violation)
-        trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
-        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
-            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
-        final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
-        if final.value is None:
-            self._fail(trial, final.reason or "the score could not be computed")
+        self._mark_infeasible(trial, violation is not None)
+        if self.score.kind == "heldout":
+            final = self.score(None, heldout)
+        elif self.score.uses_train_loss:
+            final = reporter.last_objective
+        else:
+            final = alpha
+        if final is None or final.value is None:
+            self._fail(trial, (final.reason if final else None) or "the score could not be computed")
+        if self.score.multi_objective:
+            return [float(v) for v in final.values]
         return float(final.value)
 
-    def _loss_violation(self, losses: list[list[float]]) -> str | None:
-        """The reason the loss check fails, or None. Compares the first and the last reported loss."""
-        if not self.min_loss_drop or len(losses) < 2:
+    def _norm_violation(self, reporter: StudyReporter) -> str | None:
+        """``sanity.norm_growth``: the divergence rule of ``pruner=alpha`` applied to every trial's final
+        analysis (an eligible layer with α < 2 whose spectral or Frobenius norm grew more than
+        ``norm_growth`` times since the first analysis — step 0 when the task reports before training)."""
+        if not self.norm_growth or reporter.first_layers is None or reporter.last_result is None:
             return None
-        first, last = losses[0][1], losses[-1][1]
+        record = reporter.pending_layers or reporter.trial.user_attrs.get("wwtune.layers")
+        if record is None:
+            return None
+        from wwtune.pruners import LayerTable, diverged_reason
+
+        reason = diverged_reason(
+            (),
+            LayerTable.from_attr(record),
+            LayerTable.from_attr(reporter.first_layers),
+            norm_growth=float(self.norm_growth),
+        )
+        return None if reason is None else f"diverged: {reason['message']}"
+
+    def _loss_violation(self, losses: list[list[float]], reference: float | None = None) -> str | None:
+        """The reason the loss check fails, or None. Compares the last reported loss with the loss before
+        training (``report(0, ...)``) when the task gave it, else with the first reported loss; a run whose
+        first epoch blew the loss up does not pass just because it came down afterwards."""
+        if not self.min_loss_drop or not losses:
+            return None
+        if reference is not None:
+            first, where = reference, "before training"
+        elif len(losses) >= 2:
+            first, where = losses[0][1], f"at step {losses[0][0]}"
+        else:
+            return None
+        last = losses[-1][1]
         if first <= 0:
             return None
         drop = (first - last) / first
         if drop < self.min_loss_drop:
             return (
                 f"training loss did not fall by sanity.min_loss_drop={self.min_loss_drop:g}: "
-                f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
+                f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
                 f"(drop {drop:.1%})"
             )
         return None
@@ -757,14 +907,25 @@ def best_trial_spectra(study: optuna.Study, cfg: Mapping[str, Any]) -> pd.DataFr
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE, feasible trial (earliest wins a tie), or None."""
+    """The best COMPLETE, feasible trial (earliest wins a tie), or None.
+
+    A two-objective study (``score=pareto``) has no single best value: its pick is
+    :func:`wwtune.score.pareto_pick` over the feasible trials (gate ``score.fit_quantile`` from the stored
+    config).
+    """
     trials = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and max(_constraints(t), default=0.0) <= 0.0
+        if t.values is not None and max(_constraints(t), default=0.0) <= 0.0
     ]
     if not trials:
         return None
+    if len(study.directions) > 1:
+        from wwtune.score import pareto_pick
+
+        quantile = ((study.user_attrs.get("wwtune.config") or {}).get("score") or {}).get("fit_quantile", 1.0)
+        i = pareto_pick([t.values[0] for t in trials], [t.values[1] for t in trials], float(quantile or 1.0))
+        return None if i is None else trials[i]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return min(trials, key=lambda t: (sign * t.value, t.number))
 
@@ -798,7 +959,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     score = _score(cfg)
     space = SearchSpace.from_config(cfg.get("search_space"))
     task_fn = load_task(cfg["objective"]["task"])
-    infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
+    infeasible = cfg["sanity"].get("on_violation", "infeasible") == "infeasible"
     # each worker samples with its own seed (worker 0 / no id: the study seed itself)
     sampler_node = dict(cfg["sampler"])
     if sampler_node.get("seed") is not None:
@@ -832,13 +993,14 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         sampler=sampler,
         pruner=pruner,
         study_name=name,
-        direction=score.direction,
+        directions=score.directions,
         load_if_exists=True,
     )
-    if study.direction.name.lower() != score.direction:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != score.directions:
         raise ConfigError(
-            f"Study {name!r} in storage is {study.direction.name.lower()}d but score "
-            f"{score.kind!r} is {score.direction}d; use another study.name."
+            f"Study {name!r} in storage has directions {stored} but score "
+            f"{score.kind!r} needs {score.directions}; use another study.name."
         )
     stale = _fail_stale_trials(study)
     if stale:
@@ -867,6 +1029,8 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
         )
     study.set_user_attr("wwtune.config", plain)
     study.set_user_attr("wwtune.band", list(score.band))
+    study.set_user_attr("wwtune.score_kind", score.kind)
+    study.set_user_attr("wwtune.loss_comparable", loss_comparable(cfg, task_fn))
     heldout = cfg["objective"].get("heldout")
     study.set_user_attr("wwtune.heldout_direction", heldout.get("direction") if heldout else None)
     study.set_user_attr("wwtune.heldout_name", heldout.get("name") if heldout else None)
@@ -924,7 +1088,16 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
         return None
     from wwtune.trust import trust_report
 
-    report = _json_safe(trust_report(trials, heldout_direction))
+    pick = best_trial(study)
+    report = _json_safe(
+        trust_report(
+            trials,
+            heldout_direction,
+            loss_comparable=bool(study.user_attrs.get("wwtune.loss_comparable", True)),
+            study_pick=None if pick is None else pick.number,
+            study_pick_label=study.user_attrs.get("wwtune.score_kind"),
+        )
+    )
     study.set_user_attr("wwtune.trust", report)
     _logger.info("%s", report["summary"])
     return report
@@ -977,7 +1150,8 @@ def write_best_params(study: optuna.Study, space: SearchSpace, cfg: Mapping[str,
     doc = {
         "study": study.study_name,
         "trial": best.number,
-        "score": best.value,
+        "score": best.value if len(best.values) == 1 else None,
+        **({"scores": list(best.values), "pick_rule": "pareto_pick"} if len(best.values) > 1 else {}),
         "score_rule": _score(cfg).describe(),
         "heldout": best.user_attrs.get("wwtune.heldout"),
         "params": _json_safe(values),
@@ -1005,6 +1179,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def band_distance_text(alpha: float | None, band: tuple[float, float]) -> str:
+    """How far ``alpha`` is from the band, signed: ``in band``, ``-0.12`` (below ``lo``), ``+1.3`` (above
+    ``hi``), or ``n/a`` for a missing or failed fit (α ≤ 1)."""
+    if alpha is None or not math.isfinite(alpha) or alpha <= 1.0:
+        return "n/a"
+    lo, hi = band
+    if alpha < lo:
+        return f"{alpha - lo:+.2f}"
+    if alpha > hi:
+        return f"{alpha - hi:+.2f}"
+    return "in band"
+
+
 def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
     """A plain-text summary: counts, best trial, its per-layer α, failures, analysis overhead."""
     trials = study.get_trials(deepcopy=False)
@@ -1029,8 +1216,13 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
     else:
         heldout = best.user_attrs.get("wwtune.heldout")
         hname = (cfg["objective"].get("heldout") or {}).get("name", "heldout")
+        value_text = (
+            f"score {best.value:.4g}"
+            if len(best.values) == 1
+            else f"picked from the Pareto front: training loss {best.values[0]:.4g}, B {best.values[1]:.4g}"
+        )
         lines.append(
-            f"Best trial #{best.number}: score {best.value:.4g}"
+            f"Best trial #{best.number}: {value_text}"
             + (
                 f", held-out {hname} {heldout:.4g} (stored, not optimised)"
                 if heldout is not None and score.kind != "heldout"
@@ -1047,15 +1239,18 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
                 f"  per-layer alpha at step {table['step']} (eligible: num_evals >= {score.min_evals};"
                 f" band [{score.band[0]:g}, {score.band[1]:g}]):"
             )
-            lines.append(f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7}  warning")
+            lines.append(
+                f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7} {'to band':>8}  warning"
+            )
             for i, layer in enumerate(table["name"]):
                 alpha = table["alpha"][i]
                 lines.append(
                     f"    {layer:<24} {table['num_evals'][i]:>9} {'yes' if table['eligible'][i] else 'no':>8}"
-                    f" {alpha if alpha is None else format(alpha, '.3f'):>7}  {table['warning'][i] or ''}"
+                    f" {alpha if alpha is None else format(alpha, '.3f'):>7}"
+                    f" {band_distance_text(alpha, score.band):>8}  {table['warning'][i] or ''}"
                 )
         top = sorted(
-            (t for t in by_state[TrialState.COMPLETE] if t.value is not None),
+            (t for t in by_state[TrialState.COMPLETE] if t.values is not None and len(t.values) == 1),
             key=lambda t: (-t.value if study.direction.name == "MAXIMIZE" else t.value, t.number),
         )[:5]
         if len(top) > 1:
