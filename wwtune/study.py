@@ -921,6 +921,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     if not trials:
         return None
     if len(study.directions) > 1:
+        if study.user_attrs.get("wwtune.score_kind") != "pareto":
+            return None  # another multi-objective study: no rule to pick one trial
         from wwtune.score import pareto_pick
 
         quantile = ((study.user_attrs.get("wwtune.config") or {}).get("score") or {}).get("fit_quantile", 1.0)
@@ -1088,14 +1090,15 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
         return None
     from wwtune.trust import trust_report
 
-    pick = best_trial(study)
+    kind = study.user_attrs.get("wwtune.score_kind")
+    pick = best_trial(study) if kind in ("heldout", "train_loss", "fit_band", "pareto") else None
     report = _json_safe(
         trust_report(
             trials,
             heldout_direction,
             loss_comparable=bool(study.user_attrs.get("wwtune.loss_comparable", True)),
             study_pick=None if pick is None else pick.number,
-            study_pick_label=study.user_attrs.get("wwtune.score_kind"),
+            study_pick_label=kind,
         )
     )
     study.set_user_attr("wwtune.trust", report)

@@ -59,8 +59,8 @@ def trust_report(
     """How well the α score ranked the trials, judged by the held-out metric.
 
     Args:
-        trials: the study's trials (any state; only COMPLETE ones with finite ``wwtune.score`` and
-            ``wwtune.heldout`` user attrs count).
+        trials: the study's trials (any state; only COMPLETE, feasible ones — ``wwtune.constraint`` not
+            violated — with finite ``wwtune.score`` and ``wwtune.heldout`` user attrs count).
         heldout_direction: ``"maximize"`` (e.g. accuracy) or ``"minimize"`` (e.g. loss).
         score_direction: direction of the α score, ``"minimize"`` (default: wwtune's scores are
             distances) or ``"maximize"``.
@@ -99,8 +99,8 @@ def trust_report(
 
     numbers, scores, heldouts, losses, n_excluded = [], [], [], [], 0
     for t in trials:
-        if t.state != TrialState.COMPLETE:
-            continue
+        if t.state != TrialState.COMPLETE or max(t.user_attrs.get("wwtune.constraint") or [0.0]) > 0:
+            continue  # infeasible trials (diverged, loss did not fall) are never a pick: not compared
         score, heldout = _number(t.user_attrs.get(SCORE_ATTR)), _number(t.user_attrs.get(HELDOUT_ATTR))
         if score is None or heldout is None:
             n_excluded += 1

@@ -316,10 +316,23 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
     return fig
 
 
-def _warning_kind(warning: Any, alpha: float) -> str:
+#: a layer whose α is within this of the target band is on target: never drawn or shaded as a warning
+#: (WeightWatcher's own ``warning`` column is still shown as it is in the tables)
+ON_TARGET = 0.1
+
+
+def band_gap(alpha: float, band: Sequence[float]) -> float:
+    """Signed distance of ``alpha`` to the band: negative below ``lo``, positive above ``hi``, 0 inside."""
+    lo, hi = float(band[0]), float(band[1])
+    return alpha - lo if alpha < lo else (alpha - hi if alpha > hi else 0.0)
+
+
+def _warning_kind(warning: Any, alpha: float, band: Sequence[float] | None = None) -> str:
     w = "" if warning is None or (isinstance(warning, float) and math.isnan(warning)) else str(warning)
     if math.isnan(alpha) or w == "failed":
         return "failed"
+    if band is not None and abs(band_gap(alpha, band)) <= ON_TARGET:
+        return "ok"
     if w in ("over-trained", "under-trained"):
         return w
     return "ok"
@@ -359,7 +372,7 @@ def plot_layer_alphas(
     else:
         eligible = np.ones(len(df), dtype=bool)
     warnings = df["warning"].tolist() if "warning" in df.columns else [""] * len(df)
-    kinds = np.array([_warning_kind(w, a) for w, a in zip(warnings, alpha, strict=True)])
+    kinds = np.array([_warning_kind(w, a, band) for w, a in zip(warnings, alpha, strict=True)])
     n = len(df)
     fig = _new_figure(width=float(np.clip(6.5 + 0.35 * n, 8.5, 18)), height=4.4)
     ax = fig.add_subplot()
@@ -816,4 +829,43 @@ def plot_advice(advice: Mapping[str, Any]) -> Figure:
     ax.set_title("More data or more tuning?")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
+    return fig
+
+
+def plot_pareto_front(study: Any, pick: int | None = None) -> Figure:
+    """A two-objective study (``score=pareto``): every feasible complete trial as (final training loss,
+    band distance B), the Pareto front joined and highlighted, the recommended trial (``pick``, a trial
+    number) marked with a star. The loss axis is logarithmic when all losses are positive."""
+    from wwtune.score import pareto_front
+
+    trials = [
+        t
+        for t in trials_of(study)
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) == 2
+        and all(math.isfinite(v) for v in t.values)
+    ]
+    fig = _new_figure(width=7.0)
+    ax = fig.add_subplot()
+    if not trials:
+        ax.text(0.5, 0.5, "no complete two-objective trial", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    pts = np.array([t.values for t in trials], dtype=float)
+    ax.scatter(pts[:, 0], pts[:, 1], color=COLORS["ok"], s=28, alpha=0.6, label="trial", gid="trials")
+    front = sorted(pareto_front(pts), key=lambda i: pts[i, 0])
+    ax.plot(pts[front, 0], pts[front, 1], "-o", color=COLORS["band"], lw=1.5, ms=6, label="Pareto front",
+            gid="front")
+    numbers = [t.number for t in trials]
+    if pick in numbers:
+        i = numbers.index(pick)
+        ax.scatter([pts[i, 0]], [pts[i, 1]], marker="*", s=260, color="#d62728", zorder=5,
+                   label=f"pick (trial #{pick})", gid="pick")
+    if (pts[:, 0] > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel("final training loss (lower is better)")
+    ax.set_ylabel("band distance B (lower is better)")
+    ax.set_title("Pareto front: fit against spectra")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return fig
