@@ -139,10 +139,19 @@ def _complete_trials(study: Any) -> list[Any]:
     return [
         t
         for t in trials
-        if t.value is not None
-        and math.isfinite(t.value)
+        if _study_value(t) is not None
+        and math.isfinite(_study_value(t))
         and max(t.user_attrs.get("wwtune.constraint", [0.0]), default=0.0) <= 0.0
     ]
+
+
+def _study_value(trial: Any) -> float | None:
+    """The value the advisor ranks a trial by: its value, or for a two-objective study (``score=pareto``:
+    training loss, band distance) the band distance."""
+    values = trial.values
+    if not values:
+        return None
+    return float(values[-1])
 
 
 def _default_params_from_trial(trial: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -160,10 +169,9 @@ def pick_candidates(
     """
     import optuna
 
-    if getattr(study, "direction", None) != optuna.study.StudyDirection.MINIMIZE:
-        raise ValueError(
-            f"The advisor reads α-score studies, which minimise; got direction {study.direction}."
-        )
+    directions = list(getattr(study, "directions", []))
+    if not directions or any(d != optuna.study.StudyDirection.MINIMIZE for d in directions):
+        raise ValueError(f"The advisor reads α-score studies, which minimise; got directions {directions}.")
     trials = _complete_trials(study)
     if len(trials) < 2:
         raise ValueError(
@@ -171,14 +179,14 @@ def pick_candidates(
             f"{study.study_name!r} has {len(trials)}. Run more trials first."
         )
     decode = params_from_trial or _default_params_from_trial
-    ordered = sorted(trials, key=lambda t: (t.value, t.number))
+    ordered = sorted(trials, key=lambda t: (_study_value(t), t.number))
     best = ordered[0]
     # The median trial; index len // 2 is never the best when there are at least 2 trials.
     typical = ordered[len(ordered) // 2]
     out = []
     for label, trial in (("best", best), ("typical", typical)):
         values, layers = decode(trial)
-        out.append(Candidate(label, values, layers, trial.number, float(trial.value)))
+        out.append(Candidate(label, values, layers, trial.number, float(_study_value(trial))))
     return out[0], out[1]
 
 
@@ -395,7 +403,7 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
     if not (0.0 < recent < 1.0):
         raise ValueError(f"recent must be in (0, 1) but got {recent!r}.")
     trials = sorted(_complete_trials(study), key=lambda t: t.number)
-    scores = [float(t.value) for t in trials]
+    scores = [float(_study_value(t)) for t in trials]
     out: dict[str, Any] = {"n_complete": len(trials)}
     if not scores:
         return {**out, "importances": None, "importances_note": "no complete trials"}
@@ -431,7 +439,8 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
         import optuna
 
         try:
-            imp = optuna.importance.get_param_importances(study, params=sorted(varied))
+            target = (lambda t: _study_value(t)) if len(study.directions) > 1 else None
+            imp = optuna.importance.get_param_importances(study, params=sorted(varied), target=target)
             out["importances"] = {k: float(v) for k, v in imp.items()}
         except (ValueError, RuntimeError) as exc:  # e.g. conditional params absent in some trials
             out["importances"] = None
@@ -931,12 +940,15 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None) -> dict[str, Any]:
     task_fn = load_task(objective["task"])
     check_task(task_fn)
     space = SearchSpace.from_config(cfg.get("search_space"))
-    heldout = objective.get("heldout") or {}
-    score = Score.from_config(cfg.get("score") or {}, heldout_direction=heldout.get("direction", "maximize"))
-    if not score.uses_alpha:
+    from wwtune.study import _score
+
+    score = _score({**cfg, "score": cfg.get("score") or {}})
+    if score.kind == "heldout":
         raise ValueError(
             "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
         )
+    # the fit scores (train_loss, fit_band, pareto): the retraining runs are compared by their α score
+    score = score.alpha_score()
     analysis = dict(cfg.get("analysis") or {})
     rule = DecisionRule(
         **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}
