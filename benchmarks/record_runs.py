@@ -55,7 +55,7 @@ RUNS: dict[str, dict[str, Any]] = {
                      "data_seed": True},
     "teacher_student_noisy": {"objective": "teacher_student_noisy", "search_space": "teacher_student",
                               "score": "band", "data_seed": True},
-    "char_lm_small": {"objective": "char_lm_small", "search_space": "char_lm", "score": "transformer"},
+    "char_lm_small": {"objective": "char_lm_small", "search_space": "char_lm_small", "score": "transformer"},
     # AdamW variants
     "digits_mlp_adamw": {"objective": "digits_mlp", "search_space": "digits_mlp_adamw", "score": "band"},
     "digits_noisy_adamw": {"objective": "digits_noisy", "search_space": "digits_mlp_adamw", "score": "band",
