@@ -1,0 +1,153 @@
+"""Record random-search runs for the selector benchmark: bundled tasks, over-fitting scenarios, AdamW.
+
+Each (run, seed) is ONE wwtune study with the random sampler (seeded), every configuration trained to the
+end of its budget under a recording pruner (never prunes), exactly as ``benchmarks/bench_trust.py``
+records the runs behind ``trust.md`` (its ``run_one``; same JSON format, so one reader serves both).
+Per trial: params, state, α score, held-out metric, per-report training losses (``losses``), what the
+task returned (``result``: ``loss_init``, the training loss before the first step, and ``loss_trivial``,
+the best constant predictor's loss, on the bundled tasks), and per report step the layer table
+(``records[i].layers``: alpha, num_evals, eligible, warning, lambda_max, log_norm …).
+
+Calibration seeds (0–2, for choosing a score's weights/thresholds) go to ``--runs-dir``
+(default ``benchmarks/results/trust_runs/``), fresh seeds (3–5: look at them only once the rule is
+frozen) to ``--fresh-dir`` (default ``benchmarks/results/trust_runs_fresh/``). A record that exists is
+never re-run, so the script can be stopped and restarted; each record is written atomically when its
+study ends, and ``--list`` (a file) gets one line per record written.
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/record_runs.py \\
+        --runs digits_noisy teacher_student_noisy char_lm_small digits_mlp_adamw --seeds 0 1 2 3 4 5 --n 30
+
+``--time-one RUN`` trains one configuration of RUN (its search space's first random draw) and prints
+the time, to bound a batch before starting it. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_trust  # noqa: E402  (the benchmark's own recorder and reader)
+
+#: Runs this script records: objective config, search-space config, score config, extra overrides, and
+#: whether the study seed also fixes the training data (``objective.fixed.data_seed``).
+RUNS: dict[str, dict[str, Any]] = {
+    # the bundled tasks as the calibration runs in trust_runs/ were recorded (trust.md): digits_mlp with
+    # the lr lower bound of that time (1e-3; the search space has since raised it to 3e-3)
+    "digits_mlp": {"objective": "digits_mlp", "search_space": "digits_mlp", "score": "band",
+                   "overrides": ["search_space.params.lr.low=0.001"]},
+    "digits_cnn": {"objective": "digits_cnn", "search_space": "digits_cnn", "score": "band"},
+    "teacher_student": {"objective": "teacher_student", "search_space": "teacher_student", "score": "band"},
+    "char_lm": {"objective": "char_lm", "search_space": "char_lm", "score": "transformer",
+                "budget": 5, "overrides": ["objective.fixed.steps_per_epoch=15"]},
+    # over-fitting scenarios (the training loss lies): noisy labels, little data, long training
+    "digits_noisy": {"objective": "digits_noisy", "search_space": "digits_mlp", "score": "band",
+                     "data_seed": True},
+    "teacher_student_noisy": {"objective": "teacher_student_noisy", "search_space": "teacher_student",
+                              "score": "band", "data_seed": True},
+    "char_lm_small": {"objective": "char_lm_small", "search_space": "char_lm_small", "score": "transformer"},
+    # AdamW variants
+    "digits_mlp_adamw": {"objective": "digits_mlp", "search_space": "digits_mlp_adamw", "score": "band"},
+    "digits_noisy_adamw": {"objective": "digits_noisy", "search_space": "digits_mlp_adamw", "score": "band",
+                           "data_seed": True},
+}
+CALIBRATION_SEEDS = (0, 1, 2)
+
+_logger = logging.getLogger("record_runs")
+
+
+def overrides_for(run: str, seed: int) -> list[str]:
+    spec = RUNS[run]
+    data = [f"objective.fixed.data_seed={seed}"] if spec.get("data_seed") else []
+    return [*spec.get("overrides", ()), *data]
+
+
+def record(run: str, seed: int, n: int, path: Path) -> dict[str, Any]:
+    """Run the study of ``run`` × ``seed`` with ``n`` configurations and write its record to ``path``."""
+    spec = RUNS[run]
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = bench_trust.run_one(
+            run, seed, n, spec.get("budget"), Path(tmp), overrides_for(run, seed), score=spec["score"],
+            objective=spec["objective"], search_space=spec["search_space"],
+        )
+    rec["calibration"] = seed in CALIBRATION_SEEDS
+    tmp_path = path.with_suffix(".json.tmp")
+    tmp_path.write_text(json.dumps(rec, separators=(",", ":")))
+    os.replace(tmp_path, path)
+    return rec
+
+
+def time_one(run: str) -> float:
+    spec = RUNS[run]
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = bench_trust.run_one(
+            run, 0, 1, spec.get("budget"), Path(tmp), overrides_for(run, 0), score=spec["score"],
+            objective=spec["objective"], search_space=spec["search_space"],
+        )
+    t = rec["trials"][0]
+    print(
+        f"{run}: one trial {rec['wall_s']:.1f} s (train {t['time_train_s']:.1f} s, analysis "
+        f"{t['time_analysis_s']:.1f} s); state {t['state']}; held-out {t['heldout']}; "
+        f"losses {[round(x[1], 3) for x in t['losses']]}; result {t['result']}"
+    )
+    return float(rec["wall_s"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=[])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--n", type=int, default=30, help="configurations per run × seed (default 30)")
+    parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "trust_runs")
+    parser.add_argument("--fresh-dir", type=Path, default=HERE / "results" / "trust_runs_fresh")
+    parser.add_argument("--list", type=Path, default=None, help="append one line per record written")
+    parser.add_argument("--time-one", choices=sorted(RUNS), default=None)
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error(f"--n must be a positive integer but got {args.n}")
+
+    import optuna
+    import torch
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("wwtune").setLevel(logging.ERROR)
+    if args.time_one:
+        time_one(args.time_one)
+        return 0
+    if not args.runs:
+        parser.error("name --runs (or --time-one)")
+    for seed in args.seeds:  # seeds outermost: calibration seeds of every run land first
+        for run in args.runs:
+            folder = args.runs_dir if seed in CALIBRATION_SEEDS else args.fresh_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{run}_s{seed}.json"
+            if path.exists():
+                _logger.info("%s exists; kept", path)
+                continue
+            start = time.perf_counter()
+            rec = record(run, seed, args.n, path)
+            failed = sum(t["state"] == "FAIL" for t in rec["trials"])
+            _logger.info("%s seed %d: %d trials (%d failed) in %.0f s -> %s", run, seed, args.n, failed,
+                         time.perf_counter() - start, path)
+            if args.list:
+                with args.list.open("a") as fh:
+                    kind = "calibration" if rec["calibration"] else "FRESH"
+                    fh.write(f"{path.relative_to(HERE.parent)}  ({kind}, {args.n} trials, "
+                             f"{rec['wall_s']:.0f} s)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
