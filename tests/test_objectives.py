@@ -75,7 +75,9 @@ def cached_run(cache: dict, name: str):
 def test_trains_reports_every_unit_and_loss_falls(name, first_runs):
     out, reporter = cached_run(first_runs, name)
     steps = [step for step, _ in reporter.losses]
-    assert steps == list(range(1, TINY[name][2] + 1))
+    # step 0: the loss before training (the reference of the study's sanity rules), equal to loss_init
+    assert steps == list(range(0, TINY[name][2] + 1))
+    assert reporter.losses[0][1] == pytest.approx(out["loss_init"])
     losses = [loss for _, loss in reporter.losses]
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < 0.9 * losses[0], losses
@@ -237,7 +239,10 @@ OBJECTIVE_CONFIGS = sorted(p.stem for p in (CONF / "objective").glob("*.yaml"))
 @pytest.mark.parametrize("config", OBJECTIVE_CONFIGS)
 def test_objective_config_names_a_task_and_only_known_fixed_values(config):
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"{config}.yaml"))
-    assert set(cfg) == {"task", "budget", "report_every", "data_fraction", "fixed", "heldout"}
+    required = {"task", "budget", "report_every", "data_fraction", "fixed", "heldout"}
+    assert required <= set(cfg) <= required | {"alpha_band", "loss_comparable"}
+    if "char_lm" in cfg["task"]:  # transformer layers: every score without its own band uses [3, 4]
+        assert cfg["alpha_band"] == [3.0, 4.0]
     module_name, _, fn_name = cfg["task"].partition(":")
     module = importlib.import_module(module_name)
     fn = getattr(module, fn_name)
