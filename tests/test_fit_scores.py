@@ -239,3 +239,18 @@ def test_new_scores_run_end_to_end_through_the_cli(project, score):  # noqa: F81
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(project)},
     )
     assert report.returncode == 0, report.stderr[-2000:]
+
+
+def test_the_shipped_default_is_the_measured_choice():
+    """fit_band with weight 0.3 (chosen on the calibration seeds, benchmarks/results/selectors.md)."""
+    for study in ("quickstart", "digits_mlp", "digits_cnn", "teacher_student", "char_lm"):
+        score = _score(compose([f"study={study}"]))
+        assert score.kind == "fit_band" and score.weight == 0.3
+    assert _score(compose(["study=char_lm"])).band == (3.0, 4.0)
+
+
+def test_pruners_work_with_the_fit_score(project):  # noqa: F811
+    study = run_study(cfg("score=fit_band", "pruner=alpha", "study.n_trials=3"))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    study = run_study(cfg("score=fit_band", "pruner=median", "study.n_trials=3", "study.name=tiny_median"))
+    assert all(t.intermediate_values for t in study.trials)
