@@ -55,7 +55,8 @@ with TPE and the pruners): `fit_band` with weight w ∈ {0.1, 0.3, 1, 3}. Rule, 
 fresh seeds: (1) the most tasks whose mean regret is ≤ the training-loss pick's; (2) tie-break: the
 smallest sum over tasks of mean regret / expected random regret. On seeds 0–2 of the four bundled tasks
 and seed 0 of the three over-fitting scenarios: w = 0.1 → 5 of 7 tasks, w = 0.3 → 6 of 7, w = 1 → 6 of 7,
-w = 3 → 5 of 7; tie-break between the two with 6: 0.3 (sum 4.11) over 1 (4.24). Frozen: `fit_band`, weight 0.3, trap_weight 0.5
+w = 3 → 5 of 7; tie-break between the two with 6: 0.3 (sum 4.11) over 1 (4.24).
+Frozen: `fit_band`, weight 0.3, trap_weight 0.5
 (not calibrated: the recorded runs did not look for traps), loss_floor 1e-6; the Pareto pick's gate
 fit_quantile = 1.0 (0.5 measured worse on 5 of 7 tasks). Also measured on the calibration runs, with no
 choice depending on them: separate weights below/above the band, gates by loss or by α quantile, rank
