@@ -43,25 +43,28 @@ from wwtune.trust import trust_report  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: the frozen default (chosen on the calibration seeds; see the table's "choice" section)
-DEFAULT = "fit_band w=0.3"
+DEFAULT = "fit_band w=5"
 #: tasks whose training loss is meant to lie (noisy labels, little data, memorisation: issue 11 point 3)
 OVERFITTING = ("digits_noisy", "teacher_student_noisy", "char_lm_small")
+#: the bundled tasks' AdamW variant (issue 11 point 3) counts as a bundled task
 
 
 CHOICE = """## How the default was chosen (on the calibration seeds only, then frozen)
 
 Candidates: the scores a single-objective sampler can optimise as the study runs (the default must work
-with TPE and the pruners): `fit_band` with weight w ∈ {0.1, 0.3, 1, 3}. Rule, fixed before looking at
-fresh seeds: (1) the most tasks whose mean regret is ≤ the training-loss pick's; (2) tie-break: the
-smallest sum over tasks of mean regret / expected random regret. On seeds 0–2 of the four bundled tasks
-and seed 0 of the three over-fitting scenarios: w = 0.1 → 5 of 7 tasks, w = 0.3 → 6 of 7, w = 1 → 6 of 7,
-w = 3 → 5 of 7; tie-break between the two with 6: 0.3 (sum 4.11) over 1 (4.24).
-Frozen: `fit_band`, weight 0.3, trap_weight 0.5
-(not calibrated: the recorded runs did not look for traps), loss_floor 1e-6; the Pareto pick's gate
-fit_quantile = 1.0 (0.5 measured worse on 5 of 7 tasks). Also measured on the calibration runs, with no
-choice depending on them: separate weights below/above the band, gates by loss or by α quantile, rank
-sums (`/tmp` exploration, not committed) — none was ≤ the training loss on all 7 tasks either; the best
-(the α-quantile gate at 0.25) missed char_lm as `fit_band` does."""
+with TPE and the pruners): `fit_band` with weight w ∈ {0.1, 0.3, 1, 2, 3, 5, 10}. Rule: (1) the most of
+issue 11's regret targets met (mean regret ≤ the training-loss pick's on a bundled task, strictly lower
+on an over-fitting scenario); (2) tie-break: the smallest sum over tasks of mean regret / expected random
+regret. Calibration data (all that was recorded at 01:42, every file of trust_runs/ with seed ≤ 2):
+seeds 0–2 of the four bundled tasks and of the three scenarios, seeds 0–1 of digits_mlp_adamw (8 tasks).
+Targets met: w = 0.1 → 4 of 8, 0.3 → 6, 1 → 5, 2 → 6, 3 → 5, 5 → 6, 10 → 5; tie-break among the three
+with 6: 0.3 (sum 6.25), 2 (4.52), 5 (3.48): w = 5. The same rule gave w = 5 on the smaller calibration
+sets recorded earlier (a first freeze at w = 0.3, under an earlier rule counting "≤ on every task" with
+only seed 0 of the scenarios, was replaced before any fresh seed was read). Frozen: `fit_band`, weight 5, trap_weight 0.5 (not calibrated:
+the recorded runs did not look for traps), loss_floor 1e-6; the Pareto pick's gate fit_quantile = 1.0
+(0.5 measured no better). Also tried on the calibration runs (exploration script, not committed):
+separate weights below/above the band, gates by loss or by α quantile, rank sums — none met the
+char_lm target either."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,7 +94,10 @@ def _pareto(fit_quantile: float) -> Callable[[list[dict[str, Any]], tuple[float,
 SELECTORS: dict[str, Callable[[list[dict[str, Any]], tuple[float, float]], int]] = {
     "α score (band, old default)": _scalar({"kind": "band_distance"}),
     "training loss": _scalar({"kind": "train_loss"}),
-    **{f"fit_band w={w:g}": _scalar({"kind": "fit_band", "weight": w}) for w in (0.1, 0.3, 1.0, 3.0)},
+    **{
+        f"fit_band w={w:g}": _scalar({"kind": "fit_band", "weight": w})
+        for w in (0.1, 0.3, 1.0, 2.0, 3.0, 5.0, 10.0)
+    },
     **{f"pareto q={q:g}": _pareto(q) for q in (1.0, 0.5)},
 }
 

@@ -110,7 +110,7 @@ def test_fit_band_study_reports_a_signal_that_depends_on_the_trial_alone(project
     """What the sampler sees (intermediate and final values) is the formula applied to that trial's own
     stored loss and layers: no rank against other trials, so it never changes as the study grows."""
     study = run_study(cfg("score=fit_band", "study.n_trials=4"))
-    score = Score(kind="fit_band", band=(2.0, 2.0), weight=0.3)
+    score = Score(kind="fit_band", band=(2.0, 2.0), weight=5.0)
     for t in study.trials:
         assert t.state == TrialState.COMPLETE
         layers = pd.DataFrame({k: v for k, v in t.user_attrs["wwtune.layers"].items() if isinstance(v, list)})
@@ -242,10 +242,10 @@ def test_new_scores_run_end_to_end_through_the_cli(project, score):  # noqa: F81
 
 
 def test_the_shipped_default_is_the_measured_choice():
-    """fit_band with weight 0.3 (chosen on the calibration seeds, benchmarks/results/selectors.md)."""
+    """fit_band with weight 5 (chosen on the calibration seeds, benchmarks/results/selectors.md)."""
     for study in ("quickstart", "digits_mlp", "digits_cnn", "teacher_student", "char_lm"):
         score = _score(compose([f"study={study}"]))
-        assert score.kind == "fit_band" and score.weight == 0.3
+        assert score.kind == "fit_band" and score.weight == 5.0
     assert _score(compose(["study=char_lm"])).band == (3.0, 4.0)
 
 

@@ -122,7 +122,7 @@ class Score:
             negative.
         heldout_direction: ``maximize`` (default) or ``minimize``; the direction of a ``heldout`` score.
         weight: ``fit_band`` only: weight of the band distance ``B`` against ``log10`` of the training
-            loss; default 0.3 (chosen on the calibration seeds, ``benchmarks/results/selectors.md``).
+            loss; default 5.0 (chosen on the calibration seeds, ``benchmarks/results/selectors.md``).
             Must be a finite number ≥ 0.
         trap_weight: ``fit_band`` only: weight of the fraction of eligible layers with a correlation trap;
             default 0.5. Finite, ≥ 0.
@@ -142,7 +142,7 @@ class Score:
         failed_penalty: float | None = None,
         tie_break: float = 0.01,
         heldout_direction: str = "maximize",
-        weight: float = 0.3,
+        weight: float = 5.0,
         trap_weight: float = 0.5,
         loss_floor: float = 1e-6,
         fit_quantile: float = 1.0,
