@@ -61,7 +61,8 @@ Targets met: w = 0.1 → 4 of 8, 0.3 → 6, 1 → 5, 2 → 6, 3 → 5, 5 → 6, 
 with 6: 0.3 (sum 6.25), 2 (4.52), 5 (3.48): w = 5. The same rule gave w = 5 on the smaller calibration
 sets recorded earlier (a first freeze at w = 0.3, under an earlier rule counting "≤ on every task" with
 only seed 0 of the scenarios, was replaced before any fresh seed was read).
-Frozen: `fit_band`, weight 5, trap_weight 0.5 (not calibrated: the recorded runs did not look for traps), loss_floor 1e-6; the Pareto pick's gate fit_quantile = 1.0
+Frozen: `fit_band`, weight 5, trap_weight 0.5 (not calibrated: the recorded runs did not look for
+traps), loss_floor 1e-6; the Pareto pick's gate fit_quantile = 1.0
 (0.5 measured no better). Also tried on the calibration runs (exploration script, not committed):
 separate weights below/above the band, gates by loss or by α quantile, rank sums — none met the
 char_lm target either."""
