@@ -207,7 +207,7 @@ def test_pareto_study_report_plots_the_front_and_marks_the_pick():
         study.add_trial(create_trial(values=[loss, b], user_attrs={"wwtune.layers": layers_attr([2.2, 2.9])}))
     page = render_report(study)
     assert "Pareto front: fit against spectra" in page and "picked trial (Pareto front)" in page
-    from wwtune.report.plots import plot_pareto_front
+    from wwtune.report.study_plots import plot_pareto_front
 
     fig = plot_pareto_front(study, 1)
     gids = {c.get_gid() for c in fig.axes[0].collections} | {ln.get_gid() for ln in fig.axes[0].lines}

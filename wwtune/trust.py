@@ -35,11 +35,10 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
+from wwtune.record import TrialRecord, constraints
+
 __all__ = ["format_trust", "trust_report"]
 
-SCORE_ATTR = "wwtune.score"
-HELDOUT_ATTR = "wwtune.heldout"
-LOSSES_ATTR = "wwtune.losses"
 #: the α pick is "good" when its regret is below this share of the best-vs-median gap
 GOOD_PICK_VS_MEDIAN = 0.5
 _DIRECTIONS = ("minimize", "maximize")
@@ -99,9 +98,10 @@ def trust_report(
 
     numbers, scores, heldouts, losses, n_excluded = [], [], [], [], 0
     for t in trials:
-        if t.state != TrialState.COMPLETE or max(t.user_attrs.get("wwtune.constraint") or [0.0]) > 0:
+        if t.state != TrialState.COMPLETE or max(constraints(t), default=0.0) > 0:
             continue  # infeasible trials (diverged, loss did not fall) are never a pick: not compared
-        score, heldout = _number(t.user_attrs.get(SCORE_ATTR)), _number(t.user_attrs.get(HELDOUT_ATTR))
+        record = TrialRecord(t)
+        score, heldout = _number(record.stored_score), _number(record.heldout)
         if score is None or heldout is None:
             n_excluded += 1
             continue
@@ -275,11 +275,7 @@ def format_trust(report: dict[str, Any]) -> str:
 
 def final_train_loss(trial: FrozenTrial) -> float | None:
     """The last training loss the task reported (``wwtune.losses``), or None when missing or non-finite."""
-    losses = trial.user_attrs.get(LOSSES_ATTR)
-    if not isinstance(losses, (list, tuple)) or not losses:
-        return None
-    last = losses[-1]
-    return _number(last[1]) if isinstance(last, (list, tuple)) and len(last) >= 2 else None
+    return TrialRecord(trial).final_train_loss
 
 
 def _versus(report: dict[str, Any], study_label: str | None) -> str:
