@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
+from wwtune.config import make_score as _score
 from wwtune.score import Score, pareto_front, pareto_pick
-from wwtune.study import ConfigError, _score, best_trial, run_study, summary_text, validate_config
+from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
