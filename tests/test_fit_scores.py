@@ -15,7 +15,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.cli import compose
 from wwtune.config import make_score as _score
@@ -107,7 +106,7 @@ def test_pareto_pick_is_always_on_the_front(points):
 
 
 # ------------------------------------------------------------------------------------------ in a study
-def test_fit_band_study_reports_a_signal_that_depends_on_the_trial_alone(project):  # noqa: F811
+def test_fit_band_study_reports_a_signal_that_depends_on_the_trial_alone(project):
     """What the sampler sees (intermediate and final values) is the formula applied to that trial's own
     stored loss and layers: no rank against other trials, so it never changes as the study grows."""
     study = run_study(cfg("score=fit_band", "study.n_trials=4"))
@@ -125,7 +124,7 @@ def test_fit_band_study_reports_a_signal_that_depends_on_the_trial_alone(project
     assert [t.value for t in more.trials[:4]] == values
 
 
-def test_pareto_study_picks_from_the_front(project):  # noqa: F811
+def test_pareto_study_picks_from_the_front(project):
     study = run_study(cfg("score=pareto", "study.n_trials=4"))
     assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -142,19 +141,19 @@ def test_pareto_study_picks_from_the_front(project):  # noqa: F811
     assert trust["study_pick"]["trial"] == pick.number and trust["study_pick"]["score_kind"] == "pareto"
 
 
-def test_pareto_refuses_a_pruner_it_cannot_use(project):  # noqa: F811
+def test_pareto_refuses_a_pruner_it_cannot_use(project):
     with pytest.raises(ConfigError, match="pareto is a two-objective study, which Optuna cannot prune"):
         validate_config(cfg("score=pareto", "pruner=alpha"))
 
 
-def test_train_loss_score_study(project):  # noqa: F811
+def test_train_loss_score_study(project):
     study = run_study(cfg("score=train_loss", "study.n_trials=2"))
     for t in study.trials:
         assert t.value == pytest.approx(t.user_attrs["wwtune.losses"][-1][1])
         assert math.isfinite(t.user_attrs["wwtune.score"])
 
 
-def test_loss_scores_refuse_a_task_whose_loss_is_not_comparable(project):  # noqa: F811
+def test_loss_scores_refuse_a_task_whose_loss_is_not_comparable(project):
     with pytest.raises(ConfigError, match="not comparable across trials"):
         validate_config(cfg("score=fit_band", "+objective.loss_comparable=false"))
 
@@ -170,7 +169,7 @@ def test_heldout_score_keeps_the_tasks_alpha_band():
 
 
 # ------------------------------------------------------------------------------------------ sanity rules
-def test_loss_drop_is_measured_from_the_loss_before_training(project):  # noqa: F811
+def test_loss_drop_is_measured_from_the_loss_before_training(project):
     """A run whose loss blew up in epoch 1 (1.0 → 2.85) and then sat at 1.3: it fell 54% from its first
     report, but not at all from where it started."""
     study = run_study(
@@ -184,7 +183,7 @@ def test_loss_drop_is_measured_from_the_loss_before_training(project):  # noqa: 
     assert best_trial(study) is None
 
 
-def test_exploding_norms_are_divergence_in_every_study(project):  # noqa: F811
+def test_exploding_norms_are_divergence_in_every_study(project):
     """No pruner: the final analysis itself flags α < 2 with a spectral norm ×10⁴ since step 0."""
     study = run_study(
         cfg("objective.task=study_tasks:exploding_norms", "study.n_trials=1", "objective.heldout=null")
@@ -204,7 +203,7 @@ def test_exploding_norms_are_divergence_in_every_study(project):  # noqa: F811
     assert math.isfinite(off.trials[1].value)  # the rule, not something else, caught it
 
 
-def test_summary_shows_distance_to_the_band(project):  # noqa: F811
+def test_summary_shows_distance_to_the_band(project):
     study = run_study(cfg("study.n_trials=2"))
     text = summary_text(study, cfg())
     assert "to band" in text
@@ -215,7 +214,7 @@ def test_summary_shows_distance_to_the_band(project):  # noqa: F811
 
 # ------------------------------------------------------------------------------------------ CLI end to end
 @pytest.mark.parametrize("score", ["fit_band", "train_loss", "pareto"])
-def test_new_scores_run_end_to_end_through_the_cli(project, score):  # noqa: F811
+def test_new_scores_run_end_to_end_through_the_cli(project, score):
     run = subprocess.run(
         [sys.executable, "-m", "wwtune", "study=tiny", f"score={score}", "study.n_trials=3"],
         cwd=project,
@@ -250,7 +249,7 @@ def test_the_shipped_default_is_the_measured_choice():
     assert _score(compose(["study=char_lm"])).band == (3.0, 4.0)
 
 
-def test_pruners_work_with_the_fit_score(project):  # noqa: F811
+def test_pruners_work_with_the_fit_score(project):
     study = run_study(cfg("score=fit_band", "pruner=alpha", "study.n_trials=3"))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     study = run_study(cfg("score=fit_band", "pruner=median", "study.n_trials=3", "study.name=tiny_median"))

@@ -52,6 +52,9 @@ class StudyReporter(Reporter):
     ``reference_loss`` (the reference of the loss-drop rule) and analyses the untrained weights once as
     ``first_layers`` (the reference of the norm-growth rule); it is not scored, not reported to Optuna and
     not a ``losses`` entry.
+
+    After training, ``losses`` (``[[step, loss], ...]``), ``last_result`` (the latest
+    :class:`~wwtune.score.ScoreResult`), ``analysis_s`` (seconds spent here) and ``spectra`` say what it saw.
     """
 
     trial: optuna.trial.Trial
@@ -64,18 +67,19 @@ class StudyReporter(Reporter):
     analyze: Callable[..., pd.DataFrame] | None = None
     store_every_analysis: bool = True
     keep_spectra: bool = False
-    losses: list[list[float]] = field(default_factory=list)
-    analysis_s: float = 0.0
-    last_step: int | None = None
-    analysed_step: int | None = None
-    last_result: ScoreResult | None = None
-    model: Any = None
-    pending_layers: dict[str, Any] | None = None
-    spectra: pd.DataFrame | None = None
     objective: Score | None = None
-    last_objective: ScoreResult | None = None
-    first_layers: dict[str, Any] | None = None
-    reference_loss: float | None = None
+    # what the reporter has seen so far (not constructor arguments)
+    losses: list[list[float]] = field(default_factory=list, init=False)
+    analysis_s: float = field(default=0.0, init=False)
+    last_step: int | None = field(default=None, init=False)
+    analysed_step: int | None = field(default=None, init=False)
+    last_result: ScoreResult | None = field(default=None, init=False)
+    model: Any = field(default=None, init=False)
+    pending_layers: dict[str, Any] | None = field(default=None, init=False)
+    spectra: pd.DataFrame | None = field(default=None, init=False)
+    last_objective: ScoreResult | None = field(default=None, init=False)
+    first_layers: dict[str, Any] | None = field(default=None, init=False)
+    reference_loss: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.writer = TrialWriter(self.trial)

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from wwtune.record import failed_fits, layers_record
+from wwtune.schema import SCHEMA, normalize_config
 
 # failed_fits and layers_record live in wwtune.record (the stored record); re-exported here
 __all__ = [
@@ -221,12 +222,16 @@ class Score:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], heldout_direction: str | None = None) -> Score:
-        """Build from a ``conf/score`` mapping (keys as in ``__init__``)."""
-        allowed = set(CONFIG_KEYS)
+        """Build from a ``conf/score`` mapping (keys of :data:`wwtune.schema.SCHEMA` ``["score"]``: those of
+        ``__init__``, with ``min_evals`` spelled ``min_evals_counted``)."""
+        cfg = normalize_config({"score": cfg})["score"]  # score.min_evals: the deprecated name
+        allowed = set(SCHEMA["score"])
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise ValueError(f"Unknown score setting(s) {unknown}; allowed: {sorted(allowed)}.")
         kwargs = dict(cfg)
+        if "min_evals_counted" in kwargs:
+            kwargs["min_evals"] = kwargs.pop("min_evals_counted")
         if heldout_direction is not None:
             kwargs["heldout_direction"] = heldout_direction
         return cls(**kwargs)
@@ -408,21 +413,6 @@ class Score:
             w = np.ones_like(terms)
         value = float(np.sum(w * terms) / np.sum(w))
         return ScoreResult(value, n_layers, int(eligible.sum()), int(failed.sum()))
-
-
-#: the keys a ``conf/score`` file may set
-CONFIG_KEYS = (
-    "kind",
-    "band",
-    "min_evals",
-    "weights",
-    "failed_penalty",
-    "tie_break",
-    "weight",
-    "trap_weight",
-    "loss_floor",
-    "fit_quantile",
-)
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:

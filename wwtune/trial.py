@@ -19,6 +19,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from wwtune.bridge import StudyReporter
+from wwtune.config import analysis_kwargs
 from wwtune.objective import Params, Pruned, TrainingDiverged
 from wwtune.record import (
     SPECTRA_DIR,
@@ -127,9 +128,7 @@ class TrialRunner:
         self.norm_growth = sanity.get("norm_growth")
         self.penalty = sanity.get("penalty")
         self.check_weights = bool(sanity.get("check_weights", True))
-        analysis = dict(cfg.get("analysis") or {})
-        analysis.setdefault("min_evals", min(8, score.min_evals))
-        self.analysis = analysis
+        self.analysis = analysis_kwargs(cfg, score)
         # the α score is stored even when the study optimises something else (for the trust report)
         self.alpha_score = score.alpha_score()
 
