@@ -103,6 +103,56 @@ def time_one(run: str) -> float:
     return float(rec["wall_s"])
 
 
+def backfill(path: Path) -> int:
+    """Add ``result.loss_init`` / ``result.loss_trivial`` to the trials of a record made before the tasks
+    returned them (the calibration runs behind trust.md), without training: each trial's task is run
+    with its training loop replaced by the loss-before-training measurement (the model is built from the
+    trial's seed, study seed + trial number, as the study built it). Marked ``"backfilled": true``.
+    Returns the number of trials filled."""
+    from importlib import import_module
+    from unittest import mock
+
+    from wwtune.objective import NullReporter, Params
+    from wwtune.objectives import _common, char_lm, teacher_student
+
+    rec = json.loads(path.read_text())
+    spec = RUNS[rec["task"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = bench_trust.study_config(
+            rec["task"], rec["seed"], 1, rec["budget"], Path(tmp), rec.get("overrides", []),
+            sampler="random", name="backfill", score=spec["score"], objective=spec["objective"],
+            search_space=spec["search_space"],
+        )
+    obj = cfg["objective"]
+    task_path, _, fn_name = obj["task"].partition(":")
+    task = getattr(import_module(task_path), fn_name)
+
+    def no_training(model, x, y, params, hp, reporter, loss_fn=None):
+        return _common.initial_loss(model, x, y)
+
+    filled = 0
+    for t in rec["trials"]:
+        if (t.get("result") or {}).get("loss_init") is not None:
+            continue
+        values = {**(obj.get("fixed") or {}), **{k: v for k, v in t["params"].items() if "/" not in k}}
+        params = Params(values=values, budget=1, seed=int(rec["seed"]) + int(t["number"]),
+                        data_fraction=obj["data_fraction"])
+        if task is char_lm.train:  # loss_init is measured before the first step: one step suffices
+            params.values["steps_per_epoch"] = 1
+            out = task(params, NullReporter())
+        else:
+            with mock.patch.object(_common, "fit_epochs", no_training), \
+                    mock.patch.object(teacher_student, "fit_epochs", no_training):
+                out = task(params, NullReporter())
+        t["result"] = {**(t.get("result") or {}), "n_train": out["n_train"], "loss_init": out["loss_init"],
+                       "loss_trivial": out["loss_trivial"], "backfilled": True}
+        filled += 1
+    tmp_path = path.with_suffix(".json.tmp")
+    tmp_path.write_text(json.dumps(rec, separators=(",", ":")))
+    os.replace(tmp_path, path)
+    return filled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=[])
@@ -112,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh-dir", type=Path, default=HERE / "results" / "trust_runs_fresh")
     parser.add_argument("--list", type=Path, default=None, help="append one line per record written")
     parser.add_argument("--time-one", choices=sorted(RUNS), default=None)
+    parser.add_argument("--backfill", nargs="+", type=Path, default=[], metavar="RECORD",
+                        help="add loss_init/loss_trivial to older records (no training)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be a positive integer but got {args.n}")
@@ -125,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("wwtune").setLevel(logging.ERROR)
     if args.time_one:
         time_one(args.time_one)
+        return 0
+    if args.backfill:
+        for path in args.backfill:
+            _logger.info("%s: %d trials backfilled", path, backfill(path))
         return 0
     if not args.runs:
         parser.error("name --runs (or --time-one)")
