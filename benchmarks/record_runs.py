@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -153,6 +154,49 @@ def backfill(path: Path) -> int:
     return filled
 
 
+def summary(runs_dir: Path, fresh_dir: Path, command: str, notes: str = "") -> str:
+    """Markdown: every record in the two folders (trials, failures, time); on calibration seeds only, the
+    evidence of whether the training loss lies (its rank correlation with the held-out metric, the regret
+    of the lowest-final-training-loss pick vs a random pick's). Fresh seeds: counts and times only."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    out = ["# Recorded random-search runs (selector benchmark, issue 11)", "", "```", command, "```", "",
+           (__doc__ or "").split("\n\n")[1], "", notes, "",
+           "| run | seed | kind | trials (complete/failed) | wall | Spearman(final train loss, held-out) "
+           "| held-out: best | lowest-train-loss pick | random mean | regret: train-loss pick "
+           "| regret: random |",
+           "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    paths = sorted(runs_dir.glob("*_s[0-9].json")) + sorted(fresh_dir.glob("*_s[0-9].json"))
+    for path in paths:
+        if path.name.startswith("tpe_"):
+            continue
+        rec = json.loads(path.read_text())
+        trials = rec["trials"]
+        fresh = rec["seed"] not in CALIBRATION_SEEDS
+        done = [t for t in trials if t["state"] == "COMPLETE" and bench_trust._finite(t["heldout"])]
+        failed = sum(t["state"] == "FAIL" for t in trials)
+        head = (f"| {rec['task']} | {rec['seed']} | {'FRESH' if fresh else 'calibration'} "
+                f"| {len(trials)} ({len(done)}/{failed}) | {rec['wall_s']:.0f} s ")
+        if fresh or len(done) < 3:
+            out.append(head + "| — | — | — | — | — | — |")
+            continue
+        sign = 1.0 if rec["heldout"]["direction"] == "maximize" else -1.0
+        final = [t["losses"][-1][1] for t in done]
+        held = [t["heldout"] for t in done]
+        rho = spearmanr(final, [-sign * h for h in held])[0]  # +1: lower training loss, better held-out
+        best = max(held, key=lambda h: sign * h)
+        pick = held[int(np.argmin(final))]
+        mean = float(np.mean(held))
+        out.append(head + f"| {rho:+.2f} | {best:.3f} | {pick:.3f} | {mean:.3f} "
+                   f"| {max(0.0, sign * (best - pick)):.3f} | {max(0.0, sign * (best - mean)):.3f} |")
+    out += ["", "Spearman is oriented: +1 = a lower final training loss goes with a better held-out metric "
+            "(the training loss is honest), ≤ 0 = it is not. Regret = held-out gap to the best trial of "
+            "the same study (≥ 0). Wall = the study's wall-clock time on 2 CPU cores shared with other work, "
+            "one thread per process (OMP_NUM_THREADS=1).", ""]
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=[])
@@ -162,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh-dir", type=Path, default=HERE / "results" / "trust_runs_fresh")
     parser.add_argument("--list", type=Path, default=None, help="append one line per record written")
     parser.add_argument("--time-one", choices=sorted(RUNS), default=None)
+    parser.add_argument("--summary", type=Path, default=None, metavar="MD",
+                        help="write the table of every record in --runs-dir and --fresh-dir to MD")
+    parser.add_argument("--notes", type=Path, default=None, help="Markdown put above the --summary table")
     parser.add_argument("--backfill", nargs="+", type=Path, default=[], metavar="RECORD",
                         help="add loss_init/loss_trivial to older records (no training)")
     args = parser.parse_args(argv)
@@ -177,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("wwtune").setLevel(logging.ERROR)
     if args.time_one:
         time_one(args.time_one)
+        return 0
+    if args.summary:
+        command = "OMP_NUM_THREADS=1 python benchmarks/record_runs.py " + shlex.join(
+            sys.argv[1:] if argv is None else list(argv))
+        notes = args.notes.read_text() if args.notes else ""
+        args.summary.write_text(summary(args.runs_dir, args.fresh_dir, command, notes))
+        print(args.summary.read_text())
         return 0
     if args.backfill:
         for path in args.backfill:
