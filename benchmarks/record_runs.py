@@ -67,6 +67,17 @@ CALIBRATION_SEEDS = (0, 1, 2)
 _logger = logging.getLogger("record_runs")
 
 
+def quiet_single_thread() -> None:
+    """What every recording process sets first: one torch thread, Optuna and wwtune logs quiet."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("wwtune").setLevel(logging.ERROR)
+
+
 def overrides_for(run: str, seed: int) -> list[str]:
     spec = RUNS[run]
     data = [f"objective.fixed.data_seed={seed}"] if spec.get("data_seed") else []
@@ -215,13 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n < 1:
         parser.error(f"--n must be a positive integer but got {args.n}")
 
-    import optuna
-    import torch
-
-    torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("wwtune").setLevel(logging.ERROR)
+    quiet_single_thread()
     if args.time_one:
         time_one(args.time_one)
         return 0
