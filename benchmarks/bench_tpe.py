@@ -132,13 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         parser.error(f"--scores {bad} not in conf/score; known: {sorted(known)}")
 
-    import optuna
-    import torch
-
-    torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("wwtune").setLevel(logging.ERROR)
+    record_runs.quiet_single_thread()
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     command = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_tpe.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv))
