@@ -213,16 +213,20 @@ def test_summary_shows_distance_to_the_band(project):
 
 
 # ------------------------------------------------------------------------------------------ CLI end to end
-@pytest.mark.parametrize("score", ["fit_band", "train_loss", "pareto"])
-def test_new_scores_run_end_to_end_through_the_cli(project, score):
-    run = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=tiny", f"score={score}", "study.n_trials=3"],
+def _wwtune(project, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "wwtune", "study=tiny", *args],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=240,
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(project)},
     )
+
+
+@pytest.mark.parametrize("score", ["fit_band", "train_loss", "pareto"])
+def test_new_scores_run_end_to_end_through_the_cli(project, score):
+    run = _wwtune(project, f"score={score}", "study.n_trials=3")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "lowest-train-loss" in run.stdout
     assert (project / "studies" / "tiny" / "best_params.yaml").exists()
@@ -230,14 +234,7 @@ def test_new_scores_run_end_to_end_through_the_cli(project, score):
     assert "lowest final training loss" in html
     if score == "pareto":
         assert "Pareto front" in html
-    report = subprocess.run(
-        [sys.executable, "-m", "wwtune", "study=tiny", f"score={score}", "mode=report"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(project)},
-    )
+    report = _wwtune(project, f"score={score}", "mode=report")
     assert report.returncode == 0, report.stderr[-2000:]
 
 
