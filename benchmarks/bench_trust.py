@@ -71,12 +71,15 @@ _logger = logging.getLogger("bench_trust")
 
 def study_config(
     task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str], *, sampler: str,
-    name: str, score: str | None = None,
+    name: str, score: str | None = None, objective: str | None = None, search_space: str | None = None,
 ) -> dict[str, Any]:
-    """The composed config of one benchmark study (as ``python -m wwtune`` composes it) with overrides."""
+    """The composed config of one benchmark study (as ``python -m wwtune`` composes it) with overrides.
+
+    ``objective`` / ``search_space`` name the config files when they differ from ``task`` (a scenario).
+    """
     overrides = [
-        f"objective={task}",
-        f"search_space={task}",
+        f"objective={objective or task}",
+        f"search_space={search_space or task}",
         f"score={score or SCORE_CONF.get(task, 'band')}",
         f"sampler={sampler}",
         f"study.name={name}",
@@ -98,10 +101,16 @@ def study_config(
 
 
 def run_one(
-    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str] = ()
+    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str] = (), *,
+    score: str | None = None, objective: str | None = None, search_space: str | None = None,
 ) -> dict[str, Any]:
-    """Run one study and return its JSON-serialisable record (config, trials, per-step pruner records)."""
-    cfg = study_config(task, seed, n, budget, workdir, extra, sampler="random", name=f"{task}_s{seed}")
+    """Run one study and return its JSON-serialisable record (config, trials, per-step pruner records).
+
+    Per trial also ``result``: what the task returned besides ``heldout`` (e.g. ``loss_init``, the training
+    loss before training, and ``loss_trivial``, the best constant predictor's, for the bundled tasks).
+    """
+    cfg = study_config(task, seed, n, budget, workdir, extra, sampler="random", name=f"{task}_s{seed}",
+                       score=score, objective=objective, search_space=search_space)
     cfg["pruner"] = {
         "_target_": "wwtune.replay.RecordingPruner",
         "live": {"_target_": "wwtune.pruners.AlphaPruner"},
@@ -124,6 +133,7 @@ def run_one(
                 "heldout": ua.get("wwtune.heldout"),
                 "fail_reason": ua.get("wwtune.fail_reason"),
                 "losses": ua.get("wwtune.losses"),
+                "result": ua.get("wwtune.result"),
                 "time_train_s": ua.get("wwtune.time_train_s"),
                 "time_analysis_s": ua.get("wwtune.time_analysis_s"),
                 "budget": ua.get("wwtune.budget"),
@@ -138,6 +148,8 @@ def run_one(
         "budget": cfg["objective"]["budget"],
         "overrides": list(extra),
         "sampler": "random",
+        "objective": objective or task,
+        "search_space": search_space or task,
         "score": cfg["score"],
         "heldout": cfg["objective"]["heldout"],
         "wall_s": wall,

@@ -1,6 +1,8 @@
 """Bundled training tasks (offline, seedable, honouring ``params.data_fraction``). Copy one to start your own.
 
-Each module has ``train(params, reporter) -> {"heldout": float, "n_train": int}``, decorated with
+Each module has ``train(params, reporter) -> {"heldout": float, "n_train": int, "loss_init": float,
+"loss_trivial": float}`` (the training loss before the first step, and the best constant predictor's),
+decorated with
 ``@task(supports_data_fraction=True)``, and a ``DEFAULTS`` dict of the hyperparameters it reads (any
 other name in ``params.values`` is an error; ``params.values["untuned"]``, a mapping, overrides ``DEFAULTS``
 for the names the search space does not set). The optimizer is built from ``params.param_groups(model)``
@@ -13,4 +15,10 @@ and ``params.apply_dropout(model)`` sets dropout, so per-layer settings reach th
   head`` on ``pydoc_data.topics``; epochs of ``steps_per_epoch`` steps; held-out bits/char (minimize).
 - ``teacher_student``: student ``fc1, drop1, fc2, drop2, fc3`` learning a random teacher MLP; epochs;
   held-out error rate against the clean teacher (minimize).
+
+Data knobs (hyperparameters, set under ``fixed:``): ``label_noise`` (digits: fraction of training labels
+flipped to another class) and ``data_seed`` (digits, teacher_student: fixes the training data for every
+trial instead of the trial's seed). The over-fitting scenarios ``conf/objective/{digits_noisy,
+teacher_student_noisy,char_lm_small}.yaml`` use them. ``decay_bias_and_norm`` and ``decay_follows_lr_mult``
+(every task) reach ``Params.param_groups``; the ``*_adamw`` search spaces tune AdamW.
 """

@@ -22,7 +22,7 @@ from torch import nn
 
 from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split, task
 
-from ._common import make_optimizer, resolve_hparams, split_indices, subset_size
+from ._common import constant_predictor_loss, make_optimizer, resolve_hparams, split_indices, subset_size
 
 DEFAULTS: dict[str, Any] = {
     "lr": 3e-3,
@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "n_layers": 2,
     "steps_per_epoch": 50,
     "eval_chars": 16384,
+    "decay_bias_and_norm": True,  # see Params.param_groups
+    "decay_follows_lr_mult": True,
 }
 
 HELDOUT_FRACTION = 0.1
@@ -123,12 +125,16 @@ def _loss(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
 def heldout_bits_per_char(model: nn.Module, codes: torch.Tensor, context: int, max_chars: int) -> float:
     """Mean next-character loss in bits over non-overlapping windows of ``codes`` (model in eval mode)."""
     model.eval()
-    n_windows = min(len(codes) - 1, max_chars) // context
-    if n_windows < 1:
+    windows = _windows(codes, context, max_chars)
+    if len(windows) < 1:
         raise ValueError(f"held-out slice of {len(codes)} characters is shorter than one window ({context}).")
-    windows = codes[: n_windows * context + 1].unfold(0, context + 1, context)[:n_windows]
     total = sum(float(_loss(model, chunk)) * len(chunk) for chunk in windows.split(64))
-    return total / n_windows / math.log(2)
+    return total / len(windows) / math.log(2)
+
+
+def _windows(codes: torch.Tensor, context: int, max_chars: int) -> torch.Tensor:
+    n_windows = min(len(codes) - 1, max_chars) // context
+    return codes[: n_windows * context + 1].unfold(0, context + 1, context)[:n_windows]
 
 
 def split_text(codes: torch.Tensor, context: int, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +148,10 @@ def split_text(codes: torch.Tensor, context: int, split: Split) -> tuple[torch.T
 
 @task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
-    """Train ``params.budget`` epochs of ``steps_per_epoch`` steps; returns held-out bits per char."""
+    """Train ``params.budget`` epochs of ``steps_per_epoch`` steps; returns held-out bits per char, the
+    training-set size, the training loss before training (``loss_init``, nats per char on the first
+    ``eval_chars`` training characters) and the unigram entropy of the training text (``loss_trivial``,
+    the best context-free predictor's loss, nats)."""
     hp = resolve_hparams(params, DEFAULTS, "char_lm")
     context, batch = int(hp["context"]), int(hp["batch_size"])
     alphabet, codes = corpus()
@@ -162,9 +171,14 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
         model = CharTransformer(len(alphabet), context, int(hp["d_model"]), int(hp["n_heads"]),
                                 int(hp["n_layers"]))
         params.apply_dropout(model)
+        with torch.no_grad():
+            model.eval()
+            first = _windows(train_codes, context, int(hp["eval_chars"]))
+            loss_init = sum(float(_loss(model, w)) * len(w) for w in first.split(64)) / len(first)
         optimizer = make_optimizer(params, model, hp)
         offsets_rng = torch.Generator().manual_seed(int(params.seed) + 1)
         span = torch.arange(context + 1)
+        reporter.report(0, model, loss_init)  # before training: the reference of the study's sanity rules
         for epoch in range(1, int(params.budget) + 1):
             model.train()
             total = 0.0
@@ -177,7 +191,12 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
                 total += float(loss.detach())
             reporter.report(epoch, model, total / int(hp["steps_per_epoch"]))
         bpc = heldout_bits_per_char(model, codes[len(codes) - n_heldout :], context, int(hp["eval_chars"]))
-        out = {"heldout": bpc, "n_train": len(train_codes)}
+        out = {
+            "heldout": bpc,
+            "n_train": len(train_codes),
+            "loss_init": loss_init,
+            "loss_trivial": constant_predictor_loss(train_codes, len(alphabet)),
+        }
         if unseen_codes is not None:
             out[UNSEEN_LOSS] = heldout_bits_per_char(model, unseen_codes, context, int(hp["eval_chars"]))
     return out

@@ -14,10 +14,11 @@ from torch import nn
 
 from wwtune.objective import Params, Reporter, task
 
-from ._common import SGD_DEFAULTS, train_on_digits
+from ._common import DIGITS_DATA_DEFAULTS, SGD_DEFAULTS, train_on_digits
 
 DEFAULTS: dict[str, Any] = {
     **SGD_DEFAULTS,
+    **DIGITS_DATA_DEFAULTS,
     "channels": 64,
 }
 

@@ -14,11 +14,12 @@ from torch import nn
 
 from wwtune.objective import Params, Reporter, task
 
-from ._common import SGD_DEFAULTS, train_on_digits
+from ._common import DIGITS_DATA_DEFAULTS, SGD_DEFAULTS, train_on_digits
 
 #: Hyperparameters this task reads, with the values used when neither search space nor config sets them.
 DEFAULTS: dict[str, Any] = {
     **SGD_DEFAULTS,
+    **DIGITS_DATA_DEFAULTS,
     "hidden": 256,
 }
 

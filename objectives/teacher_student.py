@@ -24,6 +24,7 @@ from ._common import (
     SGD_DEFAULTS,
     accuracy,
     apply_split,
+    constant_predictor_loss,
     fit_epochs,
     resolve_hparams,
     subset_size,
@@ -41,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "n_classes": 10,
     "n_heldout": 5000,
     "teacher_seed": 0,
+    # seed of the training sample and its label noise; None: the trial's seed (every trial its own
+    # sample), an int: the same training data for every trial of a study
+    "data_seed": None,
 }
 
 
@@ -102,15 +106,22 @@ def make_data(hp: dict[str, Any], seed: int, data_fraction: float):
 
 @task(supports_data_fraction=True, supports_resplit=True)
 def train(params: Params, reporter: Reporter) -> dict[str, Any]:
-    """Train for ``params.budget`` epochs; returns the held-out error rate and the training-set size."""
+    """Train for ``params.budget`` epochs; returns the held-out error rate, the training-set size, the
+    training loss before training (``loss_init``) and the best constant predictor's (``loss_trivial``)."""
     hp = resolve_hparams(params, DEFAULTS, "teacher_student")
     _check_problem(hp)
-    x, y, x_held, y_held = make_data(hp, params.seed, params.data_fraction)
+    data_seed = int(params.seed if hp.get("data_seed") is None else hp["data_seed"])
+    x, y, x_held, y_held = make_data(hp, data_seed, params.data_fraction)
     x, y, unseen = apply_split(x, y, params.split)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(params.seed))
         model = Student(int(hp["d_in"]), int(hp["student_width"]), int(hp["n_classes"]))
         params.apply_dropout(model)
-        fit_epochs(model, x, y, params, hp, reporter)
-        out = {"heldout": 1.0 - accuracy(model, x_held, y_held), "n_train": len(x)}
-        return {**out, **unseen_error(model, unseen)}
+        loss_init = fit_epochs(model, x, y, params, hp, reporter)
+        return {
+            "heldout": 1.0 - accuracy(model, x_held, y_held),
+            "n_train": len(x),
+            "loss_init": loss_init,
+            "loss_trivial": constant_predictor_loss(y, int(hp["n_classes"])),
+            **unseen_error(model, unseen),
+        }

@@ -97,3 +97,35 @@ def hang(params: Params, reporter: Reporter) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.01)
     raise RuntimeError("the hung task was not stopped by any time limit")
+
+
+def blew_up_first_epoch(params: Params, reporter: Reporter) -> None:
+    """Loss 1.0 before training, 2.85 after the first epoch, then flat around 1.2-1.5: the loss fell from
+    its first *reported* value but never below where it started."""
+    model = _model(params)
+    reporter.report(0, model, 1.0)
+    for epoch, loss in enumerate([2.85, 1.5, 1.3, 1.2][: params.budget], start=1):
+        reporter.report(epoch, model, loss)
+
+
+def _heavy_tailed(n: int, alpha: float, seed: int) -> torch.Tensor:
+    """An n×n matrix whose eigenvalues of WᵀW follow a Pareto law of exponent ``alpha`` (known answer)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    evals = (1.0 - u) ** (-1.0 / (alpha - 1.0))
+    q1, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    return (q1 @ torch.diag(evals.sqrt()) @ q2.T).float()
+
+
+def exploding_norms(params: Params, reporter: Reporter) -> dict:
+    """Normal weights before training; then fc1 becomes heavy-tailed (α ≈ 1.6) with a spectral norm ×10⁴
+    while the reported loss falls nicely: the loss rules pass, only the norm-growth rule sees it."""
+    model = _model(params)
+    reporter.report(0, model, 2.0)
+    with torch.no_grad():
+        w = _heavy_tailed(64, 1.6, params.seed)
+        model.fc1.weight.copy_(w / w.norm() * model.fc1.weight.norm() * 100.0)
+    for epoch in range(1, params.budget + 1):
+        reporter.report(epoch, model, 1.0 / epoch)
+    return {"heldout": 0.0}

@@ -401,3 +401,22 @@ def test_runs_with_non_finite_weights_fail_even_when_the_loss_is_finite():
     recs = advise(train, candidates=_toy_candidates(), budget=1, analyze_fn=_fake_analyze)["runs"]
     bad = [r for r in recs if r["status"] == "failed"]
     assert len(bad) == 8 and all(r["seed"] == 1 and "NaN/Inf" in r["reason"] for r in bad)
+
+
+@pytest.mark.parametrize("kind", ["fit_band", "pareto", "train_loss"])
+def test_run_advice_works_with_the_fit_scores(tmp_path, kind):
+    """mode=advise on a study optimised by a fit score: candidates by the study's value (for pareto its
+    band distance), the retraining runs compared by their α score."""
+    from wwtune.advice import VERDICTS, run_advice
+
+    directions = ["minimize", "minimize"] if kind == "pareto" else ["minimize"]
+    study = optuna.create_study(directions=directions)
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 0.5, log=True)}
+    for lr, v in ((0.05, 0.4), (0.1, 0.2), (0.002, 0.6)):
+        values = [1.0, v] if kind == "pareto" else [v]
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=dist, values=values))
+    cfg = _cli_cfg(tmp_path, fractions=[0.5, 1.0], seeds=[0, 1])
+    cfg["score"] = {"kind": kind, "band": None, "min_evals_counted": 50}
+    adv = run_advice(cfg, study=study)
+    assert adv["verdict"] in VERDICTS and adv["candidates"]["best"]["values"] == {"lr": 0.1}
+    assert all(r["score"] is not None for r in adv["runs"])

@@ -22,6 +22,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         ("digits_cnn", [2.0, 2.0]),
         ("char_lm", [3.0, 4.0]),
         ("teacher_student", [2.0, 2.0]),
+        # over-fitting scenarios and AdamW (tests/test_scenarios.py checks what makes them scenarios)
+        ("digits_noisy", [2.0, 2.0]),
+        ("teacher_student_noisy", [2.0, 2.0]),
+        ("char_lm_small", [3.0, 4.0]),
+        ("digits_mlp_adamw", [2.0, 2.0]),
     ],
 )
 def test_bundled_study_runs_through_the_cli(tmp_path, study, band):
@@ -33,7 +38,7 @@ def test_bundled_study_runs_through_the_cli(tmp_path, study, band):
         "study.progress_bar=false",
         "sanity.min_loss_drop=null",
     ]
-    if study == "char_lm":
+    if study.startswith("char_lm"):
         overrides.append("objective.fixed.steps_per_epoch=5")
     run = subprocess.run(
         [sys.executable, "-m", "wwtune", *overrides],

@@ -185,3 +185,32 @@ def test_multi_objective_study_renders_without_a_best_trial():
     assert "A multi-objective study has no single best trial." in page
     for src in parse_page(page).images:
         decode_image(src)
+
+
+def test_layer_table_shows_distance_to_band_and_shades_only_off_target_layers():
+    from wwtune.report.html import _layer_table
+
+    df = pd.DataFrame(
+        {"name": ["fc1", "fc2"], "alpha": [1.994, 1.5], "warning": ["over-trained", "over-trained"]}
+    )
+    page = _layer_table(df, (2.0, 2.0))
+    rows = page.split("<tr")[2:]
+    assert 'class=""' in rows[0] and "-0.01" in rows[0] and "over-trained" in rows[0]  # label kept, no shade
+    assert 'class="over-trained"' in rows[1] and "-0.50" in rows[1]
+    assert "distance to band" in page
+
+
+def test_pareto_study_report_plots_the_front_and_marks_the_pick():
+    study = optuna.create_study(study_name="po", directions=["minimize", "minimize"])
+    study.set_user_attr("wwtune.score_kind", "pareto")
+    for loss, b in [(0.1, 0.5), (0.2, 0.1), (0.3, 0.3), (0.05, 1.0)]:
+        study.add_trial(create_trial(values=[loss, b], user_attrs={"wwtune.layers": layers_attr([2.2, 2.9])}))
+    page = render_report(study)
+    assert "Pareto front: fit against spectra" in page and "picked trial (Pareto front)" in page
+    from wwtune.report.study_plots import plot_pareto_front
+
+    fig = plot_pareto_front(study, 1)
+    gids = {c.get_gid() for c in fig.axes[0].collections} | {ln.get_gid() for ln in fig.axes[0].lines}
+    assert {"trials", "front", "pick"} <= gids
+    front = next(ln for ln in fig.axes[0].lines if ln.get_gid() == "front")
+    assert list(front.get_xdata()) == [0.05, 0.1, 0.2]  # (0.3, 0.3) is dominated by (0.2, 0.1)

@@ -215,7 +215,8 @@ def test_every_layer_is_drawn_once_in_its_warning_colour(values):
             assert kind == "failed"
             continue
         a = values[i]
-        expected = "over-trained" if a < 2 else "under-trained" if a > 6 else "ok"
+        # on target (within ON_TARGET = 0.1 of the band [2, 2]) is never drawn as a warning
+        expected = "over-trained" if a < 1.9 else "under-trained" if a > 6 else "ok"
         assert kind == expected and y == pytest.approx(a)
         eligible = attr["eligible"][i]
         assert elig == ["eligible" if eligible else "ineligible"]
@@ -441,3 +442,17 @@ def test_mp_edge_agrees_with_the_engines_bulk_max():
     for _, row in df.iterrows():
         fig = plot_esd_linear(row["evals"], row)
         assert by_gid(fig, "mp_edge").get_xdata()[0] == pytest.approx(row["bulk_max"], rel=1e-9)
+
+
+def test_a_layer_on_target_is_not_drawn_as_a_warning():
+    """fc1 at α = 1.994 (WeightWatcher: "over-trained") sits on the band [2, 2]: drawn ok; 1.7 is not."""
+    attr = layers_attr([1.994, 1.7])
+    attr["warning"] = ["over-trained", "over-trained"]
+    fig = plot_layer_alphas(attr, (2, 2))
+    kinds = {}
+    for coll in fig.axes[0].collections:
+        gid = coll.get_gid() or ""
+        if gid.startswith("layers:"):
+            for x, _ in coll.get_offsets():
+                kinds[int(x)] = gid.split(":")[1]
+    assert kinds == {0: "ok", 1: "over-trained"}

@@ -130,7 +130,14 @@ def test_crashing_task_fails_only_its_trials(project):
     ],
 )
 def test_sanity_failures_store_their_reason(project, task, reason):
-    study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=2", "objective.heldout=null"))
+    study = run_study(
+        cfg(
+            f"objective.task=study_tasks:{task}",
+            "study.n_trials=2",
+            "objective.heldout=null",
+            "sanity.on_violation=fail",
+        )
+    )
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert all(reason in t.user_attrs["wwtune.fail_reason"] for t in study.trials)
     assert best_trial(study) is None
@@ -138,13 +145,9 @@ def test_sanity_failures_store_their_reason(project, task, reason):
 
 
 def test_infeasible_mode_keeps_trial_but_never_best(project):
+    # the default: violations are Optuna constraint violations (samplers learn from them), not FAIL
     study = run_study(
-        cfg(
-            "objective.task=study_tasks:flat_loss",
-            "study.n_trials=2",
-            "objective.heldout=null",
-            "sanity.on_violation=infeasible",
-        )
+        cfg("objective.task=study_tasks:flat_loss", "study.n_trials=2", "objective.heldout=null")
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["wwtune.constraint"] == [1.0] for t in study.trials)
@@ -154,6 +157,31 @@ def test_infeasible_mode_keeps_trial_but_never_best(project):
     assert study.trials[0].system_attrs.get("constraints:loss_drop") == 1.0
     with pytest.raises(ValueError, match="No feasible trials"):
         _ = study.best_trial
+
+
+@pytest.mark.parametrize("task", ["nan_loss", "nan_weights"])
+def test_diverged_trials_are_visible_to_the_sampler_by_default(project, task):
+    """A diverged run is COMPLETE and infeasible (value +inf), not FAIL: Optuna's samplers skip FAIL
+    trials, so an α-driven TPE study kept sampling the failing region."""
+    study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=2", "objective.heldout=null"))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for t in study.trials:
+        assert t.value == math.inf and t.user_attrs["wwtune.constraint"] == [1.0]
+        assert t.user_attrs["wwtune.infeasible_reason"].startswith("diverged:")
+        assert t.system_attrs.get("constraints:loss_drop") == 1.0
+    assert best_trial(study) is None
+
+
+def test_sanity_penalty_values_a_diverged_run(project):
+    study = run_study(
+        cfg(
+            "objective.task=study_tasks:nan_loss",
+            "study.n_trials=1",
+            "objective.heldout=null",
+            "sanity.penalty=99",
+        )
+    )
+    assert study.trials[0].value == 99.0
 
 
 def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):

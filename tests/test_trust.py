@@ -199,3 +199,64 @@ def test_report_reads_what_a_real_study_stores(project):
         and r["alpha_best"]["heldout"] == best.user_attrs["wwtune.heldout"]
     )
     assert r["verdict"] == "inconclusive" and r["reason"] == "only 3 trials (fewer than 10)"
+
+
+def trials_with_losses(scores, heldouts, losses, constraints=None):
+    study = optuna.create_study()
+    constraints = constraints or [0.0] * len(scores)
+    for s, h, loss, c in zip(scores, heldouts, losses, constraints, strict=True):
+        attrs = {"wwtune.score": s, "wwtune.heldout": h, "wwtune.constraint": [c]}
+        if loss is not None:
+            attrs["wwtune.losses"] = [[1, 5.0], [2, loss]]
+        study.add_trial(create_trial(value=s, user_attrs=attrs))
+    return study.trials
+
+
+def test_training_loss_baseline_known_numbers():
+    h = [0.90, 0.95, 0.80, 0.70, 0.60]
+    losses = [0.3, 0.2, 0.1, 0.4, 0.5]  # the lowest final loss is trial 2 (held-out 0.80)
+    r = trust_report(trials_with_losses([0.0, 1.0, 2.0, 3.0, 4.0], h, losses), "maximize")
+    assert r["train_loss_best"] == {"trial": 2, "score": 2.0, "heldout": 0.80, "train_loss": 0.1}
+    assert r["train_loss_regret"] == pytest.approx(0.15) and r["train_loss_unavailable"] is None
+    assert r["alpha_vs_train_loss"].startswith(
+        "On this task the α score added something over the training loss"
+    )
+    text = format_trust(r)
+    assert "lowest-train-loss    #2: held-out 0.8, training loss 0.1, regret 0.15" in text
+    # α picks worse than the training loss: said plainly
+    r = trust_report(trials_with_losses([0.0, 1.0, 2.0, 3.0, 4.0], h, [0.5, 0.1, 0.3, 0.4, 0.6]), "maximize")
+    assert "the α score did worse than the training loss alone (regret 0.05 vs 0" in r["alpha_vs_train_loss"]
+
+
+def test_training_loss_baseline_unavailable_when_not_comparable():
+    t = trials_with_losses([0.0, 1.0, 2.0], [0.9, 0.8, 0.7], [0.3, 0.2, 0.1])
+    r = trust_report(t, "maximize", loss_comparable=False)
+    assert r["train_loss_best"] is None and r["train_loss_regret"] is None
+    assert "not comparable across trials" in r["train_loss_unavailable"]
+    assert "unavailable" in format_trust(r)
+    assert r["alpha_vs_train_loss"].startswith("Training-loss baseline unavailable")
+
+
+def test_infeasible_trials_are_not_compared():
+    r = trust_report(
+        trials_with_losses([0.0, 1.0, 2.0], [0.2, 0.8, 0.7], [0.3, 0.2, 0.1], constraints=[1.0, 0.0, 0.0]),
+        "maximize",
+    )
+    assert r["n"] == 2 and r["alpha_best"]["trial"] == 1
+
+
+def test_verdict_judges_the_pick_not_only_the_correlation():
+    """A strong positive correlation whose α pick sits at the median is "mixed", not "well"."""
+    acc = [0.99 - 0.02 * i for i in range(12)]
+    acc[0] = float(np.median(acc))  # the α-best trial is a median run; the rest rank perfectly
+    r = trust_report(trials(SCORES, acc), "maximize")
+    assert r["spearman"] > 0.8 and r["spearman_p"] < 0.05
+    assert r["verdict"] == "mixed" and "of the best-vs-median gap" in r["reason"]
+    # a good correlation and a good pick, but the training loss picked the best: still "mixed"
+    acc = [0.99 - 0.02 * i for i in range(12)]
+    acc[0], acc[1] = acc[1], acc[0]
+    losses = [0.5 - 0.01 * i for i in range(12)]
+    losses[1] = 0.01
+    r = trust_report(trials_with_losses(SCORES, acc, losses), "maximize")
+    assert r["regret_vs_median"] < 0.5 and r["train_loss_regret"] == 0.0
+    assert r["verdict"] == "mixed" and "did worse than the lowest training loss" in r["reason"]

@@ -45,6 +45,13 @@ class StudyReporter(Reporter):
         store_every_analysis: store the per-layer table at every analysis (a pruner reads it in
             ``should_prune()``); otherwise only the latest is stored, by :meth:`flush_layers`.
         keep_spectra: keep the eigenvalues of the latest analysis in ``spectra``.
+        objective: the study's objective when it is not the α score (the fit kinds, which need the
+            training loss): scored at each analysis, reported to Optuna instead of ``score``.
+
+    ``report(0, model, loss)`` (before training, optional) stores the loss before training as
+    ``reference_loss`` (the reference of the loss-drop rule) and analyses the untrained weights once as
+    ``first_layers`` (the reference of the norm-growth rule); it is not scored, not reported to Optuna and
+    not a ``losses`` entry.
 
     After training, ``losses`` (``[[step, loss], ...]``), ``last_result`` (the latest
     :class:`~wwtune.score.ScoreResult`), ``analysis_s`` (seconds spent here) and ``spectra`` say what it saw.
@@ -60,6 +67,7 @@ class StudyReporter(Reporter):
     analyze: Callable[..., pd.DataFrame] | None = None
     store_every_analysis: bool = True
     keep_spectra: bool = False
+    objective: Score | None = None
     # what the reporter has seen so far (not constructor arguments)
     losses: list[list[float]] = field(default_factory=list, init=False)
     analysis_s: float = field(default=0.0, init=False)
@@ -69,12 +77,25 @@ class StudyReporter(Reporter):
     model: Any = field(default=None, init=False)
     pending_layers: dict[str, Any] | None = field(default=None, init=False)
     spectra: pd.DataFrame | None = field(default=None, init=False)
+    last_objective: ScoreResult | None = field(default=None, init=False)
+    first_layers: dict[str, Any] | None = field(default=None, init=False)
+    reference_loss: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.writer = TrialWriter(self.trial)
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
+        if step <= 0:
+            check_finite_loss(step, loss)
+            self.reference_loss = loss
+            start = time.perf_counter()
+            try:
+                layers = (self.analyze or spectral_analyze)(model, **self.analysis_kwargs)
+                self.first_layers = layers_record(layers, self.score, 0)
+            finally:
+                self.analysis_s += time.perf_counter() - start
+            return
         self.losses.append([step, loss])
         self.last_step, self.model = step, model
         check_finite_loss(step, loss)
@@ -94,14 +115,20 @@ class StudyReporter(Reporter):
                 layers = analyze(model, **self.analysis_kwargs)
             result = self.score(layers)
             self.pending_layers = layers_record(layers, self.score, step)
+            if self.first_layers is None:
+                self.first_layers = self.pending_layers
             if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
                 self.flush_layers()
                 self.writer.losses(self.losses)
             self.last_result, self.analysed_step = result, step
-            if self.report_to_optuna and result.value is not None:
-                self.trial.report(result.value, step)
+            reported = result
+            if self.objective is not None:
+                loss = self.losses[-1][1] if self.losses else None
+                reported = self.last_objective = self.objective(layers, train_loss=loss)
+            if self.report_to_optuna and reported.value is not None:
+                self.trial.report(reported.value, step)
                 if self.trial.should_prune():
-                    raise Pruned(self.prune_reason(step, result.value)["message"], step)
+                    raise Pruned(self.prune_reason(step, reported.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
 
@@ -109,6 +136,10 @@ class StudyReporter(Reporter):
         """After training: score the final weights if their step was not analysed yet."""
         if self.model is not None and self.analysed_step != self.last_step:
             self.analyse(self.last_step, self.model)  # final weights always scored
+
+    def latest_layers(self) -> dict[str, Any] | None:
+        """The latest per-layer table (pending or already stored)."""
+        return self.pending_layers or self.trial.user_attrs.get("wwtune.layers")
 
     def flush_layers(self) -> None:
         """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""

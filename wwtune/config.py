@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "analysis_kwargs",
     "load_task",
+    "loss_comparable",
     "make_score",
     "normalize_config",
     "unknown_keys",
@@ -147,6 +148,25 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             "score.kind=heldout needs objective.heldout {name, direction}, but the objective has none."
         )
+    if score.uses_train_loss and not loss_comparable(cfg):
+        raise ConfigError(
+            f"score.kind={score.kind} ranks trials by their training loss, but this task declares its loss "
+            "not comparable across trials (objective.loss_comparable=false or @task(loss_comparable=False));"
+            " use score=band or score=heldout."
+        )
+    if score.multi_objective:
+        pruner_target = str(cfg["pruner"].get("_target_", ""))
+        if not pruner_target.endswith("NopPruner"):
+            raise ConfigError(
+                f"score.kind=pareto is a two-objective study, which Optuna cannot prune; use pruner=none "
+                f"(got pruner {pruner_target!r}), or a single-objective score such as score=fit_band."
+            )
+        sampler_name = str(cfg["sampler"].get("_target_", "")).rsplit(".", 1)[-1]
+        if sampler_name not in ("TPESampler", "NSGAIISampler", "NSGAIIISampler", "RandomSampler"):
+            raise ConfigError(
+                "score.kind=pareto needs a multi-objective sampler (tpe, nsga2, random) "
+                f"but got {sampler_name}."
+            )
 
 
 def _analysis_params() -> dict[str, inspect.Parameter]:
@@ -166,11 +186,28 @@ def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[
 
 
 def make_score(cfg: Mapping[str, Any]) -> Score:
-    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction)."""
+    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction); a
+    score config without a band takes the task's (``objective.alpha_band``)."""
     heldout = cfg["objective"].get("heldout") or {}
-    return Score.from_config(
-        normalize_config(cfg)["score"], heldout_direction=heldout.get("direction", "maximize")
-    )
+    node = dict(normalize_config(cfg)["score"])
+    if node.get("band") is None:
+        node["band"] = cfg["objective"].get("alpha_band")
+    return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
+
+
+def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
+    """Whether the task's reported training loss can be compared across trials (the training-loss pick
+    and the fit scores need it): ``objective.loss_comparable`` when set, else the task's
+    ``@task(loss_comparable=...)`` declaration, else True."""
+    value = cfg["objective"].get("loss_comparable")
+    if value is not None:
+        return bool(value)
+    if task_fn is None:
+        try:
+            task_fn = load_task(cfg["objective"]["task"])
+        except ConfigError:
+            return True
+    return bool(getattr(task_fn, "loss_comparable", True))
 
 
 def load_task(spec: str) -> Callable[..., Any]:

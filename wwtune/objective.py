@@ -58,6 +58,14 @@ UNSEEN_LOSS = "unseen_loss"
 #: The per-layer settings a search space may give a layer pattern.
 LAYER_SETTINGS = ("lr_mult", "weight_decay", "dropout")
 
+#: Normalisation modules whose parameters ``Params.param_groups(decay_bias_and_norm=False)`` never decays.
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
 
 class Pruned(Exception):  # noqa: N818 - reads as "the run was pruned"
     """Raised by a reporter to stop a run early; the study records the reason."""
@@ -161,31 +169,66 @@ class Params:
         return default
 
     def param_groups(
-        self, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
+        self,
+        model: nn.Module,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        *,
+        decay_bias_and_norm: bool = True,
+        decay_follows_lr_mult: bool = True,
     ) -> list[dict[str, Any]]:
         """Optimizer parameter groups with the per-layer ``lr_mult`` and ``weight_decay`` applied.
 
         Each trainable parameter goes to the group of its owning module's first matching pattern;
         parameters of unmatched modules share the default group. Every group carries ``"name"`` (the
         pattern, or ``"default"``) so a test or a user can see what reached the optimizer.
+
+        Args:
+            model: the model whose ``named_parameters()`` are grouped.
+            lr: base learning rate (default ``params["lr"]``); a group's lr is ``lr × lr_mult``.
+            weight_decay: base weight decay (default ``params.get("weight_decay", 0.0)``); a layer
+                pattern's own ``weight_decay`` setting replaces it for that layer.
+            decay_bias_and_norm: ``False`` puts biases and normalisation weights (every parameter with
+                fewer than 2 dimensions, and every parameter of a ``LayerNorm``/``GroupNorm``/
+                ``BatchNorm``/``RMSNorm`` module) into a companion group ``"<name>/no_decay"`` with
+                ``weight_decay=0`` (same lr): the usual AdamW practice. Default ``True`` (every
+                parameter decays, the behaviour before this option existed).
+            decay_follows_lr_mult: how a layer's ``lr_mult`` meets weight decay. PyTorch shrinks a
+                weight by ``lr × weight_decay`` per step — exactly for AdamW's decoupled decay, and
+                for SGD's L2 term too — and ``lr`` is the group's, so by default (``True``) a layer
+                with ``lr_mult=2`` also decays twice as fast. ``False`` divides the group's weight
+                decay by its ``lr_mult``, so ``lr × weight_decay`` stays at its base value and
+                ``lr_mult`` changes only the gradient step. (Adam's coupled L2 goes through the
+                adaptive step; the compensation is exact only for AdamW and plain SGD.)
         """
         base_lr = float(self["lr"] if lr is None else lr)
         base_wd = float(self.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
+        norm_modules = {
+            name
+            for name, module in model.named_modules()
+            if isinstance(module, _NORM_TYPES)
+        }
         groups: dict[str, dict[str, Any]] = {}
         for param_name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
             module_name = param_name.rpartition(".")[0]
             pattern = next((p for p in self.layers if fnmatch.fnmatchcase(module_name, p)), "default")
-            if pattern not in groups:
+            no_decay = not decay_bias_and_norm and (param.ndim < 2 or module_name in norm_modules)
+            key = f"{pattern}/no_decay" if no_decay else pattern
+            if key not in groups:
                 settings = self.layers.get(pattern, {})
-                groups[pattern] = {
-                    "name": pattern,
+                lr_mult = float(settings.get("lr_mult", 1.0))
+                wd = float(settings.get("weight_decay", base_wd))
+                if not decay_follows_lr_mult and lr_mult > 0:
+                    wd /= lr_mult
+                groups[key] = {
+                    "name": key,
                     "params": [],
-                    "lr": base_lr * float(settings.get("lr_mult", 1.0)),
-                    "weight_decay": float(settings.get("weight_decay", base_wd)),
+                    "lr": base_lr * lr_mult,
+                    "weight_decay": 0.0 if no_decay else wd,
                 }
-            groups[pattern]["params"].append(param)
+            groups[key]["params"].append(param)
         return list(groups.values())
 
     def apply_dropout(self, model: nn.Module) -> dict[str, float]:
@@ -215,6 +258,12 @@ class Reporter:
     def report(self, step: int, model: nn.Module, loss: float) -> None:
         """Record the training ``loss`` after ``step`` (epoch or step count, starting at 1).
 
+        ``step=0`` (optional, before the first update) gives the loss before training: in a study it is
+        the reference of the "training loss must fall" rule (``sanity.min_loss_drop``) and its spectra the
+        reference of the exploding-norm rule (``sanity.norm_growth``); it is not scored. A task that cannot
+        afford a pass before training may report the trivial predictor's loss there (e.g. ``log(classes)``
+        for cross-entropy, the target variance for squared error) with the untrained model.
+
         May raise :class:`Pruned` (stop the run) or :class:`TrainingDiverged` (NaN/Inf loss).
         """
         raise NotImplementedError
@@ -237,7 +286,11 @@ Task = Callable[[Params, Reporter], "Mapping[str, Any] | None"]
 
 
 def task(
-    *, supports_data_fraction: bool = False, reports: Iterable[str] = (), supports_resplit: bool = False
+    *,
+    supports_data_fraction: bool = False,
+    reports: Iterable[str] = (),
+    supports_resplit: bool = False,
+    loss_comparable: bool = True,
 ) -> Callable[[Task], Task]:
     """Mark a function as a wwtune task and declare what it supports.
 
@@ -246,9 +299,16 @@ def task(
     ``supports_resplit=True`` says it also honours ``params.split`` and returns ``unseen_loss`` (module
     docstring): the advisor then measures learning curves on the training data; without it the advice
     is spectral only.
+
+    ``loss_comparable=False`` says the loss the task reports cannot be compared across trials (e.g. it
+    includes a hyperparameter-dependent regulariser term such as ``weight_decay * ||W||²``): the trust
+    report then shows the lowest-training-loss baseline as unavailable, and the scores that rank by the
+    training loss (``train_loss``, ``fit_band``, ``pareto``) refuse the task. ``objective.loss_comparable``
+    in the config overrides it.
     """
 
     def mark(fn: Task) -> Task:
+        fn.loss_comparable = bool(loss_comparable)  # type: ignore[attr-defined]
         fn.supports_data_fraction = bool(supports_data_fraction)  # type: ignore[attr-defined]
         fn.supports_resplit = bool(supports_resplit)  # type: ignore[attr-defined]
         fn.reports = tuple(reports)  # type: ignore[attr-defined]

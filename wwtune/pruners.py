@@ -444,66 +444,82 @@ class AlphaPruner(BasePruner):
     def _diverged(
         self, trial: optuna.trial.FrozenTrial, table: LayerTable | None, first: LayerTable | None
     ) -> dict[str, Any] | None:
-        for entry in TrialRecord(trial).losses:
-            loss = _as_float(entry[1])
-            if not _finite(loss):
-                return {
-                    "rule": "diverged",
-                    "cause": "non_finite_loss",
-                    "layers": [],
-                    "alpha": [],
-                    "message": f"training loss became {loss} at step {entry[0]}.",
-                }
-        if table is None or first is None:
-            return None
+        return diverged_reason(
+            TrialRecord(trial).losses, table, first, self._diverged_alpha, self._norm_growth
+        )
 
-        blown = [
-            i
-            for i in range(len(table.name))
-            if _not_finite(table.lambda_max[i]) or _not_finite(table.log_norm[i])
-        ]
-        if blown:
+
+def diverged_reason(
+    losses: Any,
+    table: LayerTable | None,
+    first: LayerTable | None,
+    diverged_alpha: float = 2.0,
+    norm_growth: float = 100.0,
+) -> dict[str, Any] | None:
+    """The ``"diverged"`` rule (see :class:`AlphaPruner`), also used by the study's sanity check at the end
+    of every trial: a non-finite loss in ``losses`` (``[[step, loss], ...]``), non-finite norms in
+    ``table``, or an eligible layer with α below ``diverged_alpha`` whose spectral or Frobenius norm grew
+    by more than ``norm_growth`` times since ``first``. Returns the reason dict, or None."""
+    for entry in losses:
+        loss = _as_float(entry[1])
+        if not _finite(loss):
             return {
                 "rule": "diverged",
-                "cause": "non_finite_norms",
-                **_layers(table, blown),
-                "message": "non-finite norms in "
-                + ", ".join(
-                    f"{table.name[i]} (lambda_max={table.lambda_max[i]}, log_norm={table.log_norm[i]})"
-                    for i in blown
-                )
-                + ".",
+                "cause": "non_finite_loss",
+                "layers": [],
+                "alpha": [],
+                "message": f"training loss became {loss} at step {entry[0]}.",
             }
+    if table is None or first is None:
+        return None
 
-        first_by_name = {name: i for i, name in enumerate(first.name)}
-        exploded, growths = [], []
-        for i, name in enumerate(table.name):
-            j = first_by_name.get(name)
-            if j is None or not table.eligible[i] or not table.fit_ok(i):
-                continue
-            if table.alpha[i] >= self._diverged_alpha:  # type: ignore[operator]
-                continue
-            growth = _growth(table, i, first, j)
-            if growth is not None and growth > self._norm_growth:
-                exploded.append(i)
-                growths.append(growth)
-        if not exploded:
-            return None
+    blown = [
+        i
+        for i in range(len(table.name))
+        if _not_finite(table.lambda_max[i]) or _not_finite(table.log_norm[i])
+    ]
+    if blown:
         return {
             "rule": "diverged",
-            "cause": "small_alpha_and_norm_growth",
-            **_layers(table, exploded),
-            "growth": growths,
-            "bound": self._diverged_alpha,
-            "threshold": self._norm_growth,
-            "message": "α below "
-            + f"{self._diverged_alpha:g} with exploding norms (growth since step {first.step}) in "
+            "cause": "non_finite_norms",
+            **_layers(table, blown),
+            "message": "non-finite norms in "
             + ", ".join(
-                f"{table.name[i]} (α={table.alpha[i]:.3g}, ×{g:.3g})"
-                for i, g in zip(exploded, growths, strict=True)
+                f"{table.name[i]} (lambda_max={table.lambda_max[i]}, log_norm={table.log_norm[i]})"
+                for i in blown
             )
-            + f"; more than ×{self._norm_growth:g} counts as exploding.",
+            + ".",
         }
+
+    first_by_name = {name: i for i, name in enumerate(first.name)}
+    exploded, growths = [], []
+    for i, name in enumerate(table.name):
+        j = first_by_name.get(name)
+        if j is None or not table.eligible[i] or not table.fit_ok(i):
+            continue
+        if table.alpha[i] >= diverged_alpha:  # type: ignore[operator]
+            continue
+        growth = _growth(table, i, first, j)
+        if growth is not None and growth > norm_growth:
+            exploded.append(i)
+            growths.append(growth)
+    if not exploded:
+        return None
+    return {
+        "rule": "diverged",
+        "cause": "small_alpha_and_norm_growth",
+        **_layers(table, exploded),
+        "growth": growths,
+        "bound": diverged_alpha,
+        "threshold": norm_growth,
+        "message": "α below "
+        + f"{diverged_alpha:g} with exploding norms (growth since step {first.step}) in "
+        + ", ".join(
+            f"{table.name[i]} (α={table.alpha[i]:.3g}, ×{g:.3g})"
+            for i, g in zip(exploded, growths, strict=True)
+        )
+        + f"; more than ×{norm_growth:g} counts as exploding.",
+    }
 
 
 def _growth(table: LayerTable, i: int, first: LayerTable, j: int) -> float | None:

@@ -62,6 +62,7 @@ __all__ = [
     "report_path",
     "spectra_path",
     "studies_dir",
+    "study_value",
     "study_dir",
     "study_folder",
     "write_trial_spectra",
@@ -87,6 +88,8 @@ PRUNE_REASON = "wwtune.prune_reason"
 INFEASIBLE_REASON = "wwtune.infeasible_reason"
 #: ``[c]`` with c > 0 for a trial kept as infeasible (sanity.on_violation=infeasible)
 CONSTRAINT = "wwtune.constraint"
+#: the loss before training (``report(0, ...)``), the reference of the loss-drop rule
+REFERENCE_LOSS = "wwtune.reference_loss"
 TIME_TRAIN = "wwtune.time_train_s"
 TIME_ANALYSIS = "wwtune.time_analysis_s"
 
@@ -97,6 +100,10 @@ STUDY_HELDOUT_DIRECTION = "wwtune.heldout_direction"
 STUDY_HELDOUT_NAME = "wwtune.heldout_name"
 STUDY_TRUST = "wwtune.trust"
 STUDY_ADVICE = "wwtune.advice"
+#: the study's score kind (``pareto``: best_trial is :func:`wwtune.score.pareto_pick`)
+STUDY_SCORE_KIND = "wwtune.score_kind"
+#: whether the task's training loss is comparable across trials (the trust report's baseline)
+STUDY_LOSS_COMPARABLE = "wwtune.loss_comparable"
 
 #: folder (in the study's folder) of each trial's final eigenvalues, ``trial<N>.npz``
 SPECTRA_DIR = "spectra"
@@ -213,21 +220,28 @@ def constraints(trial: FrozenTrial) -> list[float]:
     return list(trial.user_attrs.get(CONSTRAINT, [0.0]))
 
 
-def is_feasible(trial: FrozenTrial) -> bool:
-    """A COMPLETE trial with a finite value and no violated constraint: the only kind that can be best."""
+def is_feasible(trial: FrozenTrial, n_objectives: int = 1) -> bool:
+    """A COMPLETE trial with ``n_objectives`` finite values and no violated constraint: the only kind that
+    can be best."""
     return (
         trial.state == TrialState.COMPLETE
         and trial.values is not None
-        and len(trial.values) == 1
-        and trial.value is not None
-        and math.isfinite(trial.value)
+        and len(trial.values) == n_objectives
+        and all(v is not None and math.isfinite(v) for v in trial.values)
         and max(constraints(trial), default=0.0) <= 0.0
     )
 
 
 def feasible_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The :func:`is_feasible` trials, by trial number."""
-    return [t for t in trials_of(study_or_trials) if is_feasible(t)]
+    """The :func:`is_feasible` trials, by trial number (as many values as the study has objectives)."""
+    n = len(study_or_trials.directions) if isinstance(study_or_trials, optuna.Study) else 1
+    return [t for t in trials_of(study_or_trials) if is_feasible(t, n)]
+
+
+def study_value(trial: FrozenTrial) -> float:
+    """The one value the advisor ranks a trial by: its value, or for a two-objective study
+    (``score=pareto``: training loss, band distance) its band distance."""
+    return float(trial.values[-1])
 
 
 def best_trial(
@@ -235,11 +249,13 @@ def best_trial(
 ) -> FrozenTrial | None:
     """The best feasible trial (earliest wins a tie), or None; the one rule of the summary, the
     ``best_params.yaml``, the advisor and the report. ``direction`` defaults to the study's (``minimize``
-    for a list of trials); a multi-objective study has no single best trial (None)."""
+    for a list of trials). A ``score=pareto`` study (two objectives: training loss, band distance) picks
+    with :func:`wwtune.score.pareto_pick` (gate ``score.fit_quantile`` from the stored config); another
+    multi-objective study has no single best trial (None)."""
     if direction is None:
         if isinstance(study_or_trials, optuna.Study):
             if len(study_or_trials.directions) != 1:
-                return None
+                return _pareto_pick(study_or_trials)
             direction = study_or_trials.direction.name.lower()
         else:
             direction = "minimize"
@@ -248,6 +264,17 @@ def best_trial(
         return None
     sign = -1.0 if direction == "maximize" else 1.0
     return min(trials, key=lambda t: (sign * t.value, t.number))
+
+
+def _pareto_pick(study: optuna.Study) -> FrozenTrial | None:
+    if study.user_attrs.get(STUDY_SCORE_KIND) != "pareto" or len(study.directions) != 2:
+        return None  # another multi-objective study: no rule to pick one trial
+    from wwtune.score import pareto_pick
+
+    trials = [t for t in trials_of(study) if is_feasible(t, 2)]
+    quantile = ((study.user_attrs.get(STUDY_CONFIG) or {}).get("score") or {}).get("fit_quantile", 1.0)
+    i = pareto_pick([t.values[0] for t in trials], [t.values[1] for t in trials], float(quantile or 1.0))
+    return None if i is None else trials[i]
 
 
 # ------------------------------------------------------------------------------------------ writer
@@ -320,6 +347,9 @@ class TrialWriter:
     def infeasible(self, reason: str) -> None:
         self._set(INFEASIBLE_REASON, reason)
 
+    def reference_loss(self, value: float) -> None:
+        self._set(REFERENCE_LOSS, value)
+
     def constraint(self, violated: bool) -> None:
         self._set(CONSTRAINT, [1.0 if violated else 0.0])
 
@@ -333,10 +363,18 @@ def fail_trial_in_storage(study: optuna.Study, trial: FrozenTrial, reason: str) 
 
 
 def write_study_attrs(
-    study: optuna.Study, config: Mapping[str, Any], band: Sequence[float], heldout: Mapping[str, Any] | None
+    study: optuna.Study,
+    config: Mapping[str, Any],
+    band: Sequence[float],
+    heldout: Mapping[str, Any] | None,
+    score_kind: str | None = None,
+    loss_comparable: bool = True,
 ) -> None:
-    """The study attrs a run stores: its config (already redacted), the score's band, the held-out metric."""
+    """The study attrs a run stores: its config (already redacted), the score's band and kind, the
+    held-out metric, whether the task's training loss is comparable across trials."""
     study.set_user_attr(STUDY_CONFIG, json_safe(dict(config)))
+    study.set_user_attr(STUDY_SCORE_KIND, score_kind)
+    study.set_user_attr(STUDY_LOSS_COMPARABLE, bool(loss_comparable))
     study.set_user_attr(STUDY_BAND, list(band))
     study.set_user_attr(STUDY_HELDOUT_DIRECTION, heldout.get("direction") if heldout else None)
     study.set_user_attr(STUDY_HELDOUT_NAME, heldout.get("name") if heldout else None)
@@ -408,6 +446,15 @@ class TrialRecord:
     def losses(self) -> list[Any]:
         """``[[step, loss], ...]`` as reported (empty when none)."""
         return list(self.attrs.get(LOSSES) or ())
+
+    @property
+    def final_train_loss(self) -> float | None:
+        """The last training loss the task reported, or None when missing or non-finite."""
+        losses = self.losses
+        last = losses[-1] if losses else None
+        if not isinstance(last, (list, tuple)) or len(last) < 2:
+            return None
+        return finite_or_none(last[1])
 
     @property
     def worker(self) -> Mapping[str, Any]:

@@ -197,18 +197,30 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "data_fraction": Key(1.0, _number(0.0, 1.0, "(0, 1]", low_open=True), "share of the training data"),
         "fixed": Key(None, _nullable(_mapping("a mapping of hyperparameter values")), "values not searched"),
         "heldout": Key(None, _nullable(_mapping("{name, direction} or null")), "the task's held-out metric"),
+        "alpha_band": Key(None, None, "the task's α band; every score without its own band uses it"),
+        "loss_comparable": Key(
+            None, _nullable(_kind(bool)), "false: the reported loss is not comparable across trials"
+        ),
     },
     "objective.heldout": {
         "name": Key(REQUIRED, None, "name of the held-out metric"),
         "direction": Key(REQUIRED, _one_of("minimize", "maximize"), "its direction"),
     },
     "score": {  # values are checked by wwtune.score.Score as well
-        "kind": Key("band_distance", None, "band_distance | mean_alpha | mean_alpha_weighted | heldout"),
-        "band": Key((2.0, 2.0), None, "target band of α"),
+        "kind": Key(
+            "band_distance",
+            None,
+            "band_distance | mean_alpha | mean_alpha_weighted | heldout | train_loss | fit_band | pareto",
+        ),
+        "band": Key(None, None, "target band of α (null: the task's objective.alpha_band, else [2, 2])"),
         "min_evals_counted": Key(50, _positive_int, "layers with fewer eigenvalues are listed, not counted"),
         "weights": Key("uniform", None, "uniform | num_evals"),
         "failed_penalty": Key(None, None, "what a failed fit counts (default by kind)"),
         "tie_break": Key(0.01, None, "pull toward the band centre"),
+        "weight": Key(5.0, None, "fit_band: weight of the band distance against log10(training loss)"),
+        "trap_weight": Key(0.5, None, "fit_band: weight of the fraction of layers with a correlation trap"),
+        "loss_floor": Key(1e-6, None, "fit kinds: the training loss is clipped below at this"),
+        "fit_quantile": Key(1.0, None, "pareto: the pick considers losses up to this quantile"),
     },
     "sanity": {
         "check_weights": Key(True, _kind(bool), "NaN/Inf weights fail the trial"),
@@ -217,7 +229,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _nullable(_number(0.0, 1.0, "[0, 1) or null", high_open=True)),
             "the last loss must be this much below the first",
         ),
-        "on_violation": Key("fail", _one_of(*ON_VIOLATION), "fail | infeasible"),
+        "on_violation": Key(
+            "infeasible", _one_of(*ON_VIOLATION), "infeasible (samplers learn from it) | fail"
+        ),
+        "norm_growth": Key(
+            100.0,
+            _nullable(_number(1.0, math.inf, "(1, inf) or null", low_open=True, high_open=True)),
+            "α < 2 with a norm grown more than this since the first analysis is divergence",
+        ),
+        "penalty": Key(None, _nullable(_kind(float)), "value of a diverged run (null: ±inf)"),
     },
     "advise": {  # the defaults are wwtune.advice's (DecisionRule reads its thresholds from here)
         "fractions": Key(

@@ -22,10 +22,23 @@ Rules shared by all α-based kinds:
 * **Weights**: ``uniform`` (each eligible layer counts once, the default) or ``num_evals`` (a layer counts
   in proportion to its number of eigenvalues, so wide layers dominate).
 
-Kinds (``conf/score/<name>.yaml``): ``band_distance`` (default), ``mean_alpha`` (weighted mean α,
+Kinds (``conf/score/<name>.yaml``): ``band_distance``, ``mean_alpha`` (weighted mean α,
 minimised; for comparison with the literature), ``mean_alpha_weighted`` (mean α̂ = α·log10 λ_max,
 minimised; the authors recommend plain α for hyperparameter sweeps at fixed architecture) and ``heldout``
-(the task's held-out metric, for baselines; its direction comes from the objective config).
+(the task's held-out metric, for baselines; its direction comes from the objective config), and the
+kinds that combine how well the run **fitted** (its final reported training loss ``L``) with what its
+spectra say about that fit (``B``, the ``band_distance`` above with the same band and rules):
+
+* ``train_loss``: ``L`` alone (the baseline every user already has, as a score).
+* ``fit_band``: ``log10(max(L, loss_floor)) + weight * B + trap_weight * T`` where ``T`` is the fraction of
+  eligible layers with a correlation trap (0 unless the analysis looks for traps, ``randomize: true``).
+  Rationale: the log makes the loss part scale-free (a run whose loss is 10x lower gains 1, whatever the
+  task's loss units), and ``B`` counts layers below the band (α < lo: over-trained, memorised) and above
+  it (under-trained) against a low loss. The value depends on the trial alone — no rank, no running
+  quantile of the other trials — so the signal a single-objective sampler sees for a run never changes
+  as the study grows.
+* ``pareto``: two objectives ``(L, B)``, both minimised; Optuna keeps the Pareto front and
+  :func:`pareto_pick` chooses one trial from it (rule there).
 """
 
 from __future__ import annotations
@@ -42,9 +55,22 @@ from wwtune.record import failed_fits, layers_record
 from wwtune.schema import SCHEMA, normalize_config
 
 # failed_fits and layers_record live in wwtune.record (the stored record); re-exported here
-__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "failed_fits", "layers_record"]
+__all__ = [
+    "KINDS",
+    "WEIGHTS",
+    "Score",
+    "ScoreResult",
+    "failed_fits",
+    "layers_record",
+    "pareto_front",
+    "pareto_pick",
+]
 
-KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout")
+KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout", "train_loss", "fit_band", "pareto")
+#: kinds whose value includes the final training loss
+FIT_KINDS = ("train_loss", "fit_band", "pareto")
+#: the band when neither the score nor the task names one (MLP/CNN layers)
+DEFAULT_BAND = (2.0, 2.0)
 WEIGHTS = ("uniform", "num_evals")
 DIRECTIONS = ("minimize", "maximize")
 
@@ -54,6 +80,9 @@ _DEFAULT_FAILED_PENALTY = {
     "mean_alpha": 8.0,
     "mean_alpha_weighted": 8.0,
     "heldout": 0.0,
+    "train_loss": 4.0,
+    "fit_band": 4.0,
+    "pareto": 4.0,
 }
 
 
@@ -62,7 +91,9 @@ class ScoreResult:
     """The outcome of scoring one analysis.
 
     ``value`` is ``None`` when the model cannot be scored (then ``reason`` says why): no eligible layer,
-    or a ``heldout`` score without a held-out value.
+    a ``heldout`` score without a held-out value, or a fit kind without a finite training loss. For
+    ``pareto``, ``values`` holds both objectives ``(L, B)`` and ``value`` is ``B``; otherwise
+    ``values == (value,)``.
     """
 
     value: float | None
@@ -70,6 +101,11 @@ class ScoreResult:
     n_eligible: int
     n_failed: int
     reason: str | None = None
+    values: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.values is None and self.value is not None:
+            object.__setattr__(self, "values", (self.value,))
 
 
 class Score:
@@ -88,9 +124,10 @@ class Score:
             assert result.value == 0.5
 
     Args:
-        kind: one of ``band_distance`` (default), ``mean_alpha``, ``mean_alpha_weighted``, ``heldout``.
-        band: ``(lo, hi)`` target band of α for ``band_distance``; default ``(2, 2)`` (MLP/CNN). Use
-            ``(3, 4)`` for transformers. ``lo`` must not exceed ``hi``.
+        kind: one of :data:`KINDS` (default ``band_distance``).
+        band: ``(lo, hi)`` target band of α for ``band_distance`` and the fit kinds; ``None`` or default:
+            ``(2, 2)`` (MLP/CNN). Use ``(3, 4)`` for transformers. ``lo`` must not exceed ``hi``. In a study
+            a score config without a band takes the task's (``objective.alpha_band``).
         min_evals: a layer is eligible only with at least this many eigenvalues; default 50.
         weights: ``uniform`` (default) or ``num_evals``; how eligible layers are averaged.
         failed_penalty: per-layer value used for a failed fit, in the score's units; default 4.0 for
@@ -98,20 +135,36 @@ class Score:
         tie_break: weight of the pull toward the band centre, default 0.01; 0 disables it. Cannot be
             negative.
         heldout_direction: ``maximize`` (default) or ``minimize``; the direction of a ``heldout`` score.
+        weight: ``fit_band`` only: weight of the band distance ``B`` against ``log10`` of the training
+            loss; default 5.0 (chosen on the calibration seeds, ``benchmarks/results/selectors.md``).
+            Must be a finite number ≥ 0.
+        trap_weight: ``fit_band`` only: weight of the fraction of eligible layers with a correlation trap;
+            default 0.5. Finite, ≥ 0.
+        loss_floor: fit kinds: the training loss is clipped below at this positive value before its
+            log is taken (a loss of exactly 0 is not −∞); default 1e-6.
+        fit_quantile: ``pareto`` only: the pick considers only trials whose training loss is at most
+            this quantile of the study's losses (a run that did not fit, relative to the others, is never
+            picked for its α); in (0, 1], default 1.0 (no gate).
     """
 
     def __init__(
         self,
         kind: str = "band_distance",
-        band: Sequence[float] = (2.0, 2.0),
+        band: Sequence[float] | None = None,
         min_evals: int = 50,
         weights: str = "uniform",
         failed_penalty: float | None = None,
         tie_break: float = 0.01,
         heldout_direction: str = "maximize",
+        weight: float = 5.0,
+        trap_weight: float = 0.5,
+        loss_floor: float = 1e-6,
+        fit_quantile: float = 1.0,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"Score kind must be one of {list(KINDS)} but got {kind!r}.")
+        if band is None:
+            band = DEFAULT_BAND
         if isinstance(band, np.ndarray):
             band = band.tolist()
         if (
@@ -126,9 +179,23 @@ class Score:
             raise ValueError(f"band lower edge cannot exceed the upper edge but got {list(band)!r}.")
         if not _is_number(min_evals) or int(min_evals) != min_evals or min_evals < 1:
             raise ValueError(f"min_evals must be a positive integer but got {min_evals!r}.")
-        for name, value in (("failed_penalty", failed_penalty), ("tie_break", tie_break)):
+        for name, value in (
+            ("failed_penalty", failed_penalty),
+            ("tie_break", tie_break),
+            ("weight", weight),
+            ("trap_weight", trap_weight),
+            ("loss_floor", loss_floor),
+            ("fit_quantile", fit_quantile),
+        ):
             if value is not None and not _is_number(value):
                 raise ValueError(f"{name} must be a number but got {value!r}.")
+        for name, value in (("weight", weight), ("trap_weight", trap_weight)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0 but got {value!r}.")
+        if not math.isfinite(loss_floor) or loss_floor <= 0:
+            raise ValueError(f"loss_floor must be a positive number but got {loss_floor!r}.")
+        if not 0.0 < fit_quantile <= 1.0:
+            raise ValueError(f"fit_quantile must be in (0, 1] but got {fit_quantile!r}.")
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {list(WEIGHTS)} but got {weights!r}.")
         if failed_penalty is None:
@@ -148,6 +215,10 @@ class Score:
         self.failed_penalty = float(failed_penalty)
         self.tie_break = float(tie_break)
         self.heldout_direction = heldout_direction
+        self.weight = float(weight)
+        self.trap_weight = float(trap_weight)
+        self.loss_floor = float(loss_floor)
+        self.fit_quantile = float(fit_quantile)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], heldout_direction: str | None = None) -> Score:
@@ -167,17 +238,62 @@ class Score:
 
     @property
     def direction(self) -> str:
-        """The Optuna study direction this score needs."""
+        """The Optuna study direction this score needs (the first one for ``pareto``)."""
         return self.heldout_direction if self.kind == "heldout" else "minimize"
 
     @property
+    def directions(self) -> list[str]:
+        """The Optuna study directions: two for ``pareto`` (training loss, band distance), else one."""
+        return ["minimize", "minimize"] if self.kind == "pareto" else [self.direction]
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.kind == "pareto"
+
+    @property
     def uses_alpha(self) -> bool:
-        return self.kind != "heldout"
+        """Whether the score is computed from the spectra alone (then it is the stored α score too)."""
+        return self.kind not in ("heldout", *FIT_KINDS)
+
+    @property
+    def uses_train_loss(self) -> bool:
+        return self.kind in FIT_KINDS
+
+    def alpha_score(self) -> Score:
+        """The α score stored with every trial (``wwtune.score``, read by the trust report and the
+        advisor): this score itself when it is spectral only, else ``band_distance`` with its band and
+        layer rules."""
+        if self.uses_alpha:
+            return self
+        return Score(
+            band=self.band,
+            min_evals=self.min_evals,
+            weights=self.weights,
+            failed_penalty=self.failed_penalty if self.kind != "heldout" else None,
+            tie_break=self.tie_break,
+        )
 
     def describe(self) -> str:
         """One line stating the rule, for logs and summaries."""
         if self.kind == "heldout":
             return f"score = held-out metric ({self.heldout_direction})"
+        if self.kind == "train_loss":
+            return "score = final training loss (lower is better; no spectra)"
+        if self.kind in ("fit_band", "pareto"):
+            band = self.alpha_score().describe().removeprefix("score = ").split("; lower")[0]
+            if self.kind == "pareto":
+                gate = ""
+                if self.fit_quantile < 1:
+                    gate = f"; pick gated to losses <= the {self.fit_quantile:g} quantile"
+                return (
+                    "scores = (final training loss L, B), both minimised (Pareto front); pick: the front "
+                    f"trial with the smallest sum of the two ranks{gate}; B = {band}"
+                )
+            traps = f" + {self.trap_weight:g} x trapped-layer fraction" if self.trap_weight else ""
+            return (
+                f"score = log10(final training loss) + {self.weight:g} x B{traps}; B = {band};"
+                " lower is better"
+            )
         rule = {
             "band_distance": f"distance of alpha to band [{self.band[0]:g}, {self.band[1]:g}]"
             f" (+{self.tie_break:g} x distance to its centre)",
@@ -198,7 +314,7 @@ class Score:
     ) -> np.ndarray:
         """Per-layer contribution (before weighting): the kind's term, ``failed_penalty`` for failed fits."""
         alpha = np.asarray(alpha, dtype=float)
-        if self.kind == "band_distance":
+        if self.kind in ("band_distance", *FIT_KINDS):
             lo, hi = self.band
             safe = np.where(failed, 0.5 * (lo + hi), alpha)
             outside = np.maximum(np.maximum(lo - safe, 0.0), safe - hi)
@@ -214,8 +330,14 @@ class Score:
             raise ValueError("layer_terms is not defined for the heldout score.")
         return np.where(failed, self.failed_penalty, terms)
 
-    def __call__(self, layers: pd.DataFrame | None, heldout: float | None = None) -> ScoreResult:
-        """Score one analysis (``wwtune.analyze`` DataFrame); ``heldout`` is used only by ``heldout``."""
+    def __call__(
+        self, layers: pd.DataFrame | None, heldout: float | None = None, train_loss: float | None = None
+    ) -> ScoreResult:
+        """Score one analysis (``wwtune.analyze`` DataFrame).
+
+        ``heldout`` is used only by ``heldout``; ``train_loss`` (the final reported training loss) only by
+        the fit kinds (``train_loss``, ``fit_band``, ``pareto``).
+        """
         n_layers = 0 if layers is None else len(layers)
         if self.kind == "heldout":
             if heldout is None or not math.isfinite(float(heldout)):
@@ -228,6 +350,39 @@ class Score:
                     f"{{'heldout': value}} but got {heldout!r}",
                 )
             return ScoreResult(float(heldout), n_layers, 0, 0)
+        if self.uses_train_loss and (train_loss is None or not math.isfinite(float(train_loss))):
+            return ScoreResult(
+                None, n_layers, 0, 0, f"score={self.kind} needs a finite training loss but got {train_loss!r}"
+            )
+        if self.kind == "train_loss":
+            return ScoreResult(float(train_loss), n_layers, 0, 0)
+        spectral = self._spectral(layers)
+        if self.kind not in FIT_KINDS or spectral.value is None:
+            return spectral
+        loss = float(train_loss)
+        if self.kind == "pareto":
+            return ScoreResult(
+                spectral.value,
+                spectral.n_layers,
+                spectral.n_eligible,
+                spectral.n_failed,
+                values=(loss, spectral.value),
+            )
+        value = math.log10(max(loss, self.loss_floor)) + self.weight * spectral.value
+        if self.trap_weight:
+            value += self.trap_weight * self.trapped_fraction(layers)
+        return ScoreResult(value, spectral.n_layers, spectral.n_eligible, spectral.n_failed)
+
+    def trapped_fraction(self, layers: pd.DataFrame | None) -> float:
+        """Fraction of eligible layers with at least one correlation trap (0 when traps were not sought)."""
+        if layers is None or "num_traps" not in layers.columns or not len(layers):
+            return 0.0
+        eligible = self.eligible(layers["num_evals"].to_numpy())
+        traps = pd.to_numeric(layers["num_traps"], errors="coerce").to_numpy(dtype=float)[eligible]
+        return float(np.mean(np.nan_to_num(traps) > 0)) if eligible.any() else 0.0
+
+    def _spectral(self, layers: pd.DataFrame | None) -> ScoreResult:
+        n_layers = 0 if layers is None else len(layers)
         if layers is None or n_layers == 0:
             return ScoreResult(None, 0, 0, 0, "the analysis found no layer with a weight matrix")
         for column in ("alpha", "num_evals"):
@@ -258,6 +413,54 @@ class Score:
             w = np.ones_like(terms)
         value = float(np.sum(w * terms) / np.sum(w))
         return ScoreResult(value, n_layers, int(eligible.sum()), int(failed.sum()))
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points (all objectives minimised), in input order.
+
+    A point is dominated when another is no worse in every objective and better in at least one; equal
+    points are all on the front.
+    """
+    arr = np.asarray(points, dtype=float)
+    if arr.ndim != 2:
+        raise ValueError(f"points must be a list of equal-length objective vectors; got shape {arr.shape}.")
+    front = []
+    for i in range(len(arr)):
+        no_worse = np.all(arr <= arr[i], axis=1)
+        better = np.any(arr < arr[i], axis=1)
+        if not np.any(no_worse & better):
+            front.append(i)
+    return front
+
+
+def pareto_pick(
+    losses: Sequence[float], bands: Sequence[float], fit_quantile: float = 1.0
+) -> int | None:
+    """The trial a ``pareto`` study recommends: an index into ``losses``/``bands``, or None if empty.
+
+    Rule: (1) the fit gate: only trials whose training loss is at most the ``fit_quantile`` quantile of
+    all the losses are candidates (1.0: all), so a run that did not fit is never picked for its α;
+    (2) among the candidates' Pareto front of (loss, band distance), the trial with the smallest sum of
+    its two ranks among the candidates (rank 0 = lowest; ties share the mean rank); (3) ties go to the
+    lower loss, then the earlier index. Non-finite pairs are never candidates.
+    """
+    loss = np.asarray(losses, dtype=float)
+    band = np.asarray(bands, dtype=float)
+    if loss.shape != band.shape or loss.ndim != 1:
+        raise ValueError(f"losses and bands must be equal-length lists; got {loss.shape} and {band.shape}.")
+    if not 0.0 < fit_quantile <= 1.0:
+        raise ValueError(f"fit_quantile must be in (0, 1] but got {fit_quantile!r}.")
+    ok = np.flatnonzero(np.isfinite(loss) & np.isfinite(band))
+    if not len(ok):
+        return None
+    gate = np.quantile(loss[ok], fit_quantile)
+    cand = ok[loss[ok] <= gate]
+    front = cand[pareto_front(np.column_stack([loss[cand], band[cand]]))]
+    from scipy.stats import rankdata
+
+    ranks = rankdata(loss[cand]) + rankdata(band[cand])
+    rank_of = dict(zip(cand.tolist(), ranks.tolist(), strict=True))
+    return int(min(front, key=lambda i: (rank_of[i], loss[i], i)))
 
 
 def _is_number(value: object) -> bool:

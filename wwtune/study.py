@@ -35,7 +35,14 @@ from hydra.utils import get_object, instantiate
 from optuna.trial import TrialState
 
 from wwtune.bridge import StudyReporter
-from wwtune.config import ConfigError, load_task, make_score, normalize_config, validate_config
+from wwtune.config import (
+    ConfigError,
+    load_task,
+    loss_comparable,
+    make_score,
+    normalize_config,
+    validate_config,
+)
 from wwtune.journal import write_error_in
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import (
@@ -149,7 +156,7 @@ def run_study(
     score = score or make_score(cfg)
     space = SearchSpace.from_config(cfg.get("search_space"))
     task_fn = load_task(cfg["objective"]["task"])
-    infeasible = cfg["sanity"].get("on_violation", "fail") == "infeasible"
+    infeasible = cfg["sanity"].get("on_violation", "infeasible") == "infeasible"
     # each worker samples with its own seed (worker 0 / no id: the study seed itself)
     sampler_node = dict(cfg["sampler"])
     if sampler_node.get("seed") is not None:
@@ -189,13 +196,14 @@ def run_study(
         sampler=sampler,
         pruner=pruner,
         study_name=name,
-        direction=score.direction,
+        directions=score.directions,
         load_if_exists=True,
     )
-    if study.direction.name.lower() != score.direction:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != score.directions:
         raise ConfigError(
-            f"Study {name!r} in storage is {study.direction.name.lower()}d but score "
-            f"{score.kind!r} is {score.direction}d; use another study.name."
+            f"Study {name!r} in storage has directions {stored} but score "
+            f"{score.kind!r} needs {score.directions}; use another study.name."
         )
     stale = fail_stale_trials(study)
     if stale:
@@ -227,7 +235,7 @@ def run_study(
             bool(study_cfg.get("allow_config_change")),
         )
     heldout = cfg["objective"].get("heldout")
-    write_study_attrs(study, plain, score.band, heldout)
+    write_study_attrs(study, plain, score.band, heldout, score.kind, loss_comparable(cfg, task_fn))
 
     threads = study_cfg.get("torch_threads")
     if threads:

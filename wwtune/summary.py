@@ -7,6 +7,7 @@ All three read the study through :mod:`wwtune.record`, and all three name the sa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from optuna.trial import TrialState
 
 from wwtune.config import make_score
 from wwtune.record import (
+    STUDY_LOSS_COMPARABLE,
+    STUDY_SCORE_KIND,
     STUDY_TRUST,
     TrialRecord,
     atomic_write_text,
@@ -47,7 +50,17 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     trials = study.get_trials(deepcopy=False)
     if not any(TrialRecord(t).heldout is not None for t in trials):
         return None
-    report = json_safe(trust_report(trials, heldout_direction))
+    kind = study.user_attrs.get(STUDY_SCORE_KIND)
+    pick = best_trial(study) if kind in ("heldout", "train_loss", "fit_band", "pareto") else None
+    report = json_safe(
+        trust_report(
+            trials,
+            heldout_direction,
+            loss_comparable=bool(study.user_attrs.get(STUDY_LOSS_COMPARABLE, True)),
+            study_pick=None if pick is None else pick.number,
+            study_pick_label=kind,
+        )
+    )
     study.set_user_attr(STUDY_TRUST, report)
     _logger.info("%s", report["summary"])
     return report
@@ -64,7 +77,8 @@ def write_best_params(
     doc = {
         "study": study.study_name,
         "trial": best.number,
-        "score": best.value,
+        "score": best.value if len(best.values) == 1 else None,
+        **({"scores": list(best.values), "pick_rule": "pareto_pick"} if len(best.values) > 1 else {}),
         "score_rule": score.describe(),
         "heldout": TrialRecord(best).heldout,
         "params": json_safe(values),
@@ -81,6 +95,19 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def band_distance_text(alpha: float | None, band: tuple[float, float]) -> str:
+    """How far ``alpha`` is from the band, signed: ``in band``, ``-0.12`` (below ``lo``), ``+1.3`` (above
+    ``hi``), or ``n/a`` for a missing or failed fit (α ≤ 1)."""
+    if alpha is None or not math.isfinite(alpha) or alpha <= 1.0:
+        return "n/a"
+    lo, hi = band
+    if alpha < lo:
+        return f"{alpha - lo:+.2f}"
+    if alpha > hi:
+        return f"{alpha - hi:+.2f}"
+    return "in band"
 
 
 def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | None = None) -> str:
@@ -140,8 +167,13 @@ def _best_lines(
     """The summary's lines about the best trial: score, params, per-layer α, the top five."""
     heldout = TrialRecord(best).heldout
     hname = (cfg["objective"].get("heldout") or {}).get("name", "heldout")
+    value_text = (
+        f"score {best.value:.4g}"
+        if len(best.values) == 1
+        else f"picked from the Pareto front: training loss {best.values[0]:.4g}, B {best.values[1]:.4g}"
+    )
     lines = [
-        f"Best trial #{best.number}: score {best.value:.4g}"
+        f"Best trial #{best.number}: {value_text}"
         + (
             f", held-out {hname} {heldout:.4g} (stored, not optimised)"
             if heldout is not None and score.kind != "heldout"
@@ -158,15 +190,18 @@ def _best_lines(
             f"  per-layer alpha at step {table['step']} (eligible: num_evals >= {score.min_evals};"
             f" band [{score.band[0]:g}, {score.band[1]:g}]):"
         )
-        lines.append(f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7}  warning")
+        lines.append(
+            f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7} {'to band':>8}  warning"
+        )
         for i, layer in enumerate(table["name"]):
             alpha = table["alpha"][i]
             lines.append(
                 f"    {layer:<24} {table['num_evals'][i]:>9} {'yes' if table['eligible'][i] else 'no':>8}"
-                f" {alpha if alpha is None else format(alpha, '.3f'):>7}  {table['warning'][i] or ''}"
+                f" {alpha if alpha is None else format(alpha, '.3f'):>7}"
+                f" {band_distance_text(alpha, score.band):>8}  {table['warning'][i] or ''}"
             )
     top = sorted(
-        (t for t in complete if t.value is not None),
+        (t for t in complete if t.values is not None and len(t.values) == 1 and t.value is not None),
         key=lambda t: (-t.value if study.direction.name == "MAXIMIZE" else t.value, t.number),
     )[:5]
     if len(top) > 1:

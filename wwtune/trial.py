@@ -9,6 +9,7 @@ pruned with its reason, and the loss-drop rule can keep a trial as infeasible in
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
 
-__all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation"]
+__all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation", "norm_violation"]
 
 _logger = logging.getLogger(__name__)
 
@@ -49,21 +50,47 @@ class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
     """Raised by the trial function to mark a trial FAIL; the reason is stored in ``wwtune.fail_reason``."""
 
 
-def loss_violation(losses: list[list[float]], min_loss_drop: float | None) -> str | None:
-    """Why the loss-drop rule fails (the first and the last reported loss compared), or None."""
-    if not min_loss_drop or len(losses) < 2:
+def loss_violation(
+    losses: list[list[float]], min_loss_drop: float | None, reference: float | None = None
+) -> str | None:
+    """Why the loss-drop rule fails, or None: the last reported loss compared with the loss before
+    training (``reference``, from ``report(0, ...)``) when the task gave it, else with the first reported
+    loss — so a run whose first epoch blew the loss up does not pass because it came down afterwards."""
+    if not min_loss_drop or not losses:
         return None
-    first, last = losses[0][1], losses[-1][1]
+    if reference is not None:
+        first, where = reference, "before training"
+    elif len(losses) >= 2:
+        first, where = losses[0][1], f"at step {losses[0][0]}"
+    else:
+        return None
+    last = losses[-1][1]
     if first <= 0:
         return None
     drop = (first - last) / first
     if drop < min_loss_drop:
         return (
             f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
-            f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
+            f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
             f"(drop {drop:.1%})"
         )
     return None
+
+
+def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | None:
+    """``sanity.norm_growth``: the divergence rule of ``pruner=alpha`` applied to every trial's final
+    analysis (an eligible layer with α < 2 whose spectral or Frobenius norm grew more than ``norm_growth``
+    times since the first analysis — step 0 when the task reports before training), or None."""
+    if not norm_growth or reporter.first_layers is None or reporter.last_result is None:
+        return None
+    record = reporter.latest_layers()
+    if record is None:
+        return None
+    from wwtune.pruners import LayerTable, diverged_reason
+
+    first = LayerTable.from_attr(reporter.first_layers)
+    reason = diverged_reason((), LayerTable.from_attr(record), first, norm_growth=float(norm_growth))
+    return None if reason is None else f"diverged: {reason['message']}"
 
 
 class TrialRunner:
@@ -103,15 +130,13 @@ class TrialRunner:
         self.spectra_dir = self.folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
         sanity = cfg["sanity"]
         self.min_loss_drop = sanity.get("min_loss_drop")
-        self.on_violation = sanity.get("on_violation", "fail")
+        self.on_violation = sanity.get("on_violation", "infeasible")
+        self.norm_growth = sanity.get("norm_growth")
+        self.penalty = sanity.get("penalty")
         self.check_weights = bool(sanity.get("check_weights", True))
         self.analysis = analysis_kwargs(cfg, score)
-        # the α score is stored even when the study optimises the held-out metric (for the trust report)
-        self.alpha_score = (
-            score
-            if score.uses_alpha
-            else Score(band=score.band, min_evals=score.min_evals, weights=score.weights)
-        )
+        # the α score is stored even when the study optimises something else (for the trust report)
+        self.alpha_score = score.alpha_score()
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         if self.cap is not None and not self.cap.admits(trial.study, trial.number):
@@ -155,9 +180,10 @@ class TrialRunner:
             self.report_every,
             self.analysis,
             self.check_weights,
-            report_to_optuna=self.score.uses_alpha,
+            report_to_optuna=self.score.kind != "heldout" and not self.score.multi_objective,
             store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
             keep_spectra=self.spectra_dir is not None,
+            objective=self.score if self.score.uses_train_loss else None,
         )
         try:
             try:
@@ -187,6 +213,8 @@ class TrialRunner:
                 writer.prune_reason({"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
         except TrainingDiverged as exc:
+            if self.on_violation == "infeasible":
+                return self._infeasible_penalty(trial, writer, reporter, f"diverged: {exc}")
             self._fail(writer, f"diverged: {exc}")
         except WriteError:
             raise
@@ -241,6 +269,29 @@ class TrialRunner:
         writer.fail_reason(reason)
         raise TrialFailed(reason)
 
+    def _mark_infeasible(self, trial: optuna.trial.Trial, writer: TrialWriter, violated: bool) -> None:
+        writer.constraint(violated)
+        if HAS_SET_CONSTRAINT:
+            trial.set_constraint("loss_drop", 1.0 if violated else 0.0)  # samplers and best_trial see it
+
+    def _infeasible_penalty(
+        self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: StudyReporter, reason: str
+    ) -> Any:
+        """A diverged run under ``on_violation=infeasible``: COMPLETE, infeasible, valued ``sanity.penalty``
+        (default: the worst value of the score's direction, ±inf), so a constrained sampler (TPE, NSGA-II,
+        GP) learns the region is bad instead of never seeing it (Optuna's samplers ignore FAIL trials)."""
+        if self.penalty is None and self.score.kind == "heldout":
+            self._fail(writer, reason)  # no value of the held-out metric is known to be worst
+        writer.infeasible(reason)
+        writer.losses(reporter.losses)
+        self._mark_infeasible(trial, writer, True)
+        _logger.warning("Trial %d infeasible: %s", trial.number, reason)
+        values = []
+        for direction in self.score.directions:
+            worst = math.inf if direction == "minimize" else -math.inf
+            values.append(float(self.penalty) if self.penalty is not None else worst)
+        return values if self.score.multi_objective else values[0]
+
     def _finish(
         self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: StudyReporter, result: Any
     ) -> float:
@@ -258,15 +309,27 @@ class TrialRunner:
         alpha = reporter.last_result
         if alpha.value is not None:
             writer.score(alpha.value)
-        violation = loss_violation(reporter.losses, self.min_loss_drop)
+        if reporter.reference_loss is not None:
+            writer.reference_loss(reporter.reference_loss)
+        diverged = norm_violation(reporter, self.norm_growth)
+        if diverged is not None:
+            if self.on_violation == "fail":
+                self._fail(writer, diverged)
+            return self._infeasible_penalty(trial, writer, reporter, diverged)
+        violation = loss_violation(reporter.losses, self.min_loss_drop, reporter.reference_loss)
         if violation is not None:
             if self.on_violation == "fail":
                 self._fail(writer, violation)
             writer.infeasible(violation)
-        writer.constraint(violation is not None)
-        if self.on_violation == "infeasible" and HAS_SET_CONSTRAINT:
-            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
-        final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
-        if final.value is None:
-            self._fail(writer, final.reason or "the score could not be computed")
+        self._mark_infeasible(trial, writer, violation is not None)
+        if self.score.kind == "heldout":
+            final = self.score(None, heldout)
+        elif self.score.uses_train_loss:
+            final = reporter.last_objective
+        else:
+            final = alpha
+        if final is None or final.value is None:
+            self._fail(writer, (final.reason if final else None) or "the score could not be computed")
+        if self.score.multi_objective:
+            return [float(v) for v in final.values]
         return float(final.value)

@@ -293,10 +293,12 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
     retraining.check_task(task_fn)
     space = SearchSpace.from_config(cfg.get("search_space"))
     score = score or make_score(cfg)
-    if not score.uses_alpha:
+    if score.kind == "heldout":
         raise ValueError(
             "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
         )
+    # the fit scores (train_loss, fit_band, pareto): the retraining runs are compared by their α score
+    score = score.alpha_score()
     analysis = analysis_kwargs(cfg)
     rule = DecisionRule(
         **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from wwtune.record import feasible_trials
+from wwtune.record import feasible_trials, study_value
 from wwtune.schema import SCHEMA
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
     if not (0.0 < recent < 1.0):
         raise ValueError(f"recent must be in (0, 1) but got {recent!r}.")
     trials = feasible_trials(study)  # by trial number
-    scores = [float(t.value) for t in trials]
+    scores = [study_value(t) for t in trials]
     out: dict[str, Any] = {"n_complete": len(trials)}
     if not scores:
         return {**out, "importances": None, "importances_note": "no complete trials"}
@@ -138,7 +138,8 @@ def tuning_headroom(study: Any, *, recent: float = 0.25, min_trials_importance: 
         )
     else:
         try:
-            imp = optuna.importance.get_param_importances(study, params=sorted(varied))
+            target = study_value if len(study.directions) > 1 else None
+            imp = optuna.importance.get_param_importances(study, params=sorted(varied), target=target)
             out["importances"] = {k: float(v) for k, v in imp.items()}
         except (ValueError, RuntimeError) as exc:  # e.g. conditional params absent in some trials
             out["importances"] = None

@@ -17,7 +17,7 @@ import pandas as pd
 from torch import nn
 
 from wwtune.objective import NullReporter, Params, TrainingDiverged, check_finite_weights
-from wwtune.record import failed_fits, feasible_trials
+from wwtune.record import failed_fits, feasible_trials, study_value
 from wwtune.schema import SCHEMA
 from wwtune.score import Score
 from wwtune.spectral import analyze
@@ -78,10 +78,9 @@ def pick_candidates(
 
     The study must minimise its score and hold at least two complete trials with finite values.
     """
-    if getattr(study, "direction", None) != optuna.study.StudyDirection.MINIMIZE:
-        raise ValueError(
-            f"The advisor reads α-score studies, which minimise; got direction {study.direction}."
-        )
+    directions = list(getattr(study, "directions", []))
+    if not directions or any(d != optuna.study.StudyDirection.MINIMIZE for d in directions):
+        raise ValueError(f"The advisor reads α-score studies, which minimise; got directions {directions}.")
     trials = feasible_trials(study)  # COMPLETE, finite score, not infeasible (sanity.on_violation)
     if len(trials) < 2:
         raise ValueError(
@@ -89,14 +88,14 @@ def pick_candidates(
             f"{study.study_name!r} has {len(trials)}. Run more trials first."
         )
     decode = params_from_trial or _default_params_from_trial
-    ordered = sorted(trials, key=lambda t: (t.value, t.number))
+    ordered = sorted(trials, key=lambda t: (study_value(t), t.number))
     best = ordered[0]
     # The median trial; index len // 2 is never the best when there are at least 2 trials.
     typical = ordered[len(ordered) // 2]
     out = []
     for label, trial in (("best", best), ("typical", typical)):
         values, layers = decode(trial)
-        out.append(Candidate(label, values, layers, trial.number, float(trial.value)))
+        out.append(Candidate(label, values, layers, trial.number, study_value(trial)))
     return out[0], out[1]
 
 

@@ -36,8 +36,20 @@ from wwtune.record import (
 )
 from wwtune.report.advice_plot import plot_advice
 from wwtune.report.data import layers_frame, resolve_band, trials_table
-from wwtune.report.plots import figure_data_uri, plot_esd, plot_esd_linear, plot_layer_alphas
-from wwtune.report.study_plots import plot_alpha_heatmap, plot_score_history, plot_trust_scatter
+from wwtune.report.plots import (
+    ON_TARGET,
+    band_gap,
+    figure_data_uri,
+    plot_esd,
+    plot_esd_linear,
+    plot_layer_alphas,
+)
+from wwtune.report.study_plots import (
+    plot_alpha_heatmap,
+    plot_pareto_front,
+    plot_score_history,
+    plot_trust_scatter,
+)
 from wwtune.trust import trust_report
 
 __all__ = ["render_report", "write_report"]
@@ -48,6 +60,7 @@ logger = logging.getLogger(__name__)
 LAYER_COLUMNS = {
     "name": "layer",
     "alpha": "α",
+    "to_band": "distance to band",
     "warning": "warning",
     "eligible": "counted in score",
     "num_evals": "eigenvalues",
@@ -87,7 +100,14 @@ EXPLAIN = {
     ),
     "trust": (
         "This checks, on your own task, whether runs with a better α score also did better on held-out "
-        "data: if they did, you can tune without held-out data next time."
+        "data: if they did, you can tune without held-out data next time. Beside it: the run with the "
+        "lowest final training loss, the data-free signal you already have; α earns its place only where "
+        "it picks better than that."
+    ),
+    "pareto": (
+        "Each dot is one run, placed by how well it fitted (final training loss) and by how far its layers' "
+        "α are from the target band. The line joins the runs no other run beats on both; the star is the "
+        "run wwtune recommends (on the front, smallest sum of the two ranks)."
     ),
     "no_trust": (
         "No held-out metric was recorded, so how well the α score ranks runs on this task is not measured: "
@@ -133,6 +153,7 @@ img{max-width:100%;height:auto;display:block;margin:10px 0;border:1px solid #e3e
 .row>*{flex:0 1 auto;min-width:0}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600}
 .badge.well{background:#2ca02c}.badge.poorly{background:#d62728}.badge.inconclusive{background:#7f7f7f}
+.badge.mixed{background:#ff7f0e}
 .note{color:#4a5866;font-size:13px}
 footer{max-width:1120px;margin:0 auto;padding:0 24px 30px;color:#6b7785;font-size:13px}
 """
@@ -211,7 +232,13 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     items.append(("target α band", f"[{band[0]:g}, {band[1]:g}]"))
     if len(study.directions) == 1:
         items.append(("direction", study.direction.name.lower()))
-    if best is not None:
+    if best is not None and len(best.values) > 1:
+        items += [
+            ("picked trial (Pareto front)", f"#{best.number}"),
+            ("its final training loss", best.values[0]),
+            ("its band distance B", best.values[1]),
+        ]
+    elif best is not None:
         items += [("best trial", f"#{best.number}"), ("best score", best.value)]
         heldout = TrialRecord(best).heldout
         if heldout is not None:
@@ -240,14 +267,26 @@ def _params(study: optuna.Study, best: FrozenTrial | None) -> str:
     return _section("params", f"Best parameters (trial #{best.number})", EXPLAIN["params"], body)
 
 
-def _layer_table(df: pd.DataFrame) -> str:
+def _to_band(alpha: Any, band: tuple[float, float]) -> str:
+    if not _is_num(alpha) or not math.isfinite(float(alpha)) or float(alpha) <= 1.0:
+        return "n/a"
+    gap = band_gap(float(alpha), band)
+    return "in band" if gap == 0 else f"{gap:+.2f}"
+
+
+def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> str:
+    """The per-layer table; a row is shaded as over/under-trained only when its α is off the band by more
+    than ``ON_TARGET`` (the ``warning`` column keeps WeightWatcher's label as it is)."""
+    df = df.assign(to_band=[_to_band(a, band) for a in df["alpha"]]) if "alpha" in df.columns else df
     cols = [c for c in LAYER_COLUMNS if c in df.columns]
     head = "".join(f"<th>{_e(LAYER_COLUMNS[c])}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():
         classes = []
         warning = r.get("warning")
-        if isinstance(warning, str) and warning:
+        alpha = r.get("alpha")
+        on_target = _is_num(alpha) and abs(band_gap(float(alpha), band)) <= ON_TARGET
+        if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
         if "eligible" in df.columns and not bool(r["eligible"]):
             classes.append("ineligible")
@@ -276,7 +315,9 @@ def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> st
         note = f"<p class='note'>Measured at step {_e(step)} of the run.</p>" if step is not None else ""
         fig = plot_layer_alphas(df, band, title=f"α per layer, best trial #{best.number}")
         body = (
-            note + _img(fig, "α per layer of the best trial against the target band", fmt) + _layer_table(df)
+            note
+            + _img(fig, "α per layer of the best trial against the target band", fmt)
+            + _layer_table(df, band)
         )
     return _section("layers", "Layers of the best trial", EXPLAIN["layers"], body)
 
@@ -286,6 +327,14 @@ def _history(study: optuna.Study, band: tuple[float, float], fmt: str) -> str:
     hist = _section("history", "Score history", EXPLAIN["history"], body)
     heat = _img(plot_alpha_heatmap(study, band=band), "α of each layer in each trial", fmt)
     return hist + _section("heatmap", "α across trials and layers", EXPLAIN["heatmap"], heat)
+
+
+def _pareto(study: optuna.Study, best: FrozenTrial | None, fmt: str) -> str:
+    if len(study.directions) != 2:
+        return ""
+    fig = plot_pareto_front(study, None if best is None else best.number)
+    body = _img(fig, "Pareto front of final training loss against band distance, the pick marked", fmt)
+    return _section("pareto", "Pareto front: fit against spectra", EXPLAIN["pareto"], body)
 
 
 def _trust(study: optuna.Study, fmt: str) -> str:
@@ -308,7 +357,11 @@ def _trust(study: optuna.Study, fmt: str) -> str:
         body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
     if isinstance(trust, Mapping):
         verdict = str(trust.get("verdict", "inconclusive"))
-        label = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}.get(verdict, verdict)
+        label = {
+            "well": "α ranked trials well",
+            "poorly": "α ranked trials poorly",
+            "mixed": "α ranked trials, but its pick was poor",
+        }.get(verdict, verdict)
         body += f'<p><span class="badge {_e(verdict)}">{_e(label)}</span> {_e(trust.get("summary", ""))}</p>'
         table = _kv_table(_trust_items(trust))
     else:
@@ -354,8 +407,38 @@ def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
             items.append(
                 (label, f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, score {_num(e.get('score'))}")
             )
+    e = trust.get("train_loss_best")
+    if isinstance(e, Mapping):
+        items.append(
+            (
+                "trial with the lowest final training loss",
+                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
+                f"training loss {_num(e.get('train_loss'))}, regret {_num(trust.get('train_loss_regret'))}",
+            )
+        )
+    elif trust.get("train_loss_unavailable"):
+        items.append(
+            ("trial with the lowest final training loss", f"unavailable: {trust['train_loss_unavailable']}")
+        )
+    e = trust.get("study_pick")
+    if isinstance(e, Mapping):
+        items.append(
+            (
+                f"trial the study picked (score {e.get('score_kind')})",
+                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
+                f"regret {_num(trust.get('study_pick_regret'))}",
+            )
+        )
+    if trust.get("alpha_vs_train_loss"):
+        items.append(("α against the training loss", trust["alpha_vs_train_loss"]))
     skip = set(labels) | {
         "alpha_best",
+        "train_loss_best",
+        "train_loss_regret",
+        "train_loss_unavailable",
+        "study_pick",
+        "study_pick_regret",
+        "alpha_vs_train_loss",
         "heldout_best",
         "median",
         "verdict",
@@ -469,6 +552,7 @@ def render_report(
         f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',
         _layers(best, band_, image_format),
         _history(study, band_, image_format),
+        _pareto(study, best, image_format),
         _trust(study, image_format),
         _advice(study, image_format),
         _spectra(spectra, image_format),

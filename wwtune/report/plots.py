@@ -286,10 +286,23 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
     return fig
 
 
-def _warning_kind(warning: Any, alpha: float) -> str:
+#: a layer whose α is within this of the target band is on target: never drawn or shaded as a warning
+#: (WeightWatcher's own ``warning`` column is still shown as it is in the tables)
+ON_TARGET = 0.1
+
+
+def band_gap(alpha: float, band: Sequence[float]) -> float:
+    """Signed distance of ``alpha`` to the band: negative below ``lo``, positive above ``hi``, 0 inside."""
+    lo, hi = float(band[0]), float(band[1])
+    return alpha - lo if alpha < lo else (alpha - hi if alpha > hi else 0.0)
+
+
+def _warning_kind(warning: Any, alpha: float, band: Sequence[float] | None = None) -> str:
     w = "" if warning is None or (isinstance(warning, float) and math.isnan(warning)) else str(warning)
     if math.isnan(alpha) or w == "failed":
         return "failed"
+    if band is not None and abs(band_gap(alpha, band)) <= ON_TARGET:
+        return "ok"
     if w in ("over-trained", "under-trained"):
         return w
     return "ok"
@@ -329,7 +342,7 @@ def plot_layer_alphas(
     else:
         eligible = np.ones(len(df), dtype=bool)
     warnings = df["warning"].tolist() if "warning" in df.columns else [""] * len(df)
-    kinds = np.array([_warning_kind(w, a) for w, a in zip(warnings, alpha, strict=True)])
+    kinds = np.array([_warning_kind(w, a, band) for w, a in zip(warnings, alpha, strict=True)])
     n = len(df)
     fig = new_figure(width=float(np.clip(6.5 + 0.35 * n, 8.5, 18)), height=4.4)
     ax = fig.add_subplot()

@@ -6,6 +6,7 @@ Each takes an Optuna study (any storage) or its ``FrozenTrial`` list, reads the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,13 @@ from wwtune.record import (
 from wwtune.report.data import layers_frame, resolve_band
 from wwtune.report.plots import COLORS, new_figure
 
-__all__ = ["alpha_matrix", "plot_alpha_heatmap", "plot_score_history", "plot_trust_scatter"]
+__all__ = [
+    "alpha_matrix",
+    "plot_alpha_heatmap",
+    "plot_pareto_front",
+    "plot_score_history",
+    "plot_trust_scatter",
+]
 
 
 # ---------------------------------------------------------------------------------------------- studies
@@ -281,3 +288,42 @@ def _trust_line(trust: Mapping[str, Any] | None) -> str:
     text = "inconclusive" if verdict == "inconclusive" else f"α ranked trials {verdict}"
     rho = finite_or_none((trust or {}).get("spearman"))
     return f"\nverdict: {text}" + (f" (Spearman {rho:+.2f})" if rho is not None else "")
+
+
+def plot_pareto_front(study: Any, pick: int | None = None) -> Figure:
+    """A two-objective study (``score=pareto``): every feasible complete trial as (final training loss,
+    band distance B), the Pareto front joined and highlighted, the recommended trial (``pick``, a trial
+    number) marked with a star. The loss axis is logarithmic when all losses are positive."""
+    from wwtune.score import pareto_front
+
+    trials = [
+        t
+        for t in trials_of(study)
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) == 2
+        and all(math.isfinite(v) for v in t.values)
+    ]
+    fig = new_figure(width=7.0)
+    ax = fig.add_subplot()
+    if not trials:
+        ax.text(0.5, 0.5, "no complete two-objective trial", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    pts = np.array([t.values for t in trials], dtype=float)
+    ax.scatter(pts[:, 0], pts[:, 1], color=COLORS["ok"], s=28, alpha=0.6, label="trial", gid="trials")
+    front = sorted(pareto_front(pts), key=lambda i: pts[i, 0])
+    ax.plot(pts[front, 0], pts[front, 1], "-o", color=COLORS["band"], lw=1.5, ms=6, label="Pareto front",
+            gid="front")
+    numbers = [t.number for t in trials]
+    if pick in numbers:
+        i = numbers.index(pick)
+        ax.scatter([pts[i, 0]], [pts[i, 1]], marker="*", s=260, color="#d62728", zorder=5,
+                   label=f"pick (trial #{pick})", gid="pick")
+    if (pts[:, 0] > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel("final training loss (lower is better)")
+    ax.set_ylabel("band distance B (lower is better)")
+    ax.set_title("Pareto front: fit against spectra")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig

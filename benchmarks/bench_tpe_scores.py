@@ -1,0 +1,155 @@
+"""Real TPE studies driven by the new default score (``fit_band``) and by the training loss alone
+(``train_loss``), compared with the recorded TPE studies driven by the held-out metric and by the old α
+score (``benchmarks/results/trust_runs/tpe_<task>_s<seed>_{heldout,alpha}.json``, from bench_trust.py).
+
+Each study returns its best trial by its own objective (wwtune's ``best_trial``); the table compares the
+held-out metric of what each returns. Records: ``trust_runs/tpe_<task>_s<seed>_<score>.json``.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_tpe_scores.py --tasks digits_mlp --seeds 0 1 2
+
+Not part of CI. Trains (bounded by --n trials per study).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_trust import study_config  # noqa: E402 - the one way a benchmark study is composed
+
+from wwtune.study import best_trial, run_study  # noqa: E402
+
+RUNS = Path(__file__).resolve().parent / "results" / "trust_runs"
+SCORES = ("fit_band", "train_loss")
+COMPARED = ("fit_band", "train_loss", "alpha", "heldout")
+
+
+def run(task: str, seed: int, n: int, score: str, budget: int | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = study_config(
+            task,
+            seed,
+            n,
+            budget,
+            Path(tmp),
+            (),
+            sampler="tpe",
+            name=f"{task}_s{seed}_tpe_{score}",
+            score=score,
+        )
+        start = time.perf_counter()
+        study = run_study(cfg)
+        best = best_trial(study)
+        return {
+            "task": task,
+            "seed": seed,
+            "driven_by": score,
+            "n": n,
+            "budget": cfg["objective"]["budget"],
+            "wall_s": time.perf_counter() - start,
+            "heldout": cfg["objective"]["heldout"],
+            "returned_heldout": None if best is None else best.user_attrs.get("wwtune.heldout"),
+            "trials": [
+                {
+                    "number": t.number,
+                    "state": t.state.name,
+                    "values": t.values,
+                    "params": t.params,
+                    "score": t.user_attrs.get("wwtune.score"),
+                    "heldout": t.user_attrs.get("wwtune.heldout"),
+                    "infeasible_reason": t.user_attrs.get("wwtune.infeasible_reason"),
+                }
+                for t in study.get_trials(deepcopy=False)
+            ],
+        }
+
+
+def table(tasks: list[str], seeds: list[int], command: str) -> str:
+    lines = [
+        "# TPE studies: default score (fit_band) and training loss vs held-out and the old α score",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "Held-out metric of the trial each TPE study returns (best by its own objective). `alpha` and "
+        "`heldout` columns: the studies recorded by bench_trust.py (older code: sanity.on_violation=fail, "
+        "loss-drop from the first reported loss); `fit_band` / `train_loss`: this code. Gap: held-out of "
+        "the fit_band study minus the held-out-driven study's, oriented so negative = worse.",
+        "",
+        "| task | seed | " + " | ".join(COMPARED) + " | gap fit_band − heldout |",
+        "|---|---:|" + "---:|" * (len(COMPARED) + 1),
+    ]
+    gaps: dict[str, list[float]] = {}
+    for task in tasks:
+        for seed in seeds:
+            got = {}
+            for s in COMPARED:
+                p = RUNS / f"tpe_{task}_s{seed}_{s}.json"
+                if p.exists():
+                    got[s] = json.loads(p.read_text())
+            if "fit_band" not in got:
+                continue
+            sign = 1.0 if got["fit_band"]["heldout"]["direction"] == "maximize" else -1.0
+            cells = [
+                f"{got[s]['returned_heldout']:.4f}"
+                if s in got and got[s]["returned_heldout"] is not None
+                else "–"
+                for s in COMPARED
+            ]
+            gap = None
+            if "heldout" in got and got["fit_band"]["returned_heldout"] is not None:
+                gap = sign * (got["fit_band"]["returned_heldout"] - got["heldout"]["returned_heldout"])
+                gaps.setdefault(task, []).append(gap)
+            lines.append(
+                f"| {task} | {seed} | " + " | ".join(cells) + f" | {'–' if gap is None else f'{gap:+.4f}'} |"
+            )
+    lines += [
+        "",
+        "Mean gap per task (target: ≥ −0.01 accuracy for digits, ≥ −0.1 bits/char for char_lm):",
+        "",
+    ]
+    for task, g in gaps.items():
+        lines.append(f"- {task}: {sum(g) / len(g):+.4f} over {len(g)} seeds")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=["digits_mlp"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--budget", type=int, default=None)
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    if not args.table_only:
+        for task in args.tasks:
+            for seed in args.seeds:
+                for score in SCORES:
+                    path = RUNS / f"tpe_{task}_s{seed}_{score}.json"
+                    if path.exists():
+                        continue
+                    rec = run(task, seed, args.n, score, args.budget)
+                    path.write_text(json.dumps(rec))
+                    print(
+                        f"{path.name}: returned held-out {rec['returned_heldout']} ({rec['wall_s']:.0f} s)",
+                        flush=True,
+                    )
+    command = "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_tpe_scores.py " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:]
+    )
+    text = table(args.tasks, args.seeds, command)
+    (RUNS.parent / "tpe_scores.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
