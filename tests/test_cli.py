@@ -121,6 +121,9 @@ def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(proje
     assert "Unknown key(s) in 'study': 'n_trails' (did you mean 'n_trials'?)" in run.stderr
     assert "allowed: ['artifacts', 'direction', 'n_trials'," in run.stderr
     assert "+study.n_trails=" in run.stderr
+    # wwtune's message alone: not after Hydra's own error (which suggests `+study.n_trails=3` as the fix)
+    assert run.stderr.startswith("wwtune: configuration error: Unknown key(s)"), run.stderr
+    assert "Could not override" not in run.stderr and "HYDRA_FULL_ERROR" not in run.stderr
     run = wwtune("study=tiny", "nosuch=1", cwd=project)
     assert run.returncode == 2 and "top level: 'nosuch'" in run.stderr and "'study'" in run.stderr
     # the README's switches are plain keys (no '+' needed)
@@ -254,3 +257,22 @@ def test_study_runs_from_a_built_wheel(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Study 'quickstart': 2 trials" in run.stdout
     assert (work / "studies" / "quickstart" / "journal.log").exists()
+
+
+def test_help_and_version_are_wwtunes_own(project):  # noqa: F811
+    """`--help` names the modes, the analyze subcommand, examples and where configs live; not Hydra's page."""
+    for flag in ("--help", "-h"):
+        run = wwtune(flag, cwd=project)
+        assert run.returncode == 0, run.stderr
+        out = run.stdout
+        assert "powered by Hydra" not in out and "== Config ==" not in out
+        for needed in ("mode=optimize|report|advise", "wwtune analyze PATH", "examples:", "study=quickstart"):
+            assert needed in out, needed
+        assert out.count("  wwtune ") >= 3  # at least three example command lines
+        assert "./conf/<group>/<name>.yaml" in out and "sampler " in out and "tpe" in out
+    # with overrides too, and Hydra's own page stays reachable
+    assert "examples:" in wwtune("study=tiny", "--help", cwd=project).stdout
+    assert "Hydra" in wwtune("--hydra-help", cwd=project).stdout
+    version = wwtune("--version", cwd=project)
+    assert version.returncode == 0 and version.stdout.startswith("wwtune 0.1.0 (optuna ")
+    assert not version.stdout.startswith("Hydra")

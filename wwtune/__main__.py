@@ -11,6 +11,14 @@ def main(argv: list[str] | None = None) -> int:
         from wwtune.analyze_cli import main as analyze_main
 
         return analyze_main(args[1:])
+    from wwtune.cli_help import HELP_FLAGS, VERSION_FLAGS, help_text, version_text
+
+    if any(a in VERSION_FLAGS for a in args):  # before Hydra, whose --version names only itself
+        print(version_text())
+        return 0
+    if any(a in HELP_FLAGS for a in args):  # before Hydra, whose --help page knows nothing of wwtune
+        print(help_text(), end="")
+        return 0
     from wwtune.cli import main as study_main
 
     return study_main(args)

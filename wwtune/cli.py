@@ -3,7 +3,7 @@
 Configs ship inside the package (``pkg://wwtune.conf``); a ``conf/`` folder in the working directory
 extends them (added to ``hydra.searchpath``), so a user's ``conf/study/mine.yaml`` and
 ``conf/objective/mine.yaml`` are found by name. Everything Hydra offers works: ``--cfg job`` prints the
-composed config, ``--help`` lists the groups and their choices.
+composed config; ``--help`` and ``--version`` are answered before Hydra (``wwtune.cli_help``).
 """
 
 from __future__ import annotations
@@ -197,7 +197,8 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
-    refused = _password_override(args) or _uncreatable_studies_dir(args)
+    # a mistyped key is named here, alone: after Hydra it would follow Hydra's own error and its advice
+    refused = _password_override(args) or _uncreatable_studies_dir(args) or _unknown_override(args)
     if refused:
         print(f"wwtune: configuration error: {refused}", file=sys.stderr)
         return 2
@@ -208,13 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _hydra_entry()
     except SystemExit as exc:  # Hydra exits on its own errors (unknown group choice, bad override)
         code = exc.code
-        code = code if isinstance(code, int) else (0 if code is None else 1)
-        if code != 0:
-            unknown = _unknown_override(args)
-            if unknown:  # Hydra said "not in struct"; say which keys there are, as for a YAML typo
-                print(f"wwtune: configuration error: {unknown}", file=sys.stderr)
-                return 2
-        return code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     finally:
         sys.argv = saved
     return _exit_code[0]
