@@ -276,3 +276,25 @@ def test_help_and_version_are_wwtunes_own(project):  # noqa: F811
     version = wwtune("--version", cwd=project)
     assert version.returncode == 0 and version.stdout.startswith("wwtune 0.1.0 (optuna ")
     assert not version.stdout.startswith("Hydra")
+
+
+def test_a_real_ctrl_c_prints_wwtunes_line_only(project):  # noqa: F811
+    """SIGINT (what Ctrl-C sends) in the middle of a trial: wwtune's resume hint, no Optuna warning."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wwtune", "study=tiny", "objective.task=study_tasks:wait_for_ctrl_c"],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = project / "ready_for_ctrl_c"
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition (the task is inside its trial), bounded by the deadline
+    assert ready.exists(), proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted; completed trials are stored. Run the same command again to resume." in err
+    assert "failed with value" not in err and "[W " not in err and "Traceback" not in err, err

@@ -27,13 +27,17 @@ _logger = logging.getLogger("wwtune.cli")
 _exit_code: list[int] = [0]
 
 
+_REDUNDANT = ("value nan is not acceptable", "failed with value nan", "failed with value None")
+
+
 class _DropNanFailures(logging.Filter):
-    """Optuna's "failed ... value nan is not acceptable" lines (wwtune already logged the real reason) and
-    its traceback for Ctrl-C (wwtune says the run was interrupted and how to resume)."""
+    """Optuna's "failed ... value nan is not acceptable" lines (wwtune already logged the real reason), its
+    traceback for Ctrl-C (wwtune says the run was interrupted and how to resume) and its "Trial N failed with
+    value None." after every failure (it follows the line that gives the reason, or follows Ctrl-C)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "value nan is not acceptable" in message or "failed with value nan" in message:
+        if any(s in message for s in _REDUNDANT):
             return False
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in message
