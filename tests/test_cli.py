@@ -162,6 +162,12 @@ def test_ctrl_c_says_how_to_resume_without_a_traceback(project):  # noqa: F811
     assert again.returncode == 0, again.stderr[-3000:]
     states = [t.state for t in load(project, "tiny").trials]
     assert states == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    # once finished, running it again says how to add trials
+    done = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr  # Hydra's job logging writes wwtune's log lines to stdout
+    assert "already holds 3 of its study.n_trials=3 trials: nothing to run" in said, said
+    assert "study.n_trials=4 adds 1" in said
 
 
 def test_killed_run_resumes_without_losing_completed_trials(project):  # noqa: F811
