@@ -43,6 +43,9 @@ def test_readme_user_task_study_runs_end_to_end(project):  # noqa: F811
     out = run.stdout
     assert "Study 'example': 3 trials" in out and "Best trial #" in out
     assert "per-layer alpha" in out and "eligible: num_evals >= 50" in out
+    # every layer is listed, the 4-eigenvalue output layer fc2 too (not counted: too few eigenvalues)
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("    fc")}
+    assert set(table) == {"fc1", "fc2"} and table["fc2"][1:3] == ["4", "no"], out
     assert "Time: training" in out
     best = yaml.safe_load((project / "studies" / "example" / "best_params.yaml").read_text())
     assert set(best["params"]) == {"lr", "width"} and set(best["layers"]) == {"fc1", "drop"}

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "layers_record"]
+__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "band_text", "layers_record"]
 
 KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout")
 WEIGHTS = ("uniform", "num_evals")
@@ -169,9 +169,15 @@ class Score:
         """One line stating the rule, for logs and summaries."""
         if self.kind == "heldout":
             return f"score = held-out metric ({self.heldout_direction})"
+        lo, hi = self.band
+        band_rule = (
+            f"distance of alpha to {lo:g}"
+            if lo == hi
+            else f"distance of alpha to the band [{lo:g}, {hi:g}]"
+            f" (+{self.tie_break:g} x distance to its centre)"
+        )
         rule = {
-            "band_distance": f"distance of alpha to band [{self.band[0]:g}, {self.band[1]:g}]"
-            f" (+{self.tie_break:g} x distance to its centre)",
+            "band_distance": band_rule,
             "mean_alpha": "mean alpha",
             "mean_alpha_weighted": "mean alpha_hat (alpha * log10 lambda_max)",
         }[self.kind]
@@ -276,6 +282,12 @@ def _plain(value: Any) -> Any:
     except (TypeError, ValueError):
         pass
     return value if isinstance(value, str) else str(value)
+
+
+def band_text(band: Sequence[float]) -> str:
+    """The target band in words: ``α = 2`` for a one-point band, ``3 ≤ α ≤ 4`` otherwise."""
+    lo, hi = float(band[0]), float(band[1])
+    return f"α = {lo:g}" if lo == hi else f"{lo:g} ≤ α ≤ {hi:g}"
 
 
 def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
-from wwtune.score import Score, layers_record
+from wwtune.score import Score, band_text, layers_record
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import StorageError, describe, make_storage, redact_config, study_dir
@@ -840,6 +841,7 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
             f"Study {name!r} in storage is {study.direction.name.lower()}d but score "
             f"{score.kind!r} is {score.direction}d; use another study.name."
         )
+    _name_metric(study, score, cfg)
     stale = _fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
@@ -915,6 +917,16 @@ def run_study(cfg: Mapping[str, Any], *, progress_bar: bool = False) -> optuna.S
     write_best_params(study, space, cfg)
     store_trust(study, heldout.get("direction") if heldout else None)
     return study
+
+
+def _name_metric(study: optuna.Study, score: Score, cfg: Mapping[str, Any]) -> None:
+    """Name the objective for optuna-dashboard (else it shows "Objective 0")."""
+    heldout = (cfg["objective"].get("heldout") or {}).get("name", "held-out metric")
+    name = heldout if score.kind == "heldout" else "alpha score (lower is better)"
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])
 
 
 def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str, Any] | None:
@@ -1050,8 +1062,8 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any]) -> str:
         table = best.user_attrs.get("wwtune.layers")
         if table:
             lines.append(
-                f"  per-layer alpha at step {table['step']} (eligible: num_evals >= {score.min_evals};"
-                f" band [{score.band[0]:g}, {score.band[1]:g}]):"
+                f"  per-layer alpha at step {table['step']} (the last analysis; a step is an epoch in the"
+                f" bundled tasks), target {band_text(score.band)}, eligible: num_evals >= {score.min_evals}:"
             )
             lines.append(f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7}  warning")
             for i, layer in enumerate(table["name"]):
