@@ -244,6 +244,8 @@ def clean(output: str) -> str:
         lines.append(line)
     while lines and not lines[-1]:
         lines.pop()
+    while lines and not lines[0]:  # the progress bar's last frame leaves an empty line
+        lines.pop(0)
     return "\n".join(lines) + "\n"
 
 

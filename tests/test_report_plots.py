@@ -439,3 +439,37 @@ def test_mp_edge_agrees_with_the_engines_bulk_max():
     for _, row in df.iterrows():
         fig = plot_esd_linear(row["evals"], row)
         assert by_gid(fig, "mp_edge").get_xdata()[0] == pytest.approx(row["bulk_max"], rel=1e-9)
+
+
+def _drawn_labels(fig, axis):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    ticks = axis.get_majorticklabels() + axis.get_minorticklabels()
+    return [t.get_window_extent(renderer) for t in ticks if t.get_visible() and t.get_text()], renderer
+
+
+@pytest.mark.parametrize("size", [10, 64, 400])
+def test_esd_tick_labels_never_overlap_and_the_legend_covers_no_bar(size):
+    """A small layer's ESD spans less than a decade: matplotlib labels every minor tick there, and the
+    labels ran into each other; the legend sat on the bars. Now: no two labels overlap, legend outside."""
+    import numpy as np
+    import pandas as pd
+
+    from wwtune.report import plot_esd
+
+    rng = np.random.default_rng(size)
+    evals = np.sort(rng.uniform(0.25, 0.45, size) if size == 10 else rng.pareto(2.0, size) + 0.1)
+    xmin = float(evals[size // 3])
+    row = pd.Series({"name": "fc3", "alpha": 3.0, "xmin": xmin, "D": 0.1, "status": "success"})
+    fig = plot_esd(evals, row)
+    ax = fig.axes[0]
+    for axis in (ax.xaxis, ax.yaxis):
+        boxes, renderer = _drawn_labels(fig, axis)
+        assert boxes, "no tick label at all"
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (a, b)
+    (legend,) = fig.legends
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

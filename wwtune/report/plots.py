@@ -212,10 +212,25 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     positive = density[density > 0]
     if positive.size:
         ax.set_ylim(positive.min() / 3, positive.max() * 3)
+        _readable_log_ticks(ax.yaxis, positive.min() / 3, positive.max() * 3)
     ax.set_xlabel("eigenvalue λ (log scale)")
     ax.set_ylabel("density (log scale)")
-    ax.legend(loc="lower left", fontsize="small")
+    _readable_log_ticks(ax.xaxis, lo, hi)
+    # below the axes, never over the bars (a small layer's few bins fill the whole plot)
+    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
+
+
+def _readable_log_ticks(axis: Any, lo: float, hi: float) -> None:
+    """Plain labels (0.2, 1, 5) at 1-2-5 steps on a log axis spanning few decades, none on minor ticks
+    (matplotlib's default labels every minor tick there, and the labels overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(hi / lo) if hi > lo > 0 else 0.0
+    if decades < 3:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def mp_edges(sigma: float, q: float) -> tuple[float, float]:
