@@ -100,6 +100,7 @@ def test_shell_variables_carry_over_to_later_blocks(tmp_path):
 def test_the_cleaner_drops_progress_bars_and_log_lines():
     raw = "[2026-12-02 01:09:13,814][wwtune.study][INFO] - Study\n 40%|████ | 2/5 [00:04<00:05]\rdone\nkept\n"
     assert readme.clean(raw) == "done\nkept\n"
+    assert readme.clean("analyzing /x/model … 1 s\nlayer  alpha\n") == "layer  alpha\n"
 
 
 # ------------------------------------------------------------------------------------ the README itself
