@@ -25,7 +25,7 @@ DROP_EDITABLE_NOTICE := sed -u '/BuildBackendWarning: Editable installation\./,/
 .PHONY: venv quickstart test newcomer lint clean
 
 $(VENV)/.installed: pyproject.toml
-	@echo "make: building $(VENV): Python venv, CPU torch, wwtune and its test tools (1-3 min the first time)"
+	@echo "make: building $(VENV): Python venv, CPU torch, wwtune and its test tools (a few minutes the first time)"
 	@$(PY) -m venv $(VENV)
 	@$(PIP) --upgrade pip
 	@echo "make: installing $(TORCH_PIN) (CPU build)"

@@ -9,9 +9,9 @@ __version__ = "0.1.0"
 def load_study(study_name: str, storage: object = "studies/{study_name}/journal.log"):  # -> optuna.Study
     """Open a stored study: ``storage`` is a journal file path (default: the study's own), a folder holding
     ``journal.log``, a database URL or an Optuna storage object (see :func:`wwtune.storage.as_storage`)."""
-    import optuna
+    import optuna  # lazy: `import wwtune` stays light (no Optuna, no SQLAlchemy)
 
-    from wwtune.storage import as_storage
+    from wwtune.storage import as_storage  # lazy, as above
 
     if isinstance(storage, str):
         storage = storage.format(study_name=study_name)

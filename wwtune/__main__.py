@@ -7,12 +7,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    # lazy: each command imports only its own modules (the study CLI pulls Hydra, the analyse CLI does not)
     if args and args[0] == "analyze":
+        # lazy: each command imports only its own modules (the study CLI pulls Hydra, the analyse one not)
         from wwtune.analyze_cli import main as analyze_main
 
         return analyze_main(args[1:])
-    from wwtune.cli_help import HELP_FLAGS, VERSION_FLAGS, help_text, version_text
+    from wwtune.cli_help import HELP_FLAGS, VERSION_FLAGS, help_text, version_text  # lazy, as above
 
     if any(a in VERSION_FLAGS for a in args):  # before Hydra, whose --version names only itself
         print(version_text())
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS for a in args):  # before Hydra, whose --help page knows nothing of wwtune
         print(help_text(), end="")
         return 0
-    from wwtune.cli import main as study_main
+    from wwtune.cli import main as study_main  # lazy, as above
 
     return study_main(args)
 

@@ -45,6 +45,9 @@ class StudyReporter(Reporter):
         store_every_analysis: store the per-layer table at every analysis (a pruner reads it in
             ``should_prune()``); otherwise only the latest is stored, by :meth:`flush_layers`.
         keep_spectra: keep the eigenvalues of the latest analysis in ``spectra``.
+
+    After training, ``losses`` (``[[step, loss], ...]``), ``last_result`` (the latest
+    :class:`~wwtune.score.ScoreResult`), ``analysis_s`` (seconds spent here) and ``spectra`` say what it saw.
     """
 
     trial: optuna.trial.Trial
@@ -57,14 +60,15 @@ class StudyReporter(Reporter):
     analyze: Callable[..., pd.DataFrame] | None = None
     store_every_analysis: bool = True
     keep_spectra: bool = False
-    losses: list[list[float]] = field(default_factory=list)
-    analysis_s: float = 0.0
-    last_step: int | None = None
-    analysed_step: int | None = None
-    last_result: ScoreResult | None = None
-    model: Any = None
-    pending_layers: dict[str, Any] | None = None
-    spectra: pd.DataFrame | None = None
+    # what the reporter has seen so far (not constructor arguments)
+    losses: list[list[float]] = field(default_factory=list, init=False)
+    analysis_s: float = field(default=0.0, init=False)
+    last_step: int | None = field(default=None, init=False)
+    analysed_step: int | None = field(default=None, init=False)
+    last_result: ScoreResult | None = field(default=None, init=False)
+    model: Any = field(default=None, init=False)
+    pending_layers: dict[str, Any] | None = field(default=None, init=False)
+    spectra: pd.DataFrame | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.writer = TrialWriter(self.trial)

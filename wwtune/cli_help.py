@@ -22,7 +22,7 @@ def _version(dist: str) -> str:
 
 def version_text() -> str:
     """``wwtune 0.1.0 (optuna 4.x, hydra-core 1.3.x, torch 2.x, Python 3.x)``."""
-    import platform
+    import platform  # lazy: only --version needs it
 
     deps = ", ".join(f"{name} {_version(name)}" for name in ("optuna", "hydra-core", "torch"))
     return f"wwtune {_version('wwtune')} ({deps}, Python {platform.python_version()})"

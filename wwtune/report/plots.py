@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from wwtune.record import (
     alpha_values,
@@ -215,8 +216,6 @@ def plot_esd(evals: Any, row: Any) -> Figure:
 def _readable_log_ticks(axis: Any, lo: float, hi: float) -> None:
     """Plain labels (0.2, 1, 5) at 1-2-5 steps on a log axis spanning few decades, none on minor ticks
     (matplotlib's default labels every minor tick there, and the labels overlap)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     decades = math.log10(hi / lo) if hi > lo > 0 else 0.0
     if decades < 3:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0)))
