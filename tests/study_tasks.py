@@ -129,3 +129,15 @@ def exploding_norms(params: Params, reporter: Reporter) -> dict:
     for epoch in range(1, params.budget + 1):
         reporter.report(epoch, model, 1.0 / epoch)
     return {"heldout": 0.0}
+
+
+def wait_for_ctrl_c(params: Params, reporter: Reporter) -> dict:
+    """Trains one epoch, writes `ready_for_ctrl_c`, then waits (at most 120 s) for the test's SIGINT."""
+    model = _model(params)
+    reporter.report(1, model, 1.0)
+    with open("ready_for_ctrl_c", "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    raise RuntimeError("no SIGINT came within 120 s")

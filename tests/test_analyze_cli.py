@@ -323,3 +323,13 @@ def test_plot_writes_layer_and_esd_figures(tmp_path: Path) -> None:
 def test_bad_band_is_named(band: str, tmp_path: Path) -> None:
     code, _, err = run([str(CNN), "--no-csv", "--plot", str(tmp_path / "p"), "--band", band])
     assert_one_line_error(code, err, 2, "--band", band)
+
+
+def test_plot_without_mp_fit_writes_no_linear_esd(tmp_path: Path) -> None:
+    """Without --mp-fit there is no Marchenko–Pastur bulk to draw: only the log-log ESDs are written."""
+    plots = tmp_path / "plots"
+    code, _, err = run([str(CNN), "--no-csv", "--plot", str(plots)])
+    assert code == 0, err
+    names = {p.name for p in plots.iterdir()}
+    assert "layer_alphas.png" in names and any(n.startswith("esd_") for n in names)
+    assert not any(n.startswith("esd_linear_") for n in names), sorted(names)

@@ -42,6 +42,9 @@ def test_readme_user_task_study_runs_end_to_end(project):
     out = run.stdout
     assert "Study 'example': 3 trials" in out and "Best trial #" in out
     assert "per-layer alpha" in out and "eligible: num_evals >= 50" in out
+    # every layer is listed, the 4-eigenvalue output layer fc2 too (not counted: too few eigenvalues)
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("    fc")}
+    assert set(table) == {"fc1", "fc2"} and table["fc2"][1:3] == ["4", "no"], out
     assert "Time: training" in out
     best = yaml.safe_load((project / "studies" / "example" / "best_params.yaml").read_text())
     assert set(best["params"]) == {"lr", "width"} and set(best["layers"]) == {"fc1", "drop"}
@@ -118,8 +121,11 @@ def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(proje
     run = wwtune("study=tiny", "study.n_trails=3", cwd=project)
     assert run.returncode == 2
     assert "Unknown key(s) in 'study': 'n_trails' (did you mean 'n_trials'?)" in run.stderr
-    assert "allowed: ['artifacts', 'direction', 'n_trials'," in run.stderr
+    assert "allowed: ['allow_config_change', 'artifacts', 'direction', 'n_trials'," in run.stderr
     assert "+study.n_trails=" in run.stderr
+    # wwtune's message alone: not after Hydra's own error (which suggests `+study.n_trails=3` as the fix)
+    assert run.stderr.startswith("wwtune: configuration error: Unknown key(s)"), run.stderr
+    assert "Could not override" not in run.stderr and "HYDRA_FULL_ERROR" not in run.stderr
     run = wwtune("study=tiny", "nosuch=1", cwd=project)
     assert run.returncode == 2 and "top level: 'nosuch'" in run.stderr and "'study'" in run.stderr
     # the README's switches are plain keys (no '+' needed)
@@ -158,6 +164,12 @@ def test_ctrl_c_says_how_to_resume_without_a_traceback(project):
     assert again.returncode == 0, again.stderr[-3000:]
     states = [t.state for t in load(project, "tiny").trials]
     assert states == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    # once finished, running it again says how to add trials
+    done = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr  # Hydra's job logging writes wwtune's log lines to stdout
+    assert "already holds 3 of its study.n_trials=3 trials: nothing to run" in said, said
+    assert "study.n_trials=4 adds 1" in said
 
 
 def test_killed_run_resumes_without_losing_completed_trials(project):
@@ -253,3 +265,44 @@ def test_study_runs_from_a_built_wheel(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Study 'quickstart': 2 trials" in run.stdout
     assert (work / "studies" / "quickstart" / "journal.log").exists()
+
+
+def test_help_and_version_are_wwtunes_own(project):
+    """`--help` names the modes, the analyze subcommand, examples and where configs live; not Hydra's page."""
+    for flag in ("--help", "-h"):
+        run = wwtune(flag, cwd=project)
+        assert run.returncode == 0, run.stderr
+        out = run.stdout
+        assert "powered by Hydra" not in out and "== Config ==" not in out
+        for needed in ("mode=optimize|report|advise", "wwtune analyze PATH", "examples:", "study=quickstart"):
+            assert needed in out, needed
+        assert out.count("  wwtune ") >= 3  # at least three example command lines
+        assert "./conf/<group>/<name>.yaml" in out and "sampler " in out and "tpe" in out
+    # with overrides too, and Hydra's own page stays reachable
+    assert "examples:" in wwtune("study=tiny", "--help", cwd=project).stdout
+    assert "Hydra" in wwtune("--hydra-help", cwd=project).stdout
+    version = wwtune("--version", cwd=project)
+    assert version.returncode == 0 and version.stdout.startswith("wwtune 0.1.0 (optuna ")
+    assert not version.stdout.startswith("Hydra")
+
+
+def test_a_real_ctrl_c_prints_wwtunes_line_only(project):
+    """SIGINT (what Ctrl-C sends) in the middle of a trial: wwtune's resume hint, no Optuna warning."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wwtune", "study=tiny", "objective.task=study_tasks:wait_for_ctrl_c"],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = project / "ready_for_ctrl_c"
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition (the task is inside its trial), bounded by the deadline
+    assert ready.exists(), proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted; completed trials are stored. Run the same command again to resume." in err
+    assert "failed with value" not in err and "[W " not in err and "Traceback" not in err, err

@@ -152,7 +152,7 @@ def test_svg_images_and_layer_spectra(study):
     assert "spectra" in doc.sections
     assert len(doc.images) == 5 + 4  # 2 log-log + 2 linear ESDs
     assert all(decode_image(src)[0] == "image/svg+xml" for src in doc.images)
-    assert "[2, 3]" in page
+    assert "2 ≤ α ≤ 3" in page  # the band in words ('target' row of the summary)
 
 
 def test_bad_arguments_are_named(study):

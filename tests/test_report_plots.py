@@ -403,9 +403,8 @@ def test_save_model_plots_writes_one_file_per_plot(tmp_path):
             "esd_blocks.0_fc.png",
             "esd_linear_blocks.0_fc.png",
             "esd_fc2.png",
-            "esd_linear_fc2.png",
         ]
-    )
+    )  # no linear ESD for fc2: it has no MP fit (sigma_mp NaN), so it would show no bulk
     for p in paths:
         Image.open(io.BytesIO(p.read_bytes())).verify()
 
@@ -425,7 +424,7 @@ def test_plots_from_a_real_analysis(cnn_df, tmp_path):
     df = cnn_df
     assert len(df) == 4
     paths = save_model_plots(df, tmp_path, band=(2, 2))
-    assert len(paths) == 1 + 2 * len(df)
+    assert len(paths) == 1 + len(df)  # layer_alphas and one log-log ESD per layer (no MP fit: no linear ESD)
     for _, row in df.iterrows():
         fig = plot_esd(row["evals"], row)
         assert loglog_slope(by_gid(fig, "powerlaw_fit")) == pytest.approx(-row["alpha"], rel=1e-9)
@@ -456,3 +455,37 @@ def test_a_layer_on_target_is_not_drawn_as_a_warning():
             for x, _ in coll.get_offsets():
                 kinds[int(x)] = gid.split(":")[1]
     assert kinds == {0: "ok", 1: "over-trained"}
+
+
+def _drawn_labels(fig, axis):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    ticks = axis.get_majorticklabels() + axis.get_minorticklabels()
+    return [t.get_window_extent(renderer) for t in ticks if t.get_visible() and t.get_text()], renderer
+
+
+@pytest.mark.parametrize("size", [10, 64, 400])
+def test_esd_tick_labels_never_overlap_and_the_legend_covers_no_bar(size):
+    """A small layer's ESD spans less than a decade: matplotlib labels every minor tick there, and the
+    labels ran into each other; the legend sat on the bars. Now: no two labels overlap, legend outside."""
+    import numpy as np
+    import pandas as pd
+
+    from wwtune.report import plot_esd
+
+    rng = np.random.default_rng(size)
+    evals = np.sort(rng.uniform(0.25, 0.45, size) if size == 10 else rng.pareto(2.0, size) + 0.1)
+    xmin = float(evals[size // 3])
+    row = pd.Series({"name": "fc3", "alpha": 3.0, "xmin": xmin, "D": 0.1, "status": "success"})
+    fig = plot_esd(evals, row)
+    ax = fig.axes[0]
+    for axis in (ax.xaxis, ax.yaxis):
+        boxes, renderer = _drawn_labels(fig, axis)
+        assert boxes, "no tick label at all"
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (a, b)
+    (legend,) = fig.legends
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

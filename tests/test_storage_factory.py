@@ -63,3 +63,25 @@ def test_describe_and_the_stored_config_never_show_a_password(monkeypatch) -> No
     full = {"study": {"name": "s"}, "storage": {"kind": "rdb", "url": "mysql://me:Pw9secret@db/s"}}
     assert redact_config(full)["storage"]["url"] == "mysql://me:***@db/s"
     assert full["storage"]["url"] == "mysql://me:Pw9secret@db/s"  # the caller's config is left alone
+
+
+def test_a_plain_journal_path_is_a_storage_where_wwtune_takes_one(tmp_path, monkeypatch):
+    """`storage="studies/x/journal.log"` (which Optuna reads as a malformed URL) opens the journal."""
+    import wwtune
+    from wwtune.storage import StorageError, as_storage
+
+    monkeypatch.chdir(tmp_path)
+    journal = tmp_path / "studies" / "demo" / "journal.log"
+    storage = make_storage({"kind": "journal"}, "demo", "studies")
+    study = optuna.create_study(study_name="demo", storage=storage)
+    study.enqueue_trial({"x": 1.0})
+    study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=1)
+    for given in ("studies/demo/journal.log", journal, tmp_path / "studies" / "demo"):
+        assert wwtune.load_study("demo", given).best_value == 1.0
+    assert wwtune.load_study("demo").best_value == 1.0  # the default: the study's own journal
+    assert as_storage(storage) is storage
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    optuna.create_study(study_name="s", storage=as_storage(db))
+    assert [s.study_name for s in optuna.get_all_study_summaries(as_storage(db))] == ["s"]
+    with pytest.raises(StorageError, match=r"no journal file at 'studies/nope/journal.log'; give"):
+        wwtune.load_study("nope")

@@ -34,7 +34,8 @@ def test_trial_stores_the_contract_attrs(project):
     layers = attrs["wwtune.layers"]
     for key in LAYER_KEYS:
         assert key in layers
-    assert layers["step"] == 3 and layers["name"] == ["fc1"] and layers["eligible"] == [True]
+    assert layers["step"] == 3 and layers["name"] == ["fc1", "fc2"]
+    assert layers["eligible"] == [True, False]  # fc2 (4 eigenvalues) is listed, never counted
     assert attrs["wwtune.budget"] == 3
     assert [s for s, _ in attrs["wwtune.losses"]] == [1, 2, 3]
     assert attrs["wwtune.score"] == pytest.approx(t.value)
@@ -70,6 +71,11 @@ def test_best_params_yaml_round_trips(project):
     text = summary_text(study, c)
     assert f"Best trial #{best.number}" in text and "eligible: num_evals >= 50" in text
     assert "fc1" in text and "spectral analysis" in text
+    # the band in words (not "band [2, 2]"), and what a step is
+    assert "target α = 2" in text and "band [2, 2]" not in text and "a step is an epoch" in text
+    assert "score = uniform-weighted distance of alpha to 2 over eligible layers" in text
+    # the dashboard names the objective after the score, not "Objective 0"
+    assert study.metric_names == ["alpha score (lower is better)"]
 
 
 def test_seeded_single_worker_study_is_reproducible(project):

@@ -17,6 +17,14 @@ def main(argv: list[str] | None = None) -> int:
         from wwtune.compare_cli import main as compare_main  # lazy, as above
 
         return compare_main(args[1:])
+    from wwtune.cli_help import HELP_FLAGS, VERSION_FLAGS, help_text, version_text  # lazy, as above
+
+    if any(a in VERSION_FLAGS for a in args):  # before Hydra, whose --version names only itself
+        print(version_text())
+        return 0
+    if any(a in HELP_FLAGS for a in args):  # before Hydra, whose --help page knows nothing of wwtune
+        print(help_text(), end="")
+        return 0
     from wwtune.cli import main as study_main  # lazy, as above
 
     return study_main(args)

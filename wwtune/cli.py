@@ -3,7 +3,7 @@
 Configs ship inside the package (``pkg://wwtune.conf``); a ``conf/`` folder in the working directory
 extends them (added to ``hydra.searchpath``), so a user's ``conf/study/mine.yaml`` and
 ``conf/objective/mine.yaml`` are found by name. Everything Hydra offers works: ``--cfg job`` prints the
-composed config, ``--help`` lists the groups and their choices.
+composed config; ``--help`` and ``--version`` are answered before Hydra (``wwtune.cli_help``).
 """
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ _logger = logging.getLogger("wwtune.cli")
 _exit_code: list[int] = [0]
 
 
+_REDUNDANT = ("value nan is not acceptable", "failed with value nan", "failed with value None")
+
+
 class _DropNanFailures(logging.Filter):
-    """Optuna's "failed ... value nan is not acceptable" lines (wwtune already logged the real reason) and
-    its traceback for Ctrl-C (wwtune says the run was interrupted and how to resume)."""
+    """Optuna's "failed ... value nan is not acceptable" lines (wwtune already logged the real reason), its
+    traceback for Ctrl-C (wwtune says the run was interrupted and how to resume) and its "Trial N failed with
+    value None." after every failure (it follows the line that gives the reason, or follows Ctrl-C)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "value nan is not acceptable" in message or "failed with value nan" in message:
+        if any(s in message for s in _REDUNDANT):
             return False
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in message
@@ -211,7 +215,8 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
-    refused = _password_override(args) or _uncreatable_studies_dir(args)
+    # a mistyped key is named here, alone: after Hydra it would follow Hydra's own error and its advice
+    refused = _password_override(args) or _uncreatable_studies_dir(args) or _unknown_override(args)
     composed = None if refused else _composed(args)
     refused = refused or _bad_study_name(args, composed)
     if refused:
@@ -228,13 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _hydra_entry()
     except SystemExit as exc:  # Hydra exits on its own errors (unknown group choice, bad override)
         code = exc.code
-        code = code if isinstance(code, int) else (0 if code is None else 1)
-        if code != 0:
-            unknown = _unknown_override(args)
-            if unknown:  # Hydra said "not in struct"; say which keys there are, as for a YAML typo
-                print(f"wwtune: configuration error: {unknown}", file=sys.stderr)
-                return 2
-        return code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     finally:
         sys.argv = saved
     return _exit_code[0]

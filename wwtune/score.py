@@ -60,6 +60,7 @@ __all__ = [
     "WEIGHTS",
     "Score",
     "ScoreResult",
+    "band_text",
     "failed_fits",
     "layers_record",
     "pareto_front",
@@ -294,9 +295,15 @@ class Score:
                 f"score = log10(final training loss) + {self.weight:g} x B{traps}; B = {band};"
                 " lower is better"
             )
+        lo, hi = self.band
+        band_rule = (
+            f"distance of alpha to {lo:g}"
+            if lo == hi
+            else f"distance of alpha to the band [{lo:g}, {hi:g}]"
+            f" (+{self.tie_break:g} x distance to its centre)"
+        )
         rule = {
-            "band_distance": f"distance of alpha to band [{self.band[0]:g}, {self.band[1]:g}]"
-            f" (+{self.tie_break:g} x distance to its centre)",
+            "band_distance": band_rule,
             "mean_alpha": "mean alpha",
             "mean_alpha_weighted": "mean alpha_hat (alpha * log10 lambda_max)",
         }[self.kind]
@@ -461,6 +468,12 @@ def pareto_pick(
     ranks = rankdata(loss[cand]) + rankdata(band[cand])
     rank_of = dict(zip(cand.tolist(), ranks.tolist(), strict=True))
     return int(min(front, key=lambda i: (rank_of[i], loss[i], i)))
+
+
+def band_text(band: Sequence[float]) -> str:
+    """The target band in words: ``α = 2`` for a one-point band, ``3 ≤ α ≤ 4`` otherwise."""
+    lo, hi = float(band[0]), float(band[1])
+    return f"α = {lo:g}" if lo == hi else f"{lo:g} ≤ α ≤ {hi:g}"
 
 
 def _is_number(value: object) -> bool:

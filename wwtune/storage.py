@@ -34,6 +34,7 @@ from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
 
 __all__ = [
     "FILE_KEYS",
+    "as_storage",
     "KNOWN_KEYS",
     "StorageError",
     "describe",
@@ -167,6 +168,41 @@ def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.
             f"cannot create the study's storage at {redact_url(str(where))!r} (study.studies_dir / "
             f"storage.url): {exc.strerror or exc}."
         ) from None
+
+
+def as_storage(storage: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
+    """An Optuna storage from what a user has at hand: a storage object (returned as is), a database URL
+    (``sqlite:///…``, ``postgresql+psycopg2://…``), or the path of a journal file (the default storage,
+    ``studies/<name>/journal.log``), which Optuna's own ``storage=`` would read as a malformed URL.
+
+    Example:
+
+        .. code-block:: python
+
+            import tempfile, optuna
+            from wwtune.storage import as_storage
+
+            path = tempfile.mkdtemp() + "/journal.log"
+            optuna.create_study(study_name="demo", storage=as_storage(path))
+            optuna.load_study(study_name="demo", storage=as_storage(path))
+    """
+    if isinstance(storage, BaseStorage):
+        return storage
+    text = os.fspath(storage)
+    if "://" in text:
+        kind = "sqlite" if text.startswith("sqlite") else "rdb"
+        if text.startswith("postgres"):
+            return RDBStorage(text)
+        return _rdb({"kind": kind, "url": text}, Path("."))
+    path = Path(text)
+    if path.is_dir():
+        path = path / "journal.log"
+    if not path.exists():
+        raise StorageError(
+            f"no journal file at {text!r}; give a study's journal.log path (studies/<name>/journal.log)"
+            " or a database URL such as sqlite:///path/to/study.db."
+        )
+    return _journal({"url": str(path)}, path.parent)
 
 
 def describe(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.PathLike[str]) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -205,6 +206,7 @@ def run_study(
             f"Study {name!r} in storage has directions {stored} but score "
             f"{score.kind!r} needs {score.directions}; use another study.name."
         )
+    _name_metric(study, score, cfg)
     stale = fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
@@ -257,6 +259,12 @@ def run_study(
         n_total,
         score.describe(),
     )
+    if remaining <= 0 and worker_id is None:
+        more = max(n_total // 2, 1)
+        _logger.warning(
+            "Study %r already holds %d of its study.n_trials=%d trials: nothing to run. To add trials, raise "
+            "it (study.n_trials=%d adds %d).", name, done, n_total, n_total + more, more
+        )
     if remaining > 0 and not cap.wait_for_room(study):
         remaining = 0  # the other workers' running trials fill the study
     if remaining > 0:
@@ -317,3 +325,13 @@ def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
             f"No study named {name!r} in {describe(cfg['storage'], name, folder)}; run it first "
             f"(python -m wwtune study=... study.name={name}), then mode={cfg.get('mode')}."
         ) from None
+
+
+def _name_metric(study: optuna.Study, score: Score, cfg: Mapping[str, Any]) -> None:
+    """Name the objective for optuna-dashboard (else it shows "Objective 0")."""
+    heldout = (cfg["objective"].get("heldout") or {}).get("name", "held-out metric")
+    name = heldout if score.kind == "heldout" else "alpha score (lower is better)"
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])

@@ -29,7 +29,7 @@ from wwtune.record import (
     json_safe,
     studies_dir,
 )
-from wwtune.score import Score
+from wwtune.score import Score, band_text
 from wwtune.search_space import SearchSpace
 from wwtune.storage import describe
 from wwtune.trust import format_trust, trust_report
@@ -187,8 +187,8 @@ def _best_lines(
     table = TrialRecord(best).layers_attr
     if table:
         lines.append(
-            f"  per-layer alpha at step {table['step']} (eligible: num_evals >= {score.min_evals};"
-            f" band [{score.band[0]:g}, {score.band[1]:g}]):"
+            f"  per-layer alpha at step {table['step']} (the last analysis; a step is an epoch in the"
+            f" bundled tasks), target {band_text(score.band)}, eligible: num_evals >= {score.min_evals}:"
         )
         lines.append(
             f"    {'layer':<24} {'num_evals':>9} {'eligible':>8} {'alpha':>7} {'to band':>8}  warning"

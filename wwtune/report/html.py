@@ -37,12 +37,14 @@ from wwtune.record import (
 from wwtune.report.advice_plot import plot_advice
 from wwtune.report.data import layers_frame, resolve_band, trials_table
 from wwtune.report.plots import (
-    ON_TARGET,
     band_gap,
     figure_data_uri,
     plot_esd,
     plot_esd_linear,
     plot_layer_alphas,
+)
+from wwtune.report.plots import (
+    on_target as plot_on_target,
 )
 from wwtune.report.study_plots import (
     plot_alpha_heatmap,
@@ -50,6 +52,7 @@ from wwtune.report.study_plots import (
     plot_score_history,
     plot_trust_scatter,
 )
+from wwtune.score import band_text
 from wwtune.trust import trust_report
 
 __all__ = ["render_report", "write_report"]
@@ -78,17 +81,19 @@ MAX_TRIAL_ROWS = 300
 EXPLAIN = {
     "intro": (
         "wwtune tried many hyperparameter settings, each in a short training run, and scored every run "
-        "by the shape of its trained weights instead of by accuracy on held-out data."
+        "by the shape of its trained weights instead of by accuracy on held-out data: by α (alpha), the "
+        "power-law exponent of each layer's eigenvalue spectrum. A layer that trained well usually has α "
+        "near 2 (2 to 6 is normal); above 6 it learned little, below 2 it may be over-fitted or the run "
+        "blew up."
     ),
     "summary": (
-        "A trial is one training run with one choice of hyperparameters; its score is how far its layers "
-        "are from a healthy training state (lower is better, 0 = on target)."
+        "A trial is one training run with one choice of hyperparameters; its score is how far its layers' α "
+        "is from the target (lower is better, 0 = on target)."
     ),
     "params": "The settings of the best-scoring run: use these to train your final model.",
     "layers": (
-        "α (alpha) measures how the weights of a layer have organised during training: well-trained layers "
-        "usually show α near 2 (2 to 6 is normal); above 6 the layer learned little, below 2 it may be "
-        "over-fitted or the run blew up."
+        "α of each layer of the best run against the target; layers with too few eigenvalues are listed "
+        "but not counted in the score."
     ),
     "history": (
         "Each dot is one run in the order it was tried; the green line is the best score found so far, so "
@@ -229,7 +234,7 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     budget = TrialRecord(best).budget if best else _config_get(config, "objective", "budget")
     if budget is not None:
         items.append(("training budget per trial", budget))
-    items.append(("target α band", f"[{band[0]:g}, {band[1]:g}]"))
+    items.append(("target", band_text(band)))
     if len(study.directions) == 1:
         items.append(("direction", study.direction.name.lower()))
     if best is not None and len(best.values) > 1:
@@ -285,7 +290,7 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> st
         classes = []
         warning = r.get("warning")
         alpha = r.get("alpha")
-        on_target = _is_num(alpha) and abs(band_gap(float(alpha), band)) <= ON_TARGET
+        on_target = _is_num(alpha) and plot_on_target(float(alpha), band)
         if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
         if "eligible" in df.columns and not bool(r["eligible"]):
@@ -312,7 +317,12 @@ def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> st
         body = "<p>The best trial stored no per-layer diagnostics.</p>"
     else:
         step = df.attrs.get("step")
-        note = f"<p class='note'>Measured at step {_e(step)} of the run.</p>" if step is not None else ""
+        note = (
+            f"<p class='note'>Measured at step {_e(step)}, the run's last analysis (a step is one report of "
+            "the training task: an epoch in the bundled tasks).</p>"
+            if step is not None
+            else ""
+        )
         fig = plot_layer_alphas(df, band, title=f"α per layer, best trial #{best.number}")
         body = (
             note

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from wwtune.record import (
     alpha_values,
@@ -206,10 +207,23 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     positive = density[density > 0]
     if positive.size:
         ax.set_ylim(positive.min() / 3, positive.max() * 3)
+        _readable_log_ticks(ax.yaxis, positive.min() / 3, positive.max() * 3)
     ax.set_xlabel("eigenvalue λ (log scale)")
     ax.set_ylabel("density (log scale)")
-    ax.legend(loc="lower left", fontsize="small")
+    _readable_log_ticks(ax.xaxis, lo, hi)
+    # below the axes, never over the bars (a small layer's few bins fill the whole plot)
+    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
+
+
+def _readable_log_ticks(axis: Any, lo: float, hi: float) -> None:
+    """Plain labels (0.2, 1, 5) at 1-2-5 steps on a log axis spanning few decades, none on minor ticks
+    (matplotlib's default labels every minor tick there, and the labels overlap)."""
+    decades = math.log10(hi / lo) if hi > lo > 0 else 0.0
+    if decades < 3:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_esd_linear(evals: Any, row: Any) -> Figure:
@@ -297,11 +311,17 @@ def band_gap(alpha: float, band: Sequence[float]) -> float:
     return alpha - lo if alpha < lo else (alpha - hi if alpha > hi else 0.0)
 
 
+def on_target(alpha: float, band: Sequence[float]) -> bool:
+    """Whether ``alpha`` is within ``ON_TARGET`` of the band (1.9 is on target for [2, 2]: the rounding
+    error of 2 - 1.9 does not count)."""
+    return abs(band_gap(alpha, band)) <= ON_TARGET + 1e-9
+
+
 def _warning_kind(warning: Any, alpha: float, band: Sequence[float] | None = None) -> str:
     w = "" if warning is None or (isinstance(warning, float) and math.isnan(warning)) else str(warning)
     if math.isnan(alpha) or w == "failed":
         return "failed"
-    if band is not None and abs(band_gap(alpha, band)) <= ON_TARGET:
+    if band is not None and on_target(alpha, band):
         return "ok"
     if w in ("over-trained", "under-trained"):
         return w
@@ -425,7 +445,8 @@ def save_model_plots(
     """All plots of one analysed model into ``out_dir`` (the ``wwtune analyze --plot DIR`` call).
 
     Writes ``layer_alphas.<fmt>`` and, when ``df`` has an ``evals`` column (``keep_evals=True``), one
-    ``esd_<layer>.<fmt>`` per layer plus ``esd_linear_<layer>.<fmt>`` (with the MP bulk when fitted).
+    ``esd_<layer>.<fmt>`` per layer, plus ``esd_linear_<layer>.<fmt>`` with the MP bulk for a layer that has
+    an MP fit (``mp_fit=True``; without one the linear plot adds nothing and costs as much again).
     Returns the written paths.
 
     Example::
@@ -447,7 +468,8 @@ def save_model_plots(
             evals = np.asarray(row["evals"], dtype=float)
             if np.count_nonzero(evals > FIT_FLOOR):
                 written += save_figure(plot_esd(evals, row), out / f"esd_{safe}", formats)
-            written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
+            if finite_or_none(row.get("sigma_mp")) is not None:  # only with an MP fit (mp_fit=True)
+                written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
     return written
 
 
