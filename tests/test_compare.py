@@ -357,7 +357,8 @@ def test_docstring_examples_run() -> None:
     import doctest
 
     import wwtune.compare_cli as cli
+    import wwtune.compare_rules as rules
 
-    for module in (cmp, cli):
+    for module in (cmp, cli, rules):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

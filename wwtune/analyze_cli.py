@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     # eigenvalue arrays (kept for plots) go into the CSV only with --keep-evals, as JSON lists
     table = df if args.keep_evals else df.drop(columns=["evals"], errors="ignore")
     if csv_path is not None and args.keep_evals:
-        from wwtune.compare import write_baseline
+        from wwtune.compare import write_baseline  # lazy: only with --keep-evals
 
         write_baseline(table, csv_path)
     elif csv_path is not None:

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
+from wwtune.spectral.columns import LAYER_TYPES
+
 __all__ = ["Parser", "Progress", "UsageError", "add_analysis_options", "band_arg", "csv_list", "fmt",
            "int_at_least", "layer_patterns", "output_path", "one_line", "render_table", "run_cli"]
 
@@ -65,8 +68,6 @@ def band_arg(text: str) -> tuple[float, float]:
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """The options that mirror :func:`wwtune.analyze`'s keywords (layers, types, eigenvalue limits, fit,
     precision, device, MP fit, correlation traps, seed)."""
-    from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
-    from wwtune.spectral.columns import LAYER_TYPES
 
     p.add_argument("--layers", action="append", type=csv_list, metavar="PATTERNS",
                    help="fnmatch pattern(s) on layer names, comma-separated or repeated "
