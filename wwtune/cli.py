@@ -249,7 +249,7 @@ def _bad_study_name(args: Sequence[str], composed: dict[str, Any] | None) -> str
     ``cli.log`` before wwtune sees the config, so ``study.name=../../etc/x`` would write outside
     ``studies_dir``, and a name with a space would stop in Hydra's parser with a traceback.
     """
-    from wwtune.record import check_study_name
+    from wwtune.record import check_study_name  # lazy: as the other checks, before Hydra starts
 
     for arg in args:
         key, sep, value = arg.partition("=")

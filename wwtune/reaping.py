@@ -12,6 +12,7 @@ towards ``study.n_trials``).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import socket
 import uuid
@@ -48,8 +49,15 @@ def fail_stale_trials(study: optuna.Study) -> int:
     host, n = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = TrialRecord(trial).worker
-        alive = worker_alive(worker) and not _left_behind_here(worker, study.study_name, trial.number)
-        if worker.get("host") != host or alive:
+        key = (study.study_name, trial.number)
+        if key in _STARTED_HERE:  # this process's own trial: stale once it no longer runs it
+            if key in _RUNNING_HERE:
+                continue
+        elif not worker:  # the worker died (or its disk filled) before it could say who it is
+            started = trial.datetime_start
+            if started is None or (datetime.datetime.now() - started).total_seconds() < NO_RECORD_GRACE_S:
+                continue
+        elif worker.get("host") != host or worker_alive(worker):
             continue
         fail_trial_in_storage(
             study, trial, f"{INTERRUPTED}: worker process {worker.get('pid')} ended mid-trial"
@@ -58,24 +66,23 @@ def fail_stale_trials(study: optuna.Study) -> int:
     return n
 
 
-#: numbers of the trials this process is running now (:func:`running_here`)
+#: trials (study name, number) this process started, and those it is running now (:func:`running_here`)
+_STARTED_HERE: set[tuple[str, int]] = set()
 _RUNNING_HERE: set[tuple[str, int]] = set()
+#: seconds after which a RUNNING trial without a worker record counts as stale (a worker writes its record
+#: right after creating the trial; none means it died or its disk filled in between)
+NO_RECORD_GRACE_S = 60.0
 
 
 @contextlib.contextmanager
 def running_here(study_name: str, number: int) -> Iterator[None]:
     """Mark trial ``number`` of ``study_name`` as run by this process while the block runs."""
+    _STARTED_HERE.add((study_name, number))
     _RUNNING_HERE.add((study_name, number))
     try:
         yield
     finally:
         _RUNNING_HERE.discard((study_name, number))
-
-
-def _left_behind_here(worker: Mapping[str, Any], study_name: str, number: int) -> bool:
-    """A trial this very process started and no longer runs (its end could not be stored, e.g. a full
-    disk): stale although its worker, this process, is alive."""
-    return worker.get("pid") == os.getpid() and (study_name, number) not in _RUNNING_HERE
 
 
 def reap_dead_workers(study: optuna.Study) -> None:

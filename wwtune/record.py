@@ -38,6 +38,9 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune import diskio
+from wwtune.diskio import WriteError
+
 if TYPE_CHECKING:
     from wwtune.score import Score
 
@@ -155,8 +158,6 @@ def atomic_write(
     the content; ``suffix`` ends the temporary name (``numpy.savez`` wants ``.npz``). Parents are created.
     A failure (a full disk, ...) removes the temporary file, keeps the old one and raises
     :class:`wwtune.diskio.WriteError`, one line naming the file and ``what`` was not written."""
-    from wwtune.diskio import WriteError
-
     out = Path(path)
     tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}{suffix}")
     try:
@@ -181,7 +182,6 @@ def atomic_write(
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, what: str = "a study file") -> Path:
     """:func:`atomic_write` of a UTF-8 text, flushed to disk before the rename."""
-    from wwtune import diskio
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -311,7 +311,8 @@ class TrialWriter:
         self.trial.set_user_attr(key, value)
 
     def start(self, budget: int, worker_id: int | None) -> None:
-        from wwtune.reaping import process_identity  # PID, start time and run token: PID reuse cannot fake it
+        # lazy: wwtune.reaping imports this module (the worker record: PID, start time, run token)
+        from wwtune.reaping import process_identity
 
         self._set(BUDGET, int(budget))
         self._set(WORKER, process_identity(worker_id))

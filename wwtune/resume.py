@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from optuna.distributions import check_distribution_compatibility
+
+from wwtune.config import ConfigError
 
 __all__ = [
     "check_config_change",
@@ -47,8 +50,6 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
 def distribution_clash(dimensions: Any, trials: Any) -> str | None:
     """Which searched parameter's distribution (``SearchSpace.dimensions``) is incompatible with the one
     stored trials used (Optuna refuses every new trial of such a study), or None."""
-    from optuna.distributions import check_distribution_compatibility
-
     stored: dict[str, Any] = {}
     for trial in trials:
         stored.update(trial.distributions)
@@ -76,8 +77,6 @@ def check_config_change(name: str, previous: Any, new: Any, clash: str | None, a
     """Refuse a changed config under an existing study name (:class:`~wwtune.config.ConfigError`, exit 2),
     naming the changed keys; with ``allow`` (``study.allow_config_change=true``) go on with a warning,
     unless ``clash`` says a searched parameter's distribution changed, which one study cannot store."""
-    from wwtune.config import ConfigError
-
     changed = config_changes(previous, new)
     if not changed:
         return
