@@ -285,7 +285,7 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> st
         classes = []
         warning = r.get("warning")
         alpha = r.get("alpha")
-        on_target = _is_num(alpha) and abs(band_gap(float(alpha), band)) <= ON_TARGET
+        on_target = _is_num(alpha) and abs(band_gap(float(alpha), band)) <= ON_TARGET + 1e-9
         if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
         if "eligible" in df.columns and not bool(r["eligible"]):

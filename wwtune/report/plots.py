@@ -298,7 +298,7 @@ def _warning_kind(warning: Any, alpha: float, band: Sequence[float] | None = Non
     w = "" if warning is None or (isinstance(warning, float) and math.isnan(warning)) else str(warning)
     if math.isnan(alpha) or w == "failed":
         return "failed"
-    if band is not None and abs(band_gap(alpha, band)) <= ON_TARGET:
+    if band is not None and abs(band_gap(alpha, band)) <= ON_TARGET + 1e-9:
         return "ok"
     if w in ("over-trained", "under-trained"):
         return w
