@@ -1,11 +1,12 @@
 """Bundled training tasks (offline, seedable, honouring ``params.data_fraction``). Copy one to start your own.
 
 Each module has ``train(params, reporter) -> {"heldout": float, "n_train": int, "loss_init": float,
-"loss_trivial": float}`` (the training loss before the first step, and the best constant predictor's), decorated with
-``@task(supports_data_fraction=True)``, and a ``DEFAULTS`` dict of the hyperparameters it reads (any
-other name in ``params.values`` is an error; ``params.values["untuned"]``, a mapping, overrides ``DEFAULTS``
-for the names the search space does not set). The optimizer is built from ``params.param_groups(model)``
-and ``params.apply_dropout(model)`` sets dropout, so per-layer settings reach the model by module name.
+"loss_trivial": float}`` (the training loss before the first step, and the best constant predictor's),
+decorated with ``@task(supports_data_fraction=True)``, and a ``DEFAULTS`` dict of the hyperparameters it
+reads (any other name in ``params.values`` is an error; ``params.values["untuned"]``, a mapping,
+overrides ``DEFAULTS`` for the names the search space does not set). The optimizer is built from
+``params.param_groups(model)`` and ``params.apply_dropout(model)`` sets dropout, so per-layer settings
+reach the model by module name.
 
 - ``digits_mlp``: ``fc1, drop1, fc2, drop2, fc3`` (64→256→256→10) on scikit-learn's digits; budget in
   epochs; held-out accuracy (maximize). The quickstart task.
