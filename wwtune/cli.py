@@ -93,9 +93,9 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 def _run(cfg: DictConfig) -> None:
     # lazy, as in _write_report
     from wwtune.config import ConfigError, make_score, normalize_config, validate_config
+    from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
-    from wwtune.summary import summary_text
     from wwtune.workers import resolve_worker_id
 
     plain: dict[str, Any] = normalize_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
