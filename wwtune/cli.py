@@ -81,6 +81,8 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 
 
 def _run(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import (
         ConfigError,
@@ -90,8 +92,14 @@ def _run(cfg: DictConfig) -> None:
         summary_text,
         validate_config,
     )
+    from wwtune.sweeper_migration import check_sweeper_node
     from wwtune.workers import resolve_worker_id
 
+    moved = check_sweeper_node(OmegaConf.to_container(HydraConfig.get().sweeper, resolve=False))  # type: ignore[arg-type]
+    if moved:
+        print(f"wwtune: configuration error: {moved}", file=sys.stderr)
+        _exit_code[0] = 2
+        return
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
     mode = plain.get("mode", "optimize")
@@ -196,8 +204,11 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
+    from wwtune.sweeper_migration import check_composed, check_overrides
+
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
-    refused = _password_override(args) or _uncreatable_studies_dir(args)
+    refused = _password_override(args) or check_overrides(args) or _uncreatable_studies_dir(args)
+    refused = refused or check_composed(args)
     if refused:
         print(f"wwtune: configuration error: {refused}", file=sys.stderr)
         return 2

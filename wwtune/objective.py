@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,23 @@ class Params:
                 return settings[key]
         return default
 
+    def unmatched_patterns(self, model: nn.Module) -> list[str]:
+        """The per-layer patterns that match no module name of ``model``."""
+        names = [name for name, _ in model.named_modules() if name]
+        return [p for p in self.layers if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+
+    def _warn_unmatched(self, model: nn.Module) -> None:
+        names = [name for name, _ in model.named_modules() if name]
+        for pattern in self.unmatched_patterns(model):
+            shown = names[:40] + (["…"] if len(names) > 40 else [])
+            warnings.warn(
+                f"per-layer pattern {pattern!r} (search_space.layers) matches no module of the "
+                f"{type(model).__name__}; its settings {sorted(self.layers[pattern])} are not applied. "
+                f"Module names: {shown}",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def param_groups(
         self, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
     ) -> list[dict[str, Any]]:
@@ -116,6 +134,7 @@ class Params:
         parameters of unmatched modules share the default group. Every group carries ``"name"`` (the
         pattern, or ``"default"``) so a test or a user can see what reached the optimizer.
         """
+        self._warn_unmatched(model)
         base_lr = float(self["lr"] if lr is None else lr)
         base_wd = float(self.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
         groups: dict[str, dict[str, Any]] = {}
@@ -141,6 +160,7 @@ class Params:
         Unmatched dropout modules get the global ``dropout`` value when one is set. Returns
         ``{module_name: p}`` for the modules it changed.
         """
+        self._warn_unmatched(model)
         changed: dict[str, float] = {}
         global_p = self.get("dropout")
         for name, module in model.named_modules():
