@@ -26,14 +26,12 @@ import importlib.util
 import inspect
 import json
 import logging
-import math
 import os
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +41,10 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from wwtune.objective import Params, Pruned, Reporter, TrainingDiverged
-from wwtune.score import Score, layers_record
+from wwtune.bridge import _HAS_SET_CONSTRAINT, ON_VIOLATION, StudyReporter, TrialBridge, TrialFailed
+from wwtune.bridge import json_safe as _json_safe
+from wwtune.objective import Params, Pruned, TrainingDiverged
+from wwtune.score import Score
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import StorageError, describe, make_storage, redact_config, study_dir
@@ -101,20 +101,14 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "sanity": ("check_weights", "min_loss_drop", "on_violation"),
 }
 MODES = ("optimize", "advise", "report")
-ON_VIOLATION = ("fail", "infeasible")
 _HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
 #: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
-_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
 #: Optional packages some Optuna samplers import only when they first sample.
 _SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
 
 class ConfigError(ValueError):
     """The composed configuration is invalid; the message names the key, the value and what is allowed."""
-
-
-class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
-    """Raised by the trial function to mark a trial FAIL; the reason is stored in ``wwtune.fail_reason``."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -328,120 +322,7 @@ def load_task(spec: str) -> Callable[..., Any]:
 
 
 # --------------------------------------------------------------------------------------------------------
-# the reporter a task calls during a trial
-
-
-@dataclass
-class StudyReporter(Reporter):
-    """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
-
-    Raises :class:`TrainingDiverged` for a non-finite loss or weights and :class:`Pruned` when the study's
-    pruner says so (the reason is stored in ``wwtune.prune_reason``). Time spent here is the analysis
-    overhead (``analysis_s``).
-    """
-
-    trial: optuna.trial.Trial
-    score: Score
-    budget: int
-    report_every: int = 1
-    analysis_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    check_weights: bool = True
-    report_to_optuna: bool = True
-    analyze: Callable[..., Any] | None = None
-    losses: list[list[float]] = field(default_factory=list)
-    analysis_s: float = 0.0
-    last_step: int | None = None
-    analysed_step: int | None = None
-    last_result: Any = None
-    model: Any = None
-    store_every_analysis: bool = True
-    pending_layers: dict[str, Any] | None = None
-    keep_spectra: bool = False
-    spectra: Any = None
-
-    def report(self, step: int, model: Any, loss: float) -> None:
-        step, loss = int(step), float(loss)
-        self.losses.append([step, loss])
-        self.last_step, self.model = step, model
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at step {step}")
-        if step % self.report_every == 0 or step >= self.budget:
-            self.analyse(step, model)
-
-    def analyse(self, step: int, model: Any) -> None:
-        start = time.perf_counter()
-        try:
-            if self.check_weights:
-                _check_finite_weights(model, step)
-            analyze = self.analyze
-            if analyze is None:
-                from wwtune.spectral import analyze
-            if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
-                layers = analyze(model, **self.analysis_kwargs, keep_evals=True)
-                self.spectra = layers
-            else:
-                layers = analyze(model, **self.analysis_kwargs)
-            result = self.score(layers)
-            self.pending_layers = layers_record(layers, self.score, step)
-            if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
-                self.flush_layers()
-                self.trial.set_user_attr("wwtune.losses", _json_safe(self.losses))
-            self.last_result, self.analysed_step = result, step
-            if self.report_to_optuna and result.value is not None:
-                self.trial.report(result.value, step)
-                if self.trial.should_prune():
-                    raise Pruned(self._prune_reason(step, result.value)["message"], step)
-        finally:
-            self.analysis_s += time.perf_counter() - start
-
-    def flush_layers(self) -> None:
-        """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""
-        if self.pending_layers is not None:
-            self.trial.set_user_attr("wwtune.layers", self.pending_layers)
-            self.pending_layers = None
-
-    def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
-        pruner = self.trial.study.pruner
-        reason = None
-        if hasattr(pruner, "reason_for"):
-            reason = pruner.reason_for(self.trial)
-        if not reason:
-            reason = {
-                "rule": type(pruner).__name__,
-                "step": step,
-                "message": f"{type(pruner).__name__} pruned the trial at step {step} (score {value:.4g})",
-            }
-        reason.setdefault("step", step)
-        self.trial.set_user_attr("wwtune.prune_reason", reason)
-        return reason
-
-
-def _check_finite_weights(model: Any, step: int) -> None:
-    import torch
-
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise TrainingDiverged(f"weights of {name!r} became NaN/Inf at step {step}")
-
-
-# --------------------------------------------------------------------------------------------------------
-# the trial function
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    try:
-        return _json_safe(value.item())  # numpy / torch scalars
-    except (AttributeError, ValueError):
-        return str(value)
+# the trial function (the per-report step and the trial record: wwtune.bridge.TrialBridge)
 
 
 class _TrialRunner:
@@ -516,16 +397,20 @@ class _TrialRunner:
             seed=self.seed + trial.number,
             data_fraction=self.data_fraction,
         )
-        reporter = StudyReporter(
+        # the same bridge a user's own loop uses (wwtune.TrialBridge): one implementation of the record
+        reporter = TrialBridge(
             trial,
-            self.alpha_score,
-            self.budget,
-            self.report_every,
-            self.analysis,
-            self.check_weights,
+            score=self.alpha_score,
+            budget=self.budget,
+            report_every=self.report_every,
+            analysis_kwargs=self.analysis,
+            check_weights=self.check_weights,
             report_to_optuna=self.score.uses_alpha,
-            store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
             keep_spectra=self.spectra_dir is not None,
+            min_loss_drop=self.min_loss_drop,
+            on_violation=self.on_violation,
+            objective=self.score,
+            started=start,
         )
         try:
             try:
@@ -534,13 +419,7 @@ class _TrialRunner:
                     reporter.analyse(reporter.last_step, reporter.model)  # final weights always scored
                 self._keep_spectra(trial, reporter)  # timed as analysis
             finally:
-                flush_start = time.perf_counter()
-                reporter.flush_layers()
-                reporter.analysis_s += time.perf_counter() - flush_start
-                wall = time.perf_counter() - start
-                trial.set_user_attr("wwtune.losses", _json_safe(reporter.losses))
-                trial.set_user_attr("wwtune.time_analysis_s", reporter.analysis_s)
-                trial.set_user_attr("wwtune.time_train_s", max(wall - reporter.analysis_s, 0.0))
+                reporter.close()
                 if self.artifacts_dir is not None:
                     self._attach_layer_figure(trial)
         except KeyboardInterrupt:
@@ -550,6 +429,8 @@ class _TrialRunner:
             if "wwtune.prune_reason" not in trial.user_attrs:
                 trial.set_user_attr("wwtune.prune_reason", {"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
+        except TrialFailed:
+            raise
         except TrainingDiverged as exc:
             self._fail(trial, f"diverged: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
@@ -596,49 +477,8 @@ class _TrialRunner:
         trial.set_user_attr("wwtune.fail_reason", reason)
         raise TrialFailed(reason)
 
-    def _finish(self, trial: optuna.trial.Trial, reporter: StudyReporter, result: Any) -> float:
-        if result is not None and not isinstance(result, Mapping):
-            self._fail(trial, f"the task must return a dict or None but returned {type(result).__name__}")
-        result = dict(result or {})
-        heldout = result.pop("heldout", None)
-        if heldout is not None:
-            heldout = _json_safe(float(heldout))
-            trial.set_user_attr("wwtune.heldout", heldout)
-        if result:
-            trial.set_user_attr("wwtune.result", _json_safe(result))
-        if reporter.last_result is None:
-            self._fail(trial, "the task never called reporter.report(step, model, loss)")
-        alpha = reporter.last_result
-        if alpha.value is not None:
-            trial.set_user_attr("wwtune.score", alpha.value)
-        violation = self._loss_violation(reporter.losses)
-        if violation is not None:
-            if self.on_violation == "fail":
-                self._fail(trial, violation)
-            trial.set_user_attr("wwtune.infeasible_reason", violation)
-        trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
-        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
-            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
-        final = self.score(None, heldout) if self.score.kind == "heldout" else alpha
-        if final.value is None:
-            self._fail(trial, final.reason or "the score could not be computed")
-        return float(final.value)
-
-    def _loss_violation(self, losses: list[list[float]]) -> str | None:
-        """The reason the loss check fails, or None. Compares the first and the last reported loss."""
-        if not self.min_loss_drop or len(losses) < 2:
-            return None
-        first, last = losses[0][1], losses[-1][1]
-        if first <= 0:
-            return None
-        drop = (first - last) / first
-        if drop < self.min_loss_drop:
-            return (
-                f"training loss did not fall by sanity.min_loss_drop={self.min_loss_drop:g}: "
-                f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
-                f"(drop {drop:.1%})"
-            )
-        return None
+    def _finish(self, trial: optuna.trial.Trial, reporter: TrialBridge, result: Any) -> float:
+        return reporter.finish(result)
 
 
 def _constraints(trial: FrozenTrial) -> list[float]:

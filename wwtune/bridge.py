@@ -1,0 +1,371 @@
+"""One way a training loop talks to an Optuna trial: analyse, sanity rules, trial record, report, prune.
+
+The CLI's trial runner and a user's own loop (plain Optuna, :mod:`wwtune.integrations.lightning`,
+:mod:`wwtune.integrations.huggingface`) go through the same :class:`TrialBridge`, so both write the same
+trial record (``wwtune.budget``, ``wwtune.layers``, ``wwtune.losses``, ``wwtune.score``, ``wwtune.heldout``,
+``wwtune.prune_reason``, ``wwtune.fail_reason``, ``wwtune.constraint``, ``wwtune.time_*``) and
+:class:`wwtune.pruners.AlphaPruner`, :func:`wwtune.study.store_trust`, :func:`wwtune.report.write_report` and
+optuna-dashboard read a plain user's study unchanged::
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-3, 0.5, log=True)
+        model = make_model()
+        bridge = wwtune.TrialBridge(trial, budget=20)
+        for epoch in range(1, 21):
+            loss = train_one_epoch(model, lr)
+            bridge.report(epoch, model, loss)      # may raise optuna.TrialPruned (reason stored)
+        return bridge.finish(heldout=accuracy(model))  # the α score, a float
+
+    study = optuna.create_study(pruner=wwtune.AlphaPruner())
+    study.optimize(objective, n_trials=20, catch=(wwtune.TrialFailed,))
+
+:func:`score_model` is the one-call score of a model outside any study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from wwtune.objective import Pruned, Reporter, TrainingDiverged
+from wwtune.score import Score, layers_record
+
+__all__ = [
+    "NoEligibleLayers",
+    "StudyReporter",
+    "TrialBridge",
+    "TrialFailed",
+    "TrialPruned",
+    "json_safe",
+    "score_model",
+]
+
+_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+ON_VIOLATION = ("fail", "infeasible")
+
+
+class TrialPruned(Pruned, optuna.TrialPruned):
+    """wwtune's prune signal as Optuna's own: ``study.optimize`` records the trial PRUNED (reason stored)."""
+
+
+class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
+    """A trial failed a sanity rule (or its task raised); the reason is in ``wwtune.fail_reason``.
+
+    Pass ``catch=(wwtune.TrialFailed,)`` to ``study.optimize`` so one bad trial does not end the study.
+    """
+
+
+class Diverged(TrainingDiverged, TrialFailed):
+    """NaN/Inf training loss or weights at a report (``wwtune.fail_reason`` is ``"diverged: ..."``)."""
+
+
+class NoEligibleLayers(ValueError):
+    """The model has no layer the score may count (too few eigenvalues, or every fit failed)."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None and numpy/torch scalars as Python numbers (a user attr)."""
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    try:
+        return json_safe(value.item())  # numpy / torch scalars
+    except (AttributeError, ValueError):
+        return str(value)
+
+
+def _analysis_kwargs(score: Score, analysis: Mapping[str, Any] | None) -> dict[str, Any]:
+    kwargs = dict(analysis or {})
+    # ineligible layers are still analysed and listed (eligible: no), never counted
+    kwargs.setdefault("min_evals", min(8, score.min_evals))
+    return kwargs
+
+
+def score_model(model: Any, score: Score | None = None, **analysis: Any) -> float:
+    """The α score of ``model`` (lower is better): :func:`wwtune.analyze` then :class:`wwtune.score.Score`.
+
+    Args:
+        model: anything :func:`wwtune.analyze` reads (an ``nn.Module``, a state_dict, a checkpoint file).
+        score: the score to compute; default ``Score()`` (distance of each eligible layer's α to the band
+            (2, 2), layers with at least 50 eigenvalues).
+        **analysis: keyword arguments for :func:`wwtune.analyze` (``layers=``, ``randomize=``, ...).
+
+    Returns:
+        The score as a float.
+
+    Raises:
+        NoEligibleLayers: no layer is eligible (the message names why: e.g. every layer has fewer than
+            ``score.min_evals`` eigenvalues); never returns None.
+
+    Example:
+        >>> import torch, wwtune
+        >>> _ = torch.manual_seed(0)
+        >>> value = wwtune.score_model(torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU()))
+        >>> isinstance(value, float)
+        True
+    """
+    from wwtune.spectral import analyze
+
+    score = Score() if score is None else score
+    result = score(analyze(model, **_analysis_kwargs(score, analysis)))
+    if result.value is None:
+        raise NoEligibleLayers(f"cannot score the model: {result.reason}")
+    return float(result.value)
+
+
+def _check_finite_weights(model: Any, step: int) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(f"weights of {name!r} became NaN/Inf at step {step}")
+
+
+@dataclass
+class StudyReporter(Reporter):
+    """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
+
+    Raises :class:`TrainingDiverged` for a non-finite loss or weights and :class:`TrialPruned` (a
+    :class:`wwtune.Pruned` and an ``optuna.TrialPruned``) when the study's pruner says so (the reason is
+    stored in ``wwtune.prune_reason``). Time spent here is the analysis overhead (``analysis_s``).
+    """
+
+    trial: optuna.trial.Trial
+    score: Score
+    budget: int
+    report_every: int = 1
+    analysis_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    check_weights: bool = True
+    report_to_optuna: bool = True
+    analyze: Callable[..., Any] | None = None
+    losses: list[list[float]] = field(default_factory=list)
+    analysis_s: float = 0.0
+    last_step: int | None = None
+    analysed_step: int | None = None
+    last_result: Any = None
+    model: Any = None
+    store_every_analysis: bool = True
+    pending_layers: dict[str, Any] | None = None
+    keep_spectra: bool = False
+    spectra: Any = None
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        step, loss = int(step), float(loss)
+        self.losses.append([step, loss])
+        self.last_step, self.model = step, model
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+        if step % self.report_every == 0 or step >= self.budget:
+            self.analyse(step, model)
+
+    def analyse(self, step: int, model: Any) -> None:
+        start = time.perf_counter()
+        try:
+            if self.check_weights:
+                _check_finite_weights(model, step)
+            analyze = self.analyze
+            if analyze is None:
+                from wwtune.spectral import analyze
+            if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
+                layers = analyze(model, **self.analysis_kwargs, keep_evals=True)
+                self.spectra = layers
+            else:
+                layers = analyze(model, **self.analysis_kwargs)
+            result = self.score(layers)
+            self.pending_layers = layers_record(layers, self.score, step)
+            if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
+                self.flush_layers()
+                self.trial.set_user_attr("wwtune.losses", json_safe(self.losses))
+            self.last_result, self.analysed_step = result, step
+            if self.report_to_optuna and result.value is not None:
+                self.trial.report(result.value, step)
+                if self.trial.should_prune():
+                    raise TrialPruned(self._prune_reason(step, result.value)["message"], step)
+        finally:
+            self.analysis_s += time.perf_counter() - start
+
+    def flush_layers(self) -> None:
+        """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""
+        if self.pending_layers is not None:
+            self.trial.set_user_attr("wwtune.layers", self.pending_layers)
+            self.pending_layers = None
+
+    def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
+        pruner = self.trial.study.pruner
+        reason = None
+        if hasattr(pruner, "reason_for"):
+            reason = pruner.reason_for(self.trial)
+        if not reason:
+            reason = {
+                "rule": type(pruner).__name__,
+                "step": step,
+                "message": f"{type(pruner).__name__} pruned the trial at step {step} (score {value:.4g})",
+            }
+        reason.setdefault("step", step)
+        self.trial.set_user_attr("wwtune.prune_reason", reason)
+        return reason
+
+
+@dataclass
+class TrialBridge(StudyReporter):
+    """A training loop's link to one Optuna trial; see the module docstring for a complete objective.
+
+    Call :meth:`report` with ``(step, model, training_loss)`` every epoch (or every k steps) and return
+    :meth:`finish` from the objective. Each report stores the loss; every ``report_every`` steps (and at
+    ``budget``) it analyses the weights, stores the per-layer table ``wwtune.layers``, reports the α score
+    to the trial and raises :class:`TrialPruned` when the study's pruner says so (reason in
+    ``wwtune.prune_reason``). A NaN/Inf loss or weight raises :class:`TrialFailed` (reason in
+    ``wwtune.fail_reason``).
+
+    Args:
+        trial: the Optuna trial.
+        score: the α score reported to the trial; default ``Score()`` (band (2, 2), min_evals 50).
+        budget: the training budget in report steps (epochs or steps); the pruner's warm-up is a fraction
+            of it and the last step is always analysed. Required.
+        report_every: analyse every this many steps; default 1.
+        analysis_kwargs: keyword arguments for :func:`wwtune.analyze`; default ``min_evals`` 8 (small
+            layers are listed, not counted).
+        check_weights: NaN/Inf in any weight at an analysis fails the trial; default True.
+        min_loss_drop: :meth:`finish` requires the last reported loss to be this fraction below the first;
+            default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables.
+        on_violation: ``"fail"`` (default: :meth:`finish` raises :class:`TrialFailed`) or ``"infeasible"``
+            (the trial completes as an Optuna constraint violation).
+        objective: the score :meth:`finish` returns; default the α ``score``; a ``Score(kind="heldout")``
+            returns the held-out metric instead (the α score is still stored for the trust report).
+    """
+
+    budget: int = 0
+    score: Score = field(default_factory=Score)
+    min_loss_drop: float | None = 0.1
+    on_violation: str = "fail"
+    objective: Score | None = None
+    store_every_analysis: bool | None = None  # type: ignore[assignment]
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ValueError(f"budget must be a positive integer (report steps) but got {self.budget!r}.")
+        every = self.report_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"report_every must be a positive integer but got {self.report_every!r}.")
+        if self.on_violation not in ON_VIOLATION:
+            raise ValueError(
+                f"on_violation must be one of {list(ON_VIOLATION)} but got {self.on_violation!r}."
+            )
+        if self.min_loss_drop is not None and not (0 <= float(self.min_loss_drop) < 1):
+            raise ValueError(f"min_loss_drop must be in [0, 1) or None but got {self.min_loss_drop!r}.")
+        if not isinstance(self.score, Score) or not self.score.uses_alpha:
+            raise ValueError(
+                f"score must be an α Score (kind band_distance, mean_alpha, ...) but got {self.score!r}; "
+                "a held-out objective goes in objective=."
+            )
+        self.analysis_kwargs = _analysis_kwargs(self.score, self.analysis_kwargs)
+        if self.store_every_analysis is None:
+            self.store_every_analysis = not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner)
+        self.trial.set_user_attr("wwtune.budget", self.budget)
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        """Record ``loss`` after ``step``; analyse, report and maybe prune (see the class docstring)."""
+        try:
+            super().report(step, model, float(loss))
+        except TrainingDiverged as exc:
+            self.close()
+            reason = f"diverged: {exc}"
+            self.trial.set_user_attr("wwtune.fail_reason", reason)
+            raise Diverged(reason) from None
+        except TrialPruned:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Store what the trial has so far: the latest layer table, the losses and the time split."""
+        start = time.perf_counter()
+        self.flush_layers()
+        self.analysis_s += time.perf_counter() - start
+        wall = time.perf_counter() - self.started
+        self.trial.set_user_attr("wwtune.losses", json_safe(self.losses))
+        self.trial.set_user_attr("wwtune.time_analysis_s", self.analysis_s)
+        self.trial.set_user_attr("wwtune.time_train_s", max(wall - self.analysis_s, 0.0))
+
+    def fail(self, reason: str) -> None:
+        """Store ``reason`` as ``wwtune.fail_reason`` and raise :class:`TrialFailed`."""
+        self.trial.set_user_attr("wwtune.fail_reason", reason)
+        raise TrialFailed(reason)
+
+    def finish(self, result: Mapping[str, Any] | None = None, *, heldout: float | None = None) -> float:
+        """End the trial: final analysis if the last step was not analysed, the sanity rules, the record.
+
+        Args:
+            result: extra values to store with the trial (``wwtune.result``); a ``"heldout"`` key is the
+                held-out metric (as a task's return value in the CLI).
+            heldout: the held-out metric (stored as ``wwtune.heldout``, for the trust report), if any.
+
+        Returns:
+            The objective value: the α score (or the held-out metric with a ``heldout`` objective).
+
+        Raises:
+            TrialFailed: no report was made, the loss did not fall (``on_violation="fail"``) or the score
+                cannot be computed (no eligible layer); the reason is stored in ``wwtune.fail_reason``.
+        """
+        if result is not None and not isinstance(result, Mapping):
+            self.fail(f"the task must return a dict or None but returned {type(result).__name__}")
+        result = dict(result or {})
+        if heldout is None:
+            heldout = result.pop("heldout", None)
+        else:
+            result.pop("heldout", None)
+        trial = self.trial
+        if self.model is not None and self.analysed_step != self.last_step:
+            self.analyse(self.last_step, self.model)  # the final weights are always scored
+        self.close()
+        if heldout is not None:
+            heldout = json_safe(float(heldout))
+            trial.set_user_attr("wwtune.heldout", heldout)
+        if result:
+            trial.set_user_attr("wwtune.result", json_safe(result))
+        if self.last_result is None:
+            self.fail("the task never called reporter.report(step, model, loss)")
+        alpha = self.last_result
+        if alpha.value is not None:
+            trial.set_user_attr("wwtune.score", alpha.value)
+        violation = self.loss_violation()
+        if violation is not None:
+            if self.on_violation == "fail":
+                self.fail(violation)
+            trial.set_user_attr("wwtune.infeasible_reason", violation)
+        trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
+        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
+            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
+        objective = self.objective
+        final = objective(None, heldout) if objective is not None and objective.kind == "heldout" else alpha
+        if final.value is None:
+            self.fail(final.reason or "the score could not be computed")
+        return float(final.value)
+
+    def loss_violation(self) -> str | None:
+        """The reason the loss check fails, or None. Compares the first and the last reported loss."""
+        losses = self.losses
+        if not self.min_loss_drop or len(losses) < 2:
+            return None
+        first, last = losses[0][1], losses[-1][1]
+        if first <= 0:
+            return None
+        drop = (first - last) / first
+        if drop < self.min_loss_drop:
+            return (
+                f"training loss did not fall by sanity.min_loss_drop={self.min_loss_drop:g}: "
+                f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
+                f"(drop {drop:.1%})"
+            )
+        return None
