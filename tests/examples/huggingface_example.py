@@ -6,7 +6,13 @@ import tempfile
 
 import optuna
 import torch
-from transformers import BertConfig, BertForSequenceClassification, PrinterCallback, Trainer, TrainingArguments
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    PrinterCallback,
+    Trainer,
+    TrainingArguments,
+)
 
 import wwtune
 from wwtune.integrations.huggingface import WWTuneCallback, compute_objective
@@ -33,8 +39,15 @@ test_ids, test_labels = tokens[512:], labels[512:]
 
 def model_init(trial=None):
     torch.manual_seed(0 if trial is None else trial.number)
-    config = BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -53,21 +66,33 @@ def main(n_trials: int = 10) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, num_train_epochs=4, per_device_train_batch_size=32,
-                                 save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True,
-                                 logging_strategy="epoch")
+        args = TrainingArguments(
+            output_dir=out,
+            num_train_epochs=4,
+            per_device_train_batch_size=32,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            logging_strategy="epoch",
+        )
         trainer = Trainer(model_init=model_init, args=args, train_dataset=train)  # no eval_dataset
         trainer.remove_callback(PrinterCallback)  # no per-epoch log lines
         # attaches itself to the trainer; the task's loss falls slowly, so a 5% drop is the sanity bar
         wwtune_cb = WWTuneCallback(trainer, heldout=heldout_accuracy, min_loss_drop=0.05)
         pruner = wwtune.AlphaPruner(wrapped=optuna.pruners.MedianPruner(n_startup_trials=3))
         best = trainer.hyperparameter_search(
-            backend="optuna", hp_space=hp_space, n_trials=n_trials, direction="minimize",
-            compute_objective=compute_objective, pruner=pruner,
-            sampler=optuna.samplers.TPESampler(seed=0), catch=(wwtune.TrialFailed,),
+            backend="optuna",
+            hp_space=hp_space,
+            n_trials=n_trials,
+            direction="minimize",
+            compute_objective=compute_objective,
+            pruner=pruner,
+            sampler=optuna.samplers.TPESampler(seed=0),
+            catch=(wwtune.TrialFailed,),
         )
     study = wwtune_cb.study
-    print(f"best trial #{best.run_id}: score {best.objective:.3f}, lr {best.hyperparameters['learning_rate']:.3g}")
+    print(f"best trial #{best.run_id}: score {best.objective:.3f}, {best.hyperparameters}")
     for t in study.trials:
         if t.state == optuna.trial.TrialState.PRUNED:
             print(f"trial #{t.number} pruned: {t.user_attrs['wwtune.prune_reason']['message']}")

@@ -1,5 +1,7 @@
 """wwtune with PyTorch Lightning, no validation loop: α-scored study, a pruned trial, the trust report."""
 
+import logging
+
 import lightning
 import optuna
 import torch
@@ -37,8 +39,13 @@ def objective(trial: optuna.Trial) -> float:
     model = Classifier(lr=trial.suggest_float("lr", 1e-3, 0.2, log=True))
     wwtune_cb = WWTuneCallback(trial)  # acts at each train-epoch end; budget = max_epochs
     trainer = lightning.Trainer(
-        max_epochs=6, callbacks=[wwtune_cb], accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=6,
+        callbacks=[wwtune_cb],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(model, train_dataloaders=DataLoader(train, batch_size=64))  # may raise optuna.TrialPruned
     with torch.no_grad():
@@ -47,10 +54,11 @@ def objective(trial: optuna.Trial) -> float:
 
 
 def main(n_trials: int = 12) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: reasons printed below, no tracebacks
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" lines per trial
     study = optuna.create_study(pruner=wwtune.AlphaPruner(), sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(objective, n_trials=n_trials, catch=(wwtune.TrialFailed,))
-    print(f"best trial #{study.best_trial.number}: score {study.best_value:.3f}, lr {study.best_params['lr']:.3g}")
+    print(f"best trial #{study.best_trial.number}: score {study.best_value:.3f}, {study.best_params}")
     for t in study.trials:
         if t.state == optuna.trial.TrialState.PRUNED:
             print(f"trial #{t.number} pruned: {t.user_attrs['wwtune.prune_reason']['message']}")

@@ -38,7 +38,7 @@ def main(n_trials: int = 16) -> optuna.Study:
     study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.TPESampler(seed=0))
     # catch: a trial failing a sanity rule (NaN loss, loss not falling) is recorded FAIL, the study goes on
     study.optimize(objective, n_trials=n_trials, catch=(wwtune.TrialFailed,))
-    print(f"best trial #{study.best_trial.number}: score {study.best_value:.3f}, lr {study.best_params['lr']:.3g}")
+    print(f"best trial #{study.best_trial.number}: score {study.best_value:.3f}, {study.best_params}")
     for t in study.trials:
         if t.state == optuna.trial.TrialState.PRUNED:
             print(f"trial #{t.number} pruned: {t.user_attrs['wwtune.prune_reason']['message']}")

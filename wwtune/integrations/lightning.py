@@ -73,8 +73,13 @@ class WWTuneCallback(pl.Callback):
                     "WWTuneCallback needs a budget: set Trainer(max_epochs=N) or WWTuneCallback(budget=N) "
                     f"but max_epochs is {trainer.max_epochs!r}."
                 )
-            self.bridge = TrialBridge(self.trial, score=self.score, budget=int(budget),
-                                      report_every=self.report_every, **self.bridge_kwargs)
+            self.bridge = TrialBridge(
+                self.trial,
+                score=self.score,
+                budget=int(budget),
+                report_every=self.report_every,
+                **self.bridge_kwargs,
+            )
         return self.bridge
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
