@@ -203,3 +203,11 @@ def test_readme_huggingface_example(capsys):
     import huggingface_example
 
     _check_example(huggingface_example.main(n_trials=5), capsys)
+
+
+@pytest.mark.parametrize("name", ["plain_optuna", "lightning_example", "huggingface_example"])
+def test_readme_shows_each_example_file_verbatim(name):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = (Path(__file__).parent / "examples" / f"{name}.py").read_text().rstrip()
+    assert f"tests/examples/{name}.py verbatim" in readme
+    assert f"```python\n{code}\n```" in readme
