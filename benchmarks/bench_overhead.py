@@ -35,10 +35,10 @@ import torch  # noqa: E402
 from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: E402
 
 from wwtune.cli import compose  # noqa: E402
+from wwtune.config import load_task, make_score  # noqa: E402
 from wwtune.objective import NullReporter, Params  # noqa: E402
-from wwtune.score import Score  # noqa: E402
 from wwtune.search_space import SearchSpace  # noqa: E402
-from wwtune.study import _TrialRunner, load_task  # noqa: E402
+from wwtune.trial import TrialRunner  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for every in args.report_every:
             cfg = compose(["study=quickstart", f"objective.report_every={every}", f"study.studies_dir={tmp}"])
-            score = Score.from_config(cfg["score"])
+            score = make_score(cfg)
             ratios, shares = [], []
             for k, flat in enumerate(param_sets):
                 values, layers = space.split(flat)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     storage = JournalStorage(JournalFileBackend(os.path.join(tmp, name + ".log")))
                     study = optuna.create_study(storage=storage, study_name=name)
                     study.enqueue_trial(flat)
-                    runner = _TrialRunner(cfg, task_fn, space, score)
+                    runner = TrialRunner(cfg, task_fn, space, score)
                     runner.seed = k  # trial number 0 trains with seed k, as the bare run
                     start = time.perf_counter()
                     study.optimize(runner, n_trials=1)

@@ -25,6 +25,7 @@ from wwtune.advice import (
     fit_trend,
     format_advice,
     pick_candidates,
+    plot_advice,
     save_advice,
     tuning_headroom,
 )
@@ -392,12 +393,24 @@ def test_reduced_validation_data_starved_teacher_student_says_more_data():
     assert adv["decision"]["data_signals"]
 
 
-def test_advice_dict_feeds_the_report_plot_hook():
-    from wwtune.report import plots as report_plots
-
+def test_advice_dict_feeds_the_report_plot():
     adv = advise(_toy_task(0.6, 0.05), candidates=_toy_candidates(), budget=1, analyze_fn=_fake_analyze)
     assert adv["data_fraction"] == [0.125, 0.25, 0.5, 1.0] and len(adv["score"]) == 4
-    report_plots.plot_advice(adv)
+    fig = plot_advice(adv)
+    assert len(fig.axes) == 3  # the advisor's dict gets its three panels: score, mean α, spread
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.lines if ln.get_gid()}
+    for config in ("best", "typical"):
+        for panel, attr in enumerate(("score", "mean_alpha", "spread")):
+            trend = adv["trends"][config][attr]
+            x, y = lines[f"trend_{config}_{attr}"].get_data()
+            assert lines[f"trend_{config}_{attr}"].axes is fig.axes[panel]
+            assert np.allclose(y, trend["intercept"] + trend["slope"] * np.asarray(x))
+            assert x[0] == pytest.approx(math.log2(min(adv["settings"]["fractions"]))) and x[-1] == 0.0
+    # the same dict without the advisor's keys is drawn as one curve of its stored scores
+    curve = {k: adv[k] for k in ("data_fraction", "score", "score_err", "tuning_headroom")}
+    one = plot_advice(curve)
+    line = [ln for ln in one.axes[0].lines if ln.get_gid() == "score_vs_data"][0]
+    assert len(one.axes) == 1 and np.allclose(line.get_ydata(), adv["score"])
 
 
 def test_infeasible_trials_are_never_candidates():

@@ -165,3 +165,9 @@ def test_import_wwtune_stays_free_of_the_optional_frameworks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_wwtune_summary_stays_the_function_after_the_study_modules_load():
+    code = "import wwtune.study, wwtune, torch; print(callable(wwtune.summary), wwtune.summary.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "wwtune.spectral.metrics"], out.stderr

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from study_fixtures import project  # noqa: F401 - pytest fixture
 
 import wwtune.pruners
+from wwtune import record
 from wwtune.pruners import RULES, AlphaPruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -462,7 +463,7 @@ def test_docstring_example_runs_and_records_reasons():
 
 
 def test_module_docstring_names_the_attrs_it_reads():
-    for attr in (wwtune.pruners.LAYERS_ATTR, wwtune.pruners.BUDGET_ATTR, wwtune.pruners.LOSSES_ATTR):
+    for attr in (record.LAYERS, record.BUDGET, record.LOSSES):
         assert attr in wwtune.pruners.__doc__
 
 

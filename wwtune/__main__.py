@@ -7,6 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    # lazy: each command imports only its own modules (the study CLI pulls Hydra, the analyse CLI does not)
     if args and args[0] == "analyze":
         from wwtune.analyze_cli import main as analyze_main
 

@@ -25,6 +25,10 @@ from typing import IO, Any
 
 import pandas as pd
 
+from wwtune.spectral import analyze, summary
+from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
+from wwtune.spectral.columns import LAYER_TYPES
+
 __all__ = ["TABLE_COLUMNS", "build_parser", "default_csv_path", "format_table", "main"]
 
 PROG = "wwtune analyze"
@@ -85,9 +89,6 @@ def _band(text: str) -> tuple[float, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune analyze`` (options mirror :func:`wwtune.analyze`)."""
-    from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
-    from wwtune.spectral.columns import LAYER_TYPES
-
     p = _Parser(prog=PROG, description="Spectral diagnostics (power-law α per layer, WeightWatcher's "
                 "conventions) of a checkpoint, from its weights alone.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -168,8 +169,6 @@ def format_table(df: pd.DataFrame, extra: Sequence[str] = ()) -> str:
 
 
 def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
-    from wwtune.spectral import summary
-
     n = len(df)
     counts = df["warning"].value_counts()
     parts = [f"{counts.get(w, 0)} {w}" for w in ("over-trained", "under-trained", "failed")
@@ -233,8 +232,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
-    from wwtune.spectral import analyze
-
     path = Path(args.path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {args.path!r}")

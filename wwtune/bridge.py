@@ -19,34 +19,41 @@ optuna-dashboard read a plain user's study unchanged::
     study = optuna.create_study(pruner=wwtune.AlphaPruner())
     study.optimize(objective, n_trials=20, catch=(wwtune.TrialFailed,))
 
-:func:`score_model` is the one-call score of a model outside any study.
+:func:`score_model` is the one-call score of a model outside any study. :class:`StudyReporter` is the
+per-report step alone (analyse, sanity rules, record, report, prune); :class:`TrialBridge` adds the end of a
+trial (the loss-drop rule, the score, the held-out metric), which the CLI's :class:`wwtune.trial.TrialRunner`
+calls too.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import pandas as pd
 
-from wwtune.objective import Pruned, Reporter, TrainingDiverged
-from wwtune.score import Score, layers_record
+from wwtune.config import ON_VIOLATION
+from wwtune.objective import Pruned, Reporter, TrainingDiverged, check_finite_loss, check_finite_weights
+from wwtune.record import TrialWriter, json_safe, layers_record
+from wwtune.score import Score, ScoreResult
+from wwtune.spectral import analyze as spectral_analyze
 
 __all__ = [
+    "HAS_SET_CONSTRAINT",
     "NoEligibleLayers",
     "StudyReporter",
     "TrialBridge",
     "TrialFailed",
     "TrialPruned",
-    "json_safe",
+    "loss_violation",
     "score_model",
 ]
 
-_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
-ON_VIOLATION = ("fail", "infeasible")
+#: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
+HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
 
 
 class TrialPruned(Pruned, optuna.TrialPruned):
@@ -66,22 +73,6 @@ class Diverged(TrainingDiverged, TrialFailed):
 
 class NoEligibleLayers(ValueError):
     """The model has no layer the score may count (too few eigenvalues, or every fit failed)."""
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats as None and numpy/torch scalars as Python numbers (a user attr)."""
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    try:
-        return json_safe(value.item())  # numpy / torch scalars
-    except (AttributeError, ValueError):
-        return str(value)
 
 
 def _analysis_kwargs(score: Score, analysis: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -123,22 +114,44 @@ def score_model(model: Any, score: Score | None = None, **analysis: Any) -> floa
     return float(result.value)
 
 
-def _check_finite_weights(model: Any, step: int) -> None:
-    import torch
-
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise TrainingDiverged(f"weights of {name!r} became NaN/Inf at step {step}")
+def loss_violation(losses: list[list[float]], min_loss_drop: float | None) -> str | None:
+    """Why the loss-drop rule fails (the first and the last reported loss compared), or None."""
+    if not min_loss_drop or len(losses) < 2:
+        return None
+    first, last = losses[0][1], losses[-1][1]
+    if first <= 0:
+        return None
+    drop = (first - last) / first
+    if drop < min_loss_drop:
+        return (
+            f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
+            f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
+            f"(drop {drop:.1%})"
+        )
+    return None
 
 
 @dataclass
 class StudyReporter(Reporter):
     """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
 
-    Raises :class:`TrainingDiverged` for a non-finite loss or weights and :class:`TrialPruned` (a
-    :class:`wwtune.Pruned` and an ``optuna.TrialPruned``) when the study's pruner says so (the reason is
-    stored in ``wwtune.prune_reason``). Time spent here is the analysis overhead (``analysis_s``).
+    Raises :class:`~wwtune.objective.TrainingDiverged` for a non-finite loss or weights and
+    :class:`TrialPruned` (a :class:`~wwtune.objective.Pruned` and an ``optuna.TrialPruned``) when the
+    study's pruner says so (the reason is stored in
+    ``wwtune.prune_reason``). Time spent here is the analysis overhead (``analysis_s``).
+
+    Args:
+        trial: the running Optuna trial.
+        score: how an analysis is scored (the α score; it is reported to Optuna when ``report_to_optuna``).
+        budget: the run's last step (always analysed).
+        report_every: analyse every this many steps.
+        analysis_kwargs: keyword arguments of :func:`wwtune.analyze`.
+        check_weights: NaN/Inf weights at an analysis step end the run as diverged.
+        report_to_optuna: report the score as the trial's intermediate value and ask the pruner.
+        analyze: the analysis function (default :func:`wwtune.analyze`).
+        store_every_analysis: store the per-layer table at every analysis (a pruner reads it in
+            ``should_prune()``); otherwise only the latest is stored, by :meth:`flush_layers`.
+        keep_spectra: keep the eigenvalues of the latest analysis in ``spectra``.
     """
 
     trial: optuna.trial.Trial
@@ -148,24 +161,26 @@ class StudyReporter(Reporter):
     analysis_kwargs: Mapping[str, Any] = field(default_factory=dict)
     check_weights: bool = True
     report_to_optuna: bool = True
-    analyze: Callable[..., Any] | None = None
+    analyze: Callable[..., pd.DataFrame] | None = None
+    store_every_analysis: bool = True
+    keep_spectra: bool = False
     losses: list[list[float]] = field(default_factory=list)
     analysis_s: float = 0.0
     last_step: int | None = None
     analysed_step: int | None = None
-    last_result: Any = None
+    last_result: ScoreResult | None = None
     model: Any = None
-    store_every_analysis: bool = True
     pending_layers: dict[str, Any] | None = None
-    keep_spectra: bool = False
-    spectra: Any = None
+    spectra: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        self.writer = TrialWriter(self.trial)
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
         self.losses.append([step, loss])
         self.last_step, self.model = step, model
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+        check_finite_loss(step, loss)
         if step % self.report_every == 0 or step >= self.budget:
             self.analyse(step, model)
 
@@ -173,10 +188,8 @@ class StudyReporter(Reporter):
         start = time.perf_counter()
         try:
             if self.check_weights:
-                _check_finite_weights(model, step)
-            analyze = self.analyze
-            if analyze is None:
-                from wwtune.spectral import analyze
+                check_finite_weights(model, step)
+            analyze = self.analyze or spectral_analyze
             if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
                 layers = analyze(model, **self.analysis_kwargs, keep_evals=True)
                 self.spectra = layers
@@ -186,22 +199,28 @@ class StudyReporter(Reporter):
             self.pending_layers = layers_record(layers, self.score, step)
             if self.store_every_analysis:  # a pruner reads these from storage in should_prune()
                 self.flush_layers()
-                self.trial.set_user_attr("wwtune.losses", json_safe(self.losses))
+                self.writer.losses(self.losses)
             self.last_result, self.analysed_step = result, step
             if self.report_to_optuna and result.value is not None:
                 self.trial.report(result.value, step)
                 if self.trial.should_prune():
-                    raise TrialPruned(self._prune_reason(step, result.value)["message"], step)
+                    raise TrialPruned(self.prune_reason(step, result.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
+
+    def analyse_last(self) -> None:
+        """After training: score the final weights if their step was not analysed yet."""
+        if self.model is not None and self.analysed_step != self.last_step:
+            self.analyse(self.last_step, self.model)  # final weights always scored
 
     def flush_layers(self) -> None:
         """Store the latest per-layer table (``wwtune.layers``) if it is not stored yet."""
         if self.pending_layers is not None:
-            self.trial.set_user_attr("wwtune.layers", self.pending_layers)
+            self.writer.layers(self.pending_layers)
             self.pending_layers = None
 
-    def _prune_reason(self, step: int, value: float) -> dict[str, Any]:
+    def prune_reason(self, step: int, value: float) -> dict[str, Any]:
+        """Why the pruner stopped the trial (its ``reason_for`` when it has one), stored on the trial."""
         pruner = self.trial.study.pruner
         reason = None
         if hasattr(pruner, "reason_for"):
@@ -213,7 +232,7 @@ class StudyReporter(Reporter):
                 "message": f"{type(pruner).__name__} pruned the trial at step {step} (score {value:.4g})",
             }
         reason.setdefault("step", step)
-        self.trial.set_user_attr("wwtune.prune_reason", reason)
+        self.writer.prune_reason(reason)
         return reason
 
 
@@ -273,7 +292,8 @@ class TrialBridge(StudyReporter):
         self.analysis_kwargs = _analysis_kwargs(self.score, self.analysis_kwargs)
         if self.store_every_analysis is None:
             self.store_every_analysis = not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner)
-        self.trial.set_user_attr("wwtune.budget", self.budget)
+        super().__post_init__()
+        self.writer.budget(self.budget)
 
     def report(self, step: int, model: Any, loss: float) -> None:
         """Record ``loss`` after ``step``; analyse, report and maybe prune (see the class docstring)."""
@@ -282,7 +302,7 @@ class TrialBridge(StudyReporter):
         except TrainingDiverged as exc:
             self.close()
             reason = f"diverged: {exc}"
-            self.trial.set_user_attr("wwtune.fail_reason", reason)
+            self.writer.fail_reason(reason)
             raise Diverged(reason) from None
         except TrialPruned:
             self.close()
@@ -294,13 +314,12 @@ class TrialBridge(StudyReporter):
         self.flush_layers()
         self.analysis_s += time.perf_counter() - start
         wall = time.perf_counter() - self.started
-        self.trial.set_user_attr("wwtune.losses", json_safe(self.losses))
-        self.trial.set_user_attr("wwtune.time_analysis_s", self.analysis_s)
-        self.trial.set_user_attr("wwtune.time_train_s", max(wall - self.analysis_s, 0.0))
+        self.writer.losses(self.losses)
+        self.writer.timing(max(wall - self.analysis_s, 0.0), self.analysis_s)
 
     def fail(self, reason: str) -> None:
         """Store ``reason`` as ``wwtune.fail_reason`` and raise :class:`TrialFailed`."""
-        self.trial.set_user_attr("wwtune.fail_reason", reason)
+        self.writer.fail_reason(reason)
         raise TrialFailed(reason)
 
     def finish(self, result: Mapping[str, Any] | None = None, *, heldout: float | None = None) -> float:
@@ -325,47 +344,29 @@ class TrialBridge(StudyReporter):
             heldout = result.pop("heldout", None)
         else:
             result.pop("heldout", None)
-        trial = self.trial
-        if self.model is not None and self.analysed_step != self.last_step:
-            self.analyse(self.last_step, self.model)  # the final weights are always scored
+        writer = self.writer
+        self.analyse_last()  # the final weights are always scored
         self.close()
         if heldout is not None:
             heldout = json_safe(float(heldout))
-            trial.set_user_attr("wwtune.heldout", heldout)
+            writer.heldout(heldout)
         if result:
-            trial.set_user_attr("wwtune.result", json_safe(result))
+            writer.result(result)
         if self.last_result is None:
             self.fail("the task never called reporter.report(step, model, loss)")
         alpha = self.last_result
         if alpha.value is not None:
-            trial.set_user_attr("wwtune.score", alpha.value)
-        violation = self.loss_violation()
+            writer.score(alpha.value)
+        violation = loss_violation(self.losses, self.min_loss_drop)
         if violation is not None:
             if self.on_violation == "fail":
                 self.fail(violation)
-            trial.set_user_attr("wwtune.infeasible_reason", violation)
-        trial.set_user_attr("wwtune.constraint", [1.0 if violation else 0.0])
-        if self.on_violation == "infeasible" and _HAS_SET_CONSTRAINT:
-            trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers and best_trial see it
+            writer.infeasible(violation)
+        writer.constraint(violation is not None)
+        if self.on_violation == "infeasible" and HAS_SET_CONSTRAINT:
+            self.trial.set_constraint("loss_drop", 1.0 if violation else 0.0)  # samplers, best_trial see it
         objective = self.objective
         final = objective(None, heldout) if objective is not None and objective.kind == "heldout" else alpha
         if final.value is None:
             self.fail(final.reason or "the score could not be computed")
         return float(final.value)
-
-    def loss_violation(self) -> str | None:
-        """The reason the loss check fails, or None. Compares the first and the last reported loss."""
-        losses = self.losses
-        if not self.min_loss_drop or len(losses) < 2:
-            return None
-        first, last = losses[0][1], losses[-1][1]
-        if first <= 0:
-            return None
-        drop = (first - last) / first
-        if drop < self.min_loss_drop:
-            return (
-                f"training loss did not fall by sanity.min_loss_drop={self.min_loss_drop:g}: "
-                f"{first:.4g} at step {losses[0][0]} -> {last:.4g} at step {losses[-1][0]} "
-                f"(drop {drop:.1%})"
-            )
-        return None

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = ["compose", "main"]
@@ -43,7 +47,7 @@ class _TqdmHandler(logging.StreamHandler):
     """Console log lines written above the progress bar instead of through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy, as in _write_report
 
         try:
             tqdm.write(self.format(record), file=self.stream)
@@ -62,7 +66,7 @@ def _logs_above_bar() -> None:
 
 
 def _quiet_optuna(progress_bar: bool) -> None:
-    import optuna
+    import optuna  # lazy, as in _write_report
 
     if progress_bar:  # the bar shows the best value; Optuna's per-trial INFO lines would tear it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,25 +77,23 @@ def _quiet_optuna(progress_bar: bool) -> None:
 
 
 def _write_report(study: Any, cfg: dict[str, Any]) -> None:
+    # lazy: the run's modules (torch, optuna, matplotlib) cost seconds that --help, --cfg and a refused
+    # override need not pay (docs/architecture.md, "imports")
+    from wwtune.record import best_trial_spectra, report_path
     from wwtune.report import write_report
-    from wwtune.study import best_trial_spectra, report_path
 
     path = write_report(study, report_path(cfg), spectra=best_trial_spectra(study, cfg))
     print(f"Report: {path}")
 
 
 def _run(cfg: DictConfig) -> None:
+    # lazy, as in _write_report
     from hydra.core.hydra_config import HydraConfig
 
+    from wwtune.config import ConfigError, make_score, validate_config
     from wwtune.postgres import StorageConnectionError
-    from wwtune.study import (
-        ConfigError,
-        open_existing_study,
-        run_study,
-        shows_progress_bar,
-        summary_text,
-        validate_config,
-    )
+    from wwtune.study import open_existing_study, run_study, shows_progress_bar
+    from wwtune.study_summary import summary_text
     from wwtune.sweeper_migration import check_sweeper_node
     from wwtune.workers import resolve_worker_id
 
@@ -109,16 +111,17 @@ def _run(cfg: DictConfig) -> None:
         worker_id = None  # run_study names the bad value
     _quiet_optuna(shows_progress_bar(progress_bar, worker_id))
     try:
+        validate_config(plain)
+        score = make_score(plain)  # the run's one Score, handed to the study, the advisor and the summary
         if mode == "optimize":
-            study = run_study(plain, progress_bar=progress_bar)
+            study = run_study(plain, progress_bar=progress_bar, score=score)
         else:
-            validate_config(plain)
             study = open_existing_study(plain)
         if mode == "advise":
-            from wwtune.advice import format_advice, run_advice
+            from wwtune.advice import format_advice, run_advice  # lazy, as in _write_report
 
             try:
-                advice = run_advice(plain, study=study)
+                advice = run_advice(plain, study=study, score=score)
             except ValueError as exc:  # a task without the data-fraction knob, a held-out score, …
                 raise ConfigError(str(exc)) from None
             print(format_advice(advice))
@@ -138,7 +141,7 @@ def _run(cfg: DictConfig) -> None:
         _exit_code[0] = 130
         return
     if mode == "optimize":
-        print(summary_text(study, plain))
+        print(summary_text(study, plain, score))
     if mode == "report" or plain["study"].get("report", True):
         _write_report(study, plain)
     _exit_code[0] = 0
@@ -166,7 +169,7 @@ def _password_override(args: Sequence[str]) -> str | None:
     Checked before Hydra starts: Hydra writes the command-line overrides and the composed config into the
     run's ``.hydra/`` folder (and ``multirun.yaml``) before wwtune sees them.
     """
-    from wwtune.postgres import redact_url, url_has_password
+    from wwtune.postgres import redact_url, url_has_password  # lazy, as in _write_report
 
     for arg in args:
         key, sep, value = arg.partition("=")
@@ -234,10 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _unknown_override(args: Sequence[str]) -> str | None:
     """For an override of a key the config does not have (``study.n_trails=3``): the message naming it, a
     close match and the allowed keys; None when that is not what went wrong."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    from wwtune.study import ConfigError, _unknown
+    from wwtune.config import ConfigError, unknown_keys  # lazy, as in _write_report
 
     overrides = [
         a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra.")
@@ -265,7 +265,7 @@ def _unknown_override(args: Sequence[str]) -> str | None:
     if not isinstance(node, dict):
         return None
     try:
-        _unknown(parent, {leaf: None}, tuple(node))
+        unknown_keys(parent, {leaf: None}, tuple(node))
     except ConfigError as err:
         return f"{err} (To add a key the config does not have, write +{key}=...)"
     return None
@@ -273,9 +273,6 @@ def _unknown_override(args: Sequence[str]) -> str | None:
 
 def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The composed config as a plain dict, for use from Python (no run directory, no logging set-up)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
     with initialize_config_module(config_module="wwtune.conf", version_base="1.3"):
         cfg = hydra_compose(config_name=CONFIG_NAME, overrides=_with_user_conf(overrides))
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

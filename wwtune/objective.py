@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "Reporter",
     "Task",
     "TrainingDiverged",
+    "check_finite_loss",
+    "check_finite_weights",
     "task",
 ]
 
@@ -53,6 +56,21 @@ class Pruned(Exception):  # noqa: N818 - reads as "the run was pruned"
 
 class TrainingDiverged(Exception):  # noqa: N818
     """Raised when a run's loss or weights became NaN/Inf; the trial fails with this reason."""
+
+
+def check_finite_loss(step: int, loss: float) -> None:
+    """Raise :class:`TrainingDiverged` when the reported training loss is NaN/Inf (every reporter does)."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"training loss became {loss} at step {step}")
+
+
+def check_finite_weights(model: nn.Module, step: int | None = None) -> None:
+    """Raise :class:`TrainingDiverged` when any parameter of ``model`` holds a NaN/Inf."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                at = "" if step is None else f" at step {step}"
+                raise TrainingDiverged(f"weights of {name!r} became NaN/Inf{at}")
 
 
 @dataclass
@@ -196,8 +214,7 @@ class NullReporter(Reporter):
     def report(self, step: int, model: nn.Module, loss: float) -> None:
         loss = float(loss)
         self.losses.append((int(step), loss))
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at step {step}")
+        check_finite_loss(step, loss)
 
 
 #: The type of a task function.

@@ -22,6 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
 
 __all__ = [
     "CONFIG_KEYS",
@@ -89,8 +92,6 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 def _normalise(url: str) -> tuple[str, str | None]:
     """(URL with an explicit, installed driver, [password forms]) or a :class:`StorageConnectionError`."""
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except Exception:
@@ -213,9 +214,6 @@ def postgres_storage(
     connect_args = dict(kwargs.get("connect_args", {}))
     connect_args.setdefault("connect_timeout", connect_timeout)
     kwargs["connect_args"] = connect_args
-
-    import sqlalchemy
-    import sqlalchemy.exc
 
     try:
         with warnings.catch_warnings():

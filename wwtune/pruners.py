@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.pruners import BasePruner
 
+from wwtune.record import LAYERS as LAYERS_ATTR
+from wwtune.record import TrialRecord, fit_failed
+
 if TYPE_CHECKING:
     import optuna
 
@@ -46,9 +49,6 @@ _logger = logging.getLogger(__name__)
 #: The rules an :class:`AlphaPruner` can apply, in the order they are checked.
 RULES = ("diverged", "under_trained", "trap", "rank_collapse")
 
-LAYERS_ATTR = "wwtune.layers"
-BUDGET_ATTR = "wwtune.budget"
-LOSSES_ATTR = "wwtune.losses"
 
 # How many trials' first analyses and prune reasons a pruner keeps (oldest dropped first).
 _MAX_REMEMBERED_TRIALS = 10_000
@@ -105,7 +105,7 @@ class LayerTable:
             alpha=[_as_float(x) for x in column("alpha")],
             num_evals=[None if x is None else int(x) for x in column("num_evals")],
             eligible=[bool(x) for x in column("eligible", True)],
-            status=[str(x) for x in column("status", "success")],
+            status=["success" if x is None else str(x) for x in column("status", "success")],
             lambda_max=[_as_float(x) for x in column("lambda_max")],
             log_norm=[_as_float(x) for x in column("log_norm")],
             rank_loss=[_as_float(x) for x in column("rank_loss")],
@@ -113,9 +113,9 @@ class LayerTable:
         )
 
     def fit_ok(self, i: int) -> bool:
-        """Whether layer ``i`` has a usable power-law fit (a failed fit, α = −1, is not a small α)."""
-        a = self.alpha[i]
-        return self.status[i] != "failed" and a is not None and math.isfinite(a) and a > 0.0
+        """Whether layer ``i`` has a usable power-law fit (:func:`wwtune.record.fit_failed`: a failed fit,
+        α = −1, is not a small α)."""
+        return not fit_failed(self.alpha[i], self.status[i])
 
 
 def _as_float(x: Any) -> float | None:
@@ -324,7 +324,8 @@ class AlphaPruner(BasePruner):
     def _decide(
         self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial, key: tuple[str, int]
     ) -> dict[str, Any] | None:
-        raw_layers = trial.user_attrs.get(LAYERS_ATTR)
+        record = TrialRecord(trial)
+        raw_layers = record.layers_attr
         table = None if raw_layers is None else LayerTable.from_attr(raw_layers)
         first = None if table is None else self._first_analysis(key, table)
         step = trial.last_step if trial.last_step is not None else (table.step if table else None)
@@ -365,10 +366,10 @@ class AlphaPruner(BasePruner):
     def _warmup_steps(self, trial: optuna.trial.FrozenTrial) -> int:
         if self._n_warmup_steps is not None:
             return self._n_warmup_steps
-        budget = trial.user_attrs.get(BUDGET_ATTR)
+        budget = TrialRecord(trial).budget
         if budget is None:
             raise ValueError(
-                f"Trial {trial.number} has no {BUDGET_ATTR!r} user attr, which AlphaPruner needs for its "
+                f"Trial {trial.number} has no 'wwtune.budget' user attr, which AlphaPruner needs for its "
                 "default warm-up; set it on the trial or give AlphaPruner an explicit n_warmup_steps."
             )
         return math.ceil(self._warmup_fraction * int(budget))
@@ -443,7 +444,7 @@ class AlphaPruner(BasePruner):
     def _diverged(
         self, trial: optuna.trial.FrozenTrial, table: LayerTable | None, first: LayerTable | None
     ) -> dict[str, Any] | None:
-        for entry in trial.user_attrs.get(LOSSES_ATTR) or ():
+        for entry in TrialRecord(trial).losses:
             loss = _as_float(entry[1])
             if not _finite(loss):
                 return {

@@ -52,10 +52,10 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.record import BUDGET, LAYERS, TrialRecord
+
 __all__ = ["RecordingPruner", "replay_pruner"]
 
-LAYERS_ATTR = "wwtune.layers"
-BUDGET_ATTR = "wwtune.budget"
 
 
 class RecordingPruner(BasePruner):
@@ -87,13 +87,14 @@ class RecordingPruner(BasePruner):
 
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
-        layers = trial.user_attrs.get(LAYERS_ATTR)
+        record = TrialRecord(trial)
+        layers = record.layers_attr
         entry = {
             "step": step,
             "score": None if step is None else trial.intermediate_values.get(step),
             "layers": None if layers is None else copy.deepcopy(dict(layers)),
         }
-        budget = trial.user_attrs.get(BUDGET_ATTR)
+        budget = record.budget
         with self._lock:
             self.records.setdefault(trial.number, []).append(entry)
             self.budgets[trial.number] = None if budget is None else int(budget)
@@ -144,9 +145,9 @@ def replay_pruner(
                 intermediate[int(step)] = float(entry["score"])
             attrs: dict[str, Any] = {}
             if entry.get("layers") is not None:
-                attrs[LAYERS_ATTR] = entry["layers"]
+                attrs[LAYERS] = entry["layers"]
             if budget is not None:
-                attrs[BUDGET_ATTR] = int(budget)
+                attrs[BUDGET] = int(budget)
             trial = FrozenTrial(
                 number=number,
                 state=TrialState.RUNNING,

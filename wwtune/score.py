@@ -16,7 +16,8 @@ Rules shared by all α-based kinds:
 
 * **Eligibility**: only layers with ``num_evals >= min_evals`` (default 50) count. The others are kept in
   the stored table with ``eligible = False``.
-* **Failed fits** (status not ``success``, α = -1, α ≤ 1 or non-finite): the layer contributes
+* **Failed fits** (:func:`wwtune.record.failed_fits`: status not ``success``, α = -1, α ≤ 1 or
+  non-finite): the layer contributes
   ``failed_penalty`` instead of its α term — it is never read as a small α.
 * **Weights**: ``uniform`` (each eligible layer counts once, the default) or ``num_evals`` (a layer counts
   in proportion to its number of eigenvalues, so wide layers dominate).
@@ -37,7 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "layers_record"]
+from wwtune.record import failed_fits, layers_record
+
+# failed_fits and layers_record live in wwtune.record (the stored record); re-exported here
+__all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "failed_fits", "layers_record"]
 
 KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout")
 WEIGHTS = ("uniform", "num_evals")
@@ -249,54 +253,6 @@ class Score:
             w = np.ones_like(terms)
         value = float(np.sum(w * terms) / np.sum(w))
         return ScoreResult(value, n_layers, int(eligible.sum()), int(failed.sum()))
-
-
-def failed_fits(layers: pd.DataFrame) -> np.ndarray:
-    """Boolean mask of layers whose power-law fit failed (status, α = -1, α ≤ 1 or non-finite α)."""
-    alpha = layers["alpha"].to_numpy(dtype=float)
-    bad = ~np.isfinite(alpha) | (alpha <= 1.0)
-    if "status" in layers.columns:
-        bad |= layers["status"].astype(str).to_numpy() != "success"
-    return bad
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe scalar: numpy → Python, NaN/Inf → None."""
-    if value is None:
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value if isinstance(value, str) else str(value)
-
-
-def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, Any]:
-    """The columnar, JSON-serialisable per-layer table stored as the trial user attr ``wwtune.layers``.
-
-    Keys: ``step, name, alpha, num_evals, eligible, warning, status, lambda_max, log_norm, rank_loss,
-    num_traps`` (``num_traps`` is ``None`` when the analysis did not look for traps).
-    """
-    record: dict[str, Any] = {"step": int(step)}
-    eligible = score.eligible(layers["num_evals"].to_numpy()) if len(layers) else np.zeros(0, bool)
-    record["name"] = (
-        [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
-    )
-    for column in ("alpha", "num_evals"):
-        record[column] = [_plain(v) for v in layers[column]]
-    record["eligible"] = [bool(e) for e in eligible]
-    for column in ("warning", "status", "lambda_max", "log_norm", "rank_loss"):
-        present = column in layers.columns
-        record[column] = [_plain(v) for v in layers[column]] if present else [None] * len(layers)
-    record["num_traps"] = [_plain(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
-    return record
 
 
 def _is_number(value: object) -> bool:

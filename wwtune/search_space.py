@@ -45,6 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.errors import HydraException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -180,10 +183,6 @@ _CONSTANT = object()
 
 def parse_sweep_string(entry: str, text: str) -> BaseDistribution | tuple[object, Any]:
     """Parse a Hydra-optuna-sweeper string; returns a distribution, or ``(_CONSTANT, value)``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-    from hydra.errors import HydraException
-
     try:
         override = OverridesParser.create().parse_overrides([f"x={text}"])[0]
     except HydraException as exc:

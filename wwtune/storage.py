@@ -26,6 +26,7 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from wwtune import record
 from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
 from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
 
@@ -67,10 +68,11 @@ def kinds() -> list[str]:
 
 
 def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
-    """``<studies_dir>/<study_name>``; the study name may not escape the folder."""
-    if not study_name or "/" in study_name or "\\" in study_name or study_name in (".", ".."):
-        raise StorageError(f"study.name must be a plain folder name but got {study_name!r}.")
-    return Path(studies_dir) / study_name
+    """:func:`wwtune.record.study_dir`, a bad study name raised as :class:`StorageError`."""
+    try:
+        return record.study_dir(studies_dir, study_name)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
 
 
 def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:

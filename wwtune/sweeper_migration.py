@@ -185,7 +185,7 @@ def check_overrides(args: Sequence[str]) -> str | None:
     from hydra.core.override_parser.types import IntervalSweep
     from hydra.errors import HydraException
 
-    from wwtune.study import KNOWN_KEYS
+    from wwtune.config import KNOWN_KEYS
 
     # a multirun over wwtune's own sections (`-m worker_id=0,1`, `-m study.seed=0,1`) is Hydra's own job
     sections = (*KNOWN_KEYS[""], "hydra")

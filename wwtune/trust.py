@@ -24,10 +24,10 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
+from wwtune.record import TrialRecord
+
 __all__ = ["format_trust", "trust_report"]
 
-SCORE_ATTR = "wwtune.score"
-HELDOUT_ATTR = "wwtune.heldout"
 _DIRECTIONS = ("minimize", "maximize")
 
 
@@ -77,7 +77,8 @@ def trust_report(
     for t in trials:
         if t.state != TrialState.COMPLETE:
             continue
-        score, heldout = _number(t.user_attrs.get(SCORE_ATTR)), _number(t.user_attrs.get(HELDOUT_ATTR))
+        record = TrialRecord(t)
+        score, heldout = _number(record.stored_score), _number(record.heldout)
         if score is None or heldout is None:
             n_excluded += 1
             continue

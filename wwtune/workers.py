@@ -22,6 +22,8 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.record import TrialRecord
+
 __all__ = [
     "INTERRUPTED",
     "OVER_CAP",
@@ -109,7 +111,7 @@ def _void(t: FrozenTrial, retried: set[int]) -> bool:
     """A FAIL trial that stands for no work of its own: its worker died, or it was started past the cap."""
     if t.state != TrialState.FAIL:
         return False
-    reason = str(t.user_attrs.get("wwtune.fail_reason", ""))
+    reason = str(TrialRecord(t).fail_reason or "")
     return t.number in retried or reason.startswith((INTERRUPTED, OVER_CAP))
 
 

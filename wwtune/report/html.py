@@ -12,8 +12,6 @@ import datetime as _dt
 import html
 import logging
 import math
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,28 +22,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from wwtune.report._data import (
-    ATTR_BUDGET,
-    ATTR_HELDOUT,
+from wwtune import __version__
+from wwtune.record import (
     STUDY_ADVICE,
     STUDY_CONFIG,
     STUDY_HELDOUT_DIRECTION,
     STUDY_HELDOUT_NAME,
     STUDY_TRUST,
-    layers_frame,
-    resolve_band,
-    trials_table,
+    TrialRecord,
+    atomic_write_text,
+    best_trial,
+    fit_failed,
 )
-from wwtune.report.plots import (
-    figure_data_uri,
-    plot_advice,
-    plot_alpha_heatmap,
-    plot_esd,
-    plot_esd_linear,
-    plot_layer_alphas,
-    plot_score_history,
-    plot_trust_scatter,
-)
+from wwtune.report.advice_plot import plot_advice
+from wwtune.report.data import layers_frame, resolve_band, trials_table
+from wwtune.report.plots import figure_data_uri, plot_esd, plot_esd_linear, plot_layer_alphas
+from wwtune.report.study_plots import plot_alpha_heatmap, plot_score_history, plot_trust_scatter
+from wwtune.trust import trust_report
 
 __all__ = ["render_report", "write_report"]
 
@@ -187,15 +180,6 @@ def _section(sid: str, title: str, explain: str, body: str) -> str:
     return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2><p class="explain">{_e(explain)}</p>{body}</section>'
 
 
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    if len(study.directions) != 1:
-        return None
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial yet
-        return None
-
-
 def _config_get(config: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(config, Mapping):
@@ -221,7 +205,7 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     task = _config_get(config, "objective", "task")
     if task:
         items.append(("training task", task))
-    budget = best.user_attrs.get(ATTR_BUDGET) if best else _config_get(config, "objective", "budget")
+    budget = TrialRecord(best).budget if best else _config_get(config, "objective", "budget")
     if budget is not None:
         items.append(("training budget per trial", budget))
     items.append(("target α band", f"[{band[0]:g}, {band[1]:g}]"))
@@ -229,7 +213,7 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
         items.append(("direction", study.direction.name.lower()))
     if best is not None:
         items += [("best trial", f"#{best.number}"), ("best score", best.value)]
-        heldout = best.user_attrs.get(ATTR_HELDOUT)
+        heldout = TrialRecord(best).heldout
         if heldout is not None:
             items.append(("held-out metric of the best trial", heldout))
     train = table["time_train_s"].dropna().sum() if len(table) else 0.0
@@ -270,7 +254,7 @@ def _layer_table(df: pd.DataFrame) -> str:
         cells = []
         for c in cols:
             v = r[c]
-            if c == "alpha" and (str(r.get("status", "")) == "failed" or (_is_num(v) and float(v) <= 0)):
+            if c == "alpha" and fit_failed(v, r.get("status")):
                 v = "fit failed"
             cells.append(_cell(v))
         rows.append(f'<tr class="{_e(" ".join(classes))}">{"".join(cells)}</tr>')
@@ -310,7 +294,7 @@ def _trust(study: optuna.Study, fmt: str) -> str:
     if heldout_direction not in ("minimize", "maximize"):
         heldout_direction = "maximize"
     has_heldout = any(
-        t.state == TrialState.COMPLETE and t.user_attrs.get(ATTR_HELDOUT) is not None
+        t.state == TrialState.COMPLETE and TrialRecord(t).heldout is not None
         for t in study.get_trials(deepcopy=False)
     )
     if not isinstance(trust, Mapping) and not has_heldout:
@@ -318,8 +302,6 @@ def _trust(study: optuna.Study, fmt: str) -> str:
     body = ""
     if not isinstance(trust, Mapping) and len(study.directions) == 1:
         # The study stored no trust report (e.g. the run was interrupted): measure it now, the same way.
-        from wwtune.trust import trust_report
-
         trust = trust_report(
             study.get_trials(deepcopy=False), heldout_direction, score_direction=study.direction.name.lower()
         )
@@ -481,7 +463,7 @@ def render_report(
     if image_format not in ("png", "svg"):
         raise ValueError(f"image_format must be 'png' or 'svg' but got {image_format!r}.")
     band_ = resolve_band(study, band)
-    best = _best_trial(study)
+    best = best_trial(study)  # the summary's and best_params.yaml's best: feasible trials only
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',
@@ -492,8 +474,6 @@ def render_report(
         _spectra(spectra, image_format),
         _trials(study),
     ]
-    from wwtune import __version__
-
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -537,11 +517,7 @@ def write_report(
         # a stored study: write_report(optuna.load_study(study_name=..., storage=...), path)
     """
     text = render_report(study, spectra=spectra, band=band, image_format=image_format)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # whole file under a unique name, then renamed: several workers finishing together never interleave
-    tmp = out.with_name(f".{out.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    out = atomic_write_text(out_path, text)
     logger.info("wrote study report %s (%d kB)", out, len(text) // 1024)
     return out

@@ -1,4 +1,7 @@
-"""Plots of layer spectra, per-layer α and studies. Every function returns a ``matplotlib.figure.Figure``.
+"""Plots of one model: layer spectra and per-layer α. Every function returns a ``matplotlib.figure.Figure``.
+
+Plots of a whole study are in :mod:`wwtune.report.study_plots`, the advisor's in
+:mod:`wwtune.report.advice_plot`; the shared colours and figure helpers are here.
 
 Figures are built with the object API on an Agg canvas: nothing touches ``matplotlib.pyplot``, so no
 global figure state leaks and no display is needed. Save with :func:`save_figure` (PNG and/or SVG) or
@@ -21,31 +24,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from optuna.trial import FrozenTrial, TrialState
 
-from wwtune.report._data import (
-    STUDY_HELDOUT_DIRECTION,
+from wwtune.record import (
     alpha_values,
     finite_or_none,
-    layers_frame,
-    resolve_band,
-    study_attr,
-    trial_score,
-    trials_of,
+    fit_failed,
 )
+from wwtune.report.data import resolve_band
+from wwtune.spectral.mp import mp_density, mp_edges
 
 __all__ = [
     "COLORS",
     "figure_data_uri",
-    "plot_advice",
-    "plot_alpha_heatmap",
+    "new_figure",
     "plot_esd",
     "plot_esd_linear",
     "plot_layer_alphas",
-    "plot_score_history",
-    "plot_trust_scatter",
     "save_figure",
     "save_model_plots",
 ]
@@ -69,7 +64,8 @@ _FORMATS = ("png", "svg")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
+def new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
+    """A constrained-layout figure on its own Agg canvas (no pyplot state)."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -136,11 +132,6 @@ def _require(row: Any, keys: Iterable[str]) -> None:
         raise ValueError(f"row is missing required column(s) {missing} (an analyze() result row has them).")
 
 
-def _fit_failed(row: Any) -> bool:
-    alpha = finite_or_none(_row_get(row, "alpha"))
-    return str(_row_get(row, "status", "success")) == "failed" or alpha is None or alpha <= 1.0
-
-
 def _fmt(x: Any, digits: int = 3) -> str:
     v = finite_or_none(x)
     return "–" if v is None else f"{v:.{digits}g}"
@@ -178,7 +169,7 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     if x.size == 0:
         raise ValueError(f"evals has no eigenvalue above {FIT_FLOOR}; nothing to plot on log axes.")
     name = str(_row_get(row, "name", "layer"))
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     lo, hi = x[0], x[-1]
     if hi <= lo:
@@ -190,7 +181,7 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     xmin = finite_or_none(_row_get(row, "xmin"))
-    if _fit_failed(row) or xmin is None or xmin <= 0:
+    if fit_failed(_row_get(row, "alpha"), _row_get(row, "status")) or xmin is None or xmin <= 0:
         ax.set_title(f"{name}: power-law fit failed")
     else:
         alpha = float(_row_get(row, "alpha"))
@@ -216,30 +207,6 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     ax.set_ylabel("density (log scale)")
     ax.legend(loc="lower left", fontsize="small")
     return fig
-
-
-def mp_edges(sigma: float, q: float) -> tuple[float, float]:
-    """The MP bulk ``(λ−, λ+) = σ²(1 ∓ 1/√q)²`` for eigenvalues rescaled to mean 1 (``q = N/M >= 1``)."""
-    root = math.sqrt(1.0 / q)
-    return sigma**2 * (1 - root) ** 2, sigma**2 * (1 + root) ** 2
-
-
-def marchenko_pastur_density(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
-    """MP density for eigenvalues rescaled to mean 1: variance ``sigma**2``, aspect ratio ``q = N/M >= 1``."""
-    lam_minus, lam_plus = mp_edges(sigma, q)
-    x = np.asarray(x, dtype=float)
-    inside = (x > lam_minus) & (x < lam_plus) & (x > 0)
-    out = np.zeros_like(x)
-    xi = x[inside]
-    out[inside] = np.sqrt((lam_plus - xi) * (xi - lam_minus)) * q / (2 * math.pi * sigma**2 * xi)
-    return out
-
-
-def mp_bulk_edges(evals: Any, sigma_mp: float, q: float) -> tuple[float, float]:
-    """The MP bulk ``(λ−, λ+)`` in the units of ``evals`` (the fit uses eigenvalues rescaled to mean 1)."""
-    scale = float(np.mean(_as_evals(evals)))
-    lam_minus, lam_plus = mp_edges(sigma_mp, q)
-    return lam_minus * scale, lam_plus * scale
 
 
 def plot_esd_linear(evals: Any, row: Any) -> Figure:
@@ -270,14 +237,15 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
     sigma = finite_or_none(_row_get(row, "sigma_mp"))
     q = finite_or_none(_row_get(row, "Q"))
     has_mp = sigma is not None and sigma > 0 and q is not None and q > 0
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     title = f"{name}: eigenvalues (linear scale)"
     right = x[-1] if x[-1] > x[0] else x[0] + 1.0
     lam_plus = None
     if has_mp:
         q_eff = q if q >= 1 else 1.0 / q
-        lam_minus, lam_plus = mp_bulk_edges(x, sigma, q_eff)
+        scale = float(np.mean(x))  # the MP fit works on eigenvalues rescaled to mean 1
+        lam_minus, lam_plus = (edge * scale for edge in mp_edges(sigma, q_eff))
         if x[-1] > 3 * lam_plus:
             right = 3 * lam_plus
             title += f" — {int(np.count_nonzero(x > right))} beyond the axis (λmax = {x[-1]:.3g})"
@@ -287,9 +255,8 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
     density = density / (x.size * np.diff(edges))  # normalised over *all* eigenvalues, like the MP curve
     ax.stairs(density, edges, fill=True, color=COLORS["ok"], alpha=0.35, label=f"ESD ({x.size} eigenvalues)")
     if has_mp:
-        scale = float(np.mean(x))
         grid = np.linspace(max(lam_minus, 0.0), lam_plus, 400)
-        curve = marchenko_pastur_density(grid / scale, sigma, q_eff) / scale
+        curve = mp_density(grid / scale, sigma, q_eff) / scale
         ax.plot(
             grid,
             curve,
@@ -361,7 +328,7 @@ def plot_layer_alphas(
     warnings = df["warning"].tolist() if "warning" in df.columns else [""] * len(df)
     kinds = np.array([_warning_kind(w, a) for w, a in zip(warnings, alpha, strict=True)])
     n = len(df)
-    fig = _new_figure(width=float(np.clip(6.5 + 0.35 * n, 8.5, 18)), height=4.4)
+    fig = new_figure(width=float(np.clip(6.5 + 0.35 * n, 8.5, 18)), height=4.4)
     ax = fig.add_subplot()
     if high > low:
         ax.axhspan(
@@ -466,354 +433,3 @@ def save_model_plots(
                 written += save_figure(plot_esd(evals, row), out / f"esd_{safe}", formats)
             written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
     return written
-
-
-# ---------------------------------------------------------------------------------------------- studies
-def _direction(study_or_trials: Any, direction: str | None) -> str:
-    if direction is None:
-        directions = getattr(study_or_trials, "directions", None)
-        direction = directions[0].name.lower() if directions and len(directions) == 1 else "minimize"
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(f"direction must be 'minimize' or 'maximize' but got {direction!r}.")
-    return direction
-
-
-def plot_score_history(study_or_trials: Any, *, direction: str | None = None) -> Figure:
-    """Score of every trial in order, the best score so far, pruned and failed trials marked.
-
-    Args:
-        study_or_trials: an Optuna study (any storage) or a sequence of ``FrozenTrial``.
-        direction: ``"minimize"`` or ``"maximize"``; default: the study's direction (minimize for trials).
-
-    Completed trials are blue dots, pruned trials orange triangles at their last reported score, failed
-    trials grey crosses along the top edge (Optuna gives them no value, so they are not ranked).
-    """
-    trials = trials_of(study_or_trials)
-    direction = _direction(study_or_trials, direction)
-    fig = _new_figure(width=9.0)
-    ax = fig.add_subplot()
-    complete = [(t.number, trial_score(t)) for t in trials if t.state == TrialState.COMPLETE]
-    complete = [(n, s) for n, s in complete if s is not None]
-    pruned = [(t.number, trial_score(t)) for t in trials if t.state == TrialState.PRUNED]
-    pruned = [(n, s) for n, s in pruned if s is not None]
-    failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    if complete:
-        xs, ys = (np.array(v, dtype=float) for v in zip(*complete, strict=True))
-        ax.scatter(xs, ys, color=COLORS["ok"], s=30, zorder=3, label="completed trial", gid="complete")
-        best = np.minimum.accumulate(ys) if direction == "minimize" else np.maximum.accumulate(ys)
-        ax.step(
-            np.append(xs, trials[-1].number),
-            np.append(best, best[-1]),
-            where="post",
-            color=COLORS["band"],
-            lw=2,
-            label="best so far",
-            gid="best_so_far",
-        )
-    if pruned:
-        xs, ys = (np.array(v, dtype=float) for v in zip(*pruned, strict=True))
-        ax.scatter(
-            xs,
-            ys,
-            marker="v",
-            color=COLORS["pruned"],
-            s=36,
-            zorder=3,
-            label="pruned (last reported score)",
-            gid="pruned",
-        )
-    if failed:
-        ax.scatter(
-            failed,
-            np.full(len(failed), 0.97),
-            marker="x",
-            color=COLORS["failed"],
-            s=40,
-            transform=ax.get_xaxis_transform(),
-            clip_on=False,
-            label="failed (not ranked)",
-            gid="failed",
-        )
-    if not trials:
-        ax.text(0.5, 0.5, "no trials yet", ha="center", va="center", transform=ax.transAxes)
-    better = "lower" if direction == "minimize" else "higher"
-    ax.set_xlabel("trial number")
-    ax.set_ylabel(f"score ({better} is better)")
-    ax.set_title("Score history")
-    ax.grid(alpha=0.3)
-    if complete or pruned or failed:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    return fig
-
-
-def alpha_matrix(study_or_trials: Any) -> tuple[np.ndarray, list[FrozenTrial], list[str]]:
-    """α of each trial (rows, trials with stored layers) × layer (columns, first-seen order); NaN = no fit."""
-    rows, names, index = [], [], {}
-    for t in trials_of(study_or_trials):
-        df = layers_frame(t)
-        if df is None or "alpha" not in df.columns:
-            continue
-        values = dict(zip(df["name"].astype(str), alpha_values(df), strict=True))
-        for name in values:
-            if name not in index:
-                index[name] = len(names)
-                names.append(name)
-        rows.append((t, values))
-    mat = np.full((len(rows), len(names)), np.nan)
-    for i, (_, values) in enumerate(rows):
-        for name, a in values.items():
-            mat[i, index[name]] = a
-    return mat, [t for t, _ in rows], names
-
-
-def plot_alpha_heatmap(study_or_trials: Any, *, band: Sequence[float] | None = None) -> Figure:
-    """Trials × layers heatmap of α from each trial's stored ``wwtune.layers``.
-
-    Args:
-        study_or_trials: an Optuna study or a sequence of ``FrozenTrial``.
-        band: target band; the colour scale is centred on its middle (white = on target, blue = lower α,
-            red = higher α). Default: the study's ``wwtune.band``, else [2, 2].
-
-    Failed fits and layers a trial did not report are grey.
-    """
-    low, high = resolve_band(study_or_trials, band)
-    mat, trials, names = alpha_matrix(study_or_trials)
-    n_t, n_l = mat.shape
-    fig = _new_figure(
-        width=float(np.clip(3 + 0.6 * n_l, 6.4, 16)), height=float(np.clip(1.6 + 0.28 * n_t, 3.2, 14))
-    )
-    ax = fig.add_subplot()
-    if mat.size == 0:
-        ax.text(
-            0.5,
-            0.5,
-            "no trial has stored layer diagnostics yet",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-        ax.set_axis_off()
-        return fig
-    centre = (low + high) / 2
-    finite = mat[np.isfinite(mat)]
-    # A robust colour range: one blown-up layer (α = 19) must not wash every other cell out to white;
-    # cells beyond it take the end colours and keep their printed value.
-    spread = float(np.clip(np.percentile(np.abs(finite - centre), 95), 0.5, 4.0)) if finite.size else 1.0
-    # α ≤ 1 cannot come out of a power-law fit, so the blue side stops at 1 (or just below the centre).
-    low_end = min(max(centre - spread, 1.0), centre - 0.1)
-    norm = TwoSlopeNorm(vmin=low_end, vcenter=centre, vmax=centre + spread)
-    cmap = _diverging_cmap()
-    im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
-    im.set_gid("alpha_heatmap")
-    if n_t * n_l <= 300:
-        for i in range(n_t):
-            for j in range(n_l):
-                v = mat[i, j]
-                dark = not np.isnan(v) and abs(v - centre) > 0.6 * spread
-                ax.text(
-                    j,
-                    i,
-                    "–" if np.isnan(v) else f"{v:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize="x-small",
-                    color="white" if dark else "black",
-                )
-    ax.set_xticks(
-        np.arange(n_l),
-        names,
-        rotation=45 if n_l > 4 else 0,
-        ha="right" if n_l > 4 else "center",
-        fontsize="small",
-    )
-    ylabels = [
-        f"#{t.number}" + ("" if t.state == TrialState.COMPLETE else f" ({t.state.name.lower()})")
-        for t in trials
-    ]
-    ax.set_yticks(np.arange(n_t), ylabels, fontsize="small" if n_t <= 30 else "xx-small")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("trial")
-    ax.set_title(f"α per trial and layer (white = {centre:g})")
-    fig.colorbar(im, ax=ax, label="α", extend="both")
-    return fig
-
-
-def _diverging_cmap():
-    from matplotlib import colormaps
-
-    return colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
-
-
-def plot_trust_scatter(
-    study_or_trials: Any,
-    *,
-    trust: Mapping[str, Any] | None = None,
-    heldout_name: str = "held-out metric",
-    heldout_direction: str | None = None,
-) -> Figure:
-    """α score (x) against the held-out metric (y) of completed trials that have both.
-
-    Args:
-        study_or_trials: an Optuna study or a sequence of ``FrozenTrial``.
-        trust: the trust report dict (study attr ``wwtune.trust``); its ``verdict`` goes in the title.
-        heldout_name: axis label for the held-out metric.
-        heldout_direction: ``"maximize"`` or ``"minimize"``; default the study's ``wwtune.heldout_direction``,
-            else maximize.
-
-    The trial the α score would pick (lowest score) is a red star; the trial the held-out metric would pick
-    is circled green. When they coincide, trusting α cost nothing on this study.
-    """
-    if heldout_direction is None:
-        heldout_direction = study_attr(study_or_trials, STUDY_HELDOUT_DIRECTION, "maximize")
-    if heldout_direction not in ("minimize", "maximize"):
-        raise ValueError(f"heldout_direction must be 'minimize' or 'maximize' but got {heldout_direction!r}.")
-    points = []
-    for t in trials_of(study_or_trials):
-        if t.state != TrialState.COMPLETE:
-            continue
-        s, h = trial_score(t), finite_or_none(t.user_attrs.get("wwtune.heldout"))
-        if s is not None and h is not None:
-            points.append((t.number, s, h))
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    if not points:
-        ax.text(
-            0.5,
-            0.5,
-            "no completed trial has both an α score and a held-out metric",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            wrap=True,
-        )
-        ax.set_axis_off()
-        return fig
-    arr = np.array(points, dtype=float)
-    ax.scatter(
-        arr[:, 1], arr[:, 2], color=COLORS["ok"], s=32, zorder=3, label="completed trial", gid="trials"
-    )
-    i_alpha = int(np.argmin(arr[:, 1]))
-    i_held = int(np.argmax(arr[:, 2]) if heldout_direction == "maximize" else np.argmin(arr[:, 2]))
-    ax.scatter(
-        arr[i_alpha, 1],
-        arr[i_alpha, 2],
-        marker="*",
-        s=260,
-        color=COLORS["fit"],
-        zorder=4,
-        label=f"picked by α score (#{int(arr[i_alpha, 0])})",
-        gid="alpha_best",
-    )
-    ax.scatter(
-        arr[i_held, 1],
-        arr[i_held, 2],
-        marker="o",
-        s=260,
-        facecolors="none",
-        linewidths=2,
-        edgecolors=COLORS["band"],
-        zorder=5,
-        label=f"best held-out (#{int(arr[i_held, 0])})",
-        gid="heldout_best",
-    )
-    ax.set_xlabel("α score (lower = picked first)")
-    ax.set_ylabel(f"{heldout_name} ({'higher' if heldout_direction == 'maximize' else 'lower'} is better)")
-    ax.set_title(
-        f"Does the α score agree with held-out data? (n = {len(points)})" + _trust_line(trust),
-        fontsize="medium",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    return fig
-
-
-def _trust_line(trust: Mapping[str, Any] | None) -> str:
-    """Second title line from a ``wwtune.trust`` report: its verdict and Spearman correlation."""
-    verdict = (trust or {}).get("verdict")
-    if not isinstance(verdict, str):
-        return ""
-    text = "inconclusive" if verdict == "inconclusive" else f"α ranked trials {verdict}"
-    rho = finite_or_none((trust or {}).get("spearman"))
-    return f"\nverdict: {text}" + (f" (Spearman {rho:+.2f})" if rho is not None else "")
-
-
-#: Keys :func:`plot_advice` reads from the advisor's dict (others are ignored by the plot).
-ADVICE_PLOT_KEYS = ("data_fraction", "score", "score_err", "tuning_headroom", "metric")
-
-
-def plot_advice(advice: Mapping[str, Any]) -> Figure:
-    """The data-vs-tuning advice: score against training-data fraction, with the tuning headroom beside it.
-
-    Args:
-        advice: a plain dict (study attr ``wwtune.advice``) with
-            ``data_fraction`` (list of fractions in (0, 1], ascending), ``score`` (the α score reached at
-            each fraction, same length), optionally ``score_err`` (its spread, same length, ≥ 0),
-            ``tuning_headroom`` (≥ 0: how much the score improved between a typical trial and the best
-            trial at full data, in score units) and ``metric`` (y-axis label, default "α score").
-
-    The headroom is drawn as a green band hanging below the full-data score: if the curve falls by more
-    than the band's height as data grows, more data buys more than more tuning.
-    """
-    if not isinstance(advice, Mapping):
-        raise TypeError(f"advice must be a dict but got {type(advice).__name__}.")
-    missing = [k for k in ("data_fraction", "score") if k not in advice]
-    if missing:
-        raise ValueError(
-            f"advice is missing key(s) {missing}; plot_advice needs 'data_fraction' and 'score'."
-        )
-    frac = np.asarray(advice["data_fraction"], dtype=float)
-    score = np.asarray(advice["score"], dtype=float)
-    if frac.ndim != 1 or frac.shape != score.shape or frac.size == 0:
-        raise ValueError(
-            "advice['data_fraction'] and advice['score'] must be non-empty lists of the same length but got "
-            f"{frac.size} and {score.size} values."
-        )
-    if np.any(~np.isfinite(frac)) or np.any((frac <= 0) | (frac > 1)):
-        raise ValueError(f"advice['data_fraction'] must lie in (0, 1] but got {frac.tolist()}.")
-    err = advice.get("score_err")
-    err = None if err is None else np.asarray(err, dtype=float)
-    if err is not None and (err.shape != score.shape or np.any(err < 0)):
-        raise ValueError(
-            f"advice['score_err'] must be {score.size} non-negative values but got {err.tolist()}."
-        )
-    headroom = finite_or_none(advice.get("tuning_headroom"))
-    if advice.get("tuning_headroom") is not None and (headroom is None or headroom < 0):
-        raise ValueError(
-            f"advice['tuning_headroom'] cannot be negative but got {advice['tuning_headroom']!r}."
-        )
-    order = np.argsort(frac)
-    frac, score = frac[order], score[order]
-    err = None if err is None else err[order]
-    metric = str(advice.get("metric", "α score"))
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    ax.errorbar(
-        frac,
-        score,
-        yerr=err,
-        marker="o",
-        color=COLORS["ok"],
-        lw=2,
-        capsize=3,
-        label=f"{metric} vs data used",
-        gid="score_vs_data",
-    )
-    if headroom is not None:
-        top = score[-1]
-        ax.axhspan(
-            top - headroom,
-            top,
-            color=COLORS["band"],
-            alpha=0.2,
-            gid="tuning_headroom",
-            label=f"tuning headroom at full data ({headroom:.3g})",
-        )
-    if frac.size > 1 and frac[-1] / frac[0] >= 4:
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(frac, [f"{f:g}" for f in frac])
-    ax.set_xlabel("fraction of the training data")
-    ax.set_ylabel(f"{metric} (lower is better)")
-    ax.set_title("More data or more tuning?")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    return fig

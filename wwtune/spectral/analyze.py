@@ -206,6 +206,7 @@ def analyze(
                    num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),
                    fail_reason=fitted.reason)
         if mp_fit or randomize:
+            # lazy: scipy.optimize would add 0.34 s to `import wwtune` (python -X importtime)
             from wwtune.spectral.mp import mp_columns, randomize_columns
 
             if mp_fit:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.linalg import blas as _blas
+from threadpoolctl import ThreadpoolController
 
 from wwtune.spectral.layers import WeightSpec
 
-__all__ = ["CONV_EVAL_SCALE", "LayerESD", "compute_esds", "gram_eigvals", "resolve_device"]
+__all__ = ["CONV_EVAL_SCALE", "LayerESD", "compute_esds", "gram_eigvals", "grams", "resolve_device"]
 
 #: WeightWatcher scales each conv slice by 1/√2, i.e. halves the eigenvalues (exact in floating point).
 CONV_EVAL_SCALE = 0.5
@@ -39,8 +40,6 @@ def _one_blas_thread():  # noqa: ANN202 - a context manager
     busy cores a 256x256 syrk then took 8-16 ms instead of 0.3 ms (benchmarks/results/quickstart.md).
     """
     if not _blas_threads:
-        from threadpoolctl import ThreadpoolController
-
         _blas_threads.append(ThreadpoolController())
     return _blas_threads[0].limit(limits=1, user_api="blas")
 
@@ -119,7 +118,7 @@ def _syrk_gram_into(a: torch.Tensor, out: torch.Tensor, step: int) -> None:
     out.copy_(torch.from_numpy(acc))
 
 
-def _grams(w: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def grams(w: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(rf, M, M) Gram matrices of the kernel-position slices of w (out, in, *kernel)."""
     m = min(w.shape[0], w.shape[1])
     out = torch.empty((int(w[0, 0].numel()), m, m), dtype=dtype, device=device)

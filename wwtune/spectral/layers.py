@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import torch
 from torch import nn
 
@@ -177,11 +178,9 @@ def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
 
 
 def _safetensors_specs(path: Path) -> list[WeightSpec]:
-    from safetensors import safe_open
-
     specs: list[WeightSpec] = []
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safetensors.safe_open(str(path), framework="pt") as f:
             entries = [(k, tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()]
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"cannot read {str(path)!r} as safetensors ({type(e).__name__}: {e}).") from None
@@ -190,7 +189,7 @@ def _safetensors_specs(path: Path) -> list[WeightSpec]:
             continue
 
         def load(key: str = key) -> torch.Tensor:
-            with safe_open(str(path), framework="pt") as f:
+            with safetensors.safe_open(str(path), framework="pt") as f:
                 return f.get_tensor(key)
 
         specs += _key_spec(key, shape, load)

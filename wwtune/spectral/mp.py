@@ -25,10 +25,10 @@ import torch
 from scipy import optimize
 from scipy.special import rel_entr
 
-from wwtune.spectral.esd import CONV_EVAL_SCALE, _grams, gram_eigvals
+from wwtune.spectral.esd import CONV_EVAL_SCALE, gram_eigvals, grams
 from wwtune.spectral.layers import WeightSpec
 
-__all__ = ["MPFit", "fit_mp", "mp_columns", "randomize_columns", "shuffled_evals"]
+__all__ = ["MPFit", "fit_mp", "mp_columns", "mp_density", "mp_edges", "randomize_columns", "shuffled_evals"]
 
 _BANDWIDTH = 0.1
 _GRID_POINTS = 1000
@@ -70,12 +70,20 @@ def _linear_kde(samples: np.ndarray, grid: np.ndarray, bw: float) -> np.ndarray:
     return np.maximum(dens, 0.0) / (n * bw)
 
 
-def _mp_density(x: np.ndarray, Q: float, sigma: float) -> tuple[np.ndarray, float, float]:  # noqa: N803
-    b = (sigma * (1 + math.sqrt(1 / Q))) ** 2
-    a = (sigma * (1 - math.sqrt(1 / Q))) ** 2
+def mp_edges(sigma: float, q: float) -> tuple[float, float]:
+    """The MP bulk ``(λ−, λ+) = (σ(1 ∓ 1/√q))²`` of eigenvalues rescaled to mean 1 (``q = N/M >= 1``)."""
+    root = math.sqrt(1 / q)
+    return (sigma * (1 - root)) ** 2, (sigma * (1 + root)) ** 2
+
+
+def mp_density(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
+    """The Marchenko-Pastur density at ``x`` (eigenvalues rescaled to mean 1): variance ``sigma**2``,
+    aspect ratio ``q = N/M >= 1``; 0 outside the bulk :func:`mp_edges`."""
+    a, b = mp_edges(sigma, q)
+    x = np.asarray(x, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        val = np.sqrt((b - x) * (x - a)) / (2 * np.pi * sigma * sigma * x / Q)
-    return np.nan_to_num(val), a, b
+        val = np.sqrt((b - x) * (x - a)) / (2 * np.pi * sigma * sigma * x / q)
+    return np.nan_to_num(val, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _residual(sigma: float, x: np.ndarray, dens: np.ndarray, Q: float, x_mode: float) -> float:  # noqa: N803
@@ -84,7 +92,8 @@ def _residual(sigma: float, x: np.ndarray, dens: np.ndarray, Q: float, x_mode: f
         with np.errstate(invalid="ignore"):
             model = np.nan_to_num(np.sqrt(4 - x**2) / (np.pi * sigma * sigma))
         return float(np.sum((model - dens) ** 2))
-    model, a, b = _mp_density(x, Q, sigma)
+    model = mp_density(x, sigma, Q)
+    a, b = mp_edges(sigma, Q)
     if b < x_mode or b > x.max() or a > x_mode:
         return _PENALTY**2 * x.size
     return float(np.sum((model - dens) ** 2))
@@ -138,7 +147,7 @@ def shuffled_evals(w: torch.Tensor, layer_type: str, rng: np.random.Generator, r
     for _ in range(replicas):
         perm = torch.from_numpy(np.stack([rng.permutation(out_ * in_) for _ in range(rf)]))
         shuf = torch.gather(slices, 1, perm).reshape(rf, out_, in_).permute(1, 2, 0).reshape(w.shape)
-        parts.append(gram_eigvals(_grams(shuf, dtype, device)).ravel())
+        parts.append(gram_eigvals(grams(shuf, dtype, device)).ravel())
     ev = np.concatenate(parts)
     if layer_type.startswith("conv"):
         ev = ev * CONV_EVAL_SCALE

@@ -1,0 +1,195 @@
+"""The Optuna objective of a study: one training run per trial, its sanity rules and its stored record.
+
+:class:`TrialRunner` samples the search space, builds :class:`wwtune.objective.Params`, runs the task with
+a :class:`wwtune.bridge.TrialBridge` (the same bridge a user's own loop uses), and turns the outcome into
+the trial's value and record: a task exception, a diverged run or a failed sanity rule fails that trial
+only (reason stored), a pruned run is pruned with its reason, and the loss-drop rule can keep a trial as
+infeasible instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from wwtune.bridge import HAS_SET_CONSTRAINT, StudyReporter, TrialBridge, TrialFailed, loss_violation
+from wwtune.objective import Params, Pruned, TrainingDiverged
+from wwtune.record import (
+    SPECTRA_DIR,
+    TrialRecord,
+    TrialWriter,
+    spectra_path,
+    study_folder,
+    write_trial_spectra,
+)
+from wwtune.report import attach_figures, plot_layer_alphas
+from wwtune.score import Score
+from wwtune.search_space import SearchSpace
+from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
+
+__all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation"]
+
+_logger = logging.getLogger(__name__)
+
+class TrialRunner:
+    """The Optuna objective: one training run per trial.
+
+    Args:
+        cfg: the composed (validated) config.
+        task_fn: the task ``train(params, reporter)``.
+        space: the search space.
+        score: the run's one :class:`~wwtune.score.Score` (the study's objective).
+        worker_id: this worker's id, stored with each trial (None: a lone worker).
+        cap: the study-wide trial cap (None: no cap check before a trial starts).
+    """
+
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        task_fn: Callable[..., Any],
+        space: SearchSpace,
+        score: Score,
+        worker_id: int | None = None,
+        cap: StudyTrialCap | None = None,
+    ) -> None:
+        self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
+        self.worker_id, self.cap = worker_id, cap
+        obj = cfg["objective"]
+        self.budget = int(obj["budget"])
+        self.report_every = int(obj.get("report_every", 1))
+        self.data_fraction = float(obj.get("data_fraction", 1.0))
+        self.fixed = dict(obj.get("fixed") or {})
+        self.seed = int(cfg["study"]["seed"])
+        self.folder = study_folder(cfg)
+        self.artifacts_dir = self.folder / "artifacts" if cfg["study"].get("artifacts", False) else None
+        self.spectra_dir = self.folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
+        sanity = cfg["sanity"]
+        self.min_loss_drop = sanity.get("min_loss_drop")
+        self.on_violation = sanity.get("on_violation", "fail")
+        self.check_weights = bool(sanity.get("check_weights", True))
+        analysis = dict(cfg.get("analysis") or {})
+        analysis.setdefault("min_evals", min(8, score.min_evals))
+        self.analysis = analysis
+        # the α score is stored even when the study optimises the held-out metric (for the trust report)
+        self.alpha_score = (
+            score
+            if score.uses_alpha
+            else Score(band=score.band, min_evals=score.min_evals, weights=score.weights)
+        )
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        if self.cap is not None and not self.cap.admits(trial.study, trial.number):
+            # another worker claimed the last slot a moment earlier: end this trial before it samples anything
+            TrialWriter(trial).fail_reason(
+                f"{OVER_CAP}: the study's {self.cap.n_trials} trials were already claimed by other workers; "
+                "not run, not counted",
+            )
+            _logger.info("Trial %d not run: the study-wide cap was reached meanwhile.", trial.number)
+            return float("nan")
+        try:
+            return self._run(trial)
+        except TrialFailed as exc:
+            # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
+            _logger.warning("Trial %d failed: %s", trial.number, exc)
+            return float("nan")
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
+        start = time.perf_counter()
+        writer = TrialWriter(trial)
+        writer.start(self.budget, self.worker_id)
+        try:
+            values, layers = self.space.suggest(trial)
+        except Exception as exc:  # noqa: BLE001 - a sampler that cannot propose fails this trial only
+            _logger.warning("Trial %d: sampling raised\n%s", trial.number, traceback.format_exc())
+            self._fail(writer, f"sampling the parameters raised {type(exc).__name__}: {exc}")
+        params = Params(
+            values={**self.fixed, **values},
+            layers=layers,
+            budget=self.budget,
+            seed=self.seed + trial.number,
+            data_fraction=self.data_fraction,
+        )
+        # the same bridge a user's own loop uses (wwtune.TrialBridge): one implementation of the record
+        reporter = TrialBridge(
+            trial,
+            score=self.alpha_score,
+            budget=self.budget,
+            report_every=self.report_every,
+            analysis_kwargs=self.analysis,
+            check_weights=self.check_weights,
+            report_to_optuna=self.score.uses_alpha,
+            keep_spectra=self.spectra_dir is not None,
+            min_loss_drop=self.min_loss_drop,
+            on_violation=self.on_violation,
+            objective=self.score,
+            started=start,
+        )
+        try:
+            try:
+                result = self.task_fn(params, reporter)
+                reporter.analyse_last()
+                self._keep_spectra(trial, reporter)  # timed as analysis
+            finally:
+                reporter.close()  # the latest layer table, the losses, the time split
+                if self.artifacts_dir is not None:
+                    self._attach_layer_figure(trial)
+        except KeyboardInterrupt:
+            writer.fail_reason(f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
+            raise
+        except Pruned as exc:
+            if not writer.has_prune_reason():
+                writer.prune_reason({"message": exc.reason, "step": exc.step})
+            raise optuna.TrialPruned(exc.reason) from None
+        except TrialFailed:
+            raise  # a sanity rule of the bridge; its reason is stored
+        except TrainingDiverged as exc:
+            self._fail(writer, f"diverged: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study
+            _logger.warning("Trial %d: the task raised\n%s", trial.number, traceback.format_exc())
+            self._fail(writer, f"task raised {type(exc).__name__}: {exc}")
+        return self._finish(trial, writer, reporter, result)
+
+    def _keep_spectra(self, trial: optuna.trial.Trial, reporter: StudyReporter) -> None:
+        """Store the final analysis' eigenvalues (``study.spectra``) for the report's ESD plots."""
+        if self.spectra_dir is None or reporter.spectra is None:
+            return
+        start = time.perf_counter()
+        try:
+            write_trial_spectra(spectra_path(self.folder, trial.number), reporter.spectra)
+        except OSError as exc:  # a full disk loses the report's ESD plots, never the trial
+            _logger.warning("Trial %d: could not store its spectra: %s", trial.number, exc)
+        reporter.analysis_s += time.perf_counter() - start
+
+    def _attach_layer_figure(self, trial: optuna.trial.Trial) -> None:
+        """``study.artifacts=true``: attach the trial's α-per-layer figure as an Optuna artifact.
+
+        Attached while the trial still runs (Optuna refuses changes to a finished trial); a failure to
+        attach is logged and never fails the trial.
+        """
+        record = TrialRecord(trial)
+        table = record.layers()
+        if table is None:
+            return
+        try:
+            assert self.artifacts_dir is not None
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            figure = plot_layer_alphas(table, self.score.band)
+            name = f"trial{trial.number}_layer_alphas_step{table.attrs.get('step')}"
+            attach_figures(trial, {name: figure}, FileSystemArtifactStore(str(self.artifacts_dir)))
+        except Exception:  # noqa: BLE001 - a figure is never worth a trial
+            _logger.warning("Trial %d: could not attach its figure\n%s", trial.number, traceback.format_exc())
+
+    def _fail(self, writer: TrialWriter, reason: str) -> None:
+        writer.fail_reason(reason)
+        raise TrialFailed(reason)
+
+    def _finish(
+        self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: TrialBridge, result: Any
+    ) -> float:
+        return reporter.finish(result)  # the sanity rules, the score and the held-out metric: the bridge's
