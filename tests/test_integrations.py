@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import wwtune
 from wwtune.integrations import huggingface as wwtune_hf
 from wwtune.integrations.lightning import WWTuneCallback
 
@@ -137,7 +138,8 @@ def test_hf_hyperparameter_search_runs_without_an_eval_dataset(monkeypatch, tmp_
         assert "bert.encoder.layer.0.attention.self.query" in t.user_attrs["wwtune.layers"]["name"]
 
 
-def test_hf_callback_in_an_own_objective_prunes_with_the_reason(tmp_path):
+@pytest.mark.parametrize("layer_rule", [False, True])
+def test_hf_callback_in_an_own_objective_prunes_with_the_reason(tmp_path, layer_rule):
     import huggingface_example as ex
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -159,11 +161,21 @@ def test_hf_callback_in_an_own_objective_prunes_with_the_reason(tmp_path):
         trainer.train()
         return cb.finish()
 
-    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
+    if layer_rule:  # on layer diagnostics: a strict under-trained rule (any eligible layer with α > 2),
+        # after AlphaPruner's warm-up of half the budget (24 steps)
+        pruner = wwtune.AlphaPruner(under_trained_alpha=2.0, under_trained_fraction=0.0)
+    else:
+        pruner = optuna.pruners.ThresholdPruner(upper=0.0)
+    study = optuna.create_study(pruner=pruner)
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
-    assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8]
-    assert "ThresholdPruner pruned the trial at step 8" in trial.user_attrs["wwtune.prune_reason"]["message"]
+    reason = trial.user_attrs["wwtune.prune_reason"]
+    if layer_rule:
+        assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8, 16]
+        assert reason["rule"] == "under_trained" and reason["step"] == 16, reason
+    else:
+        assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8]
+        assert "ThresholdPruner pruned the trial at step 8" in reason["message"]
 
 
 def test_compute_objective_reads_the_score_and_names_what_is_missing():

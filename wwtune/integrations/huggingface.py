@@ -20,7 +20,9 @@ Two ways to use it, both through :class:`wwtune.TrialBridge` (the CLI's per-repo
 
 The callback analyses the model at each epoch end (the training loss of that epoch, forcing a log there),
 reports the α score at ``state.global_step`` (the step unit transformers reports in) and raises
-``optuna.TrialPruned`` when the study's pruner says so (reason stored). Requires ``transformers``
+``optuna.TrialPruned`` when the study's pruner says so (reason stored). (transformers reads
+``study.best_trial`` after the search, so it raises "No trials are completed yet" when every trial was
+pruned or failed; the trials and their reasons are stored all the same.) Requires ``transformers``
 (``pip install 'wwtune[huggingface]'``).
 """
 
