@@ -329,8 +329,8 @@ def _cli_cfg(tmp_path, **advise_block):
             "heldout": {"name": "error", "direction": "minimize"},
         },
         "search_space": {"params": {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}},
-        "score": {"kind": "band_distance", "band": [2, 2], "min_evals": 50},
-        "analysis": {"min_evals": 8},
+        "score": {"kind": "band_distance", "band": [2, 2], "min_evals_counted": 50},
+        "analysis": {"min_evals_analysed": 8},
         "advise": advise_block,
     }
 
@@ -345,8 +345,11 @@ def test_run_advice_end_to_end_on_a_bundled_task(tmp_path):
     assert study.user_attrs["wwtune.advice"]["verdict"] == adv["verdict"]
     assert adv["candidates"]["best"]["values"] == {"lr": 0.1}
     assert all(r["heldout"] is not None for r in adv["runs"])  # recorded for validation
-    with pytest.raises(ValueError, match=r"Unknown advise setting\(s\) \['fraction'\]"):
+    unknown = r"Unknown key\(s\) in 'advise': 'fraction' \(did you mean 'fractions'\?\)"
+    with pytest.raises(ValueError, match=unknown):
         run_advice(_cli_cfg(tmp_path, fraction=[0.5]), study=study)
+    with pytest.raises(ValueError, match=r"advise.seeds must hold at least 2 distinct seeds but got \[3, 3"):
+        run_advice(_cli_cfg(tmp_path, seeds=[3, 3]), study=study)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -181,15 +182,22 @@ def test_nan_weights_reported_per_layer_and_others_analyzed(tmp_path: Path) -> N
     assert "1 failed" in err
 
 
+def _lines(stream: io.StringIO) -> list[str]:
+    return [ln for ln in stream.getvalue().splitlines() if ln]
+
+
 def test_progress_ticker_writes_while_work_runs() -> None:
     stream = io.StringIO()
     with _Progress("model.pt", stream, enabled=True, delay=0.0, line_every=0.02):
-        time.sleep(0.15)
-    lines = [ln for ln in stream.getvalue().splitlines() if ln]
-    assert len(lines) >= 2 and all(ln.startswith("analyzing model.pt … ") for ln in lines)
+        deadline = time.monotonic() + 30  # the "work": wait (bounded) until the ticker wrote twice
+        while len(_lines(stream)) < 2:
+            assert time.monotonic() < deadline, "the ticker wrote fewer than 2 lines in 30 s"
+            time.sleep(0.01)
+    assert all(ln.startswith("analyzing model.pt … ") for ln in _lines(stream))
     silent = io.StringIO()
+    threads = threading.active_count()
     with _Progress("model.pt", silent, enabled=False, delay=0.0, line_every=0.02):
-        time.sleep(0.05)
+        assert threading.active_count() == threads  # disabled: no ticker runs at all
     assert silent.getvalue() == ""
     short = io.StringIO()
     with _Progress("model.pt", short, enabled=True, delay=5.0):

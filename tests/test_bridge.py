@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from study_fixtures import LAYER_KEYS, project  # noqa: F401 - pytest fixture
+from study_fixtures import LAYER_KEYS
 from study_tasks import fast
 from torch import nn
 
@@ -45,7 +45,7 @@ def plain_objective(trial, task=fast, budget=3, **bridge_kwargs):
     return bridge.finish(result)
 
 
-def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):  # noqa: F811
+def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):
     cli_study = run_study(
         compose(
             ["study=tiny", "study.n_trials=2", "objective.task=study_tasks:fast", "search_space.layers={}"]
@@ -69,7 +69,7 @@ def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):  # noqa: F
     assert "<img" in page.read_text()
 
 
-def test_the_cli_trial_runner_hands_the_task_a_trial_bridge(project, monkeypatch):  # noqa: F811
+def test_the_cli_trial_runner_hands_the_task_a_trial_bridge(project, monkeypatch):
     import study_tasks
 
     seen = []

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -36,7 +35,7 @@ def load(folder: Path, name: str) -> optuna.Study:
 
 
 @pytest.mark.slow
-def test_readme_user_task_study_runs_end_to_end(project):  # noqa: F811
+def test_readme_user_task_study_runs_end_to_end(project):
     """The README's user task (tests/user_task_example.py) through the CLI with the user's own conf/."""
     run = wwtune("study=example", "study.n_trials=3", cwd=project)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -72,7 +71,7 @@ def test_readme_user_task_study_runs_end_to_end(project):  # noqa: F811
     assert "advice" in report.read_text().lower()
 
 
-def test_report_and_advise_on_a_missing_study_say_what_to_run(project):  # noqa: F811
+def test_report_and_advise_on_a_missing_study_say_what_to_run(project):
     for mode in ("report", "advise"):
         run = wwtune("study=example", "study.name=never_ran", f"mode={mode}", cwd=project)
         assert run.returncode == 2, run.stderr[-3000:]
@@ -80,13 +79,13 @@ def test_report_and_advise_on_a_missing_study_say_what_to_run(project):  # noqa:
         assert "Traceback" not in run.stderr
 
 
-def test_advise_refuses_a_task_without_the_data_fraction_knob(project):  # noqa: F811
+def test_advise_refuses_a_task_without_the_data_fraction_knob(project):
     assert wwtune("study=tiny", "study.n_trials=2", "study.report=false", cwd=project).returncode == 0
     run = wwtune("study=tiny", "mode=advise", cwd=project)
     assert run.returncode == 2 and "data_fraction" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_cfg_job_prints_composed_config(project):  # noqa: F811
+def test_cfg_job_prints_composed_config(project):
     run = wwtune("study=tiny", "score=transformer", "--cfg", "job", "--resolve", cwd=project)
     assert run.returncode == 0, run.stderr
     cfg = yaml.safe_load(run.stdout)
@@ -96,7 +95,7 @@ def test_cfg_job_prints_composed_config(project):  # noqa: F811
     assert not (project / "studies").exists()
 
 
-def test_unknown_group_choice_lists_the_choices(project):  # noqa: F811
+def test_unknown_group_choice_lists_the_choices(project):
     run = wwtune("study=tiny", "sampler=tpf", cwd=project)
     assert run.returncode != 0
     assert "Could not find 'sampler/tpf'" in run.stderr
@@ -104,7 +103,7 @@ def test_unknown_group_choice_lists_the_choices(project):  # noqa: F811
         assert choice in run.stderr
 
 
-def test_misspelled_key_in_a_user_yaml_is_named(project):  # noqa: F811
+def test_misspelled_key_in_a_user_yaml_is_named(project):
     (project / "conf" / "study" / "typo.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /objective: tiny\n  - override /search_space: tiny\n"
         "study: {name: typo, n_trails: 3}\n"
@@ -115,7 +114,7 @@ def test_misspelled_key_in_a_user_yaml_is_named(project):  # noqa: F811
     assert not (project / "studies" / "typo" / "journal.log").exists()
 
 
-def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(project):  # noqa: F811
+def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(project):
     run = wwtune("study=tiny", "study.n_trails=3", cwd=project)
     assert run.returncode == 2
     assert "Unknown key(s) in 'study': 'n_trails' (did you mean 'n_trials'?)" in run.stderr
@@ -133,7 +132,7 @@ def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(proje
 
 
 @pytest.mark.slow
-def test_alpha_pruner_with_its_defaults_prunes_under_trained_runs_of_a_bundled_task(project):  # noqa: F811
+def test_alpha_pruner_with_its_defaults_prunes_under_trained_runs_of_a_bundled_task(project):
     # learning rates 30x below the shipped range: the layers stay near their random (high-α) spectra
     low_lr = "search_space.params.lr={type: float, low: 1e-4, high: 1e-3, log: true}"
     run = wwtune("study=quickstart", "study.name=pr", "pruner=alpha", "study.n_trials=4", low_lr,
@@ -149,7 +148,7 @@ def test_alpha_pruner_with_its_defaults_prunes_under_trained_runs_of_a_bundled_t
     assert f"Pruned #{pruned[0].number}: " in run.stdout and "eligible layers have α > 6" in run.stdout
 
 
-def test_ctrl_c_says_how_to_resume_without_a_traceback(project):  # noqa: F811
+def test_ctrl_c_says_how_to_resume_without_a_traceback(project):
     (project / "stop_now").write_text("")  # the task raises KeyboardInterrupt mid-training, like Ctrl-C
     run = wwtune("study=tiny", "objective.task=study_tasks:interrupt_once", "study.n_trials=3", cwd=project)
     assert run.returncode == 130, run.stderr[-3000:]
@@ -161,7 +160,7 @@ def test_ctrl_c_says_how_to_resume_without_a_traceback(project):  # noqa: F811
     assert states == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
 
 
-def test_killed_run_resumes_without_losing_completed_trials(project):  # noqa: F811
+def test_killed_run_resumes_without_losing_completed_trials(project):
     args = ("study=tiny", "study.n_trials=6", "study.progress_bar=false")
     slow = {**ENV, "WWTUNE_TEST_SLEEP": "0.4"}  # ~1.2 s per trial: time to kill one mid-run
     proc = subprocess.Popen(

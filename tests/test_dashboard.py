@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL, make_url
-from study_fixtures import project  # noqa: F401 - fixture
 
 from wwtune.cli import compose
 from wwtune.study import run_study
@@ -90,7 +89,7 @@ def check(detail: dict, n: int) -> list[dict]:
     return complete
 
 
-def test_dashboard_opens_the_journal_file_and_shows_trial_figures(project: Path) -> None:  # noqa: F811
+def test_dashboard_opens_the_journal_file_and_shows_trial_figures(project: Path) -> None:
     run_study(compose(["study=tiny", "study.n_trials=2", "study.artifacts=true"]))
     folder = project / "studies" / "tiny"
     detail = dashboard_study(str(folder / "journal.log"), "--artifact-dir", str(folder / "artifacts"))
@@ -104,12 +103,12 @@ def _step(trial: dict) -> int:
     return json.loads(layers)["step"] if isinstance(layers, str) else layers["step"]
 
 
-def test_dashboard_opens_the_sqlite_url(project: Path) -> None:  # noqa: F811
+def test_dashboard_opens_the_sqlite_url(project: Path) -> None:
     run_study(compose(["study=tiny", "study.n_trials=2", "storage=sqlite"]))
     check(dashboard_study(f"sqlite:///{project / 'studies' / 'tiny' / 'study.db'}"), 2)
 
 
-def test_dashboard_opens_the_postgres_url(project: Path, pg_url: str, monkeypatch) -> None:  # noqa: F811
+def test_dashboard_opens_the_postgres_url(project: Path, pg_url: str, monkeypatch) -> None:
     monkeypatch.setenv("WWTUNE_STORAGE_URL", pg_url)
     run_study(compose(["study=tiny", "study.n_trials=2", "storage=postgres"]))
     # the README's form: the psycopg2 driver named, the password from PGPASSWORD (not on the command line)

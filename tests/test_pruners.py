@@ -11,7 +11,6 @@ import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 import wwtune.pruners
 from wwtune import record
@@ -76,6 +75,24 @@ def run(pruner, steps, *, budget=20, study=None):
 
 def constant(attr_fn, budget=20):
     return [(s, attr_fn(s), 0.5) for s in range(1, budget + 1)]
+
+
+def _step_pruned_when_worse_than_the_others(pruner):
+    """Three trials scored 0.1, then one with healthy layers scored 3.0 at every step: where is it pruned?"""
+    study = optuna.create_study(pruner=pruner)
+    for _ in range(3):
+        t = study.ask()
+        for s in range(1, 21):
+            t.report(0.1, s)
+        study.tell(t, 0.1)
+    trial = study.ask()
+    trial.set_user_attr("wwtune.budget", 20)
+    for s in range(1, 21):
+        trial.set_user_attr("wwtune.layers", layers([2.5, 3.0], step=s))
+        trial.report(3.0, s)
+        if trial.should_prune():
+            return s, pruner.reason_for(trial)
+    return None, None
 
 
 # --- arguments --------------------------------------------------------------------------------------
@@ -313,23 +330,8 @@ def test_first_analysis_is_remembered_per_trial():
 
 def test_wrapped_pruner_judges_the_score_after_the_warmup():
     pruner = AlphaPruner(wrapped=optuna.pruners.MedianPruner(n_startup_trials=2))
-    study = optuna.create_study(pruner=pruner)
-    for _ in range(3):
-        t = study.ask()
-        for s in range(1, 21):
-            t.report(0.1, s)
-        study.tell(t, 0.1)
-    trial = study.ask()
-    trial.set_user_attr("wwtune.budget", 20)
-    pruned_at = None
-    for s in range(1, 21):
-        trial.set_user_attr("wwtune.layers", layers([2.5, 3.0], step=s))
-        trial.report(3.0, s)  # far worse than the others at every step
-        if trial.should_prune():
-            pruned_at = s
-            break
+    pruned_at, reason = _step_pruned_when_worse_than_the_others(pruner)
     assert pruned_at == 10  # the median pruner alone would have pruned at step 1
-    reason = pruner.reason_for(trial)
     assert reason["rule"] == "wrapped" and reason["pruner"] == "MedianPruner" and reason["score"] == 3.0
     assert reason["message"] == "MedianPruner pruned the trial on its α score 3 at step 10."
 
@@ -438,12 +440,20 @@ def test_config_builds_the_pruner_with_hydra():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(REPO / "conf" / "pruner" / "alpha.yaml")
-    pruner = instantiate(cfg)
-    assert isinstance(pruner, AlphaPruner) and pruner._rules == frozenset(RULES) and pruner._wrapped is None
-    cfg.wrapped = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5}
+    under = constant(lambda s: layers([8.0, 9.0], step=s))
+    trap = constant(lambda s: layers([2.5, 3.0], step=s, num_traps=[0, 2]))
+    # the shipped YAML: every rule on, nothing wrapped (a bad score alone prunes nothing)
+    assert isinstance(instantiate(cfg), AlphaPruner)
+    assert run(instantiate(cfg), under)[1]["rule"] == "under_trained"
+    assert run(instantiate(cfg), trap)[1]["rule"] == "trap"
+    assert _step_pruned_when_worse_than_the_others(instantiate(cfg)) == (None, None)
+    # wrapped and rules reach the pruner: only the trap rule, and the median pruner on the score
+    cfg.wrapped = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 2}
     cfg.rules = ["trap"]
-    pruner = instantiate(cfg)
-    assert isinstance(pruner._wrapped, optuna.pruners.MedianPruner) and pruner._rules == {"trap"}
+    assert run(instantiate(cfg), under)[0] is None
+    assert run(instantiate(cfg), trap)[1]["rule"] == "trap"
+    step, reason = _step_pruned_when_worse_than_the_others(instantiate(cfg))
+    assert step == 10 and reason["rule"] == "wrapped" and reason["pruner"] == "MedianPruner"
     # The YAML keys are exactly the constructor's arguments (a misspelt key would fail to instantiate).
     cfg.rulez = ["trap"]
     with pytest.raises(Exception, match="rulez"):
@@ -470,7 +480,7 @@ def test_module_docstring_names_the_attrs_it_reads():
 # --- inside a real wwtune study (tests/study_tasks.py, configs in tests/userproj) ---------------------
 
 
-def test_study_with_pruner_alpha_prunes_and_stores_why(project):  # noqa: F811
+def test_study_with_pruner_alpha_prunes_and_stores_why(project):
     from wwtune.cli import compose
     from wwtune.study import run_study
 
@@ -488,7 +498,7 @@ def test_study_with_pruner_alpha_prunes_and_stores_why(project):  # noqa: F811
         assert max(t.intermediate_values) == 2
 
 
-def test_study_with_a_wrapped_pruner_from_the_command_line(project):  # noqa: F811
+def test_study_with_a_wrapped_pruner_from_the_command_line(project):
     from wwtune.cli import compose
     from wwtune.study import run_study
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
-from study_fixtures import LAYER_KEYS, project  # noqa: F401 - pytest fixture
+from study_fixtures import LAYER_KEYS
 
 from wwtune.cli import compose
 from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
@@ -26,7 +26,7 @@ def by_state(study, state):
     return [t for t in study.get_trials() if t.state == state]
 
 
-def test_trial_stores_the_contract_attrs(project):  # noqa: F811
+def test_trial_stores_the_contract_attrs(project):
     study = run_study(cfg("study.n_trials=2"))
     assert len(by_state(study, TrialState.COMPLETE)) == 2
     t = study.trials[0]
@@ -51,7 +51,7 @@ def test_trial_stores_the_contract_attrs(project):  # noqa: F811
     assert sattrs["wwtune.config"]["study"]["name"] == "tiny"
 
 
-def test_per_layer_lr_mult_reaches_the_optimizer(project):  # noqa: F811
+def test_per_layer_lr_mult_reaches_the_optimizer(project):
     study = run_study(cfg("study.n_trials=2"))
     for t in study.trials:
         groups = t.user_attrs["wwtune.result"]["group_lrs"]
@@ -59,7 +59,7 @@ def test_per_layer_lr_mult_reaches_the_optimizer(project):  # noqa: F811
         assert groups["default"] == pytest.approx(t.params["lr"])
 
 
-def test_best_params_yaml_round_trips(project):  # noqa: F811
+def test_best_params_yaml_round_trips(project):
     c = cfg("study.n_trials=3")
     study = run_study(c)
     doc = yaml.safe_load((project / "studies" / "tiny" / "best_params.yaml").read_text())
@@ -72,7 +72,7 @@ def test_best_params_yaml_round_trips(project):  # noqa: F811
     assert "fc1" in text and "spectral analysis" in text
 
 
-def test_seeded_single_worker_study_is_reproducible(project):  # noqa: F811
+def test_seeded_single_worker_study_is_reproducible(project):
     a = run_study(cfg("study.n_trials=4", "study.name=run_a"))
     b = run_study(cfg("study.n_trials=4", "study.name=run_b"))
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
@@ -81,7 +81,7 @@ def test_seeded_single_worker_study_is_reproducible(project):  # noqa: F811
     assert [t.params for t in c.trials] != [t.params for t in a.trials]
 
 
-def test_rerun_resumes_and_counts_toward_total(project):  # noqa: F811
+def test_rerun_resumes_and_counts_toward_total(project):
     first = run_study(cfg("study.n_trials=2"))
     params = [t.params for t in first.trials]
     again = run_study(cfg("study.n_trials=3"))
@@ -89,7 +89,7 @@ def test_rerun_resumes_and_counts_toward_total(project):  # noqa: F811
     assert len(run_study(cfg("study.n_trials=3")).trials) == 3  # nothing left to do
 
 
-def test_ctrl_c_stops_the_study_and_rerun_resumes(project):  # noqa: F811
+def test_ctrl_c_stops_the_study_and_rerun_resumes(project):
     c = cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=3")
     run_study(cfg("objective.task=study_tasks:interrupt_once", "study.n_trials=1"))
     (project / "stop_now").write_text("")
@@ -101,7 +101,7 @@ def test_ctrl_c_stops_the_study_and_rerun_resumes(project):  # noqa: F811
     assert study.trials[1].user_attrs["wwtune.fail_reason"].startswith("interrupted: stopped by the user")
 
 
-def test_crashing_task_fails_only_its_trials(project):  # noqa: F811
+def test_crashing_task_fails_only_its_trials(project):
     study = run_study(
         cfg(
             "objective.task=study_tasks:crash_some",
@@ -129,7 +129,7 @@ def test_crashing_task_fails_only_its_trials(project):  # noqa: F811
         ("not_a_dict", "must return a dict or None but returned int"),
     ],
 )
-def test_sanity_failures_store_their_reason(project, task, reason):  # noqa: F811
+def test_sanity_failures_store_their_reason(project, task, reason):
     study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=2", "objective.heldout=null"))
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert all(reason in t.user_attrs["wwtune.fail_reason"] for t in study.trials)
@@ -137,7 +137,7 @@ def test_sanity_failures_store_their_reason(project, task, reason):  # noqa: F81
     assert not (project / "studies" / "tiny" / "best_params.yaml").exists()
 
 
-def test_infeasible_mode_keeps_trial_but_never_best(project):  # noqa: F811
+def test_infeasible_mode_keeps_trial_but_never_best(project):
     study = run_study(
         cfg(
             "objective.task=study_tasks:flat_loss",
@@ -156,7 +156,7 @@ def test_infeasible_mode_keeps_trial_but_never_best(project):  # noqa: F811
         _ = study.best_trial
 
 
-def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):  # noqa: F811
+def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):
     study = run_study(cfg("score=heldout", "study.n_trials=2"))
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     for t in study.trials:
@@ -165,7 +165,7 @@ def test_heldout_score_optimises_heldout_and_still_stores_alpha(project):  # noq
 
 
 @pytest.mark.parametrize("sampler", ["random", "cmaes", "gp", "tpe"])
-def test_every_shipped_sampler_runs(project, sampler):  # noqa: F811
+def test_every_shipped_sampler_runs(project, sampler):
     overrides = [f"sampler={sampler}", "study.n_trials=2"]
     if sampler != "random":
         overrides.append("sampler.n_startup_trials=1")  # the model-based step runs on trial 2
@@ -177,7 +177,7 @@ def test_every_shipped_sampler_runs(project, sampler):  # noqa: F811
     assert len(by_state(study, TrialState.COMPLETE)) == 2
 
 
-def test_grid_sampler_uses_search_space_grid(project):  # noqa: F811
+def test_grid_sampler_uses_search_space_grid(project):
     study = run_study(
         cfg(
             "sampler=grid",
@@ -197,7 +197,7 @@ def test_grid_sampler_uses_search_space_grid(project):  # noqa: F811
         run_study(cfg("sampler=grid", "study.name=g2"))
 
 
-def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
+def test_sqlite_storage_and_median_pruner(project):
     study = run_study(
         cfg(
             "storage=sqlite",
@@ -214,7 +214,7 @@ def test_sqlite_storage_and_median_pruner(project):  # noqa: F811
         assert "MedianPruner pruned the trial at step" in reason["message"]
 
 
-def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
+def test_alpha_pruner_reason_is_stored(project):
     study = run_study(
         cfg(
             "pruner=alpha",
@@ -237,7 +237,7 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
     "overrides,match",
     [
         (["+study.n_trails=3"], r"'n_trails' \(did you mean 'n_trials'\?\)"),
-        (["+score.min_eval=3"], r"'min_eval' \(did you mean 'min_evals'\?\)"),
+        (["+score.min_eval=3"], r"'min_eval' \(did you mean 'min_evals_counted'\?\)"),
         (["+sampler.n_startup_trails=3"], r"'n_startup_trails' \(did you mean 'n_startup_trials'\?\)"),
         (["+analysis.min_eval=3"], "'min_eval'"),
         (["+sanity.min_loss=3"], "'min_loss'"),
@@ -264,12 +264,14 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
         (["sampler.multivariate=maybe"], "sampler.multivariate must be true or false but got 'maybe'"),
         (["sampler.seed=abc"], "sampler.seed must be an integer but got 'abc'"),
         (["score.band=abc"], r"band must be two finite numbers \[lo, hi\] but got 'abc'"),
-        (["score.min_evals=abc"], "min_evals must be a positive integer but got 'abc'"),
+        (["score.min_evals_counted=abc"], "score.min_evals_counted must be a positive integer but got 'abc'"),
         (["pruner=alpha", "pruner.under_trained_alpha=abc"], "pruner.under_trained_alpha must be a number"),
         (["pruner=median", "pruner.n_warmup_steps=abc"], "pruner.n_warmup_steps must be an integer"),
         (["study.progress_bar=maybe"], "study.progress_bar must be true or false but got 'maybe'"),
         (["sanity.check_weights=maybe"], "sanity.check_weights must be true or false"),
-        (["analysis.min_evals=abc"], "analysis.min_evals must be an integer but got 'abc'"),
+        (["analysis.min_evals_analysed=abc"], "analysis.min_evals_analysed must be an integer but got 'abc'"),
+        (["advise.z=0"], r"advise.z must be in \(0, inf\) but got 0"),
+        (["advise.fractions=[0.5,2.0]"], r"advise.fractions\[1\] must be in \(0, 1\] but got 2.0"),
         (["analysis.randomize=maybe"], "analysis.randomize must be true or false"),
         # storage URLs that cannot work: named, no SQLAlchemy traceback
         (["storage=sqlite", "storage.url=/path/x.db"], "storage.url must be a database URL such as sqlite:///"),
@@ -277,23 +279,23 @@ def test_alpha_pruner_reason_is_stored(project):  # noqa: F811
         (["storage=sqlite", "storage.url=mysql://me@h/db"], "needs a database driver that is not installed"),
     ],
 )
-def test_bad_config_fails_fast_naming_the_key(project, overrides, match):  # noqa: F811
+def test_bad_config_fails_fast_naming_the_key(project, overrides, match):
     with pytest.raises(ConfigError, match=match):
         run_study(cfg(*overrides))
-    assert not (project / "studies" / "tiny" / "journal.log").exists() or "storage" in overrides[0]
+    assert not (project / "studies").exists()  # nothing stored, nothing trained: it failed before the storage
 
 
-def test_validate_accepts_the_shipped_quickstart_shape(project):  # noqa: F811
+def test_validate_accepts_the_shipped_quickstart_shape(project):
     validate_config(cfg())
 
 
-def test_searched_value_overrides_fixed_default(project):  # noqa: F811
+def test_searched_value_overrides_fixed_default(project):
     study = run_study(cfg("+objective.fixed.lr=123.0", "study.n_trials=1"))
     t = study.trials[0]
     assert t.user_attrs["wwtune.result"]["group_lrs"]["default"] == pytest.approx(t.params["lr"])
 
 
-def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(project):  # noqa: F811
+def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(project):
     from wwtune.report import render_report
     from wwtune.spectral import analyze
     from wwtune.study import best_trial, best_trial_spectra, read_trial_spectra
@@ -333,7 +335,7 @@ def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(p
     assert not (project / "studies" / "nospectra" / "spectra").exists()
 
 
-def test_artifacts_switch_attaches_each_trials_layer_figure(project):  # noqa: F811
+def test_artifacts_switch_attaches_each_trials_layer_figure(project):
     from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 
     study = run_study(cfg("study.n_trials=2", "study.artifacts=true"))

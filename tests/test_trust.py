@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 from wwtune.trust import format_trust, trust_report
 
@@ -186,7 +185,7 @@ def test_report_does_not_depend_on_trial_order(pairs, data):
     assert 0.0 <= a["random_regret"] <= max(heldouts) - min(heldouts) + 1e-12
 
 
-def test_report_reads_what_a_real_study_stores(project):  # noqa: F811
+def test_report_reads_what_a_real_study_stores(project):
     from wwtune.cli import compose
     from wwtune.study import run_study
 

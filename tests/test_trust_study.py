@@ -9,7 +9,6 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from scipy import stats
-from study_fixtures import project  # noqa: F401 - pytest fixture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -27,7 +26,7 @@ def load(folder: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def test_cli_prints_and_stores_the_trust_report(project):  # noqa: F811
+def test_cli_prints_and_stores_the_trust_report(project):
     run = wwtune("study=tiny", "study.n_trials=12", "sampler=random", cwd=project)
     assert run.returncode == 0, run.stderr[-3000:]
     study = load(project, "tiny")
@@ -56,7 +55,7 @@ def test_cli_prints_and_stores_the_trust_report(project):  # noqa: F811
     assert f"#{trust['alpha_best']['trial']}: held-out {trust['alpha_best']['heldout']:.4g}" in out
 
 
-def test_no_trust_report_without_a_heldout_metric(project):  # noqa: F811
+def test_no_trust_report_without_a_heldout_metric(project):
     run = wwtune("study=tiny", "study.n_trials=3", "objective.heldout=null", cwd=project)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "wwtune.trust" not in load(project, "tiny").user_attrs

@@ -25,6 +25,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        # lazy: the bridge names load Optuna on first use, not on `import wwtune`
         import importlib
 
         value = getattr(importlib.import_module(_LAZY[name]), name)

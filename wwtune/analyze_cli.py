@@ -265,7 +265,7 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         if csv_path is not None:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.plot:
-        from wwtune.report import save_model_plots  # matplotlib only when plots are asked for
+        from wwtune.report import save_model_plots  # lazy: matplotlib only when plots are asked for
 
         paths = save_model_plots(df, args.plot, band=args.band, formats=tuple(args.plot_formats or ("png",)))
         if not args.quiet:

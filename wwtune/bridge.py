@@ -35,9 +35,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from wwtune.config import ON_VIOLATION
 from wwtune.objective import Pruned, Reporter, TrainingDiverged, check_finite_loss, check_finite_weights
 from wwtune.record import TrialWriter, json_safe, layers_record
+from wwtune.schema import ON_VIOLATION
 from wwtune.score import Score, ScoreResult
 from wwtune.spectral import analyze as spectral_analyze
 
@@ -105,10 +105,8 @@ def score_model(model: Any, score: Score | None = None, **analysis: Any) -> floa
         >>> isinstance(value, float)
         True
     """
-    from wwtune.spectral import analyze
-
     score = Score() if score is None else score
-    result = score(analyze(model, **_analysis_kwargs(score, analysis)))
+    result = score(spectral_analyze(model, **_analysis_kwargs(score, analysis)))
     if result.value is None:
         raise NoEligibleLayers(f"cannot score the model: {result.reason}")
     return float(result.value)
@@ -152,6 +150,9 @@ class StudyReporter(Reporter):
         store_every_analysis: store the per-layer table at every analysis (a pruner reads it in
             ``should_prune()``); otherwise only the latest is stored, by :meth:`flush_layers`.
         keep_spectra: keep the eigenvalues of the latest analysis in ``spectra``.
+
+    After training, ``losses`` (``[[step, loss], ...]``), ``last_result`` (the latest
+    :class:`~wwtune.score.ScoreResult`), ``analysis_s`` (seconds spent here) and ``spectra`` say what it saw.
     """
 
     trial: optuna.trial.Trial
@@ -164,14 +165,15 @@ class StudyReporter(Reporter):
     analyze: Callable[..., pd.DataFrame] | None = None
     store_every_analysis: bool = True
     keep_spectra: bool = False
-    losses: list[list[float]] = field(default_factory=list)
-    analysis_s: float = 0.0
-    last_step: int | None = None
-    analysed_step: int | None = None
-    last_result: ScoreResult | None = None
-    model: Any = None
-    pending_layers: dict[str, Any] | None = None
-    spectra: pd.DataFrame | None = None
+    # what the reporter has seen so far (not constructor arguments)
+    losses: list[list[float]] = field(default_factory=list, init=False)
+    analysis_s: float = field(default=0.0, init=False)
+    last_step: int | None = field(default=None, init=False)
+    analysed_step: int | None = field(default=None, init=False)
+    last_result: ScoreResult | None = field(default=None, init=False)
+    model: Any = field(default=None, init=False)
+    pending_layers: dict[str, Any] | None = field(default=None, init=False)
+    spectra: pd.DataFrame | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.writer = TrialWriter(self.trial)

@@ -90,7 +90,8 @@ def _run(cfg: DictConfig) -> None:
     # lazy, as in _write_report
     from hydra.core.hydra_config import HydraConfig
 
-    from wwtune.config import ConfigError, make_score, validate_config
+    # lazy: only the CLI run needs these
+    from wwtune.config import ConfigError, make_score, normalize_config, validate_config
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
     from wwtune.study_summary import summary_text
@@ -102,7 +103,7 @@ def _run(cfg: DictConfig) -> None:
         print(f"wwtune: configuration error: {moved}", file=sys.stderr)
         _exit_code[0] = 2
         return
-    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    plain: dict[str, Any] = normalize_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
     mode = plain.get("mode", "optimize")
     try:
@@ -207,6 +208,7 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
+    # lazy: only the CLI run needs these
     from wwtune.sweeper_migration import check_composed, check_overrides
 
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)

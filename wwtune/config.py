@@ -1,13 +1,15 @@
 """Checking the composed configuration before any training: unknown keys and bad values fail here.
 
-:func:`validate_config` raises :class:`ConfigError` naming the key, the value and what is allowed;
-:func:`make_score` builds the run's one :class:`~wwtune.score.Score` from the ``score`` section;
-:func:`load_task` imports the ``objective.task`` function.
+The keys and their value rules are declared once, in :mod:`wwtune.schema`; :func:`validate_config` applies
+them and the rules that join sections (a score direction against ``study.direction``, ``score=heldout``
+against ``objective.heldout``, ``_target_`` nodes against their target's signature). It raises
+:class:`ConfigError` naming the key, the value and what is allowed. :func:`make_score` builds the run's
+one :class:`~wwtune.score.Score`; :func:`analysis_kwargs` turns ``analysis`` into :func:`wwtune.analyze`'s
+keyword arguments; :func:`load_task` imports the ``objective.task`` function.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import logging
@@ -18,71 +20,35 @@ from typing import Any
 
 from hydra.utils import get_object
 
+from wwtune.schema import (
+    ANALYZE_ARGS,
+    ConfigError,
+    analysis_keys,
+    check_section,
+    check_value,
+    normalize_config,
+    unknown_keys,
+)
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.spectral import analyze
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import kinds as storage_kinds
 
-__all__ = ["KNOWN_KEYS", "ConfigError", "load_task", "make_score", "unknown_keys", "validate_config"]
+__all__ = [
+    "ConfigError",
+    "analysis_kwargs",
+    "load_task",
+    "make_score",
+    "normalize_config",
+    "unknown_keys",
+    "validate_config",
+]
 
 _logger = logging.getLogger(__name__)
 
-#: Allowed keys of each section of the composed config. A teammate adding a section adds it here.
-KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": (
-        "mode",
-        "advise",
-        "study",
-        "objective",
-        "search_space",
-        "sampler",
-        "pruner",
-        "storage",
-        "score",
-        "sanity",
-        "analysis",
-        "worker_id",
-    ),
-    "study": (
-        "name",
-        "n_trials",
-        "seed",
-        "direction",
-        "timeout",
-        "studies_dir",
-        "progress_bar",
-        "torch_threads",
-        "report",
-        "artifacts",
-        "spectra",
-    ),
-    "objective": ("task", "budget", "report_every", "data_fraction", "fixed", "heldout"),
-    "objective.heldout": ("name", "direction"),
-    "score": ("kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"),
-    "storage": STORAGE_KEYS,
-    "sanity": ("check_weights", "min_loss_drop", "on_violation"),
-}
-MODES = ("optimize", "advise", "report")
-ON_VIOLATION = ("fail", "infeasible")
 #: keys Hydra reads in a ``_target_`` node besides the target's own arguments
 HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_", "_args_")
-
-
-class ConfigError(ValueError):
-    """The composed configuration is invalid; the message names the key, the value and what is allowed."""
-
-
-def unknown_keys(section: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if not unknown:
-        return
-    where = f"'{section}'" if section else "the top level"
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ConfigError(f"Unknown key(s) in {where}: {', '.join(hints)}; allowed: {sorted(allowed)}.")
 
 
 def _check_target(section: str, node: Mapping[str, Any]) -> None:
@@ -117,7 +83,7 @@ def _check_types(section: str, node: Mapping[str, Any], params: Mapping[str, ins
             continue
         kind = int if key == "seed" else _plain_kind(param)
         if kind is not None:
-            _check_value(f"{section}.{key}", value, kind)
+            check_value(f"{section}.{key}", value, kind)
 
 
 def _plain_kind(param: inspect.Parameter) -> type | None:
@@ -133,90 +99,29 @@ def _plain_kind(param: inspect.Parameter) -> type | None:
     return kinds.get(names.pop()) if len(names) == 1 else None
 
 
-_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _check_value(key: str, value: Any, kind: type) -> None:
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ConfigError(f"{key} must be {_KIND_NAMES[kind]} but got {value!r}.")
-
-
 def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`."""
-    unknown_keys("", cfg, KNOWN_KEYS[""])
-    for section in ("study", "objective", "score", "storage", "sanity"):
-        node = cfg.get(section)
-        if not isinstance(node, Mapping):
-            raise ConfigError(f"Config section '{section}' is missing or not a mapping (got {node!r}).")
-        unknown_keys(section, node, KNOWN_KEYS[section])
-    mode = cfg.get("mode", "optimize")
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {list(MODES)} but got {mode!r}.")
-    study, objective, sanity = cfg["study"], cfg["objective"], cfg["sanity"]
-    _positive_int("study.n_trials", study.get("n_trials"))
-    _positive_int("objective.budget", objective.get("budget"))
-    _positive_int("objective.report_every", objective.get("report_every", 1))
-    if not isinstance(study.get("seed"), int) or isinstance(study.get("seed"), bool):
-        raise ConfigError(f"study.seed must be an integer but got {study.get('seed')!r}.")
-    if study.get("direction", "auto") not in ("auto", "minimize", "maximize"):
-        raise ConfigError(
-            f"study.direction must be one of ['auto', 'minimize', 'maximize'] but got {study['direction']!r}."
-        )
-    threads = study.get("torch_threads")
-    if threads is not None:
-        _positive_int("study.torch_threads", threads)
-    for key in ("progress_bar", "report", "artifacts", "spectra"):
-        _check_value(f"study.{key}", study.get(key, False), bool)
-    _check_value("sanity.check_weights", sanity.get("check_weights", True), bool)
-    timeout = study.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError(f"study.timeout must be a positive number of seconds or null but got {timeout!r}.")
-    frac = objective.get("data_fraction", 1.0)
-    if not isinstance(frac, (int, float)) or not 0.0 < frac <= 1.0:
-        raise ConfigError(f"objective.data_fraction must be in (0, 1] but got {frac!r}.")
-    if not isinstance(objective.get("task"), str) or ":" not in objective["task"]:
-        raise ConfigError(
-            "objective.task must be 'module:function' (e.g. my_pkg.my_mod:train) "
-            f"but got {objective.get('task')!r}."
-        )
-    fixed = objective.get("fixed") or {}
-    if not isinstance(fixed, Mapping):
-        raise ConfigError(f"objective.fixed must be a mapping of hyperparameter values but got {fixed!r}.")
-    heldout = objective.get("heldout")
+    """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`.
+
+    Deprecated key names (:data:`wwtune.schema.DEPRECATED`) are accepted with a DeprecationWarning.
+    """
+    cfg = normalize_config(cfg)
+    check_section("", cfg)
+    for section in ("study", "objective", "score", "sanity"):
+        check_section(section, cfg[section])
+    unknown_keys("storage", cfg["storage"], STORAGE_KEYS)
+    heldout = cfg["objective"].get("heldout")
     if heldout is not None:
-        if not isinstance(heldout, Mapping):
-            raise ConfigError(f"objective.heldout must be {{name, direction}} or null but got {heldout!r}.")
-        unknown_keys("objective.heldout", heldout, KNOWN_KEYS["objective.heldout"])
-        if heldout.get("direction") not in ("minimize", "maximize"):
-            raise ConfigError(
-                "objective.heldout.direction must be one of ['minimize', 'maximize'] "
-                f"but got {heldout.get('direction')!r}."
-            )
-    if sanity.get("on_violation", "fail") not in ON_VIOLATION:
-        raise ConfigError(
-            f"sanity.on_violation must be one of {list(ON_VIOLATION)} but got {sanity.get('on_violation')!r}."
-        )
-    drop = sanity.get("min_loss_drop", 0.0)
-    if drop is not None and (not isinstance(drop, (int, float)) or not 0.0 <= drop < 1.0):
-        raise ConfigError(f"sanity.min_loss_drop must be in [0, 1) or null but got {drop!r}.")
+        check_section("objective.heldout", heldout)
+    if cfg.get("advise") is not None:
+        check_section("advise", cfg["advise"])
     for section in ("sampler", "pruner"):
         node = cfg.get(section)
         if not isinstance(node, Mapping):
             raise ConfigError(f"Config section '{section}' is missing or not a mapping (got {node!r}).")
         _check_target(section, node)
     analysis = cfg.get("analysis") or {}
-    analyze_params = inspect.signature(analyze).parameters
-    allowed = tuple(k for k in analyze_params if k not in ("source", "keep_evals"))
-    unknown_keys("analysis", analysis, allowed)
-    _check_types("analysis", analysis, analyze_params)
+    unknown_keys("analysis", analysis, analysis_keys())
+    _check_types("analysis", analysis, _analysis_params())
     try:
         score = make_score(cfg)
     except (ValueError, TypeError) as exc:
@@ -228,10 +133,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     kind = cfg["storage"].get("kind", "journal")
     if kind not in storage_kinds():
         raise ConfigError(f"storage.kind must be one of {storage_kinds()} but got {kind!r}.")
+    fixed = cfg["objective"].get("fixed") or {}
     clash = sorted(set(fixed) & set(space.names + list(space.constants)))
     if clash:  # fixed values double as a task's untuned defaults (the advisor reads them); search wins
         _logger.info("Searched hyperparameter(s) %s override their objective.fixed values.", clash)
-    wanted = study.get("direction", "auto")
+    wanted = cfg["study"].get("direction", "auto")
     if wanted != "auto" and wanted != score.direction:
         raise ConfigError(
             f"study.direction={wanted!r} contradicts score kind {score.kind!r}, which must be "
@@ -243,14 +149,28 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         )
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer but got {value!r}.")
+def _analysis_params() -> dict[str, inspect.Parameter]:
+    """wwtune.analyze's parameters under their ``analysis`` names."""
+    rename = {v: k for k, v in ANALYZE_ARGS.items()}
+    return {rename.get(k, k): p for k, p in inspect.signature(analyze).parameters.items()}
+
+
+def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[str, Any]:
+    """The ``analysis`` section as :func:`wwtune.analyze` keyword arguments. With ``score``, a missing
+    ``min_evals_analysed`` defaults to ``min(8, score.min_evals)`` (a layer the score counts is analysed)."""
+    analysis = dict(normalize_config(cfg).get("analysis") or {})
+    out = {ANALYZE_ARGS.get(k, k): v for k, v in analysis.items()}
+    if score is not None:
+        out.setdefault("min_evals", min(8, score.min_evals))
+    return out
 
 
 def make_score(cfg: Mapping[str, Any]) -> Score:
+    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction)."""
     heldout = cfg["objective"].get("heldout") or {}
-    return Score.from_config(cfg["score"], heldout_direction=heldout.get("direction", "maximize"))
+    return Score.from_config(
+        normalize_config(cfg)["score"], heldout_direction=heldout.get("direction", "maximize")
+    )
 
 
 def load_task(spec: str) -> Callable[..., Any]:

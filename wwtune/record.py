@@ -105,8 +105,8 @@ FAILED_FIT_MAX_ALPHA = 1.0
 
 # ------------------------------------------------------------------------------------------ values
 def json_safe(value: Any) -> Any:
-    """A JSON-serialisable copy: non-finite floats become None, numpy/torch scalars Python numbers, mapping
-    keys strings, tuples lists; anything else its ``str``."""
+    """A JSON-serialisable copy: non-finite floats and pandas' NA become None, numpy/torch scalars Python
+    numbers, mapping keys strings, tuples lists; anything else its ``str``."""
     if isinstance(value, (bool, int, str)) or value is None:
         return value
     if isinstance(value, float):
@@ -118,7 +118,13 @@ def json_safe(value: Any) -> Any:
     try:
         return json_safe(value.item())  # numpy / torch scalars
     except (AttributeError, ValueError):
-        return str(value)
+        pass
+    try:
+        if pd.isna(value):  # pandas' NA / NaT
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -229,31 +235,15 @@ def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, An
         [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
     )
     for column in ("alpha", "num_evals"):
-        record[column] = [_plain(v) for v in layers[column]]
+        record[column] = [json_safe(v) for v in layers[column]]
     record["eligible"] = [bool(e) for e in eligible]
     for column in ("warning", "status", "lambda_max", "log_norm", "rank_loss"):
         present = column in layers.columns
-        record[column] = [_plain(v) for v in layers[column]] if present else [None] * len(layers)
-    record["num_traps"] = [_plain(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
+        record[column] = [json_safe(v) for v in layers[column]] if present else [None] * len(layers)
+    record["num_traps"] = (
+        [json_safe(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
+    )
     return record
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe cell: numpy → Python, NaN/Inf/NA → None, other objects their ``str``."""
-    if value is None:
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value if isinstance(value, str) else str(value)
 
 
 class TrialWriter:

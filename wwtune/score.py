@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from wwtune.record import failed_fits, layers_record
+from wwtune.schema import SCHEMA, normalize_config
 
 # failed_fits and layers_record live in wwtune.record (the stored record); re-exported here
 __all__ = ["KINDS", "WEIGHTS", "Score", "ScoreResult", "failed_fits", "layers_record"]
@@ -150,12 +151,16 @@ class Score:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], heldout_direction: str | None = None) -> Score:
-        """Build from a ``conf/score`` mapping (keys as in ``__init__``)."""
-        allowed = {"kind", "band", "min_evals", "weights", "failed_penalty", "tie_break"}
+        """Build from a ``conf/score`` mapping (keys of :data:`wwtune.schema.SCHEMA` ``["score"]``: those of
+        ``__init__``, with ``min_evals`` spelled ``min_evals_counted``)."""
+        cfg = normalize_config({"score": cfg})["score"]  # score.min_evals: the deprecated name
+        allowed = set(SCHEMA["score"])
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise ValueError(f"Unknown score setting(s) {unknown}; allowed: {sorted(allowed)}.")
         kwargs = dict(cfg)
+        if "min_evals_counted" in kwargs:
+            kwargs["min_evals"] = kwargs.pop("min_evals_counted")
         if heldout_direction is not None:
             kwargs["heldout_direction"] = heldout_direction
         return cls(**kwargs)

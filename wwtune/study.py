@@ -35,7 +35,7 @@ from hydra.utils import get_object, instantiate
 from optuna.trial import TrialState
 
 from wwtune.bridge import StudyReporter
-from wwtune.config import ConfigError, load_task, make_score, validate_config
+from wwtune.config import ConfigError, load_task, make_score, normalize_config, validate_config
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import (
     SPECTRA_DIR,
@@ -131,6 +131,7 @@ def run_study(
             cfg = compose(["study=quickstart", "study.n_trials=2", "storage.url=/tmp/q.log"])
             study = run_study(cfg)
     """
+    cfg = normalize_config(cfg)  # deprecated key names, renamed with a warning
     validate_config(cfg)
     try:
         worker_id = resolve_worker_id(cfg.get("worker_id"))

@@ -132,6 +132,7 @@ def check_composed(args: Sequence[str]) -> str | None:
     """
     if not any(a in ("-m", "--multirun") for a in args):
         return None
+    # lazy: Hydra's parser and the config only when the check runs
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -181,14 +182,16 @@ def check_overrides(args: Sequence[str]) -> str | None:
             return f"{name} is a hydra-optuna-sweeper setting, which wwtune does not read; use {target}."
     if not any(a in ("-m", "--multirun") for a in args):
         return None
+    # lazy: Hydra's parser and the config only when the check runs
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import IntervalSweep
     from hydra.errors import HydraException
 
-    from wwtune.config import KNOWN_KEYS
+    # lazy: Hydra's parser and the config only when the check runs
+    from wwtune.schema import SCHEMA
 
     # a multirun over wwtune's own sections (`-m worker_id=0,1`, `-m study.seed=0,1`) is Hydra's own job
-    sections = (*KNOWN_KEYS[""], "hydra")
+    sections = (*SCHEMA[""], "hydra")
     parser = OverridesParser.create()
     sweeps: dict[str, str] = {}
     for arg in plain:

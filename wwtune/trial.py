@@ -19,6 +19,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from wwtune.bridge import HAS_SET_CONSTRAINT, StudyReporter, TrialBridge, TrialFailed, loss_violation
+from wwtune.config import analysis_kwargs
 from wwtune.objective import Params, Pruned, TrainingDiverged
 from wwtune.record import (
     SPECTRA_DIR,
@@ -73,9 +74,7 @@ class TrialRunner:
         self.min_loss_drop = sanity.get("min_loss_drop")
         self.on_violation = sanity.get("on_violation", "fail")
         self.check_weights = bool(sanity.get("check_weights", True))
-        analysis = dict(cfg.get("analysis") or {})
-        analysis.setdefault("min_evals", min(8, score.min_evals))
-        self.analysis = analysis
+        self.analysis = analysis_kwargs(cfg, score)
         # the α score is stored even when the study optimises the held-out metric (for the trust report)
         self.alpha_score = (
             score

@@ -16,9 +16,10 @@ from torch import nn
 
 from wwtune.advice import runs as retraining
 from wwtune.advice.rule import DecisionRule, Trend, decide, trend_of, tuning_headroom
-from wwtune.config import load_task, make_score
+from wwtune.config import analysis_kwargs, load_task, make_score
 from wwtune.record import STUDY_ADVICE, atomic_write_text, json_safe, study_folder
 from wwtune.report.advice_plot import plot_advice
+from wwtune.schema import check_section, defaults
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.spectral import analyze
@@ -188,16 +189,8 @@ def format_advice(advice: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Keys of the ``advise:`` config block (``conf/advise/default.yaml``) and their defaults.
-ADVISE_DEFAULTS: dict[str, Any] = {
-    "fractions": list(retraining.DEFAULT_FRACTIONS),
-    "seeds": [0, 1],
-    "budget_per_data": True,
-    "data_threshold": DecisionRule.data_threshold,
-    "spread_threshold": DecisionRule.spread_threshold,
-    "z": DecisionRule.z,
-    "min_effect": DecisionRule.min_effect,
-}
+#: Keys of the ``advise:`` config block and their defaults (declared in :data:`wwtune.schema.SCHEMA`).
+ADVISE_DEFAULTS: dict[str, Any] = defaults("advise")
 
 
 def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None = None) -> dict[str, Any]:
@@ -212,9 +205,7 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
     :class:`~wwtune.score.Score` when the caller built it (default: from ``cfg``).
     """
     block = dict(cfg.get("advise") or {})
-    unknown = sorted(set(block) - set(ADVISE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown advise setting(s) {unknown}; allowed: {sorted(ADVISE_DEFAULTS)}.")
+    check_section("advise", block)  # ConfigError (a ValueError) naming a bad key or value
     opts = {**ADVISE_DEFAULTS, **block}
     objective = cfg["objective"]
     if study is None:
@@ -227,7 +218,7 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
         raise ValueError(
             "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
         )
-    analysis = dict(cfg.get("analysis") or {})
+    analysis = analysis_kwargs(cfg)
     rule = DecisionRule(
         **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}
     )

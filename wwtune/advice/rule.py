@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 
 from wwtune.record import feasible_trials
+from wwtune.schema import SCHEMA
 
 if TYPE_CHECKING:
     from wwtune.advice.runs import RunRecord
@@ -170,10 +171,10 @@ class DecisionRule:
         assert decide(alpha, spread, best, typical, DecisionRule())["verdict"] == "more data"
     """
 
-    data_threshold: float = 0.3
-    spread_threshold: float = 0.05
-    z: float = 2.0
-    min_effect: float = 0.05
+    data_threshold: float = SCHEMA["advise"]["data_threshold"].default
+    spread_threshold: float = SCHEMA["advise"]["spread_threshold"].default
+    z: float = SCHEMA["advise"]["z"].default
+    min_effect: float = SCHEMA["advise"]["min_effect"].default
 
     def __post_init__(self) -> None:
         for name in ("data_threshold", "spread_threshold", "z"):

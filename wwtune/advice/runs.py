@@ -18,6 +18,7 @@ from torch import nn
 
 from wwtune.objective import NullReporter, Params, TrainingDiverged, check_finite_weights
 from wwtune.record import failed_fits, feasible_trials
+from wwtune.schema import SCHEMA
 from wwtune.score import Score
 from wwtune.spectral import analyze
 
@@ -34,7 +35,7 @@ __all__ = [
 logger = logging.getLogger("wwtune.advice")
 
 #: Fractions of the available training data at which each configuration is retrained.
-DEFAULT_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+DEFAULT_FRACTIONS: tuple[float, ...] = tuple(SCHEMA["advise"]["fractions"].default)
 
 
 def check_task(task: Callable[..., Any]) -> None:

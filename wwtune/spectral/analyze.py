@@ -220,6 +220,7 @@ def analyze(
         (list(RANDOMIZE_COLUMNS) if randomize else []) + (["evals"] if keep_evals or plot_dir else [])
     df = pd.DataFrame(rows, columns=columns)
     if plot_dir is not None:
+        # lazy: matplotlib only when plots are asked for
         from wwtune.report import save_model_plots  # matplotlib only when plots are asked for
 
         paths = save_model_plots(df, plot_dir, min_evals=min_evals)

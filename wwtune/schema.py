@@ -1,0 +1,307 @@
+"""The configuration schema: every section's keys, declared once, with their defaults and value rules.
+
+:data:`SCHEMA` maps a section (``""`` is the top level, ``"objective.heldout"`` a nested one) to its keys;
+each :class:`Key` says its default (:data:`REQUIRED` when there is none) and how its value is checked.
+:func:`check_section` applies one section of it, :func:`normalize_config` accepts the deprecated key names
+of :data:`DEPRECATED`. Two sections are declared by what they configure: ``analysis`` takes the keyword
+arguments of :func:`wwtune.analyze` (:func:`analysis_keys`), ``storage`` the keys of
+:data:`wwtune.storage.KNOWN_KEYS`; ``sampler`` and ``pruner`` are ``_target_`` nodes checked against
+their target's signature (:mod:`wwtune.config`).
+
+A new config key: add a :class:`Key` to its section here and to the YAML in ``conf/`` that sets it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wwtune.spectral import analyze
+
+__all__ = [
+    "DEPRECATED",
+    "REQUIRED",
+    "SCHEMA",
+    "ConfigError",
+    "Key",
+    "analysis_keys",
+    "check_section",
+    "check_value",
+    "defaults",
+    "normalize_config",
+    "unknown_keys",
+]
+
+
+class ConfigError(ValueError):
+    """The composed configuration is invalid; the message names the key, the value and what is allowed."""
+
+
+#: the default of a key that has none (it must be given)
+REQUIRED: Any = object()
+
+Check = Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its default (:data:`REQUIRED`: none), its value rule and one line of doc."""
+
+    default: Any = None
+    check: Check | None = None
+    doc: str = ""
+
+
+# ------------------------------------------------------------------------------------------ value rules
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_value(key: str, value: Any, kind: type) -> None:
+    """``value`` must be of the plain ``kind`` (bool, int, float (an int counts), str)."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{key} must be {_KIND_NAMES[kind]} but got {value!r}.")
+
+
+def _kind(kind: type) -> Check:
+    return lambda key, value: check_value(key, value, kind)
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer but got {value!r}.")
+
+
+def _nullable(check: Check) -> Check:
+    return lambda key, value: None if value is None else check(key, value)
+
+
+def _one_of(*choices: Any) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {list(choices)} but got {value!r}.")
+
+    return check
+
+
+def _number(low: float, high: float, text: str, *, low_open: bool = False, high_open: bool = False) -> Check:
+    """A number in the interval ``text`` names (e.g. "(0, 1]")."""
+
+    def check(key: str, value: Any) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (
+            ok
+            and (low < value if low_open else low <= value)
+            and (value < high if high_open else value <= high)
+        )
+        if not ok:
+            raise ConfigError(f"{key} must be in {text} but got {value!r}.")
+
+    return check
+
+
+def _positive_seconds(key: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number of seconds or null but got {value!r}.")
+
+
+def _task(key: str, value: Any) -> None:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{key} must be 'module:function' (e.g. my_pkg.my_mod:train) but got {value!r}.")
+
+
+def _mapping(what: str) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be {what} but got {value!r}.")
+
+    return check
+
+
+def _distinct(kind: type, at_least: int, what: str, inside: Check | None = None) -> Check:
+    """A list of at least ``at_least`` distinct values of ``kind``, each passing ``inside``."""
+
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list of {what} but got {value!r}.")
+        for i, item in enumerate(value):
+            check_value(f"{key}[{i}]", item, kind)
+            if inside is not None:
+                inside(f"{key}[{i}]", item)
+        if len(set(value)) < at_least:
+            raise ConfigError(f"{key} must hold at least {at_least} distinct {what} but got {list(value)!r}.")
+
+    return check
+
+
+def _section(key: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"Config section '{key}' is missing or not a mapping (got {value!r}).")
+
+
+_POSITIVE = _number(0.0, math.inf, "(0, inf)", low_open=True, high_open=True)
+_NON_NEGATIVE = _number(0.0, math.inf, "[0, inf)", high_open=True)
+
+# ------------------------------------------------------------------------------------------ the schema
+MODES = ("optimize", "advise", "report")
+ON_VIOLATION = ("fail", "infeasible")
+
+#: Every section's keys (``analysis`` and ``storage``: see :func:`analysis_keys` and the module docstring).
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": {
+        "mode": Key("optimize", _one_of(*MODES), "optimize | advise | report"),
+        "advise": Key(None, _nullable(_section), "settings of mode=advise"),
+        "study": Key(REQUIRED, _section, "the study"),
+        "objective": Key(REQUIRED, _section, "the training task"),
+        "search_space": Key(None, None, "the hyperparameters searched (wwtune.search_space)"),
+        "sampler": Key(REQUIRED, None, "an Optuna sampler (_target_ node)"),
+        "pruner": Key(REQUIRED, None, "an Optuna pruner (_target_ node)"),
+        "storage": Key(REQUIRED, _section, "where trials are stored"),
+        "score": Key(REQUIRED, _section, "the study's objective (wwtune.score)"),
+        "sanity": Key(REQUIRED, _section, "rules that fail diverged or non-learning runs"),
+        "analysis": Key(None, _nullable(_section), "keyword arguments of wwtune.analyze"),
+        "worker_id": Key(None, None, "this worker's id (null: a single worker)"),
+    },
+    "study": {
+        "name": Key(REQUIRED, None, "folder under studies_dir; the same name resumes"),
+        "n_trials": Key(REQUIRED, _positive_int, "total finished trials wanted"),
+        "seed": Key(REQUIRED, _kind(int), "sampler seed; trial k trains with seed + k"),
+        "direction": Key("auto", _one_of("auto", "minimize", "maximize"), "auto: from the score"),
+        "timeout": Key(None, _nullable(_positive_seconds), "seconds for this run, or null"),
+        "studies_dir": Key("studies", None, "where study folders live"),
+        "progress_bar": Key(True, _kind(bool), "Optuna's progress bar"),
+        "torch_threads": Key(None, _nullable(_positive_int), "torch.set_num_threads for the trials"),
+        "report": Key(True, _kind(bool), "write report.html at the end of each run"),
+        "artifacts": Key(False, _kind(bool), "attach each trial's α-per-layer figure as an Optuna artifact"),
+        "spectra": Key(True, _kind(bool), "keep each trial's final eigenvalues for the report"),
+    },
+    "objective": {
+        "task": Key(REQUIRED, _task, "module:function of the task"),
+        "budget": Key(REQUIRED, _positive_int, "training budget per trial, in the task's unit"),
+        "report_every": Key(1, _positive_int, "analyse every this many steps"),
+        "data_fraction": Key(1.0, _number(0.0, 1.0, "(0, 1]", low_open=True), "share of the training data"),
+        "fixed": Key(None, _nullable(_mapping("a mapping of hyperparameter values")), "values not searched"),
+        "heldout": Key(None, _nullable(_mapping("{name, direction} or null")), "the task's held-out metric"),
+    },
+    "objective.heldout": {
+        "name": Key(REQUIRED, None, "name of the held-out metric"),
+        "direction": Key(REQUIRED, _one_of("minimize", "maximize"), "its direction"),
+    },
+    "score": {  # values are checked by wwtune.score.Score as well
+        "kind": Key("band_distance", None, "band_distance | mean_alpha | mean_alpha_weighted | heldout"),
+        "band": Key((2.0, 2.0), None, "target band of α"),
+        "min_evals_counted": Key(50, _positive_int, "layers with fewer eigenvalues are listed, not counted"),
+        "weights": Key("uniform", None, "uniform | num_evals"),
+        "failed_penalty": Key(None, None, "what a failed fit counts (default by kind)"),
+        "tie_break": Key(0.01, None, "pull toward the band centre"),
+    },
+    "sanity": {
+        "check_weights": Key(True, _kind(bool), "NaN/Inf weights fail the trial"),
+        "min_loss_drop": Key(
+            0.0,
+            _nullable(_number(0.0, 1.0, "[0, 1) or null", high_open=True)),
+            "the last loss must be this much below the first",
+        ),
+        "on_violation": Key("fail", _one_of(*ON_VIOLATION), "fail | infeasible"),
+    },
+    "advise": {  # the defaults are wwtune.advice's (DecisionRule reads its thresholds from here)
+        "fractions": Key(
+            [0.125, 0.25, 0.5, 1.0],
+            _distinct(float, 2, "fractions in (0, 1]", _number(0.0, 1.0, "(0, 1]", low_open=True)),
+            "data fractions at which the best and the typical trial are retrained",
+        ),
+        "seeds": Key([0, 1], _distinct(int, 2, "seeds"), "seeds per fraction"),
+        "budget_per_data": Key(True, _kind(bool), "scale an epoch budget by 1/fraction (equal steps)"),
+        "data_threshold": Key(0.3, _POSITIVE, "|Δ mean α| per doubling that counts as data-sensitive"),
+        "spread_threshold": Key(0.05, _POSITIVE, "narrowing of the α spread per doubling that counts too"),
+        "z": Key(2.0, _POSITIVE, "standard errors an effect must clear"),
+        "min_effect": Key(0.05, _NON_NEGATIVE, "smallest typical−best α-score gap that counts"),
+    },
+}
+
+#: Renamed keys: ``(section, old name) -> new name``. The old names are accepted, with a
+#: DeprecationWarning, in wwtune 0.1.x and removed in the next release.
+DEPRECATED: dict[tuple[str, str], str] = {
+    ("analysis", "min_evals"): "min_evals_analysed",
+    ("score", "min_evals"): "min_evals_counted",
+}
+#: wwtune.analyze's own names of the ``analysis`` keys that differ from them
+ANALYZE_ARGS = {"min_evals_analysed": "min_evals"}
+
+
+def analysis_keys() -> tuple[str, ...]:
+    """The ``analysis`` keys: :func:`wwtune.analyze`'s keyword arguments (``min_evals`` is
+    ``min_evals_analysed`` here, apart from ``score.min_evals_counted``)."""
+    rename = {v: k for k, v in ANALYZE_ARGS.items()}
+    return tuple(
+        rename.get(k, k) for k in inspect.signature(analyze).parameters if k not in ("source", "keep_evals")
+    )
+
+
+def defaults(section: str) -> dict[str, Any]:
+    """The defaults of a section's optional keys."""
+    return {k: key.default for k, key in SCHEMA[section].items() if key.default is not REQUIRED}
+
+
+# ------------------------------------------------------------------------------------------ checking
+def unknown_keys(section: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming each key of ``given`` not in ``allowed`` (with a close match)."""
+    unknown = sorted(set(given) - set(allowed))
+    if not unknown:
+        return
+    where = f"'{section}'" if section else "the top level"
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"Unknown key(s) in {where}: {', '.join(hints)}; allowed: {sorted(allowed)}.")
+
+
+def check_section(section: str, node: Mapping[str, Any]) -> None:
+    """Every key of ``node`` known to the schema's ``section``, every value (or default) by its rule."""
+    keys = SCHEMA[section]
+    unknown_keys(section, node, tuple(keys))
+    prefix = f"{section}." if section else ""
+    for name, key in keys.items():
+        value = node.get(name, None if key.default is REQUIRED else key.default)
+        if key.check is not None:
+            key.check(prefix + name, value)
+
+
+def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with the :data:`DEPRECATED` key names renamed, each with a DeprecationWarning.
+
+    The old names appear only in a user's own configs, so an old name given beside the new one (which the
+    shipped configs set) wins, and the warning names both values.
+    """
+    out = dict(cfg)
+    for (section, old), new in DEPRECATED.items():
+        node = out.get(section)
+        if not isinstance(node, Mapping) or old not in node:
+            continue
+        node = dict(node)
+        value = node.pop(old)
+        shadowed = (
+            f" (it overrides {section}.{new}={node[new]!r})" if new in node and node[new] != value else ""
+        )
+        warnings.warn(
+            f"{section}.{old} is renamed {section}.{new}; the old name is accepted in wwtune 0.1.x "
+            f"only: write {section}.{new}={value!r}{shadowed}.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        node[new] = value
+        out[section] = node
+    return out
