@@ -57,7 +57,14 @@ def test_int_steps_land_on_the_grid(low, span, step, seed):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     values, _ = space.suggest(study.ask())
     assert (values["n"] - low) % step == 0 and low <= values["n"] <= low + span
-    assert space.grid()["n"] == list(range(low, low + span + 1, step))
+    last = low + span // step * step  # the distribution's high, on the grid
+    if last == low:
+        with pytest.raises(SearchSpaceError, match="empty"):
+            space.grid()
+    else:  # a sweep string's grid stops one step before high, as hydra-optuna-sweeper's
+        assert space.grid()["n"] == list(range(low, last, step))
+    as_dict = SearchSpace({"n": {"type": "int", "low": low, "high": low + span, "step": step}})
+    assert as_dict.grid()["n"] == list(range(low, low + span + 1, step))  # the dict form keeps both ends
 
 
 def test_conditional_parameter_only_when_condition_holds():
@@ -146,7 +153,7 @@ def test_from_config_rejects_unknown_sections():
 def test_grid_needs_discrete_dimensions():
     assert SearchSpace({"a": "choice(1, 2)", "b": "range(0.1, 0.3, 0.1)"}).grid() == {
         "a": [1, 2],
-        "b": [0.1, 0.2, 0.3],
+        "b": [0.1, 0.2],  # as hydra-optuna-sweeper's grid: one step before high
     }
     with pytest.raises(SearchSpaceError, match="grid sampler needs discrete values but 'lr'"):
         SearchSpace({"lr": "interval(0, 1)"}).grid()

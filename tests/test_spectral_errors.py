@@ -97,7 +97,8 @@ def test_model_without_analyzable_layer() -> None:
     ({"dtype": "float16"}, ValueError, "dtype must be one of \\['float64', 'float32'\\] but got 'float16'"),
     ({"device": "tpu"}, ValueError, "device must be 'auto'.* but got 'tpu'"),
     ({"layer_types": ["dense", "lstm"]}, ValueError, "layer_types must be among .* but got \\['lstm'\\]"),
-    ({"layers": 3}, TypeError, "layers must be a string or a non-empty list of strings but got 3"),
+    ({"layers": 3.5}, TypeError, "layers must be a pattern string, a layer_id integer, or a non-empty list "
+         "of them but got 3.5"),
     ({"randomize": "yes"}, TypeError, "randomize must be True or False but got 'yes'"),
     ({"seed": -2}, ValueError, "seed cannot be less than 0 but got -2"),
     ({"colour": "red"}, TypeError, "colour"),

@@ -218,7 +218,7 @@ def test_grid_sampler_uses_search_space_grid(project):
             "study.n_trials=4",
             "search_space.params.lr='choice(0.1,0.2)'",
             "~search_space.layers.fc1",
-            "+search_space.layers.fc1.lr_mult='range(1,2,1)'",
+            "+search_space.layers.fc1.lr_mult='range(1,3,1)'",  # grid 1, 2 (the sweeper's end point)
         )
     )
     assert sorted((t.params["lr"], t.params["fc1/lr_mult"]) for t in study.trials) == [

@@ -1,5 +1,7 @@
 """wwtune: data-free hyperparameter tuning scored by the heavy-tailed spectra of trained weights."""
 
+from typing import Any
+
 from wwtune.compare import check_rules, compare, write_baseline
 from wwtune.objective import NullReporter, Params, Pruned, Reporter, TrainingDiverged, task
 from wwtune.spectral import COLUMNS, analyze, summary
@@ -18,19 +20,57 @@ def load_study(study_name: str, storage: object = "studies/{study_name}/journal.
         storage = storage.format(study_name=study_name)
     return optuna.load_study(study_name=study_name, storage=as_storage(storage))  # type: ignore[arg-type]
 
+
+# The bridge to a user's own training loop (plain Optuna, Lightning, Hugging Face): imported on first use,
+# so `import wwtune` stays free of Optuna's start-up cost (and of lightning / transformers, always).
+_LAZY = {
+    "AlphaPruner": "wwtune.pruners",
+    "NoEligibleLayers": "wwtune.bridge",
+    "Score": "wwtune.score",
+    "TrialBridge": "wwtune.bridge",
+    "TrialFailed": "wwtune.bridge",
+    "TrialPruned": "wwtune.bridge",
+    "format_trust": "wwtune.trust",
+    "score_model": "wwtune.bridge",
+    "store_trust": "wwtune.outcome",
+    "write_report": "wwtune.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        # lazy: the bridge names load Optuna on first use, not on `import wwtune`
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wwtune' has no attribute {name!r}")
+
+
 __all__ = [
     "COLUMNS",
+    "AlphaPruner",
+    "NoEligibleLayers",
     "NullReporter",
     "Params",
     "Pruned",
     "Reporter",
+    "Score",
     "TrainingDiverged",
+    "TrialBridge",
+    "TrialFailed",
+    "TrialPruned",
     "__version__",
     "analyze",
     "check_rules",
     "compare",
+    "format_trust",
     "load_study",
+    "score_model",
+    "store_trust",
     "summary",
     "task",
     "write_baseline",
+    "write_report",
 ]

@@ -1,14 +1,34 @@
-"""What happens at each report step of a trial: analyse the weights, apply the sanity rules, store the
-record, report the score to Optuna and let its pruner stop the run.
+"""One way a training loop talks to an Optuna trial: analyse, sanity rules, trial record, report, prune.
 
-:class:`StudyReporter` is the :class:`wwtune.objective.Reporter` a study hands its task. It needs nothing
-of wwtune's trial runner: give it an Optuna trial and a :class:`~wwtune.score.Score` and call
-:meth:`~StudyReporter.report` from any training loop; :meth:`~StudyReporter.finish` analyses the final
-weights if the last step was not analysed and stores what is still pending.
+The CLI's trial runner and a user's own loop (plain Optuna, :mod:`wwtune.integrations.lightning`,
+:mod:`wwtune.integrations.huggingface`) go through the same :class:`TrialBridge`, so both write the same
+trial record (``wwtune.budget``, ``wwtune.layers``, ``wwtune.losses``, ``wwtune.score``, ``wwtune.heldout``,
+``wwtune.prune_reason``, ``wwtune.fail_reason``, ``wwtune.constraint``, ``wwtune.time_*``) and
+:class:`wwtune.pruners.AlphaPruner`, :func:`wwtune.study.store_trust`, :func:`wwtune.report.write_report` and
+optuna-dashboard read a plain user's study unchanged::
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-3, 0.5, log=True)
+        model = make_model()
+        bridge = wwtune.TrialBridge(trial, budget=20)
+        for epoch in range(1, 21):
+            loss = train_one_epoch(model, lr)
+            bridge.report(epoch, model, loss)      # may raise optuna.TrialPruned (reason stored)
+        return bridge.finish(heldout=accuracy(model))  # the α score, a float
+
+    study = optuna.create_study(pruner=wwtune.AlphaPruner())
+    study.optimize(objective, n_trials=20, catch=(wwtune.TrialFailed,))
+
+:func:`score_model` is the one-call score of a model outside any study. :class:`StudyReporter` is the
+per-report step alone (analyse, sanity rules, record, report, prune); :class:`TrialBridge` adds the end of a
+trial (the loss-drop rule, the score, the held-out metric), which the CLI's :class:`wwtune.trial.TrialRunner`
+calls too.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +37,128 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from wwtune.objective import Pruned, Reporter, check_finite_loss, check_finite_weights
-from wwtune.record import TrialWriter, layers_record
+from wwtune.objective import Pruned, Reporter, TrainingDiverged, check_finite_loss, check_finite_weights
+from wwtune.record import TrialWriter, json_safe, layers_record
+from wwtune.schema import ON_VIOLATION
 from wwtune.score import Score, ScoreResult
 from wwtune.spectral import analyze as spectral_analyze
 
-__all__ = ["StudyReporter"]
+__all__ = [
+    "HAS_SET_CONSTRAINT",
+    "NoEligibleLayers",
+    "StudyReporter",
+    "TrialBridge",
+    "TrialFailed",
+    "TrialPruned",
+    "loss_violation",
+    "norm_violation",
+    "score_model",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
+HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+
+
+class TrialPruned(Pruned, optuna.TrialPruned):
+    """wwtune's prune signal as Optuna's own: ``study.optimize`` records the trial PRUNED (reason stored)."""
+
+
+class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
+    """A trial failed a sanity rule (or its task raised); the reason is in ``wwtune.fail_reason``.
+
+    Pass ``catch=(wwtune.TrialFailed,)`` to ``study.optimize`` so one bad trial does not end the study.
+    """
+
+
+class Diverged(TrainingDiverged, TrialFailed):
+    """NaN/Inf training loss or weights at a report (``wwtune.fail_reason`` is ``"diverged: ..."``)."""
+
+
+class NoEligibleLayers(ValueError):
+    """The model has no layer the score may count (too few eigenvalues, or every fit failed)."""
+
+
+def _analysis_kwargs(score: Score, analysis: Mapping[str, Any] | None) -> dict[str, Any]:
+    kwargs = dict(analysis or {})
+    # ineligible layers are still analysed and listed (eligible: no), never counted
+    kwargs.setdefault("min_evals", min(8, score.min_evals))
+    return kwargs
+
+
+def score_model(model: Any, score: Score | None = None, **analysis: Any) -> float:
+    """The α score of ``model`` (lower is better): :func:`wwtune.analyze` then :class:`wwtune.score.Score`.
+
+    Args:
+        model: anything :func:`wwtune.analyze` reads (an ``nn.Module``, a state_dict, a checkpoint file).
+        score: the score to compute; default ``Score()`` (distance of each eligible layer's α to the band
+            (2, 2), layers with at least 50 eigenvalues).
+        **analysis: keyword arguments for :func:`wwtune.analyze` (``layers=``, ``randomize=``, ...).
+
+    Returns:
+        The score as a float.
+
+    Raises:
+        NoEligibleLayers: no layer is eligible (the message names why: e.g. every layer has fewer than
+            ``score.min_evals`` eigenvalues); never returns None.
+
+    Example:
+        >>> import torch, wwtune
+        >>> _ = torch.manual_seed(0)
+        >>> value = wwtune.score_model(torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU()))
+        >>> isinstance(value, float)
+        True
+    """
+    score = Score() if score is None else score
+    result = score(spectral_analyze(model, **_analysis_kwargs(score, analysis)))
+    if result.value is None:
+        raise NoEligibleLayers(f"cannot score the model: {result.reason}")
+    return float(result.value)
+
+
+def loss_violation(
+    losses: list[list[float]], min_loss_drop: float | None, reference: float | None = None
+) -> str | None:
+    """Why the loss-drop rule fails, or None: the last reported loss compared with the loss before
+    training (``reference``, from ``report(0, ...)``) when the task gave it, else with the first reported
+    loss — so a run whose first epoch blew the loss up does not pass because it came down afterwards."""
+    if not min_loss_drop or not losses:
+        return None
+    if reference is not None:
+        first, where = reference, "before training"
+    elif len(losses) >= 2:
+        first, where = losses[0][1], f"at step {losses[0][0]}"
+    else:
+        return None
+    last = losses[-1][1]
+    if first <= 0:
+        return None
+    drop = (first - last) / first
+    if drop < min_loss_drop:
+        return (
+            f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
+            f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
+            f"(drop {drop:.1%})"
+        )
+    return None
+
+
+def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | None:
+    """``sanity.norm_growth``: the divergence rule of ``pruner=alpha`` applied to every trial's final
+    analysis (an eligible layer with α < 2 whose spectral or Frobenius norm grew more than ``norm_growth``
+    times since the first analysis — step 0 when the task reports before training), or None."""
+    if not norm_growth or reporter.first_layers is None or reporter.last_result is None:
+        return None
+    record = reporter.latest_layers()
+    if record is None:
+        return None
+    # lazy: wwtune.pruners imports this module's TrialPruned
+    from wwtune.pruners import LayerTable, diverged_reason
+
+    first = LayerTable.from_attr(reporter.first_layers)
+    reason = diverged_reason((), LayerTable.from_attr(record), first, norm_growth=float(norm_growth))
+    return None if reason is None else f"diverged: {reason['message']}"
 
 
 @dataclass
@@ -30,7 +166,8 @@ class StudyReporter(Reporter):
     """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
 
     Raises :class:`~wwtune.objective.TrainingDiverged` for a non-finite loss or weights and
-    :class:`~wwtune.objective.Pruned` when the study's pruner says so (the reason is stored in
+    :class:`TrialPruned` (a :class:`~wwtune.objective.Pruned` and an ``optuna.TrialPruned``) when the
+    study's pruner says so (the reason is stored in
     ``wwtune.prune_reason``). Time spent here is the analysis overhead (``analysis_s``).
 
     Args:
@@ -122,17 +259,17 @@ class StudyReporter(Reporter):
                 self.writer.losses(self.losses)
             self.last_result, self.analysed_step = result, step
             reported = result
-            if self.objective is not None:
+            if self.objective is not None and self.objective.uses_train_loss:
                 loss = self.losses[-1][1] if self.losses else None
                 reported = self.last_objective = self.objective(layers, train_loss=loss)
             if self.report_to_optuna and reported.value is not None:
                 self.trial.report(reported.value, step)
                 if self.trial.should_prune():
-                    raise Pruned(self.prune_reason(step, reported.value)["message"], step)
+                    raise TrialPruned(self.prune_reason(step, reported.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
 
-    def finish(self) -> None:
+    def analyse_last(self) -> None:
         """After training: score the final weights if their step was not analysed yet."""
         if self.model is not None and self.analysed_step != self.last_step:
             self.analyse(self.last_step, self.model)  # final weights always scored
@@ -162,3 +299,185 @@ class StudyReporter(Reporter):
         reason.setdefault("step", step)
         self.writer.prune_reason(reason)
         return reason
+
+
+@dataclass
+class TrialBridge(StudyReporter):
+    """A training loop's link to one Optuna trial; see the module docstring for a complete objective.
+
+    Call :meth:`report` with ``(step, model, training_loss)`` every epoch (or every k steps) and return
+    :meth:`finish` from the objective. Each report stores the loss; every ``report_every`` steps (and at
+    ``budget``) it analyses the weights, stores the per-layer table ``wwtune.layers``, reports the α score
+    to the trial and raises :class:`TrialPruned` when the study's pruner says so (reason in
+    ``wwtune.prune_reason``). A NaN/Inf loss or weight raises :class:`TrialFailed` (reason in
+    ``wwtune.fail_reason``).
+
+    Args:
+        trial: the Optuna trial.
+        score: the α score reported to the trial; default ``Score()`` (band (2, 2), min_evals 50).
+        budget: the training budget in report steps (epochs or steps); the pruner's warm-up is a fraction
+            of it and the last step is always analysed. Required.
+        report_every: analyse every this many steps; default 1.
+        analysis_kwargs: keyword arguments for :func:`wwtune.analyze`; default ``min_evals`` 8 (small
+            layers are listed, not counted).
+        check_weights: NaN/Inf in any weight at an analysis fails the trial; default True.
+        min_loss_drop: :meth:`finish` requires the last reported loss to be this fraction below the first;
+            default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables.
+        on_violation: ``"fail"`` (default: :meth:`finish` raises :class:`TrialFailed`) or ``"infeasible"``
+            (the trial completes as an Optuna constraint violation).
+        objective: the score :meth:`finish` returns; default the α ``score``; a ``Score(kind="heldout")``
+            returns the held-out metric instead (the α score is still stored for the trust report); a
+            score that uses the training loss (``fit_band``, ``train_loss``, ``pareto``) is computed at each
+            analysis and reported instead of the α score (``pareto``: :meth:`finish` returns two values).
+        norm_growth: ``sanity.norm_growth``: an eligible layer with α < 2 whose norm grew more than this many
+            times since the first analysis marks the run diverged; default None (off).
+        penalty: the value of an infeasible diverged run under ``on_violation="infeasible"``; default None
+            (the worst value of the objective's direction).
+    """
+
+    budget: int = 0
+    score: Score = field(default_factory=Score)
+    min_loss_drop: float | None = 0.1
+    on_violation: str = "fail"
+    objective: Score | None = None
+    norm_growth: float | None = None
+    penalty: float | None = None
+    store_every_analysis: bool | None = None  # type: ignore[assignment]
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ValueError(f"budget must be a positive integer (report steps) but got {self.budget!r}.")
+        every = self.report_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"report_every must be a positive integer but got {self.report_every!r}.")
+        if self.on_violation not in ON_VIOLATION:
+            raise ValueError(
+                f"on_violation must be one of {list(ON_VIOLATION)} but got {self.on_violation!r}."
+            )
+        if self.min_loss_drop is not None and not (0 <= float(self.min_loss_drop) < 1):
+            raise ValueError(f"min_loss_drop must be in [0, 1) or None but got {self.min_loss_drop!r}.")
+        if not isinstance(self.score, Score) or not self.score.uses_alpha:
+            raise ValueError(
+                f"score must be an α Score (kind band_distance, mean_alpha, ...) but got {self.score!r}; "
+                "a held-out objective goes in objective=."
+            )
+        self.analysis_kwargs = _analysis_kwargs(self.score, self.analysis_kwargs)
+        if self.store_every_analysis is None:
+            self.store_every_analysis = not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner)
+        super().__post_init__()
+        self.writer.budget(self.budget)
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        """Record ``loss`` after ``step``; analyse, report and maybe prune (see the class docstring)."""
+        try:
+            super().report(step, model, float(loss))
+        except TrainingDiverged as exc:
+            self.close()
+            reason = f"diverged: {exc}"
+            if self.on_violation == "fail":  # else the caller completes it as infeasible_penalty(reason)
+                self.writer.fail_reason(reason)
+            raise Diverged(reason) from None
+        except TrialPruned:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Store what the trial has so far: the latest layer table, the losses and the time split."""
+        start = time.perf_counter()
+        self.flush_layers()
+        self.analysis_s += time.perf_counter() - start
+        wall = time.perf_counter() - self.started
+        self.writer.losses(self.losses)
+        self.writer.timing(max(wall - self.analysis_s, 0.0), self.analysis_s)
+
+    def fail(self, reason: str) -> None:
+        """Store ``reason`` as ``wwtune.fail_reason`` and raise :class:`TrialFailed`."""
+        self.writer.fail_reason(reason)
+        raise TrialFailed(reason)
+
+    def finish(self, result: Mapping[str, Any] | None = None, *, heldout: float | None = None) -> float:
+        """End the trial: final analysis if the last step was not analysed, the sanity rules, the record.
+
+        Args:
+            result: extra values to store with the trial (``wwtune.result``); a ``"heldout"`` key is the
+                held-out metric (as a task's return value in the CLI).
+            heldout: the held-out metric (stored as ``wwtune.heldout``, for the trust report), if any.
+
+        Returns:
+            The objective value: the α score (or the held-out metric with a ``heldout`` objective).
+
+        Raises:
+            TrialFailed: no report was made, the loss did not fall (``on_violation="fail"``) or the score
+                cannot be computed (no eligible layer); the reason is stored in ``wwtune.fail_reason``.
+        """
+        if result is not None and not isinstance(result, Mapping):
+            self.fail(f"the task must return a dict or None but returned {type(result).__name__}")
+        result = dict(result or {})
+        if heldout is None:
+            heldout = result.pop("heldout", None)
+        else:
+            result.pop("heldout", None)
+        writer = self.writer
+        self.analyse_last()  # the final weights are always scored
+        self.close()
+        if heldout is not None:
+            heldout = json_safe(float(heldout))
+            writer.heldout(heldout)
+        if result:
+            writer.result(result)
+        if self.last_result is None:
+            self.fail("the task never called reporter.report(step, model, loss)")
+        alpha = self.last_result
+        if alpha.value is not None:
+            writer.score(alpha.value)
+        if self.reference_loss is not None:
+            writer.reference_loss(self.reference_loss)
+        diverged = norm_violation(self, self.norm_growth)
+        if diverged is not None:
+            if self.on_violation == "fail":
+                self.fail(diverged)
+            return self.infeasible_penalty(diverged)
+        violation = loss_violation(self.losses, self.min_loss_drop, self.reference_loss)
+        if violation is not None:
+            if self.on_violation == "fail":
+                self.fail(violation)
+            writer.infeasible(violation)
+        self.mark_infeasible(violation is not None)
+        objective = self.objective or self.score
+        if objective.kind == "heldout":
+            final = objective(None, heldout)
+        elif objective.uses_train_loss:
+            final = self.last_objective
+        else:
+            final = alpha
+        if final is None or final.value is None:
+            self.fail((final.reason if final else None) or "the score could not be computed")
+        if objective.multi_objective:
+            return [float(v) for v in final.values]  # type: ignore[return-value]
+        return float(final.value)
+
+    def mark_infeasible(self, violated: bool) -> None:
+        """Store the trial's constraint (``wwtune.constraint``; Optuna's own where it has one)."""
+        self.writer.constraint(violated)
+        if HAS_SET_CONSTRAINT:
+            self.trial.set_constraint("loss_drop", 1.0 if violated else 0.0)  # samplers and best_trial see it
+
+    def infeasible_penalty(self, reason: str) -> Any:
+        """A diverged run under ``on_violation="infeasible"``: COMPLETE, infeasible, valued ``penalty``
+        (default: the worst value of the objective's direction, ±inf), so a constrained sampler (TPE,
+        NSGA-II, GP) learns the region is bad instead of never seeing it (Optuna's samplers ignore FAIL
+        trials). A held-out objective without a ``penalty`` fails the trial instead (no held-out value is
+        known to be worst)."""
+        objective = self.objective or self.score
+        if self.penalty is None and objective.kind == "heldout":
+            self.fail(reason)
+        self.writer.infeasible(reason)
+        self.writer.losses(self.losses)
+        self.mark_infeasible(True)
+        _logger.warning("Trial %d infeasible: %s", self.trial.number, reason)
+        values = []
+        for direction in objective.directions:
+            worst = math.inf if direction == "minimize" else -math.inf
+            values.append(float(self.penalty) if self.penalty is not None else worst)
+        return values if objective.multi_objective else values[0]

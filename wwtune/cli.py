@@ -93,13 +93,22 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 
 def _run(cfg: DictConfig) -> None:
     # lazy, as in _write_report
+    from hydra.core.hydra_config import HydraConfig
+
+    # lazy: only the CLI run needs these
     from wwtune.config import ConfigError, make_score, normalize_config, validate_config
     from wwtune.diskio import WriteError
     from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
+    from wwtune.sweeper_migration import check_sweeper_node
     from wwtune.workers import resolve_worker_id
 
+    moved = check_sweeper_node(OmegaConf.to_container(HydraConfig.get().sweeper, resolve=False))  # type: ignore[arg-type]
+    if moved:
+        print(f"wwtune: configuration error: {moved}", file=sys.stderr)
+        _exit_code[0] = 2
+        return
     plain: dict[str, Any] = normalize_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
     mode = plain.get("mode", "optimize")
@@ -214,9 +223,18 @@ def _uncreatable_studies_dir(args: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the process exit code."""
+    # lazy: only the CLI run needs these
+    from wwtune.sweeper_migration import check_composed, check_overrides
+
     args = _with_user_conf(sys.argv[1:] if argv is None else argv)
     # a mistyped key is named here, alone: after Hydra it would follow Hydra's own error and its advice
-    refused = _password_override(args) or _uncreatable_studies_dir(args) or _unknown_override(args)
+    refused = (
+        _password_override(args)
+        or check_overrides(args)
+        or _uncreatable_studies_dir(args)
+        or _unknown_override(args)
+    )
+    refused = refused or check_composed(args)
     composed = None if refused else _composed(args)
     refused = refused or _bad_study_name(args, composed)
     if refused:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +169,23 @@ class Params:
                 return settings[key]
         return default
 
+    def unmatched_patterns(self, model: nn.Module) -> list[str]:
+        """The per-layer patterns that match no module name of ``model``."""
+        names = [name for name, _ in model.named_modules() if name]
+        return [p for p in self.layers if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+
+    def _warn_unmatched(self, model: nn.Module) -> None:
+        names = [name for name, _ in model.named_modules() if name]
+        for pattern in self.unmatched_patterns(model):
+            shown = names[:40] + (["…"] if len(names) > 40 else [])
+            warnings.warn(
+                f"per-layer pattern {pattern!r} (search_space.layers) matches no module of the "
+                f"{type(model).__name__}; its settings {sorted(self.layers[pattern])} are not applied. "
+                f"Module names: {shown}",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def param_groups(
         self,
         model: nn.Module,
@@ -201,6 +219,7 @@ class Params:
                 ``lr_mult`` changes only the gradient step. (Adam's coupled L2 goes through the
                 adaptive step; the compensation is exact only for AdamW and plain SGD.)
         """
+        self._warn_unmatched(model)
         base_lr = float(self["lr"] if lr is None else lr)
         base_wd = float(self.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
         norm_modules = {
@@ -237,6 +256,7 @@ class Params:
         Unmatched dropout modules get the global ``dropout`` value when one is set. Returns
         ``{module_name: p}`` for the modules it changed.
         """
+        self._warn_unmatched(model)
         changed: dict[str, float] = {}
         global_p = self.get("dropout")
         for name, module in model.named_modules():

@@ -317,6 +317,9 @@ class TrialWriter:
         self._set(BUDGET, int(budget))
         self._set(WORKER, process_identity(worker_id))
 
+    def budget(self, budget: int) -> None:
+        self._set(BUDGET, int(budget))
+
     def layers(self, record: Mapping[str, Any]) -> None:
         self._set(LAYERS, record)
 

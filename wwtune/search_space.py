@@ -20,10 +20,17 @@ parameter was suggested with one of the given values; otherwise it is absent fro
 
 String form (parsed by Hydra's own override grammar, as in hydra-optuna-sweeper):
 
-* ``interval(a, b)`` → float in [a, b]; ``tag(log, interval(a, b))`` → log scale; tag ``int`` → integer.
-* ``range(a, b, step)`` → values a, a+step, … up to b **inclusive** (the sweeper's convention,
-  ``range(-5.5, 5.5, step=0.5)`` ≡ ``{low: -5.5, high: 5.5, step: 0.5}``); int when a, b and step are ints.
+* ``interval(a, b)`` → float in [a, b]; ``tag(log, interval(a, b))`` → log scale; ``int(interval(a, b))``
+  or tag ``int`` → integer in [a, b].
+* ``range(a, b, step)`` → samplers draw a, a+step, … up to b **inclusive** (hydra-optuna-sweeper's
+  convention, ``range(-5.5, 5.5, step=0.5)`` ≡ ``{low: -5.5, high: 5.5, step: 0.5}``); int when a, b and
+  step are ints.
+* ``shuffle(range(a, b, step))`` → categorical over Python's ``range`` values: b **excluded**.
 * ``choice(x, y, …)`` or ``x,y`` → categorical.
+
+The grid sampler walks a sweep string's stepped range as hydra-optuna-sweeper does: from ``low`` in
+``step`` increments, stopping one step before ``high`` (``range(-5.5, 5.5, step=0.5)``: 22 points, -5.5 …
+5.0; ``int(interval(1, 4))``: 1, 2, 3). The dict form keeps both ends in the grid.
 * anything else (``"0.5"``, a number, a string) → a constant, recorded in the trial's values unsearched.
 
 Per-layer settings are :data:`wwtune.objective.LAYER_SETTINGS` (``lr_mult``, ``weight_decay``,
@@ -73,6 +80,8 @@ class Dimension:
     distribution: BaseDistribution
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     layer: tuple[str, str] | None = None
+    #: a sweep string (hydra-optuna-sweeper syntax): its grid stops one step before ``high``, as the sweeper's
+    sweeper_grid: bool = False
 
     def active(self, chosen: Mapping[str, Any]) -> bool:
         return all(key in chosen and chosen[key] in values for key, values in self.when.items())
@@ -90,11 +99,21 @@ class Dimension:
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
             return list(d.choices)
+        values: list[Any] | None = None
         if isinstance(d, IntDistribution) and not d.log:
-            return list(range(d.low, d.high + 1, d.step))
+            values = list(range(d.low, d.high + 1, d.step))
         if isinstance(d, FloatDistribution) and d.step is not None:
             n = int(round((d.high - d.low) / d.step))
-            return [round(d.low + i * d.step, 12) for i in range(n + 1)]
+            values = [round(d.low + i * d.step, 12) for i in range(n + 1)]
+        if values is not None:
+            if self.sweeper_grid:
+                values = values[:-1]
+            if not values:
+                raise SearchSpaceError(
+                    f"The grid of {self.name!r} is empty: {d} stops one step before high (as "
+                    "hydra-optuna-sweeper's grid); widen the range."
+                )
+            return values
         raise SearchSpaceError(
             f"The grid sampler needs discrete values but {self.name!r} is {d}; give it a 'step', "
             "use choice(...)/range(...), or pick another sampler."
@@ -184,8 +203,10 @@ def parse_sweep_string(entry: str, text: str) -> BaseDistribution | tuple[object
             raise SearchSpaceError(f"{entry}: tags {sorted(tags)} do not apply to choice(...) in {text!r}.")
         return _distribution(entry, "categorical", choices=list(value.list))
     if isinstance(value, IntervalSweep):
-        kind = "int" if "int" in tags else "float"
         low, high = value.start, value.end
+        # int(interval(a, b)) is Hydra's cast: the end points arrive as ints
+        cast_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
+        kind = "int" if "int" in tags or cast_int else "float"
         if kind == "int":
             low, high = int(math.ceil(low)), int(math.floor(high))
         return _distribution(entry, kind, low, high, log="log" in tags)
@@ -198,6 +219,13 @@ def parse_sweep_string(entry: str, text: str) -> BaseDistribution | tuple[object
         is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step))
         if step is None or step <= 0:
             raise SearchSpaceError(f"{entry}: range(...) needs a positive step but got {step!r} in {text!r}.")
+        if value.shuffle:  # the values of Python's range (end excluded), in a fixed order
+            choices = sorted(override.sweep_iterator())
+            if not choices:
+                raise SearchSpaceError(f"{entry}: {text!r} has no values (range excludes its end).")
+            if tags:
+                raise SearchSpaceError(f"{entry}: tags {sorted(tags)} do not apply to shuffle(range(...)).")
+            return _distribution(entry, "categorical", choices=choices)
         return _distribution(entry, "int" if is_int or "int" in tags else "float", start, stop, step=step)
     raise SearchSpaceError(f"{entry}: unsupported sweep {text!r}; use interval, range, choice or tag(...).")
 
@@ -272,6 +300,7 @@ class SearchSpace:
 
     def _add(self, name: str, entry: str, spec: Any, layer: tuple[str, str] | None) -> None:
         when: dict[str, tuple[Any, ...]] = {}
+        sweeper_grid = False
         if isinstance(spec, Mapping):
             unknown = sorted(set(spec) - _SPEC_KEYS)
             if unknown:
@@ -294,6 +323,7 @@ class SearchSpace:
                 self._constant(name, parsed[1], layer)
                 return
             distribution = parsed
+            sweeper_grid = isinstance(distribution, (IntDistribution, FloatDistribution))
         elif spec is None or isinstance(spec, (bool, int, float)):
             self._constant(name, spec, layer)
             return
@@ -301,7 +331,7 @@ class SearchSpace:
             raise SearchSpaceError(
                 f"{entry}: expected a dict, a sweep string or a constant but got {spec!r}."
             )
-        self.dimensions.append(Dimension(name, distribution, when, layer))
+        self.dimensions.append(Dimension(name, distribution, when, layer, sweeper_grid))
 
     def _constant(self, name: str, value: Any, layer: tuple[str, str] | None) -> None:
         if layer is None:

@@ -330,8 +330,17 @@ def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
 def _name_metric(study: optuna.Study, score: Score, cfg: Mapping[str, Any]) -> None:
     """Name the objective for optuna-dashboard (else it shows "Objective 0")."""
     heldout = (cfg["objective"].get("heldout") or {}).get("name", "held-out metric")
-    name = heldout if score.kind == "heldout" else "alpha score (lower is better)"
-    if study.metric_names != [name]:
+    if score.kind == "heldout":
+        names = [heldout]
+    elif score.multi_objective:
+        names = ["final training loss (lower is better)", "alpha band distance (lower is better)"]
+    elif score.kind == "train_loss":
+        names = ["final training loss (lower is better)"]
+    elif score.uses_train_loss:
+        names = [f"{score.kind} score: training loss and alpha (lower is better)"]
+    else:
+        names = ["alpha score (lower is better)"]
+    if study.metric_names != names:
         with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([name])
+            study.set_metric_names(names)

@@ -1,15 +1,15 @@
 """The Optuna objective of a study: one training run per trial, its sanity rules and its stored record.
 
 :class:`TrialRunner` samples the search space, builds :class:`wwtune.objective.Params`, runs the task with
-a :class:`wwtune.bridge.StudyReporter`, and turns the outcome into the trial's value and record: a task
-exception, a diverged run or a failed sanity rule fails that trial only (reason stored), a pruned run is
-pruned with its reason, and the loss-drop rule can keep a trial as infeasible instead.
+a :class:`wwtune.bridge.TrialBridge` (the same bridge a user's own loop uses), and turns the outcome into
+the trial's value and record: a task exception, a diverged run or a failed sanity rule fails that trial
+only (reason stored), a pruned run is pruned with its reason, and the sanity rules can keep a trial as
+infeasible instead.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -18,7 +18,15 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
-from wwtune.bridge import StudyReporter
+from wwtune.bridge import (
+    HAS_SET_CONSTRAINT,
+    Diverged,
+    StudyReporter,
+    TrialBridge,
+    TrialFailed,
+    loss_violation,
+    norm_violation,
+)
 from wwtune.config import analysis_kwargs
 from wwtune.deadline import TrialTimeout, trial_alarm
 from wwtune.diskio import WriteError
@@ -28,7 +36,6 @@ from wwtune.record import (
     SPECTRA_DIR,
     TrialRecord,
     TrialWriter,
-    json_safe,
     spectra_path,
     study_folder,
     write_trial_spectra,
@@ -41,57 +48,6 @@ from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
 __all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation", "norm_violation"]
 
 _logger = logging.getLogger(__name__)
-
-#: Optuna ≥ 5 records constraints per trial (``constraints_func`` is deprecated there).
-HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
-
-
-class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
-    """Raised by the trial function to mark a trial FAIL; the reason is stored in ``wwtune.fail_reason``."""
-
-
-def loss_violation(
-    losses: list[list[float]], min_loss_drop: float | None, reference: float | None = None
-) -> str | None:
-    """Why the loss-drop rule fails, or None: the last reported loss compared with the loss before
-    training (``reference``, from ``report(0, ...)``) when the task gave it, else with the first reported
-    loss — so a run whose first epoch blew the loss up does not pass because it came down afterwards."""
-    if not min_loss_drop or not losses:
-        return None
-    if reference is not None:
-        first, where = reference, "before training"
-    elif len(losses) >= 2:
-        first, where = losses[0][1], f"at step {losses[0][0]}"
-    else:
-        return None
-    last = losses[-1][1]
-    if first <= 0:
-        return None
-    drop = (first - last) / first
-    if drop < min_loss_drop:
-        return (
-            f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
-            f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
-            f"(drop {drop:.1%})"
-        )
-    return None
-
-
-def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | None:
-    """``sanity.norm_growth``: the divergence rule of ``pruner=alpha`` applied to every trial's final
-    analysis (an eligible layer with α < 2 whose spectral or Frobenius norm grew more than ``norm_growth``
-    times since the first analysis — step 0 when the task reports before training), or None."""
-    if not norm_growth or reporter.first_layers is None or reporter.last_result is None:
-        return None
-    record = reporter.latest_layers()
-    if record is None:
-        return None
-    from wwtune.pruners import LayerTable, diverged_reason
-
-    first = LayerTable.from_attr(reporter.first_layers)
-    reason = diverged_reason((), LayerTable.from_attr(record), first, norm_growth=float(norm_growth))
-    return None if reason is None else f"diverged: {reason['message']}"
-
 
 class TrialRunner:
     """The Optuna objective: one training run per trial.
@@ -173,31 +129,31 @@ class TrialRunner:
             seed=self.seed + trial.number,
             data_fraction=self.data_fraction,
         )
-        reporter = StudyReporter(
+        # the same bridge a user's own loop uses (wwtune.TrialBridge): one implementation of the record
+        reporter = TrialBridge(
             trial,
-            self.alpha_score,
-            self.budget,
-            self.report_every,
-            self.analysis,
-            self.check_weights,
+            score=self.alpha_score,
+            budget=self.budget,
+            report_every=self.report_every,
+            analysis_kwargs=self.analysis,
+            check_weights=self.check_weights,
             report_to_optuna=self.score.kind != "heldout" and not self.score.multi_objective,
-            store_every_analysis=not isinstance(trial.study.pruner, optuna.pruners.NopPruner),
             keep_spectra=self.spectra_dir is not None,
-            objective=self.score if self.score.uses_train_loss else None,
+            min_loss_drop=self.min_loss_drop,
+            on_violation=self.on_violation,
+            objective=self.score,
+            norm_growth=self.norm_growth,
+            penalty=self.penalty,
+            started=start,
         )
         try:
             try:
                 with self._time_limit():
                     result = self.task_fn(params, reporter)
-                reporter.finish()
+                reporter.analyse_last()
                 self._keep_spectra(trial, reporter)  # timed as analysis
             finally:
-                flush_start = time.perf_counter()
-                reporter.flush_layers()
-                reporter.analysis_s += time.perf_counter() - flush_start
-                wall = time.perf_counter() - start
-                writer.losses(reporter.losses)
-                writer.timing(max(wall - reporter.analysis_s, 0.0), reporter.analysis_s)
+                reporter.close()  # the latest layer table, the losses, the time split
                 if self.artifacts_dir is not None:
                     self._attach_layer_figure(trial)
         except KeyboardInterrupt:
@@ -212,9 +168,15 @@ class TrialRunner:
             if not writer.has_prune_reason():
                 writer.prune_reason({"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
-        except TrainingDiverged as exc:
+        except Diverged as exc:  # the bridge's NaN/Inf check; its reason is stored under on_violation=fail
             if self.on_violation == "infeasible":
-                return self._infeasible_penalty(trial, writer, reporter, f"diverged: {exc}")
+                return reporter.infeasible_penalty(str(exc))
+            raise
+        except TrialFailed:
+            raise  # a sanity rule of the bridge; its reason is stored
+        except TrainingDiverged as exc:  # raised by the task itself
+            if self.on_violation == "infeasible":
+                return reporter.infeasible_penalty(f"diverged: {exc}")
             self._fail(writer, f"diverged: {exc}")
         except WriteError:
             raise
@@ -269,67 +231,7 @@ class TrialRunner:
         writer.fail_reason(reason)
         raise TrialFailed(reason)
 
-    def _mark_infeasible(self, trial: optuna.trial.Trial, writer: TrialWriter, violated: bool) -> None:
-        writer.constraint(violated)
-        if HAS_SET_CONSTRAINT:
-            trial.set_constraint("loss_drop", 1.0 if violated else 0.0)  # samplers and best_trial see it
-
-    def _infeasible_penalty(
-        self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: StudyReporter, reason: str
-    ) -> Any:
-        """A diverged run under ``on_violation=infeasible``: COMPLETE, infeasible, valued ``sanity.penalty``
-        (default: the worst value of the score's direction, ±inf), so a constrained sampler (TPE, NSGA-II,
-        GP) learns the region is bad instead of never seeing it (Optuna's samplers ignore FAIL trials)."""
-        if self.penalty is None and self.score.kind == "heldout":
-            self._fail(writer, reason)  # no value of the held-out metric is known to be worst
-        writer.infeasible(reason)
-        writer.losses(reporter.losses)
-        self._mark_infeasible(trial, writer, True)
-        _logger.warning("Trial %d infeasible: %s", trial.number, reason)
-        values = []
-        for direction in self.score.directions:
-            worst = math.inf if direction == "minimize" else -math.inf
-            values.append(float(self.penalty) if self.penalty is not None else worst)
-        return values if self.score.multi_objective else values[0]
-
     def _finish(
-        self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: StudyReporter, result: Any
+        self, trial: optuna.trial.Trial, writer: TrialWriter, reporter: TrialBridge, result: Any
     ) -> float:
-        if result is not None and not isinstance(result, Mapping):
-            self._fail(writer, f"the task must return a dict or None but returned {type(result).__name__}")
-        result = dict(result or {})
-        heldout = result.pop("heldout", None)
-        if heldout is not None:
-            heldout = json_safe(float(heldout))
-            writer.heldout(heldout)
-        if result:
-            writer.result(result)
-        if reporter.last_result is None:
-            self._fail(writer, "the task never called reporter.report(step, model, loss)")
-        alpha = reporter.last_result
-        if alpha.value is not None:
-            writer.score(alpha.value)
-        if reporter.reference_loss is not None:
-            writer.reference_loss(reporter.reference_loss)
-        diverged = norm_violation(reporter, self.norm_growth)
-        if diverged is not None:
-            if self.on_violation == "fail":
-                self._fail(writer, diverged)
-            return self._infeasible_penalty(trial, writer, reporter, diverged)
-        violation = loss_violation(reporter.losses, self.min_loss_drop, reporter.reference_loss)
-        if violation is not None:
-            if self.on_violation == "fail":
-                self._fail(writer, violation)
-            writer.infeasible(violation)
-        self._mark_infeasible(trial, writer, violation is not None)
-        if self.score.kind == "heldout":
-            final = self.score(None, heldout)
-        elif self.score.uses_train_loss:
-            final = reporter.last_objective
-        else:
-            final = alpha
-        if final is None or final.value is None:
-            self._fail(writer, (final.reason if final else None) or "the score could not be computed")
-        if self.score.multi_objective:
-            return [float(v) for v in final.values]
-        return float(final.value)
+        return reporter.finish(result)  # the sanity rules, the score and the held-out metric: the bridge's

@@ -1,6 +1,11 @@
 """The ONE place where every column of :func:`wwtune.spectral.analyze`'s DataFrame is documented.
 
-Names follow WeightWatcher 0.7.7 wherever the quantity is the same. λ are the eigenvalues of WᵀW (squared
+Names follow WeightWatcher 0.7.7 wherever the quantity is the same (``layer_id``, ``longname``, ``alpha``,
+``alpha_weighted``, ``log_norm``, ``log_spectral_norm``, ``spectral_norm``, ``stable_rank``, ``D``, ``xmin``,
+``xmax``, ``num_pl_spikes``, ``num_spikes``, ``sigma_mp``, ``mp_softrank``, ``rand_distance``, …). Where
+they differ: wwtune's ``name`` is always the full module path (the same value as ``longname``, whereas
+WeightWatcher's ``name`` may be a shorter label); ``layer_type`` is a plain string ('dense', 'conv2d', …)
+instead of WeightWatcher's LAYER_TYPE enum. λ are the eigenvalues of WᵀW (squared
 singular values, not divided by N) pooled over a layer's matrices (conv: all kernel positions, each
 slice scaled by 1/√2 as WeightWatcher does, so conv eigenvalues are halved).
 """
@@ -16,8 +21,13 @@ WARNINGS = ("", "over-trained", "under-trained", "failed")
 
 COLUMNS: dict[str, str] = {
     # identity and shape
+    "layer_id": "WeightWatcher's layer_id: the index of the layer's module in model.named_modules() (0 is "
+    "the model itself; MHA q/k/v rows share their module's id); for a state_dict or file, the order of "
+    "the weights' modules in it. Integer ids select layers in analyze(layers=[...])",
     "name": "full module path / state-dict prefix, e.g. 'encoder.layer.0.attention.self.query'; "
     "nn.MultiheadAttention's packed in_proj gives '<mha>.in_proj.q', '.k', '.v'",
+    "longname": "WeightWatcher's longname (its full module path): the same value as name, which in wwtune "
+    "is already the full path",
     "layer_type": "one of 'dense' (Linear, HF Conv1D, MHA q/k/v, 2-D state-dict tensors), 'embedding', "
     "'conv1d', 'conv2d', 'conv3d'",
     "N": "larger side of the (per kernel position) weight matrix",
@@ -70,7 +80,8 @@ COLUMNS: dict[str, str] = {
 
 #: Columns present in every result.
 ALWAYS = (
-    "name", "layer_type", "N", "M", "Q", "rf", "num_evals", "alpha", "xmin", "xmax", "D", "sigma",
+    "layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "alpha", "xmin", "xmax",
+    "D", "sigma",
     "num_pl_spikes", "alpha_weighted", "log_norm", "log_spectral_norm", "log_alpha_norm", "stable_rank",
     "entropy", "matrix_rank", "rank_loss", "weak_rank_loss", "lambda_max", "norm", "spectral_norm", "sv_max",
     "status", "warning", "fail_reason",

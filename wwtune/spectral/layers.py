@@ -39,6 +39,8 @@ class WeightSpec:
     layer_type: str
     shape: tuple[int, ...]
     load: Callable[[], torch.Tensor]
+    #: index of the owning module in ``model.named_modules()`` (WeightWatcher's layer_id); None: not a module
+    layer_id: int | None = None
 
     @property
     def rf(self) -> int:
@@ -82,37 +84,45 @@ def _is_float(t: Any) -> bool:
 
 def _module_specs(model: nn.Module) -> list[WeightSpec]:
     specs: list[WeightSpec] = []
-    for mname, mod in model.named_modules():
-        if isinstance(mod, nn.MultiheadAttention):
-            base = mname or "attn"
-            if _is_float(mod.in_proj_weight):
-                w = mod.in_proj_weight.detach()
-                specs += _split_qkv(f"{base}.in_proj", w, tuple(w.shape), _const(w))
-            else:
-                for part in "qkv":
-                    w = getattr(mod, f"{part}_proj_weight", None)
-                    if _is_float(w):
-                        w = w.detach()
-                        specs.append(WeightSpec(f"{base}.in_proj.{part}", "dense", tuple(w.shape), _const(w)))
-            continue  # out_proj is a Linear submodule, visited on its own
-        w = getattr(mod, "weight", None)
-        if not _is_float(w):
-            continue
-        w = w.detach()
-        name = mname or "weight"
-        if isinstance(mod, nn.Linear) and w.dim() == 2:
-            specs.append(WeightSpec(name, "dense", tuple(w.shape), _const(w)))
-        elif isinstance(mod, nn.Embedding) and w.dim() == 2:
-            specs.append(WeightSpec(name, "embedding", tuple(w.shape), _const(w)))
-        elif isinstance(mod, nn.modules.conv._ConvNd) and w.dim() in _CONV_TYPES:
-            if mod.transposed:  # ConvTranspose stores (in, out, *k)
-                shape = (w.shape[1], w.shape[0], *w.shape[2:])
-                specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], shape, _const(w.transpose(0, 1))))
-            else:
-                specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], tuple(w.shape), _const(w)))
-        elif type(mod).__name__ == "Conv1D" and w.dim() == 2:
-            # Hugging Face GPT-2 style Conv1D stores (in, out); detected by name, transformers not imported.
-            specs.append(WeightSpec(name, "dense", (w.shape[1], w.shape[0]), _const(w.t())))
+    for layer_id, (mname, mod) in enumerate(model.named_modules()):
+        for spec in _one_module_specs(mname, mod):
+            spec.layer_id = layer_id
+            specs.append(spec)
+    return specs
+
+
+def _one_module_specs(mname: str, mod: nn.Module) -> list[WeightSpec]:
+    specs: list[WeightSpec] = []
+    if isinstance(mod, nn.MultiheadAttention):
+        base = mname or "attn"
+        if _is_float(mod.in_proj_weight):
+            w = mod.in_proj_weight.detach()
+            specs += _split_qkv(f"{base}.in_proj", w, tuple(w.shape), _const(w))
+        else:
+            for part in "qkv":
+                w = getattr(mod, f"{part}_proj_weight", None)
+                if _is_float(w):
+                    w = w.detach()
+                    specs.append(WeightSpec(f"{base}.in_proj.{part}", "dense", tuple(w.shape), _const(w)))
+        return specs  # out_proj is a Linear submodule, visited on its own
+    w = getattr(mod, "weight", None)
+    if not _is_float(w):
+        return specs
+    w = w.detach()
+    name = mname or "weight"
+    if isinstance(mod, nn.Linear) and w.dim() == 2:
+        specs.append(WeightSpec(name, "dense", tuple(w.shape), _const(w)))
+    elif isinstance(mod, nn.Embedding) and w.dim() == 2:
+        specs.append(WeightSpec(name, "embedding", tuple(w.shape), _const(w)))
+    elif isinstance(mod, nn.modules.conv._ConvNd) and w.dim() in _CONV_TYPES:
+        if mod.transposed:  # ConvTranspose stores (in, out, *k)
+            shape = (w.shape[1], w.shape[0], *w.shape[2:])
+            specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], shape, _const(w.transpose(0, 1))))
+        else:
+            specs.append(WeightSpec(name, _CONV_TYPES[w.dim()], tuple(w.shape), _const(w)))
+    elif type(mod).__name__ == "Conv1D" and w.dim() == 2:
+        # Hugging Face GPT-2 style Conv1D stores (in, out); detected by name, transformers not imported.
+        specs.append(WeightSpec(name, "dense", (w.shape[1], w.shape[0]), _const(w.t())))
     return specs
 
 

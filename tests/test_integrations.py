@@ -1,0 +1,225 @@
+"""Lightning and Hugging Face Trainer callbacks run for real on CPU (extras wwtune[lightning,huggingface]),
+and the README's three framework examples (tests/examples/), each a scored study with a pruned trial and the
+trust report."""
+
+import logging
+import sys
+from pathlib import Path
+
+import lightning
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import wwtune
+from wwtune.integrations import huggingface as wwtune_hf
+from wwtune.integrations.lightning import WWTuneCallback
+
+sys.path.insert(0, str(Path(__file__).parent / "examples"))
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+torch.set_num_threads(1)
+
+
+def teacher(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 64, generator=g)
+    return x, (x @ torch.randn(64, 4, generator=g)).argmax(dim=1)
+
+
+class TrainOnly(lightning.LightningModule):
+    """No validation_step, no val dataloader: the case optuna-integration's callback never prunes."""
+
+    def __init__(self, lr=0.1, log_as="train_loss"):
+        super().__init__()
+        self.lr, self.log_as = lr, log_as
+        self.net = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 4))
+
+    def training_step(self, batch, batch_idx):
+        loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+        self.log(self.log_as, loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+def fit(callback, module=None, epochs=3):
+    lightning.seed_everything(0, verbose=False)
+    module = module or TrainOnly()
+    trainer = lightning.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(*teacher()), batch_size=64))
+    return module
+
+
+def test_lightning_callback_scores_each_epoch_without_a_validation_loop():
+    def objective(trial):
+        cb = WWTuneCallback(trial)
+        fit(cb)
+        return cb.finish(heldout=0.5)
+
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value == trial.user_attrs["wwtune.score"]
+    assert sorted(trial.intermediate_values) == [1, 2, 3] and trial.user_attrs["wwtune.budget"] == 3
+    assert trial.user_attrs["wwtune.layers"]["name"] == ["net.0"]  # net.2 has 4 eigenvalues (< 8)
+    losses = [loss for _, loss in trial.user_attrs["wwtune.losses"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # the epoch means of the logged training loss
+
+
+def test_lightning_pruned_trial_keeps_its_reason():
+    def objective(trial):
+        cb = WWTuneCallback(trial)
+        fit(cb, epochs=4)
+        return cb.finish()
+
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # prunes any score
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [1]
+    assert trial.user_attrs["wwtune.prune_reason"]["message"].startswith(
+        "ThresholdPruner pruned the trial at step 1"
+    )
+
+
+def test_lightning_callback_names_the_missing_loss_metric():
+    trial = optuna.create_study().ask()
+    with pytest.raises(KeyError, match=r"monitor='train_loss'.*logged: \['loss'\].*self.log\('train_loss'"):
+        fit(WWTuneCallback(trial), TrainOnly(log_as="loss"), epochs=1)
+
+
+# ------------------------------------------------------------------------------------------ Hugging Face
+def test_hf_hyperparameter_search_runs_without_an_eval_dataset(monkeypatch, tmp_path):
+    import huggingface_example as ex
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    def no_evaluate(self, *a, **k):
+        raise AssertionError("trainer.evaluate() was called")
+
+    monkeypatch.setattr(Trainer, "evaluate", no_evaluate)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=2,
+        per_device_train_batch_size=64,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        logging_steps=3,
+    )  # logs off the epoch boundary: the callback forces one there
+    trainer = Trainer(model_init=ex.model_init, args=args, train_dataset=ex.train)
+    trainer.remove_callback(PrinterCallback)
+    cb = wwtune_hf.WWTuneCallback(trainer, heldout=ex.heldout_accuracy, min_loss_drop=None)
+    best = trainer.hyperparameter_search(
+        backend="optuna",
+        hp_space=ex.hp_space,
+        n_trials=2,
+        direction="minimize",
+        compute_objective=wwtune_hf.compute_objective,
+    )
+    trials = cb.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert best.objective == min(t.value for t in trials)
+    for t in trials:
+        assert sorted(t.intermediate_values) == [8, 16]  # epoch ends, in optimizer steps (512 / 64 per epoch)
+        assert t.user_attrs["wwtune.budget"] == 16 and t.user_attrs["wwtune.heldout"] is not None
+        assert "bert.encoder.layer.0.attention.self.query" in t.user_attrs["wwtune.layers"]["name"]
+
+
+@pytest.mark.parametrize("layer_rule", [False, True])
+def test_hf_callback_in_an_own_objective_prunes_with_the_reason(tmp_path, layer_rule):
+    import huggingface_example as ex
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    def objective(trial):
+        cb = wwtune_hf.WWTuneCallback(trial=trial)
+        args = TrainingArguments(
+            output_dir=str(tmp_path),
+            num_train_epochs=3,
+            per_device_train_batch_size=64,
+            learning_rate=1e-3,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            logging_strategy="epoch",
+        )
+        trainer = Trainer(model=ex.model_init(), args=args, train_dataset=ex.train, callbacks=[cb])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+        return cb.finish()
+
+    if layer_rule:  # on layer diagnostics: a strict under-trained rule (any eligible layer with α > 2),
+        # after AlphaPruner's warm-up of half the budget (24 steps)
+        pruner = wwtune.AlphaPruner(under_trained_alpha=2.0, under_trained_fraction=0.0)
+    else:
+        pruner = optuna.pruners.ThresholdPruner(upper=0.0)
+    study = optuna.create_study(pruner=pruner)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    reason = trial.user_attrs["wwtune.prune_reason"]
+    if layer_rule:
+        assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8, 16]
+        assert reason["rule"] == "under_trained" and reason["step"] == 16, reason
+    else:
+        assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8]
+        assert "ThresholdPruner pruned the trial at step 8" in reason["message"]
+
+
+def test_compute_objective_reads_the_score_and_names_what_is_missing():
+    assert wwtune_hf.compute_objective({"wwtune_score": 0.25, "eval_loss": 3.0}) == 0.25
+    with pytest.raises(KeyError, match=r"no 'wwtune_score' in the metrics \['eval_loss'\]"):
+        wwtune_hf.compute_objective({"eval_loss": 3.0})
+
+
+# ---------------------------------------------------------------------------------- the README examples
+def _check_example(study, capsys):
+    out = capsys.readouterr().out
+    states = [t.state for t in study.trials]
+    assert TrialState.COMPLETE in states and TrialState.PRUNED in states
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs["wwtune.prune_reason"]["message"] in out for t in pruned)
+    assert f"best trial #{study.best_trial.number}: score {study.best_value:.3f}" in out
+    assert "Trust in the α score:" in out and study.user_attrs["wwtune.trust"]["n"] >= 2
+    return out
+
+
+@pytest.mark.slow
+def test_readme_plain_optuna_example(capsys):
+    import plain_optuna
+
+    _check_example(plain_optuna.main(), capsys)
+
+
+@pytest.mark.slow
+def test_readme_lightning_example(capsys):
+    import lightning_example
+
+    _check_example(lightning_example.main(n_trials=6), capsys)
+
+
+@pytest.mark.slow
+def test_readme_huggingface_example(capsys):
+    import huggingface_example
+
+    _check_example(huggingface_example.main(n_trials=5), capsys)
+
+
+@pytest.mark.parametrize("name", ["plain_optuna", "lightning_example", "huggingface_example"])
+def test_readme_shows_each_example_file_verbatim(name):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = (Path(__file__).parent / "examples" / f"{name}.py").read_text().rstrip()
+    assert f"tests/examples/{name}.py verbatim" in readme
+    assert f"```python\n{code}\n```" in readme
