@@ -51,3 +51,17 @@ def test_imports_inside_functions_say_why(path):
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
 def test_no_module_over_600_lines(path):
     assert len(path.read_text().splitlines()) <= 600
+
+
+def test_no_module_shadows_a_name_the_package_exports():
+    """``wwtune.summary`` is the spectral summary function: a submodule of the same name would replace
+    it (as ``wwtune.<name>``) as soon as anything imported that submodule."""
+    import importlib
+    import types
+
+    import wwtune
+
+    for path in MODULES:
+        importlib.import_module(_module_name(path))
+    for name in wwtune.__all__:
+        assert not isinstance(getattr(wwtune, name), types.ModuleType), f"wwtune.{name} is a module"

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from wwtune import record
 from wwtune.cli import compose
 from wwtune.config import make_score
+from wwtune.outcome import summary_text, write_best_params
 from wwtune.report import render_report
 from wwtune.search_space import SearchSpace
-from wwtune.study_summary import summary_text, write_best_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -18,7 +18,7 @@ _LAZY = {
     "TrialPruned": "wwtune.bridge",
     "format_trust": "wwtune.trust",
     "score_model": "wwtune.bridge",
-    "store_trust": "wwtune.study_summary",
+    "store_trust": "wwtune.outcome",
     "write_report": "wwtune.report",
 }
 

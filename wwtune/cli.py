@@ -92,9 +92,9 @@ def _run(cfg: DictConfig) -> None:
 
     # lazy: only the CLI run needs these
     from wwtune.config import ConfigError, make_score, normalize_config, validate_config
+    from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
-    from wwtune.study_summary import summary_text
     from wwtune.sweeper_migration import check_sweeper_node
     from wwtune.workers import resolve_worker_id
 

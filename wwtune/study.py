@@ -12,10 +12,10 @@
    lets the pruner stop the run,
 4. applies the sanity rules (NaN/Inf loss or weights, loss that did not fall) and stores every trial's
    diagnostics as user attrs (``wwtune.*``, :mod:`wwtune.record`),
-5. writes ``best_params.yaml`` beside the storage (:mod:`wwtune.study_summary`),
+5. writes ``best_params.yaml`` beside the storage (:mod:`wwtune.outcome`),
 6. when the task returns a held-out metric, stores the trust report (:func:`wwtune.trust.trust_report`:
    did the α score rank the trials as the held-out metric does?) as the study user attr ``wwtune.trust``;
-   :func:`wwtune.study_summary.summary_text` prints it.
+   :func:`wwtune.outcome.summary_text` prints it.
 
 One bad trial never ends the study: a task exception fails that trial with its reason stored.
 Library code logs; the CLI prints the summary.
@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 
 from wwtune.bridge import StudyReporter
 from wwtune.config import ConfigError, load_task, make_score, normalize_config, validate_config
+from wwtune.outcome import store_trust, summary_text, write_best_params
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import (
     SPECTRA_DIR,
@@ -54,7 +55,6 @@ from wwtune.record import (
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import StorageError, describe, make_storage, redact_config
-from wwtune.study_summary import store_trust, summary_text, write_best_params
 from wwtune.trial import HAS_SET_CONSTRAINT, TrialFailed, TrialRunner
 from wwtune.workers import WORKER_ID_ENV, StudyTrialCap, resolve_worker_id, worker_seed
 
