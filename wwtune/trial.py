@@ -83,7 +83,7 @@ def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | 
     record = reporter.latest_layers()
     if record is None:
         return None
-    from wwtune.pruners import LayerTable, diverged_reason
+    from wwtune.pruners import LayerTable, diverged_reason  # lazy: pruners import optuna internals
 
     first = LayerTable.from_attr(reporter.first_layers)
     reason = diverged_reason((), LayerTable.from_attr(record), first, norm_growth=float(norm_growth))
