@@ -38,6 +38,7 @@ import optuna
 import pandas as pd
 
 from wwtune.objective import Pruned, Reporter, TrainingDiverged, check_finite_loss, check_finite_weights
+from wwtune.pruners import LayerTable, diverged_reason
 from wwtune.record import TrialWriter, json_safe, layers_record
 from wwtune.schema import ON_VIOLATION
 from wwtune.score import Score, ScoreResult
@@ -153,9 +154,6 @@ def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | 
     record = reporter.latest_layers()
     if record is None:
         return None
-    # lazy: wwtune.pruners imports this module's TrialPruned
-    from wwtune.pruners import LayerTable, diverged_reason
-
     first = LayerTable.from_attr(reporter.first_layers)
     reason = diverged_reason((), LayerTable.from_attr(record), first, norm_growth=float(norm_growth))
     return None if reason is None else f"diverged: {reason['message']}"

@@ -269,7 +269,7 @@ def best_trial(
 def _pareto_pick(study: optuna.Study) -> FrozenTrial | None:
     if study.user_attrs.get(STUDY_SCORE_KIND) != "pareto" or len(study.directions) != 2:
         return None  # another multi-objective study: no rule to pick one trial
-    from wwtune.score import pareto_pick
+    from wwtune.score import pareto_pick  # lazy: wwtune.score imports wwtune.record
 
     trials = [t for t in trials_of(study) if is_feasible(t, 2)]
     quantile = ((study.user_attrs.get(STUDY_CONFIG) or {}).get("score") or {}).get("fit_quantile", 1.0)

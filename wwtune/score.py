@@ -463,7 +463,7 @@ def pareto_pick(
     gate = np.quantile(loss[ok], fit_quantile)
     cand = ok[loss[ok] <= gate]
     front = cand[pareto_front(np.column_stack([loss[cand], band[cand]]))]
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: keeps import wwtune light
 
     ranks = rankdata(loss[cand]) + rankdata(band[cand])
     rank_of = dict(zip(cand.tolist(), ranks.tolist(), strict=True))

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune import __version__
+from wwtune.outcome import band_distance_text
 from wwtune.record import (
     STUDY_ADVICE,
     STUDY_CONFIG,
@@ -272,17 +273,10 @@ def _params(study: optuna.Study, best: FrozenTrial | None) -> str:
     return _section("params", f"Best parameters (trial #{best.number})", EXPLAIN["params"], body)
 
 
-def _to_band(alpha: Any, band: tuple[float, float]) -> str:
-    if not _is_num(alpha) or not math.isfinite(float(alpha)) or float(alpha) <= 1.0:
-        return "n/a"
-    gap = band_gap(float(alpha), band)
-    return "in band" if gap == 0 else f"{gap:+.2f}"
-
-
 def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> str:
-    """The per-layer table; a row is shaded as over/under-trained only when its α is off the band by more
-    than ``ON_TARGET`` (the ``warning`` column keeps WeightWatcher's label as it is)."""
-    df = df.assign(to_band=[_to_band(a, band) for a in df["alpha"]]) if "alpha" in df.columns else df
+    """The per-layer table; a row is shaded over/under-trained only when α is off the band by > ON_TARGET."""
+    if "alpha" in df.columns:
+        df = df.assign(to_band=[band_distance_text(a, band) for a in df["alpha"]])
     cols = [c for c in LAYER_COLUMNS if c in df.columns]
     head = "".join(f"<th>{_e(LAYER_COLUMNS[c])}</th>" for c in cols)
     rows = []
@@ -343,7 +337,7 @@ def _pareto(study: optuna.Study, best: FrozenTrial | None, fmt: str) -> str:
     if len(study.directions) != 2:
         return ""
     fig = plot_pareto_front(study, None if best is None else best.number)
-    body = _img(fig, "Pareto front of final training loss against band distance, the pick marked", fmt)
+    body = _img(fig, "Pareto front: training loss against band distance, the pick marked", fmt)
     return _section("pareto", "Pareto front: fit against spectra", EXPLAIN["pareto"], body)
 
 
@@ -367,11 +361,8 @@ def _trust(study: optuna.Study, fmt: str) -> str:
         body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
     if isinstance(trust, Mapping):
         verdict = str(trust.get("verdict", "inconclusive"))
-        label = {
-            "well": "α ranked trials well",
-            "poorly": "α ranked trials poorly",
-            "mixed": "α ranked trials, but its pick was poor",
-        }.get(verdict, verdict)
+        labels = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}
+        label = {**labels, "mixed": "α ranked trials, but its pick was poor"}.get(verdict, verdict)
         body += f'<p><span class="badge {_e(verdict)}">{_e(label)}</span> {_e(trust.get("summary", ""))}</p>'
         table = _kv_table(_trust_items(trust))
     else:
