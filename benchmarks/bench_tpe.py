@@ -50,8 +50,16 @@ def run_study_record(run: str, seed: int, n: int, score: str, workdir: Path) -> 
     spec = record_runs.RUNS[run]
     conf_score = spec["score"] if score == "alpha" else score
     cfg = bench_trust.study_config(
-        run, seed, n, spec.get("budget"), workdir, record_runs.overrides_for(run, seed), sampler="tpe",
-        name=f"{run}_s{seed}_tpe_{score}", score=conf_score, objective=spec["objective"],
+        run,
+        seed,
+        n,
+        spec.get("budget"),
+        workdir,
+        record_runs.overrides_for(run, seed),
+        sampler="tpe",
+        name=f"{run}_s{seed}_tpe_{score}",
+        score=conf_score,
+        objective=spec["objective"],
         search_space=spec["search_space"],
     )
     start = time.perf_counter()
@@ -60,17 +68,32 @@ def run_study_record(run: str, seed: int, n: int, score: str, workdir: Path) -> 
     trials = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
-        trials.append({
-            "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "score": ua.get("wwtune.score"), "heldout": ua.get("wwtune.heldout"),
-            "losses": ua.get("wwtune.losses"), "result": ua.get("wwtune.result"),
-            "fail_reason": ua.get("wwtune.fail_reason"),
-        })
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "score": ua.get("wwtune.score"),
+                "heldout": ua.get("wwtune.heldout"),
+                "losses": ua.get("wwtune.losses"),
+                "result": ua.get("wwtune.result"),
+                "fail_reason": ua.get("wwtune.fail_reason"),
+            }
+        )
     return {
-        "task": run, "seed": seed, "driven_by": score, "score": cfg["score"], "n": n,
-        "objective": spec["objective"], "search_space": spec["search_space"],
-        "budget": cfg["objective"]["budget"], "overrides": record_runs.overrides_for(run, seed),
-        "sampler": "tpe", "heldout": cfg["objective"]["heldout"], "wall_s": time.perf_counter() - start,
+        "task": run,
+        "seed": seed,
+        "driven_by": score,
+        "score": cfg["score"],
+        "n": n,
+        "objective": spec["objective"],
+        "search_space": spec["search_space"],
+        "budget": cfg["objective"]["budget"],
+        "overrides": record_runs.overrides_for(run, seed),
+        "sampler": "tpe",
+        "heldout": cfg["objective"]["heldout"],
+        "wall_s": time.perf_counter() - start,
         "calibration": seed in record_runs.CALIBRATION_SEEDS,
         "returned_number": None if best is None else best.number,
         "returned_heldout": None if best is None else best.user_attrs.get("wwtune.heldout"),
@@ -80,24 +103,35 @@ def run_study_record(run: str, seed: int, n: int, score: str, workdir: Path) -> 
 
 def table(records: Sequence[Mapping[str, Any]], scores: Sequence[str], command: str) -> str:
     """Markdown: per run, mean held-out of the returned trial per driving score, and gap to heldout."""
-    out = ["# TPE studies: held-out metric of the trial each study returns, by driving score", "",
-           "```", command, "```", "",
-           "Mean over seeds (number of seeds in brackets) of the returned trial's held-out metric; "
-           "gap = that minus the held-out-driven study's, oriented so positive is worse. "
-           "Calibration and fresh seeds apart.",
-           ""]
+    out = [
+        "# TPE studies: held-out metric of the trial each study returns, by driving score",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Mean over seeds (number of seeds in brackets) of the returned trial's held-out metric; "
+        "gap = that minus the held-out-driven study's, oriented so positive is worse. "
+        "Calibration and fresh seeds apart.",
+        "",
+    ]
     for kind, cal in (("calibration seeds", True), ("fresh seeds", False)):
         rows = [r for r in records if bool(r.get("calibration")) == cal]
         if not rows:
             continue
-        out += [f"## {kind}", "", "| run | " + " | ".join(f"{s}: returned | gap" for s in scores) + " |",
-                "|---|" + "---:|---:|" * len(scores)]
+        out += [
+            f"## {kind}",
+            "",
+            "| run | " + " | ".join(f"{s}: returned | gap" for s in scores) + " |",
+            "|---|" + "---:|---:|" * len(scores),
+        ]
         for run in dict.fromkeys(r["task"] for r in rows):
             cells = []
             by = {(r["driven_by"], r["seed"]): r for r in rows if r["task"] == run}
             for s in scores:
-                vals = [r["returned_heldout"] for (d, _), r in by.items()
-                        if d == s and _ok(r["returned_heldout"])]
+                vals = [
+                    r["returned_heldout"] for (d, _), r in by.items() if d == s and _ok(r["returned_heldout"])
+                ]
                 gaps = []
                 for (d, seed), r in by.items():
                     h = by.get(("heldout", seed))
@@ -120,8 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", choices=sorted(record_runs.RUNS), required=True)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=30, help="trials per study (default 30)")
-    parser.add_argument("--scores", nargs="+", default=["alpha", "heldout"],
-                        help="conf/score names driving the studies; 'alpha' = the run's α-band score")
+    parser.add_argument(
+        "--scores",
+        nargs="+",
+        default=["alpha", "heldout"],
+        help="conf/score names driving the studies; 'alpha' = the run's α-band score",
+    )
     parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "tpe_runs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "tpe.md")
     args = parser.parse_args(argv)
@@ -135,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record_runs.quiet_single_thread()
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     command = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_tpe.py " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
+        sys.argv[1:] if argv is None else list(argv)
+    )
     records = []
     for seed in args.seeds:
         for run in args.runs:
@@ -147,8 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tmp_path = path.with_suffix(".json.tmp")
                     tmp_path.write_text(json.dumps(rec, separators=(",", ":")))
                     os.replace(tmp_path, path)
-                    _logger.info("%s seed %d driven by %s: %.0f s, returned held-out %s", run, seed, score,
-                                 rec["wall_s"], rec["returned_heldout"])
+                    _logger.info(
+                        "%s seed %d driven by %s: %.0f s, returned held-out %s",
+                        run,
+                        seed,
+                        score,
+                        rec["wall_s"],
+                        rec["returned_heldout"],
+                    )
                 records.append(json.loads(path.read_text()))
     text = table(records, args.scores, command)
     args.out.write_text(text)

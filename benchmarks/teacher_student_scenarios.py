@@ -68,8 +68,10 @@ def main() -> None:
     torch.set_num_threads(1)
     configs = draw_configs(args.trials)
     chosen = {}
-    print("| scenario | N | err default @N | err default @2N | err tuned @N | data gain | tuning gain "
-          "| data gain per seed | tuning gain per seed |")
+    print(
+        "| scenario | N | err default @N | err default @2N | err tuned @N | data gain | tuning gain "
+        "| data gain per seed | tuning gain per seed |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.scenarios:
         path = CONF / "objective" / f"teacher_student_{name}.yaml"
@@ -83,15 +85,18 @@ def main() -> None:
         sd = statistics.stdev(d1) if len(d1) > 1 else 0.0
         data_gains = " ".join(f"{a - b:+.3f}" for a, b in zip(d1, d2, strict=True))
         tune_gains = " ".join(f"{a - b:+.3f}" for a, b in zip(d1, per_config[best], strict=True))
-        print(f"| {name} | {objective['fixed']['n_train']} | {m1:.3f} ± {sd:.3f} | {m2:.3f} | "
-              f"{means[best]:.3f} | {m1 - m2:+.3f} | {m1 - means[best]:+.3f} | {data_gains} | {tune_gains} |",
-              flush=True)
+        print(
+            f"| {name} | {objective['fixed']['n_train']} | {m1:.3f} ± {sd:.3f} | {m2:.3f} | "
+            f"{means[best]:.3f} | {m1 - m2:+.3f} | {m1 - means[best]:+.3f} | {data_gains} | {tune_gains} |",
+            flush=True,
+        )
         chosen[name] = configs[best]
     print()
     for name, (values, layers) in chosen.items():
         rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
         mults = {p: {k: round(v, 3) for k, v in st.items()} for p, st in layers.items()}
         print(f"- tuned configuration for {name}: {rounded}, layers {mults}")
+
 
 if __name__ == "__main__":
     main()

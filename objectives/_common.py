@@ -75,9 +75,7 @@ def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str)
         raise ValueError(f"untuned must be a mapping of hyperparameter values but got {untuned!r}.")
     unknown = sorted((set(values) | set(untuned)) - set(defaults))
     if unknown:
-        raise ValueError(
-            f"Task {task_name!r} has no hyperparameter(s) {unknown}; known: {sorted(defaults)}."
-        )
+        raise ValueError(f"Task {task_name!r} has no hyperparameter(s) {unknown}; known: {sorted(defaults)}.")
     hp = {**defaults, **untuned, **values}
     if hp.get("opt", "sgd") not in OPTIMIZERS:
         raise ValueError(f"opt must be one of {list(OPTIMIZERS)} but got {hp['opt']!r}.")

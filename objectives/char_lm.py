@@ -168,8 +168,9 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(params.seed))
-        model = CharTransformer(len(alphabet), context, int(hp["d_model"]), int(hp["n_heads"]),
-                                int(hp["n_layers"]))
+        model = CharTransformer(
+            len(alphabet), context, int(hp["d_model"]), int(hp["n_heads"]), int(hp["n_layers"])
+        )
         params.apply_dropout(model)
         with torch.no_grad():
             model.eval()

@@ -83,6 +83,7 @@ class WordPiece:
 # --------------------------------------------------------------------------------------------- the model
 def encode(p: dict[str, torch.Tensor], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean-pooled sentence embeddings of BertModel with parameters ``p`` (Hugging Face key names)."""
+
     def lin(x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, p[name + ".weight"], p[name + ".bias"])
 
@@ -90,8 +91,11 @@ def encode(p: dict[str, torch.Tensor], ids: torch.Tensor, mask: torch.Tensor) ->
         return F.layer_norm(x, x.shape[-1:], p[name + ".weight"], p[name + ".bias"], EPS)
 
     b, n = ids.shape
-    x = p["embeddings.word_embeddings.weight"][ids] + p["embeddings.position_embeddings.weight"][:n] \
+    x = (
+        p["embeddings.word_embeddings.weight"][ids]
+        + p["embeddings.position_embeddings.weight"][:n]
         + p["embeddings.token_type_embeddings.weight"][0]
+    )
     x = norm(x, "embeddings.LayerNorm")
     keep = mask[:, None, None, :]
     for i in range(LAYERS):
@@ -119,22 +123,29 @@ def text_pairs(count: int, words: int = 24) -> list[tuple[str, str]]:
     while len(out) < count and any(len(d) >= start + 2 * words for d in docs):
         for tokens in docs:
             if len(tokens) >= start + 2 * words:
-                out.append((" ".join(tokens[start : start + words]),
-                            " ".join(tokens[start + words : start + 2 * words])))
+                out.append(
+                    (
+                        " ".join(tokens[start : start + words]),
+                        " ".join(tokens[start + words : start + 2 * words]),
+                    )
+                )
                 if len(out) == count:
                     break
         start += 2 * words
     return out
 
 
-def fine_tune(folder: str | Path, steps: int, lr: float, batch: int = 16, max_len: int = 40,
-              seed: int = 0) -> tuple[dict[str, torch.Tensor], list[float]]:
+def fine_tune(
+    folder: str | Path, steps: int, lr: float, batch: int = 16, max_len: int = 40, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], list[float]]:
     """``steps`` AdamW steps of contrastive training (in-batch negatives, scale 20 as sentence-transformers'
     MultipleNegativesRankingLoss); returns the new state_dict and the loss of every step."""
     torch.manual_seed(seed)
     state = load_state(folder)
-    params = {k: v.clone().requires_grad_(k != "embeddings.position_ids" and v.is_floating_point())
-              for k, v in state.items()}
+    params = {
+        k: v.clone().requires_grad_(k != "embeddings.position_ids" and v.is_floating_point())
+        for k, v in state.items()
+    }
     trainable = [v for k, v in params.items() if v.requires_grad and not k.startswith("pooler.")]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
     tok = WordPiece(Path(folder) / "vocab.txt")

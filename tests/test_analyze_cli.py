@@ -65,11 +65,13 @@ def cnn_df() -> pd.DataFrame:
 
 def small_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"encoder.layer.0.attention.self.query.weight": torch.randn(48, 32, generator=g),
-            "encoder.layer.0.attention.self.query.bias": torch.randn(48, generator=g),
-            "encoder.layer.0.output.dense.weight": torch.randn(32, 96, generator=g),
-            "embeddings.word_embeddings.weight": torch.randn(200, 32, generator=g),
-            "embeddings.position_ids": torch.arange(64).unsqueeze(0)}
+    return {
+        "encoder.layer.0.attention.self.query.weight": torch.randn(48, 32, generator=g),
+        "encoder.layer.0.attention.self.query.bias": torch.randn(48, generator=g),
+        "encoder.layer.0.output.dense.weight": torch.randn(32, 96, generator=g),
+        "embeddings.word_embeddings.weight": torch.randn(200, 32, generator=g),
+        "embeddings.position_ids": torch.arange(64).unsqueeze(0),
+    }
 
 
 # ------------------------------------------------------------------------------------ the happy path
@@ -109,14 +111,17 @@ def test_no_csv_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "CSV" not in err
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--layers", "fc*"], ["fc1", "fc2"]),
-    (["--layers", "conv1,fc2"], ["conv1", "fc2"]),
-    (["--layers", "conv1", "--layers", "fc1"], ["conv1", "fc1"]),
-    (["--layer-types", "conv2d"], ["conv1", "conv2"]),
-    (["--min-evals", "20"], ["conv2", "fc1"]),        # conv1 has 9 eigenvalues, fc2 10
-    (["--max-evals", "100"], ["conv1", "fc2"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--layers", "fc*"], ["fc1", "fc2"]),
+        (["--layers", "conv1,fc2"], ["conv1", "fc2"]),
+        (["--layers", "conv1", "--layers", "fc1"], ["conv1", "fc1"]),
+        (["--layer-types", "conv2d"], ["conv1", "conv2"]),
+        (["--min-evals", "20"], ["conv2", "fc1"]),  # conv1 has 9 eigenvalues, fc2 10
+        (["--max-evals", "100"], ["conv1", "fc2"]),
+    ],
+)
 def test_layer_selection_options(argv: list[str], expected: list[str]) -> None:
     code, out, err = run([str(CNN), "--no-csv", *argv])
     assert code == 0, err
@@ -136,8 +141,9 @@ def test_fit_hill_and_float32_are_passed_to_analyze(tmp_path: Path) -> None:
 
 def test_mp_fit_and_randomize_columns(tmp_path: Path) -> None:
     csv = tmp_path / "mp.csv"
-    code, out, err = run([str(CNN), "--mp-fit", "--randomize", "--seed", "3", "--csv", str(csv),
-                          "--layers", "conv2,fc1"])
+    code, out, err = run(
+        [str(CNN), "--mp-fit", "--randomize", "--seed", "3", "--csv", str(csv), "--layers", "conv2,fc1"]
+    )
     assert code == 0, err
     header = out.splitlines()[0].split()
     assert header[-4:] == ["num_spikes", "mp_softrank", "num_traps", "rand_distance"]
@@ -159,8 +165,11 @@ def test_safetensors_file_and_hf_folder_with_bert_names(tmp_path: Path) -> None:
     folder.mkdir()
     save_file(small_state_dict(), str(folder / "model.safetensors"))
     (folder / "config.json").write_text("{}")
-    expected = {"embeddings.word_embeddings": "200×32", "encoder.layer.0.attention.self.query": "48×32",
-                "encoder.layer.0.output.dense": "96×32"}
+    expected = {
+        "embeddings.word_embeddings": "200×32",
+        "encoder.layer.0.attention.self.query": "48×32",
+        "encoder.layer.0.output.dense": "96×32",
+    }
     for path in (folder, folder / "model.safetensors"):
         code, out, err = run([str(path), "--no-csv"])
         assert code == 0, err
@@ -206,9 +215,18 @@ def test_progress_ticker_writes_while_work_runs() -> None:
 
 
 def test_format_table_marks_nan_and_aligns() -> None:
-    df = pd.DataFrame({"name": ["a", "long.layer"], "N": [4, 8], "M": [2, 4], "rf": [1, 9],
-                       "layer_type": ["dense", "conv2d"], "num_evals": [2, 36], "alpha": [float("nan"), 2.5],
-                       "warning": ["failed", ""]})
+    df = pd.DataFrame(
+        {
+            "name": ["a", "long.layer"],
+            "N": [4, 8],
+            "M": [2, 4],
+            "rf": [1, 9],
+            "layer_type": ["dense", "conv2d"],
+            "num_evals": [2, 36],
+            "alpha": [float("nan"), 2.5],
+            "warning": ["failed", ""],
+        }
+    )
     lines = format_table(df).splitlines()
     assert lines[0].split() == ["layer", "shape", "layer_type", "num_evals", "alpha", "warning"]
     assert lines[2].split() == ["a", "4×2", "dense", "2", "–", "failed"]
@@ -224,18 +242,21 @@ def test_missing_file(tmp_path: Path) -> None:
     assert out == ""
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--min-evals", "0"], "must be at least 1 but got 0"),
-    (["--max-evals", "ten"], "must be an integer but got 'ten'"),
-    (["--dtype", "float16"], "float16"),
-    (["--fit", "pareto"], "pareto"),
-    (["--seed", "-3"], "cannot be negative but got -3"),
-    (["--bogus"], "--bogus"),
-    (["--csv", "x.csv", "--no-csv"], "not allowed with"),
-    (["--layer-types", "lstm"], "lstm"),
-    (["--device", "tpu"], "tpu"),
-    (["--min-evals", "50", "--max-evals", "10"], "max_evals"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--min-evals", "0"], "must be at least 1 but got 0"),
+        (["--max-evals", "ten"], "must be an integer but got 'ten'"),
+        (["--dtype", "float16"], "float16"),
+        (["--fit", "pareto"], "pareto"),
+        (["--seed", "-3"], "cannot be negative but got -3"),
+        (["--bogus"], "--bogus"),
+        (["--csv", "x.csv", "--no-csv"], "not allowed with"),
+        (["--layer-types", "lstm"], "lstm"),
+        (["--device", "tpu"], "tpu"),
+        (["--min-evals", "50", "--max-evals", "10"], "max_evals"),
+    ],
+)
 def test_bad_options_give_one_line_errors(argv: list[str], needle: str) -> None:
     code, out, err = run([str(CNN), "--no-csv", *argv])
     assert code in (1, 2)
@@ -287,8 +308,14 @@ def test_help_and_dispatch_from_wwtune_main(capsys: pytest.CaptureFixture[str]) 
 # --------------------------------------------------------------------------------------- subprocess
 def _subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "wwtune", "analyze", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "wwtune", "analyze", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_subprocess_end_to_end(tmp_path: Path) -> None:
@@ -306,8 +333,21 @@ def test_subprocess_end_to_end(tmp_path: Path) -> None:
 
 def test_plot_writes_layer_and_esd_figures(tmp_path: Path) -> None:
     plots = tmp_path / "plots"
-    code, out, err = run([str(CNN), "--no-csv", "--mp-fit", "--plot", str(plots),
-                          "--band", "3,4", "--plot-format", "png", "--plot-format", "svg"])
+    code, out, err = run(
+        [
+            str(CNN),
+            "--no-csv",
+            "--mp-fit",
+            "--plot",
+            str(plots),
+            "--band",
+            "3,4",
+            "--plot-format",
+            "png",
+            "--plot-format",
+            "svg",
+        ]
+    )
     assert code == 0, err
     names = {p.name for p in plots.iterdir()}
     layers = list(table_rows(out))

@@ -64,8 +64,14 @@ def test_readme_user_task_study_runs_end_to_end(project):
     more = wwtune("study=example", "study.n_trials=8", "study.report=false", cwd=project)  # resumes
     assert more.returncode == 0, more.stderr[-3000:]
     assert len(load(project, "example").get_trials(states=(TrialState.COMPLETE,))) >= 2
-    advise = wwtune("study=example", "mode=advise", "advise.fractions=[0.5,1.0]", "advise.seeds=[0,1]",
-                    cwd=project, timeout=240)
+    advise = wwtune(
+        "study=example",
+        "mode=advise",
+        "advise.fractions=[0.5,1.0]",
+        "advise.seeds=[0,1]",
+        cwd=project,
+        timeout=240,
+    )
     assert advise.returncode == 0, advise.stderr[-3000:]
     advice = load(project, "example").user_attrs["wwtune.advice"]
     assert advice["verdict"] in {"more data", "more tuning", "inconclusive"}
@@ -141,8 +147,15 @@ def test_misspelled_key_on_the_command_line_is_named_with_the_allowed_keys(proje
 def test_alpha_pruner_with_its_defaults_prunes_under_trained_runs_of_a_bundled_task(project):
     # learning rates 30x below the shipped range: the layers stay near their random (high-α) spectra
     low_lr = "search_space.params.lr={type: float, low: 1e-4, high: 1e-3, log: true}"
-    run = wwtune("study=quickstart", "study.name=pr", "pruner=alpha", "study.n_trials=4", low_lr,
-                 "study.report=false", cwd=project)
+    run = wwtune(
+        "study=quickstart",
+        "study.name=pr",
+        "pruner=alpha",
+        "study.n_trials=4",
+        low_lr,
+        "study.report=false",
+        cwd=project,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     pruned = load(project, "pr").get_trials(states=(TrialState.PRUNED,))
     assert len(pruned) >= 2, run.stdout
@@ -242,26 +255,51 @@ def test_study_runs_from_a_built_wheel(tmp_path):
     own configs (pkg://wwtune.conf) and bundled tasks (wwtune.objectives) are used, not the repository's."""
     repo = Path(__file__).resolve().parent.parent
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    built = subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(repo)],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("wwtune-*.whl")
     site = tmp_path / "site"
-    installed = subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
-                               capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
     assert (site / "wwtune" / "conf" / "study" / "quickstart.yaml").exists()
     assert (site / "wwtune" / "objectives" / "digits_mlp.py").exists()
     work = tmp_path / "empty"
     work.mkdir()
     env = {**ENV, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import wwtune, wwtune.objectives.digits_mlp as m; "
-                            "print(wwtune.__file__); print(m.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import wwtune, wwtune.objectives.digits_mlp as m; print(wwtune.__file__); print(m.__file__)",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout
-    run = wwtune("study=quickstart", "study.n_trials=2", "objective.budget=2", "objective.report_every=2",
-                 "study.report=false", "sanity.min_loss_drop=null", cwd=work, env=env)
+    run = wwtune(
+        "study=quickstart",
+        "study.n_trials=2",
+        "objective.budget=2",
+        "objective.report_every=2",
+        "study.report=false",
+        "sanity.min_loss_drop=null",
+        cwd=work,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Study 'quickstart': 2 trials" in run.stdout
     assert (work / "studies" / "quickstart" / "journal.log").exists()

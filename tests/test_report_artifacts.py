@@ -80,8 +80,9 @@ def _examples():
 #: example needs its line here.
 EXAMPLE_RESULTS = {
     "attach_figures": lambda ns, d: any(p.is_file() for p in (d / "artifacts").rglob("*")),
-    "plot_esd": lambda ns, d: (d / "esd_first_layer.png").stat().st_size > 0
-    and (d / "esd_first_layer.svg").stat().st_size > 0,
+    "plot_esd": lambda ns, d: (
+        (d / "esd_first_layer.png").stat().st_size > 0 and (d / "esd_first_layer.svg").stat().st_size > 0
+    ),
     "plot_esd_linear": lambda ns, d: any(ln.get_gid() == "mp_density" for ln in ns["fig"].axes[0].lines),
     "save_model_plots": lambda ns, d: bool(ns["paths"]) and all(Path(p).stat().st_size for p in ns["paths"]),
     "write_report": lambda ns, d: "<html" in (d / "studies" / "demo" / "report.html").read_text(),

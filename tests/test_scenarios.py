@@ -29,10 +29,15 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 def scenario(name: str, seed: int = 0, budget: int | None = None, **values):
     """Train the scenario ``name`` as its objective config ships it (``values`` override ``fixed``)."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "objective" / f"{name}.yaml"))
-    module = {"digits_noisy": digits_mlp, "teacher_student_noisy": teacher_student,
-              "char_lm_small": char_lm}[name]
-    params = Params(values={"lr": 0.05, **cfg["fixed"], **values}, budget=budget or cfg["budget"], seed=seed,
-                    data_fraction=cfg["data_fraction"])
+    module = {"digits_noisy": digits_mlp, "teacher_student_noisy": teacher_student, "char_lm_small": char_lm}[
+        name
+    ]
+    params = Params(
+        values={"lr": 0.05, **cfg["fixed"], **values},
+        budget=budget or cfg["budget"],
+        seed=seed,
+        data_fraction=cfg["data_fraction"],
+    )
     reporter = NullReporter()
     return module.train(params, reporter), reporter.losses
 
@@ -58,8 +63,11 @@ def test_flip_labels_rejects_a_bad_fraction():
 
 @pytest.mark.parametrize(
     "labels,k,expected",
-    [([0, 1, 2, 3] * 5, 4, math.log(4)), ([3] * 7, 10, 0.0), ([0, 0, 0, 1], 2, -(0.75 * math.log(0.75)
-                                                                              + 0.25 * math.log(0.25)))],
+    [
+        ([0, 1, 2, 3] * 5, 4, math.log(4)),
+        ([3] * 7, 10, 0.0),
+        ([0, 0, 0, 1], 2, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))),
+    ],
 )
 def test_constant_predictor_loss_is_the_label_entropy(labels, k, expected):
     y = torch.tensor(labels)
@@ -88,8 +96,9 @@ def test_digits_label_noise_and_data_seed_reach_the_training_data(monkeypatch):
     monkeypatch.setattr(_common, "fit_epochs", lambda model, x, y, *a, **k: seen.append((x, y)) or 0.0)
     base = {"lr": 0.05}
     for values, seed in [({}, 0), ({"label_noise": 0.3}, 0), ({"data_seed": 5}, 0), ({"data_seed": 5}, 1)]:
-        digits_mlp.train(Params(values={**base, **values}, budget=1, seed=seed, data_fraction=0.5),
-                         NullReporter())
+        digits_mlp.train(
+            Params(values={**base, **values}, budget=1, seed=seed, data_fraction=0.5), NullReporter()
+        )
     (x0, y0), (x1, y1), (x5a, y5a), (x5b, y5b) = seen
     assert torch.equal(x0, x1) and int((y0 != y1).sum()) == round(0.3 * len(y0))
     assert torch.equal(x5a, x5b) and torch.equal(y5a, y5b)  # data_seed fixes the data across trial seeds
@@ -188,8 +197,12 @@ def test_norm_module_weights_are_excluded_even_when_two_dimensional():
             self.gn = nn.GroupNorm(1, 3)
             self.gn.weight = nn.Parameter(torch.ones(1, 3))
 
-    groups = {g["name"]: g for g in Params(values={"lr": 1.0, "weight_decay": 0.1}).param_groups(
-        Odd(), decay_bias_and_norm=False)}
+    groups = {
+        g["name"]: g
+        for g in Params(values={"lr": 1.0, "weight_decay": 0.1}).param_groups(
+            Odd(), decay_bias_and_norm=False
+        )
+    }
     assert [p.shape for p in groups["default"]["params"]] == [torch.Size([3, 3])]
 
 
@@ -211,8 +224,13 @@ def test_lr_mult_scales_decoupled_decay_unless_told_not_to(follows, expected_shr
 
 def test_bundled_tasks_pass_the_decay_options_to_the_optimizer():
     model = NormNet()
-    hp = {"lr": 0.01, "opt": "adamw", "weight_decay": 0.1, "decay_bias_and_norm": False,
-          "decay_follows_lr_mult": False}
+    hp = {
+        "lr": 0.01,
+        "opt": "adamw",
+        "weight_decay": 0.1,
+        "decay_bias_and_norm": False,
+        "decay_follows_lr_mult": False,
+    }
     opt = _common.make_optimizer(Params(values={}, layers={"fc2": {"lr_mult": 4.0}}), model, hp)
     assert isinstance(opt, torch.optim.AdamW)
     groups = {g["name"]: g for g in opt.param_groups}

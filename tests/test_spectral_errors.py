@@ -89,20 +89,34 @@ def test_model_without_analyzable_layer() -> None:
         analyze({"state_dict": 3, "w": 5})
 
 
-@pytest.mark.parametrize("options, error, message", [
-    ({"min_evals": -1}, ValueError, "min_evals cannot be less than 1 but got -1"),
-    ({"min_evals": 2.5}, TypeError, "min_evals must be an integer but got 2.5"),
-    ({"max_evals": 5, "min_evals": 10}, ValueError, "max_evals cannot be less than min_evals"),
-    ({"fit": "truncated"}, ValueError, "fit must be one of \\['power_law', 'hill'\\] but got 'truncated'"),
-    ({"dtype": "float16"}, ValueError, "dtype must be one of \\['float64', 'float32'\\] but got 'float16'"),
-    ({"device": "tpu"}, ValueError, "device must be 'auto'.* but got 'tpu'"),
-    ({"layer_types": ["dense", "lstm"]}, ValueError, "layer_types must be among .* but got \\['lstm'\\]"),
-    ({"layers": 3.5}, TypeError, "layers must be a pattern string, a layer_id integer, or a non-empty list "
-         "of them but got 3.5"),
-    ({"randomize": "yes"}, TypeError, "randomize must be True or False but got 'yes'"),
-    ({"seed": -2}, ValueError, "seed cannot be less than 0 but got -2"),
-    ({"colour": "red"}, TypeError, "colour"),
-])
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"min_evals": -1}, ValueError, "min_evals cannot be less than 1 but got -1"),
+        ({"min_evals": 2.5}, TypeError, "min_evals must be an integer but got 2.5"),
+        ({"max_evals": 5, "min_evals": 10}, ValueError, "max_evals cannot be less than min_evals"),
+        (
+            {"fit": "truncated"},
+            ValueError,
+            "fit must be one of \\['power_law', 'hill'\\] but got 'truncated'",
+        ),
+        (
+            {"dtype": "float16"},
+            ValueError,
+            "dtype must be one of \\['float64', 'float32'\\] but got 'float16'",
+        ),
+        ({"device": "tpu"}, ValueError, "device must be 'auto'.* but got 'tpu'"),
+        ({"layer_types": ["dense", "lstm"]}, ValueError, "layer_types must be among .* but got \\['lstm'\\]"),
+        (
+            {"layers": 3.5},
+            TypeError,
+            "layers must be a pattern string, a layer_id integer, or a non-empty list of them but got 3.5",
+        ),
+        ({"randomize": "yes"}, TypeError, "randomize must be True or False but got 'yes'"),
+        ({"seed": -2}, ValueError, "seed cannot be less than 0 but got -2"),
+        ({"colour": "red"}, TypeError, "colour"),
+    ],
+)
 def test_bad_options_name_option_value_and_allowed(options: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         analyze(mlp(), **options)

@@ -15,8 +15,16 @@ from wwtune.spectral.powerlaw import fit_power_law
 FIX = Path(__file__).parent / "fixtures"
 MODELS = ["mlp_random", "mlp_digits", "cnn_digits"]
 FIT_COLUMNS = ["alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes"]
-NORM_COLUMNS = ["log_norm", "log_spectral_norm", "norm", "lambda_max", "stable_rank", "alpha_weighted",
-                "log_alpha_norm", "entropy"]
+NORM_COLUMNS = [
+    "log_norm",
+    "log_spectral_norm",
+    "norm",
+    "lambda_max",
+    "stable_rank",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "entropy",
+]
 
 torch.set_num_threads(1)
 

@@ -73,11 +73,22 @@ def test_every_documented_column_present_and_names_are_module_paths(df: pd.DataF
     assert set(ALWAYS) <= set(df.columns) and set(df.columns) <= set(COLUMNS)
     assert list(df["name"]) == [
         "embed",
-        "encoder.0.query", "encoder.0.c_attn", "encoder.0.attn.in_proj.q", "encoder.0.attn.in_proj.k",
-        "encoder.0.attn.in_proj.v", "encoder.0.attn.out_proj",
-        "encoder.1.query", "encoder.1.c_attn", "encoder.1.attn.in_proj.q", "encoder.1.attn.in_proj.k",
-        "encoder.1.attn.in_proj.v", "encoder.1.attn.out_proj",
-        "c1", "c2", "c3", "head",
+        "encoder.0.query",
+        "encoder.0.c_attn",
+        "encoder.0.attn.in_proj.q",
+        "encoder.0.attn.in_proj.k",
+        "encoder.0.attn.in_proj.v",
+        "encoder.0.attn.out_proj",
+        "encoder.1.query",
+        "encoder.1.c_attn",
+        "encoder.1.attn.in_proj.q",
+        "encoder.1.attn.in_proj.k",
+        "encoder.1.attn.in_proj.v",
+        "encoder.1.attn.out_proj",
+        "c1",
+        "c2",
+        "c3",
+        "head",
     ]
     types = dict(zip(df["name"], df["layer_type"], strict=True))
     assert types["embed"] == "embedding" and types["c1"] == "conv1d" and types["c2"] == "conv2d"
@@ -85,8 +96,9 @@ def test_every_documented_column_present_and_names_are_module_paths(df: pd.DataF
 
 
 def test_dense_embedding_and_hf_conv1d_evals(net: Net, df: pd.DataFrame) -> None:
-    np.testing.assert_allclose(evals_of(df, "embed"), svd_evals([net.embed.weight.detach().numpy()]),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        evals_of(df, "embed"), svd_evals([net.embed.weight.detach().numpy()]), rtol=1e-9, atol=1e-9
+    )
     cw = net.encoder[0].c_attn.weight.detach().numpy()
     np.testing.assert_allclose(evals_of(df, "encoder.0.c_attn"), svd_evals([cw]), rtol=1e-9, atol=1e-9)
     row = df.set_index("name").loc["encoder.0.c_attn"]
@@ -132,12 +144,15 @@ def test_pt_file_wrapped_checkpoint_and_safetensors(tmp_path: Path, net: Net, df
         np.testing.assert_allclose(got.loc[ref.index, "alpha"], ref["alpha"], rtol=1e-12)
 
 
-def test_sharded_hf_folder_reads_each_tensor_once(tmp_path: Path, net: Net, df: pd.DataFrame,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sharded_hf_folder_reads_each_tensor_once(
+    tmp_path: Path, net: Net, df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sd = {k: v.contiguous() for k, v in net.state_dict().items()}
     keys = sorted(sd)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-              "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+        "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
     for fname, ks in shards.items():
         save_file({k: sd[k] for k in ks}, str(tmp_path / fname))
     index = {"metadata": {}, "weight_map": {k: f for f, ks in shards.items() for k in ks}}

@@ -50,8 +50,11 @@ def pareto(rng: np.random.Generator, alpha: float, n: int, xmin: float = 1.0) ->
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 400),
-       kind=st.sampled_from(["pareto", "mp", "lognormal", "ties"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 400),
+    kind=st.sampled_from(["pareto", "mp", "lognormal", "ties"]),
+)
 def test_pruned_fit_equals_naive_definition(seed: int, n: int, kind: str) -> None:
     rng = np.random.default_rng(seed)
     if kind == "pareto":
@@ -128,12 +131,15 @@ def test_small_spectrum_rule_uses_k_minus_one_and_penalty() -> None:
     assert k >= 8
 
 
-@pytest.mark.parametrize("x, why", [
-    (np.zeros(50), "only 0"),
-    (np.r_[np.zeros(49), 3.0], "only 1"),
-    (np.full(50, 2.0), "alpha > 1"),
-    (np.full(10, 2.0), "degenerate"),
-])
+@pytest.mark.parametrize(
+    "x, why",
+    [
+        (np.zeros(50), "only 0"),
+        (np.r_[np.zeros(49), 3.0], "only 1"),
+        (np.full(50, 2.0), "alpha > 1"),
+        (np.full(10, 2.0), "degenerate"),
+    ],
+)
 def test_degenerate_spectra_fail_cleanly(x: np.ndarray, why: str) -> None:
     fit = fit_power_law(x)
     assert fit.status == "failed" and fit.alpha == -1

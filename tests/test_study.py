@@ -308,7 +308,10 @@ def test_alpha_pruner_reason_is_stored(project):
         (["advise.fractions=[0.5,2.0]"], r"advise.fractions\[1\] must be in \(0, 1\] but got 2.0"),
         (["analysis.randomize=maybe"], "analysis.randomize must be true or false"),
         # storage URLs that cannot work: named, no SQLAlchemy traceback
-        (["storage=sqlite", "storage.url=/path/x.db"], "storage.url must be a database URL such as sqlite:///"),
+        (
+            ["storage=sqlite", "storage.url=/path/x.db"],
+            "storage.url must be a database URL such as sqlite:///",
+        ),
         (["storage=sqlite", "storage.url=sqlite:////nonexistent/x.db"], "cannot open storage.url"),
         (["storage=sqlite", "storage.url=mysql://me@h/db"], "needs a database driver that is not installed"),
     ],

@@ -342,7 +342,12 @@ def test_hydra_joblib_multirun_runs_several_workers_on_one_study(project: Path) 
     assert importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher"), "needs hydra-joblib-launcher"
     cap = 6
     result = run_cli(
-        project, "-m", "study=wtiny", f"study.n_trials={cap}", "worker_id=0,1", "hydra/launcher=joblib",
+        project,
+        "-m",
+        "study=wtiny",
+        f"study.n_trials={cap}",
+        "worker_id=0,1",
+        "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -39,41 +39,86 @@ __all__ = ["TABLE_COLUMNS", "build_parser", "default_csv_path", "format_table", 
 
 PROG = "wwtune analyze"
 #: Columns of the stdout table (after the layer name and shape), in order; the CSV has all of them.
-TABLE_COLUMNS = ("layer_type", "num_evals", "alpha", "D", "num_pl_spikes", "alpha_weighted", "log_norm",
-                 "log_spectral_norm", "stable_rank", "rank_loss", "warning")
+TABLE_COLUMNS = (
+    "layer_type",
+    "num_evals",
+    "alpha",
+    "D",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "rank_loss",
+    "warning",
+)
 #: Extra table columns shown when the matching option is on.
 MP_TABLE_COLUMNS = ("num_spikes", "mp_softrank")
 RANDOMIZE_TABLE_COLUMNS = ("num_traps", "rand_distance")
 
-_FLOAT_FORMATS = {"alpha": "{:.3f}", "D": "{:.3f}", "alpha_weighted": "{:.3f}", "log_norm": "{:.3f}",
-                  "log_spectral_norm": "{:.3f}", "stable_rank": "{:.2f}", "mp_softrank": "{:.3f}",
-                  "rand_distance": "{:.3f}"}
+_FLOAT_FORMATS = {
+    "alpha": "{:.3f}",
+    "D": "{:.3f}",
+    "alpha_weighted": "{:.3f}",
+    "log_norm": "{:.3f}",
+    "log_spectral_norm": "{:.3f}",
+    "stable_rank": "{:.2f}",
+    "mp_softrank": "{:.3f}",
+    "rand_distance": "{:.3f}",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune analyze`` (options mirror :func:`wwtune.analyze`)."""
-    p = _Parser(prog=PROG, description="Spectral diagnostics (power-law α per layer, WeightWatcher's "
-                "conventions) of a checkpoint, from its weights alone.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("path", metavar="PATH",
-                   help="a .pt/.pth/.bin/.safetensors checkpoint or a Hugging Face model folder")
+    p = _Parser(
+        prog=PROG,
+        description="Spectral diagnostics (power-law α per layer, WeightWatcher's "
+        "conventions) of a checkpoint, from its weights alone.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "path", metavar="PATH", help="a .pt/.pth/.bin/.safetensors checkpoint or a Hugging Face model folder"
+    )
     add_analysis_options(p)
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", metavar="FILE",
-                     help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)")
+    out.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)",
+    )
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
-    p.add_argument("--keep-evals", action="store_true",
-                   help="store each layer's eigenvalues in the CSV (JSON lists), e.g. as a baseline for "
-                        "`wwtune compare BASELINE.csv NEW` with the spectral distances")
-    p.add_argument("--plot", metavar="DIR",
-                   help="write plots into DIR: alpha per layer vs --band, and each layer's ESD (log-log with "
-                        "the fitted power law; linear with the Marchenko-Pastur bulk when --mp-fit)")
-    p.add_argument("--band", type=band_arg, default=(2.0, 2.0), metavar="LO,HI",
-                   help="target alpha band drawn by --plot (default 2,2; transformers: 3,4)")
-    p.add_argument("--plot-format", choices=("png", "svg"), action="append", dest="plot_formats",
-                   help="plot file format, repeatable (default png)")
-    p.add_argument("--columns", type=csv_list, metavar="COLS",
-                   help="extra columns for the printed table, comma-separated (e.g. xmin,sigma,entropy)")
+    p.add_argument(
+        "--keep-evals",
+        action="store_true",
+        help="store each layer's eigenvalues in the CSV (JSON lists), e.g. as a baseline for "
+        "`wwtune compare BASELINE.csv NEW` with the spectral distances",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write plots into DIR: alpha per layer vs --band, and each layer's ESD (log-log with "
+        "the fitted power law; linear with the Marchenko-Pastur bulk when --mp-fit)",
+    )
+    p.add_argument(
+        "--band",
+        type=band_arg,
+        default=(2.0, 2.0),
+        metavar="LO,HI",
+        help="target alpha band drawn by --plot (default 2,2; transformers: 3,4)",
+    )
+    p.add_argument(
+        "--plot-format",
+        choices=("png", "svg"),
+        action="append",
+        dest="plot_formats",
+        help="plot file format, repeatable (default png)",
+    )
+    p.add_argument(
+        "--columns",
+        type=csv_list,
+        metavar="COLS",
+        help="extra columns for the printed table, comma-separated (e.g. xmin,sigma,entropy)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
@@ -107,13 +152,16 @@ def format_table(df: pd.DataFrame, extra: Sequence[str] = ()) -> str:
 def _summary_lines(df: pd.DataFrame, elapsed: float) -> list[str]:
     n = len(df)
     counts = df["warning"].value_counts()
-    parts = [f"{counts.get(w, 0)} {w}" for w in ("over-trained", "under-trained", "failed")
-             if counts.get(w, 0)]
+    parts = [
+        f"{counts.get(w, 0)} {w}" for w in ("over-trained", "under-trained", "failed") if counts.get(w, 0)
+    ]
     means = summary(df)
-    return [f"{n} layer{'s' if n != 1 else ''} analyzed in {elapsed:.1f} s"
-            + (f" ({', '.join(parts)})" if parts else " (no warnings)"),
-            "model means over successful fits: "
-            + ", ".join(f"{k} {_fmt(v, k if k in _FLOAT_FORMATS else 'x')}" for k, v in means.items())]
+    return [
+        f"{n} layer{'s' if n != 1 else ''} analyzed in {elapsed:.1f} s"
+        + (f" ({', '.join(parts)})" if parts else " (no warnings)"),
+        "model means over successful fits: "
+        + ", ".join(f"{k} {_fmt(v, k if k in _FLOAT_FORMATS else 'x')}" for k, v in means.items()),
+    ]
 
 
 def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
@@ -133,10 +181,20 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     if args.randomize:
         extra += RANDOMIZE_TABLE_COLUMNS
     with _Progress(str(path), stderr, enabled=not args.quiet) as progress:
-        df = analyze(path, layers=layers, layer_types=args.layer_types, min_evals=args.min_evals,
-                     max_evals=args.max_evals, fit=args.fit, mp_fit=args.mp_fit, randomize=args.randomize,
-                     seed=args.seed, device=args.device, dtype=args.dtype,
-                     keep_evals=bool(args.plot or args.keep_evals))
+        df = analyze(
+            path,
+            layers=layers,
+            layer_types=args.layer_types,
+            min_evals=args.min_evals,
+            max_evals=args.max_evals,
+            fit=args.fit,
+            mp_fit=args.mp_fit,
+            randomize=args.randomize,
+            seed=args.seed,
+            device=args.device,
+            dtype=args.dtype,
+            keep_evals=bool(args.plot or args.keep_evals),
+        )
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")
@@ -164,8 +222,9 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
-         stderr: IO[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+) -> int:
     """Run ``wwtune analyze`` with ``argv`` (without the ``analyze`` word); returns the exit status.
 
     Args:

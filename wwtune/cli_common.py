@@ -17,8 +17,21 @@ from typing import IO, Any
 from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
 from wwtune.spectral.columns import LAYER_TYPES
 
-__all__ = ["Parser", "Progress", "UsageError", "add_analysis_options", "band_arg", "csv_list", "fmt",
-           "int_at_least", "layer_patterns", "output_path", "one_line", "render_table", "run_cli"]
+__all__ = [
+    "Parser",
+    "Progress",
+    "UsageError",
+    "add_analysis_options",
+    "band_arg",
+    "csv_list",
+    "fmt",
+    "int_at_least",
+    "layer_patterns",
+    "output_path",
+    "one_line",
+    "render_table",
+    "run_cli",
+]
 
 
 class UsageError(Exception):
@@ -69,24 +82,55 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """The options that mirror :func:`wwtune.analyze`'s keywords (layers, types, eigenvalue limits, fit,
     precision, device, MP fit, correlation traps, seed)."""
 
-    p.add_argument("--layers", action="append", type=csv_list, metavar="PATTERNS",
-                   help="fnmatch pattern(s) on layer names, comma-separated or repeated "
-                   "(e.g. 'encoder.*,pooler.dense'); default: all layers")
-    p.add_argument("--layer-types", type=csv_list, metavar="TYPES",
-                   help=f"comma list out of {', '.join(LAYER_TYPES)}; default: all")
-    p.add_argument("--min-evals", type=int_at_least(1), default=DEFAULT_MIN_EVALS,
-                   help="skip layers with fewer eigenvalues")
-    p.add_argument("--max-evals", type=int_at_least(1), default=DEFAULT_MAX_EVALS,
-                   help="skip layers with more eigenvalues")
-    p.add_argument("--fit", choices=sorted(FITS), default="power_law",
-                   help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the Gram matrices and eigensolver (float32: faster, α within ~1e-3)")
+    p.add_argument(
+        "--layers",
+        action="append",
+        type=csv_list,
+        metavar="PATTERNS",
+        help="fnmatch pattern(s) on layer names, comma-separated or repeated "
+        "(e.g. 'encoder.*,pooler.dense'); default: all layers",
+    )
+    p.add_argument(
+        "--layer-types",
+        type=csv_list,
+        metavar="TYPES",
+        help=f"comma list out of {', '.join(LAYER_TYPES)}; default: all",
+    )
+    p.add_argument(
+        "--min-evals",
+        type=int_at_least(1),
+        default=DEFAULT_MIN_EVALS,
+        help="skip layers with fewer eigenvalues",
+    )
+    p.add_argument(
+        "--max-evals",
+        type=int_at_least(1),
+        default=DEFAULT_MAX_EVALS,
+        help="skip layers with more eigenvalues",
+    )
+    p.add_argument(
+        "--fit",
+        choices=sorted(FITS),
+        default="power_law",
+        help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="precision of the Gram matrices and eigensolver (float32: faster, α within ~1e-3)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--mp-fit", action="store_true",
-                   help="add the Marchenko-Pastur columns (num_spikes, sigma_mp, mp_softrank, ...)")
-    p.add_argument("--randomize", action="store_true",
-                   help="add the correlation-trap columns (num_traps, rand_distance, ...)")
+    p.add_argument(
+        "--mp-fit",
+        action="store_true",
+        help="add the Marchenko-Pastur columns (num_spikes, sigma_mp, mp_softrank, ...)",
+    )
+    p.add_argument(
+        "--randomize",
+        action="store_true",
+        help="add the correlation-trap columns (num_traps, rand_distance, ...)",
+    )
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the --randomize shuffle")
 
 
@@ -128,8 +172,15 @@ class Progress:
     was called (carriage-return updates on a terminal, a line every `line_every` seconds otherwise);
     silent for work shorter than `delay` seconds."""
 
-    def __init__(self, what: str, stream: IO[str], enabled: bool, delay: float = 1.0,
-                 line_every: float = 10.0, verb: str = "analyzing") -> None:
+    def __init__(
+        self,
+        what: str,
+        stream: IO[str],
+        enabled: bool,
+        delay: float = 1.0,
+        line_every: float = 10.0,
+        verb: str = "analyzing",
+    ) -> None:
         self.what, self.stream, self.enabled, self.verb = what, stream, enabled, verb
         self.delay, self.line_every = delay, line_every
         self._stop = threading.Event()
@@ -149,8 +200,9 @@ class Progress:
         """Record that ``done`` of ``total`` layers are finished (``name``: the last one)."""
         width = 20
         filled = int(width * done / total) if total else width
-        self._count = f" [{'#' * filled}{'.' * (width - filled)}] {done}/{total} layers" + \
-            (f" ({name})" if name else "")
+        self._count = f" [{'#' * filled}{'.' * (width - filled)}] {done}/{total} layers" + (
+            f" ({name})" if name else ""
+        )
 
     def _run(self) -> None:
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -183,9 +235,15 @@ def one_line(exc: BaseException) -> str:
     return text if text else type(exc).__name__
 
 
-def run_cli(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-            run: Callable[[argparse.Namespace, IO[str], IO[str]], int], stdout: IO[str] | None,
-            stderr: IO[str] | None, failure_status: int = 1) -> int:
+def run_cli(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    run: Callable[[argparse.Namespace, IO[str], IO[str]], int],
+    stdout: IO[str] | None,
+    stderr: IO[str] | None,
+    failure_status: int = 1,
+) -> int:
     """Parse ``argv`` and call ``run(args, stdout, stderr)`` behind the CLI boundary: ``wwtune`` log
     records on stderr (errors only with ``--quiet``), a bad command line or a missing file as one line and
     status 2, any other error as one line and ``failure_status`` (the traceback with ``--debug``),

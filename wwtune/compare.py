@@ -57,6 +57,7 @@ from wwtune.spectral.analyze import (
     layer_row,
     select_specs,
 )
+from wwtune.spectral.distance import esd_distance, ks_distance
 from wwtune.spectral.esd import compute_esds
 from wwtune.spectral.layers import WeightSpec, weight_specs
 
@@ -78,8 +79,18 @@ __all__ = [
 ]
 
 #: Columns taken from each side's analysis, suffixed ``_base`` / ``_new``.
-SIDE_COLUMNS = ("alpha", "D", "log_norm", "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss",
-                "num_evals", "status", "warning")
+SIDE_COLUMNS = (
+    "alpha",
+    "D",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "matrix_rank",
+    "rank_loss",
+    "num_evals",
+    "status",
+    "warning",
+)
 #: ``esd_distance`` (decades) above which the verdict says "spectrum changed": eigenvalues moved by 12 %.
 ESD_CHANGED = 0.05
 #: |Δ log10 Σλ| above which the verdict says "norm grew/shrank": ‖W‖_F moved by more than 12 %.
@@ -95,57 +106,28 @@ ALPHA_SHIFT = 0.5
 RANK_COLLAPSE_SHARE = 0.1
 #: Warning thresholds of ``analyze`` (over-trained below, under-trained above).
 _OVER, _UNDER = 2.0, 6.0
-_BASELINE_NEEDS = ("name", "layer_type", "N", "M", "rf", "num_evals", "alpha", "status", "warning", "D",
-                   "log_norm", "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss", "norm",
-                   "lambda_max")
+_BASELINE_NEEDS = (
+    "name",
+    "layer_type",
+    "N",
+    "M",
+    "rf",
+    "num_evals",
+    "alpha",
+    "status",
+    "warning",
+    "D",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "matrix_rank",
+    "rank_loss",
+    "norm",
+    "lambda_max",
+)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def ks_distance(a: Any, b: Any) -> float:
-    """Two-sample Kolmogorov-Smirnov distance sup_x |F_a(x) − F_b(x)| between two samples (0 … 1).
-
-    Example:
-        >>> ks_distance([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-        0.0
-        >>> ks_distance([1.0, 2.0], [5.0, 6.0])
-        1.0
-    """
-    x, y = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
-    if x.size == 0 or y.size == 0:
-        return math.nan
-    grid = np.concatenate([x, y])
-    fx = np.searchsorted(x, grid, side="right") / x.size
-    fy = np.searchsorted(y, grid, side="right") / y.size
-    return float(np.max(np.abs(fx - fy)))
-
-
-def esd_distance(a: Any, b: Any, floor: float = 0.0) -> float:
-    """Mean |log10 λ_a − log10 λ_b| over matched quantiles (1-Wasserstein distance on log10 λ), decades.
-
-    Values below ``floor`` (and zeros) count as ``floor``; with ``floor=0`` the floor is 1e-12 × the largest
-    value. Samples of different sizes are compared on the quantile grid of the larger one (exact
-    when one size divides the other).
-
-    Example:
-        >>> round(esd_distance([1.0, 10.0, 100.0], [10.0, 100.0, 1000.0]), 6)  # every λ ×10: one decade
-        1.0
-    """
-    x, y = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
-    if x.size == 0 or y.size == 0:
-        return math.nan
-    top = max(float(x[-1]), float(y[-1]))
-    if not math.isfinite(top) or top <= 0:
-        return math.nan
-    floor = max(floor, top * 1e-12)
-    lx, ly = np.log10(np.maximum(x, floor)), np.log10(np.maximum(y, floor))
-    if lx.size != ly.size:
-        n = max(lx.size, ly.size)
-        q = (np.arange(n) + 0.5) / n
-        lx = lx[np.minimum((q * lx.size).astype(int), lx.size - 1)]  # the empirical quantile functions
-        ly = ly[np.minimum((q * ly.size).astype(int), ly.size - 1)]
-    return float(np.mean(np.abs(lx - ly)))
-
-
 def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise equality of two tensors (dtype, shape and every byte; NaN payloads included)."""
     if a.dtype != b.dtype or a.shape != b.shape:
@@ -387,8 +369,11 @@ def _check_band(band: Any) -> tuple[float, float]:
 
 
 def _side_columns(mp_fit: bool, randomize: bool) -> list[str]:
-    return list(SIDE_COLUMNS) + (list(MP_SIDE_COLUMNS) if mp_fit else []) + \
-        (list(RANDOMIZE_SIDE_COLUMNS) if randomize else [])
+    return (
+        list(SIDE_COLUMNS)
+        + (list(MP_SIDE_COLUMNS) if mp_fit else [])
+        + (list(RANDOMIZE_SIDE_COLUMNS) if randomize else [])
+    )
 
 
 def _columns(mp_fit: bool, randomize: bool, keep_evals: bool) -> list[str]:
@@ -577,5 +562,3 @@ def _events(rec: dict[str, Any], low: float, high: float) -> list[tuple[str, str
     if len(out) == (1 if presence == "renamed" else 0):
         out.append(("small", "small change"))
     return out
-
-

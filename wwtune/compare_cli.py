@@ -44,42 +44,87 @@ from wwtune.compare import DEFAULT_FAIL_ON, RULES, check_rules, compare, parse_r
 __all__ = ["build_parser", "default_csv_path", "format_changes", "main"]
 
 PROG = "wwtune compare"
-_FORMATS = {"alpha_base": "{:.3f}", "alpha_new": "{:.3f}", "delta_alpha": "{:+.3f}", "esd_distance": "{:.3f}",
-            "esd_ks": "{:.3f}", "rel_frobenius_change": "{:.2%}", "spectral_norm_change": "{:+.2%}"}
+_FORMATS = {
+    "alpha_base": "{:.3f}",
+    "alpha_new": "{:.3f}",
+    "delta_alpha": "{:+.3f}",
+    "esd_distance": "{:.3f}",
+    "esd_ks": "{:.3f}",
+    "rel_frobenius_change": "{:.2%}",
+    "spectral_norm_change": "{:+.2%}",
+}
 #: (column, header) of the stdout table, after the layer name.
-TABLE = (("shape_new", "shape"), ("alpha_base", "α base"), ("alpha_new", "α new"), ("delta_alpha", "Δα"),
-         ("rel_frobenius_change", "ΔW/W"), ("spectral_norm_change", "Δσmax"), ("esd_distance", "ESD dist"),
-         ("esd_ks", "KS"), ("verdict", "verdict"))
+TABLE = (
+    ("shape_new", "shape"),
+    ("alpha_base", "α base"),
+    ("alpha_new", "α new"),
+    ("delta_alpha", "Δα"),
+    ("rel_frobenius_change", "ΔW/W"),
+    ("spectral_norm_change", "Δσmax"),
+    ("esd_distance", "ESD dist"),
+    ("esd_ks", "KS"),
+    ("verdict", "verdict"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wwtune compare`` (analysis options as ``wwtune analyze``)."""
     rules = "; ".join(f"{k}: {v}" for k, v in RULES.items()).replace("%", "%%")
-    p = Parser(prog=PROG, description="Compare two versions of a model layer by layer from their weights "
-               "alone: what changed, and did a layer break (e.g. after compression or retraining)? Exit "
-               "status 0: no --fail-on rule fired, 1: some fired, 2: error.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("base", metavar="BASE", help="the reference: a checkpoint file, a Hugging Face folder, or "
-                   "the CSV of `wwtune analyze` (a stored baseline, same analysis options)")
+    p = Parser(
+        prog=PROG,
+        description="Compare two versions of a model layer by layer from their weights "
+        "alone: what changed, and did a layer break (e.g. after compression or retraining)? Exit "
+        "status 0: no --fail-on rule fired, 1: some fired, 2: error.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "base",
+        metavar="BASE",
+        help="the reference: a checkpoint file, a Hugging Face folder, or "
+        "the CSV of `wwtune analyze` (a stored baseline, same analysis options)",
+    )
     p.add_argument("new", metavar="NEW", help="the version to check: a checkpoint file or folder")
     add_analysis_options(p)
-    p.add_argument("--band", type=band_arg, default=(2.0, 6.0), metavar="LO,HI",
-                   help="healthy alpha range: 'crossed' = alpha was inside and left it")
-    p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, metavar="RULES",
-                   help=f"comma list of rules; exit status 1 when one fires on any layer ('' or 'none': "
-                   f"never). Rules: {rules}")
-    p.add_argument("--top", type=int_at_least(1), default=15,
-                   help="table rows: the layers that changed most (flagged first)")
+    p.add_argument(
+        "--band",
+        type=band_arg,
+        default=(2.0, 6.0),
+        metavar="LO,HI",
+        help="healthy alpha range: 'crossed' = alpha was inside and left it",
+    )
+    p.add_argument(
+        "--fail-on",
+        default=DEFAULT_FAIL_ON,
+        metavar="RULES",
+        help=f"comma list of rules; exit status 1 when one fires on any layer ('' or 'none': "
+        f"never). Rules: {rules}",
+    )
+    p.add_argument(
+        "--top",
+        type=int_at_least(1),
+        default=15,
+        help="table rows: the layers that changed most (flagged first)",
+    )
     p.add_argument("--all", action="store_true", help="show every layer in the table, unchanged ones too")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", metavar="FILE",
-                     help="where to write every column as CSV (default: ./<NEW name>_compare.csv)")
+    out.add_argument(
+        "--csv", metavar="FILE", help="where to write every column as CSV (default: ./<NEW name>_compare.csv)"
+    )
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
     p.add_argument("--json", metavar="FILE", help="also write the summary and every layer as JSON")
-    p.add_argument("--plot", metavar="DIR", help="write plots into DIR: alpha per layer, base vs new, band "
-                   "shaded; the ESDs of the flagged layers, base and new overlaid")
-    p.add_argument("--plot-format", choices=("png", "svg"), action="append", dest="plot_formats",
-                   help="plot file format, repeatable (default png)")
+    p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write plots into DIR: alpha per layer, base vs new, band "
+        "shaded; the ESDs of the flagged layers, base and new overlaid",
+    )
+    p.add_argument(
+        "--plot-format",
+        choices=("png", "svg"),
+        action="append",
+        dest="plot_formats",
+        help="plot file format, repeatable (default png)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
@@ -93,10 +138,15 @@ def default_csv_path(new: str | os.PathLike[str]) -> Path:
 def _order(df: pd.DataFrame, fired: pd.Series) -> pd.DataFrame:
     """Flagged layers first, then structural changes, then by how far the spectrum moved."""
     structural = df["presence"].isin(["removed", "added", "reshaped"])
-    key = pd.DataFrame({"flag": fired.ne(""), "struct": structural,
-                        "dist": df["esd_distance"].fillna(-1.0),
-                        "frob": df["rel_frobenius_change"].fillna(-1.0),
-                        "da": df["delta_alpha"].abs().fillna(-1.0)})
+    key = pd.DataFrame(
+        {
+            "flag": fired.ne(""),
+            "struct": structural,
+            "dist": df["esd_distance"].fillna(-1.0),
+            "frob": df["rel_frobenius_change"].fillna(-1.0),
+            "da": df["delta_alpha"].abs().fillna(-1.0),
+        }
+    )
     idx = key.sort_values(["flag", "struct", "dist", "frob", "da"], ascending=False, kind="stable").index
     return df.loc[idx]
 
@@ -113,8 +163,9 @@ def format_changes(df: pd.DataFrame, fired: pd.Series, top: int | None = 15) -> 
         cells = []
         for col, _ in TABLE:
             v = row[col]
-            cells.append(fmt(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v,
-                             col, _FORMATS))
+            cells.append(
+                fmt(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v, col, _FORMATS)
+            )
         if row["presence"] == "removed":
             cells[0] = str(row["shape_base"])
         body.append([str(row["name"]), *cells, fired[i]])
@@ -126,15 +177,23 @@ def _summary(df: pd.DataFrame, fired: pd.Series, rules: str, elapsed: float) -> 
     events = df["events"].astype(str)
     flagged = [n for n, f in zip(df["name"], fired, strict=True) if f]
     counts = {k: int(v) for k, v in df["presence"].value_counts().items()}
-    return {"layers": len(df), "unchanged": int(events.eq("unchanged").sum()),
-            "small_change": int(events.str.fullmatch("small|renamed,small").sum()),
-            "presence": counts, "identical": int((df["identical"] == True).sum()),  # noqa: E712 - None = unknown
-            "fail_on": rules, "flagged": flagged, "seconds": round(elapsed, 2)}
+    return {
+        "layers": len(df),
+        "unchanged": int(events.eq("unchanged").sum()),
+        "small_change": int(events.str.fullmatch("small|renamed,small").sum()),
+        "presence": counts,
+        "identical": int((df["identical"] == True).sum()),  # noqa: E712 - None = unknown
+        "fail_on": rules,
+        "flagged": flagged,
+        "seconds": round(elapsed, 2),
+    }
 
 
 def _summary_line(s: dict[str, Any]) -> str:
-    parts = [f"{s['layers']} layers compared in {s['seconds']:.1f} s: {s['unchanged']} unchanged, "
-             f"{s['small_change']} small change"]
+    parts = [
+        f"{s['layers']} layers compared in {s['seconds']:.1f} s: {s['unchanged']} unchanged, "
+        f"{s['small_change']} small change"
+    ]
     other = {k: v for k, v in s["presence"].items() if k != "both"}
     if other:
         parts.append(", ".join(f"{v} {k}" for k, v in other.items()))
@@ -168,10 +227,23 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
             raise UsageError(f"{opt}: folder {str(target.parent)!r} does not exist")
     what = f"{args.base} vs {args.new}"
     with Progress(what, stderr, enabled=not args.quiet, verb="comparing") as progress:
-        df = compare(args.base, args.new, layers=layer_patterns(args), layer_types=args.layer_types,
-                     min_evals=args.min_evals, max_evals=args.max_evals, fit=args.fit, mp_fit=args.mp_fit,
-                     randomize=args.randomize, seed=args.seed, device=args.device, dtype=args.dtype,
-                     band=args.band, keep_evals=bool(args.plot), progress=progress.update)
+        df = compare(
+            args.base,
+            args.new,
+            layers=layer_patterns(args),
+            layer_types=args.layer_types,
+            min_evals=args.min_evals,
+            max_evals=args.max_evals,
+            fit=args.fit,
+            mp_fit=args.mp_fit,
+            randomize=args.randomize,
+            seed=args.seed,
+            device=args.device,
+            dtype=args.dtype,
+            band=args.band,
+            keep_evals=bool(args.plot),
+            progress=progress.update,
+        )
     fired = check_rules(df, rules_text) if rules_text else pd.Series([""] * len(df), index=df.index)
     summary = _summary(df, fired, rules_text, progress.elapsed)
     stdout.write(format_changes(df, fired, None if args.all else args.top) + "\n")
@@ -191,15 +263,17 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         from wwtune.report.plots import save_compare_plots  # lazy: matplotlib only when plots are asked for
 
         flagged = [n for n, f in zip(df["name"], fired, strict=True) if f]
-        paths = save_compare_plots(df, args.plot, band=args.band, layers=flagged,
-                                   formats=tuple(args.plot_formats or ("png",)))
+        paths = save_compare_plots(
+            df, args.plot, band=args.band, layers=flagged, formats=tuple(args.plot_formats or ("png",))
+        )
         if not args.quiet:
             stderr.write(f"plots ({len(paths)} files): {args.plot}\n")
     return 1 if summary["flagged"] else 0
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
-         stderr: IO[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+) -> int:
     """Run ``wwtune compare`` with ``argv`` (without the ``compare`` word); returns the exit status.
 
     Returns:

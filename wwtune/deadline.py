@@ -49,8 +49,10 @@ def trial_alarm(seconds: float | None, message: str, *, study_wide: bool = False
         yield
         return
     if not _can_alarm():
-        _logger.warning("A trial time limit needs the main thread of a POSIX process; it is checked between "
-                        "trials only here.")
+        _logger.warning(
+            "A trial time limit needs the main thread of a POSIX process; it is checked between "
+            "trials only here."
+        )
         yield
         return
 

@@ -222,11 +222,7 @@ class Params:
         self._warn_unmatched(model)
         base_lr = float(self["lr"] if lr is None else lr)
         base_wd = float(self.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
-        norm_modules = {
-            name
-            for name, module in model.named_modules()
-            if isinstance(module, _NORM_TYPES)
-        }
+        norm_modules = {name for name, module in model.named_modules() if isinstance(module, _NORM_TYPES)}
         groups: dict[str, dict[str, Any]] = {}
         for param_name, param in model.named_parameters():
             if not param.requires_grad:

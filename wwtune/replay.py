@@ -57,7 +57,6 @@ from wwtune.record import BUDGET, LAYERS, TrialRecord
 __all__ = ["RecordingPruner", "replay_pruner"]
 
 
-
 class RecordingPruner(BasePruner):
     """Never prunes; keeps, per trial, what a pruner would have been shown at each ``should_prune()``.
 

@@ -25,6 +25,7 @@ __all__ = [
     "stored_trial_count",
 ]
 
+
 def resumed_seed(seed: int | None, n_existing: int) -> int | None:
     """The sampler seed of a run that finds ``n_existing`` trials in its study.
 

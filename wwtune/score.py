@@ -440,9 +440,7 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
     return front
 
 
-def pareto_pick(
-    losses: Sequence[float], bands: Sequence[float], fit_quantile: float = 1.0
-) -> int | None:
+def pareto_pick(losses: Sequence[float], bands: Sequence[float], fit_quantile: float = 1.0) -> int | None:
     """The trial a ``pareto`` study recommends: an index into ``losses``/``bands``, or None if empty.
 
     Rule: (1) the fit gate: only trials whose training loss is at most the ``fit_quantile`` quantile of

@@ -263,7 +263,12 @@ def run_study(
         more = max(n_total // 2, 1)
         _logger.warning(
             "Study %r already holds %d of its study.n_trials=%d trials: nothing to run. To add trials, raise "
-            "it (study.n_trials=%d adds %d).", name, done, n_total, n_total + more, more
+            "it (study.n_trials=%d adds %d).",
+            name,
+            done,
+            n_total,
+            n_total + more,
+            more,
         )
     if remaining > 0 and not cap.wait_for_room(study):
         remaining = 0  # the other workers' running trials fill the study

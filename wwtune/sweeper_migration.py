@@ -42,7 +42,6 @@ EQUIVALENTS = {
 }
 
 
-
 class SweeperMoved(ValueError):
     """A hydra-optuna-sweeper setting in a wwtune run; the message names the wwtune equivalent."""
 

@@ -49,6 +49,7 @@ __all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation",
 
 _logger = logging.getLogger(__name__)
 
+
 class TrialRunner:
     """The Optuna objective: one training run per trial.
 

@@ -474,8 +474,9 @@ def save_model_plots(
 
 
 # ---------------------------------------------------------------------------------------------- compare
-def plot_compare_alphas(df: pd.DataFrame, band: Sequence[float] = (2.0, 6.0), *,
-                        flagged: Iterable[str] = ()) -> Figure:
+def plot_compare_alphas(
+    df: pd.DataFrame, band: Sequence[float] = (2.0, 6.0), *, flagged: Iterable[str] = ()
+) -> Figure:
     """α of every layer of a ``wwtune.compare`` result, base (hollow) and new (filled), band shaded;
     ``flagged`` layers in red with a line from the base α to the new one. Failed fits are not drawn."""
     missing = [c for c in ("name", "alpha_base", "alpha_new") if c not in df.columns]
@@ -498,8 +499,14 @@ def plot_compare_alphas(df: pd.DataFrame, band: Sequence[float] = (2.0, 6.0), *,
     ax.scatter(xs, a_b, s=70, facecolors="none", edgecolors="#555555", label="base", gid="alpha_base")
     ax.scatter(xs[~is_flag], a_n[~is_flag], s=28, color=COLORS["ok"], label="new", gid="alpha_new")
     if is_flag.any():
-        ax.scatter(xs[is_flag], a_n[is_flag], s=40, color=COLORS["over-trained"], label="new, flagged",
-                   gid="alpha_flagged")
+        ax.scatter(
+            xs[is_flag],
+            a_n[is_flag],
+            s=40,
+            color=COLORS["over-trained"],
+            label="new, flagged",
+            gid="alpha_flagged",
+        )
         for x in xs[is_flag]:
             ax.plot([x, x], [a_b[x], a_n[x]], color=COLORS["over-trained"], lw=1)
     ax.set_xticks(xs)
@@ -530,16 +537,24 @@ def plot_esd_overlay(evals_base: Any, evals_new: Any, row: Any) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     name = str(_row_get(row, "name", "layer"))
-    ax.set_title(f"{name}: α {_fmt(_row_get(row, 'alpha_base'), 2)} → {_fmt(_row_get(row, 'alpha_new'), 2)}, "
-                 f"ESD distance {_fmt(_row_get(row, 'esd_distance'), 3)}", fontsize="small")
+    ax.set_title(
+        f"{name}: α {_fmt(_row_get(row, 'alpha_base'), 2)} → {_fmt(_row_get(row, 'alpha_new'), 2)}, "
+        f"ESD distance {_fmt(_row_get(row, 'esd_distance'), 3)}",
+        fontsize="small",
+    )
     ax.set_xlabel("eigenvalue λ (log scale)")
     ax.set_ylabel("density (log scale)")
     ax.legend(loc="lower left", fontsize="small")
     return fig
 
 
-def save_compare_plots(df: pd.DataFrame, out_dir: str | Path, band: Sequence[float] = (2.0, 6.0),
-                       layers: Iterable[str] = (), formats: Sequence[str] = ("png",)) -> list[Path]:
+def save_compare_plots(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    band: Sequence[float] = (2.0, 6.0),
+    layers: Iterable[str] = (),
+    formats: Sequence[str] = ("png",),
+) -> list[Path]:
     """The ``wwtune compare --plot DIR`` files: ``compare_alphas.<fmt>`` and, for each of ``layers`` (the
     flagged ones) whose eigenvalues ``df`` holds (``compare(..., keep_evals=True)``),
     ``esd_compare_<layer>.<fmt>``. Returns the written paths."""

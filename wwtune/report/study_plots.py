@@ -312,13 +312,29 @@ def plot_pareto_front(study: Any, pick: int | None = None) -> Figure:
     pts = np.array([t.values for t in trials], dtype=float)
     ax.scatter(pts[:, 0], pts[:, 1], color=COLORS["ok"], s=28, alpha=0.6, label="trial", gid="trials")
     front = sorted(pareto_front(pts), key=lambda i: pts[i, 0])
-    ax.plot(pts[front, 0], pts[front, 1], "-o", color=COLORS["band"], lw=1.5, ms=6, label="Pareto front",
-            gid="front")
+    ax.plot(
+        pts[front, 0],
+        pts[front, 1],
+        "-o",
+        color=COLORS["band"],
+        lw=1.5,
+        ms=6,
+        label="Pareto front",
+        gid="front",
+    )
     numbers = [t.number for t in trials]
     if pick in numbers:
         i = numbers.index(pick)
-        ax.scatter([pts[i, 0]], [pts[i, 1]], marker="*", s=260, color="#d62728", zorder=5,
-                   label=f"pick (trial #{pick})", gid="pick")
+        ax.scatter(
+            [pts[i, 0]],
+            [pts[i, 1]],
+            marker="*",
+            s=260,
+            color="#d62728",
+            zorder=5,
+            label=f"pick (trial #{pick})",
+            gid="pick",
+        )
     if (pts[:, 0] > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel("final training loss (lower is better)")

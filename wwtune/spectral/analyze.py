@@ -22,8 +22,17 @@ from wwtune.spectral.layers import WeightSpec, weight_specs
 from wwtune.spectral.metrics import layer_metrics, warning_for
 from wwtune.spectral.powerlaw import PowerLawFit, fit_hill, fit_power_law
 
-__all__ = ["DEFAULT_MAX_EVALS", "DEFAULT_MIN_EVALS", "DEFAULT_PLOT_DIR", "FITS", "Options", "analyze",
-           "check_options", "layer_row", "select_specs"]
+__all__ = [
+    "DEFAULT_MAX_EVALS",
+    "DEFAULT_MIN_EVALS",
+    "DEFAULT_PLOT_DIR",
+    "FITS",
+    "Options",
+    "analyze",
+    "check_options",
+    "layer_row",
+    "select_specs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +58,23 @@ def _layer_filter(value: Any) -> tuple[list[str] | None, list[int] | None]:
     if value is None:
         return None, None
     items = [value] if isinstance(value, (str, int, np.integer)) else value
-    ok = isinstance(items, (list, tuple, set)) and items and all(
-        isinstance(p, (str, int, np.integer)) and not isinstance(p, (bool, np.bool_)) for p in items)
+    ok = (
+        isinstance(items, (list, tuple, set))
+        and items
+        and all(isinstance(p, (str, int, np.integer)) and not isinstance(p, (bool, np.bool_)) for p in items)
+    )
     if not ok:
-        raise TypeError("layers must be a pattern string, a layer_id integer, or a non-empty list of them "
-                        f"but got {value!r}.")
+        raise TypeError(
+            "layers must be a pattern string, a layer_id integer, or a non-empty list of them "
+            f"but got {value!r}."
+        )
     ids = [int(p) for p in items if not isinstance(p, str)]
     negative = [i for i in ids if i < 0]
     if negative:
-        raise ValueError(f"layers: layer ids are indices in model.named_modules() (0 or more) but got "
-                         f"{negative}; to leave layers out, list the ids or name patterns to keep.")
+        raise ValueError(
+            f"layers: layer ids are indices in model.named_modules() (0 or more) but got "
+            f"{negative}; to leave layers out, list the ids or name patterns to keep."
+        )
     patterns = [p for p in items if isinstance(p, str)]
     return patterns or None, ids or None
 
@@ -87,18 +103,29 @@ def _check_bool(value: Any, option: str) -> bool:
     return bool(value)
 
 
-def _select(specs: list[WeightSpec], layers: list[str] | None, layer_types: list[str] | None,
-            min_evals: int, max_evals: int, layer_ids: list[int] | None = None) -> list[WeightSpec]:
+def _select(
+    specs: list[WeightSpec],
+    layers: list[str] | None,
+    layer_types: list[str] | None,
+    min_evals: int,
+    max_evals: int,
+    layer_ids: list[int] | None = None,
+) -> list[WeightSpec]:
     chosen = specs
     if layer_ids is not None:
         missing = sorted(set(layer_ids) - {s.layer_id for s in specs})
         if missing:
             known = ", ".join(f"{s.layer_id}: {s.name}" for s in specs[:20])
-            raise ValueError(f"layers: no weight matrix has layer_id {missing}; ids with weights: {known}"
-                             f"{' …' if len(specs) > 20 else ''}.")
+            raise ValueError(
+                f"layers: no weight matrix has layer_id {missing}; ids with weights: {known}"
+                f"{' …' if len(specs) > 20 else ''}."
+            )
     if layers is not None or layer_ids is not None:
-        chosen = [s for s in chosen if any(fnmatch.fnmatchcase(s.name, p) for p in layers or ())
-                  or s.layer_id in (layer_ids or ())]
+        chosen = [
+            s
+            for s in chosen
+            if any(fnmatch.fnmatchcase(s.name, p) for p in layers or ()) or s.layer_id in (layer_ids or ())
+        ]
     if layer_types is not None:
         chosen = [s for s in chosen if s.layer_type in layer_types]
     kept = [s for s in chosen if min_evals <= s.num_evals <= max_evals]
@@ -109,7 +136,8 @@ def _select(specs: list[WeightSpec], layers: list[str] | None, layer_types: list
         found = ", ".join(f"{s.name} ({s.layer_type}, {s.num_evals} evals)" for s in specs[:10]) or "none"
         raise ValueError(
             f"no analyzable layer: {len(specs)} weight matrices found [{found}], none left after "
-            f"layers={layers!r}, layer_types={layer_types!r}, min_evals={min_evals}, max_evals={max_evals}.")
+            f"layers={layers!r}, layer_types={layer_types!r}, min_evals={min_evals}, max_evals={max_evals}."
+        )
     return kept
 
 
@@ -133,14 +161,28 @@ class Options:
     @property
     def columns(self) -> list[str]:
         """The result columns, in order."""
-        return list(ALWAYS) + (list(MP_COLUMNS) if self.mp_fit else []) + \
-            (list(RANDOMIZE_COLUMNS) if self.randomize else []) + (["evals"] if self.keep_evals else [])
+        return (
+            list(ALWAYS)
+            + (list(MP_COLUMNS) if self.mp_fit else [])
+            + (list(RANDOMIZE_COLUMNS) if self.randomize else [])
+            + (["evals"] if self.keep_evals else [])
+        )
 
 
-def check_options(*, layers: Any = None, layer_types: Any = None, min_evals: Any = DEFAULT_MIN_EVALS,
-                  max_evals: Any = DEFAULT_MAX_EVALS, fit: Any = "power_law", mp_fit: Any = False,
-                  randomize: Any = False, seed: Any = 0, device: Any = "auto", dtype: Any = "float64",
-                  keep_evals: Any = False) -> Options:
+def check_options(
+    *,
+    layers: Any = None,
+    layer_types: Any = None,
+    min_evals: Any = DEFAULT_MIN_EVALS,
+    max_evals: Any = DEFAULT_MAX_EVALS,
+    fit: Any = "power_law",
+    mp_fit: Any = False,
+    randomize: Any = False,
+    seed: Any = 0,
+    device: Any = "auto",
+    dtype: Any = "float64",
+    keep_evals: Any = False,
+) -> Options:
     """Validate :func:`analyze`'s keyword options (TypeError / ValueError naming the bad value)."""
     layers_, layer_ids = _layer_filter(layers)
     types_ = _patterns(layer_types, "layer_types")
@@ -151,17 +193,27 @@ def check_options(*, layers: Any = None, layer_types: Any = None, min_evals: Any
     min_evals = _check_int(min_evals, "min_evals", 1)
     max_evals = _check_int(max_evals, "max_evals", 1)
     if max_evals < min_evals:
-        raise ValueError(f"max_evals cannot be less than min_evals but got max_evals={max_evals}, "
-                         f"min_evals={min_evals}.")
+        raise ValueError(
+            f"max_evals cannot be less than min_evals but got max_evals={max_evals}, min_evals={min_evals}."
+        )
     if fit not in FITS:
         raise ValueError(f"fit must be one of {list(FITS)} but got {fit!r}.")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {list(_DTYPES)} but got {dtype!r}.")
-    return Options(layers=layers_, layer_ids=layer_ids, layer_types=types_, min_evals=min_evals,
-                   max_evals=max_evals, fit=fit,
-                   mp_fit=_check_bool(mp_fit, "mp_fit"), randomize=_check_bool(randomize, "randomize"),
-                   seed=_check_int(seed, "seed", 0), device=resolve_device(device), dtype=_DTYPES[dtype],
-                   keep_evals=_check_bool(keep_evals, "keep_evals"))
+    return Options(
+        layers=layers_,
+        layer_ids=layer_ids,
+        layer_types=types_,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        fit=fit,
+        mp_fit=_check_bool(mp_fit, "mp_fit"),
+        randomize=_check_bool(randomize, "randomize"),
+        seed=_check_int(seed, "seed", 0),
+        device=resolve_device(device),
+        dtype=_DTYPES[dtype],
+        keep_evals=_check_bool(keep_evals, "keep_evals"),
+    )
 
 
 def select_specs(specs: list[WeightSpec], opts: Options) -> list[WeightSpec]:
@@ -172,9 +224,17 @@ def select_specs(specs: list[WeightSpec], opts: Options) -> list[WeightSpec]:
 
 def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
     """One result row of :func:`analyze`: shape, power-law fit and metrics of one layer's ESD."""
-    row: dict[str, Any] = {"layer_id": spec.layer_id, "name": spec.name, "longname": spec.name,
-                           "layer_type": spec.layer_type, "N": spec.N, "M": spec.M,
-                           "Q": spec.N / spec.M, "rf": spec.rf, "num_evals": spec.num_evals}
+    row: dict[str, Any] = {
+        "layer_id": spec.layer_id,
+        "name": spec.name,
+        "longname": spec.name,
+        "layer_type": spec.layer_type,
+        "N": spec.N,
+        "M": spec.M,
+        "Q": spec.N / spec.M,
+        "rf": spec.rf,
+        "num_evals": spec.num_evals,
+    }
     if esd.evals is None:
         fitted = PowerLawFit(-1.0, math.nan, math.nan, math.nan, math.nan, 0, "failed", esd.reason)
         logger.warning("layer %s: %s; marked failed", spec.name, esd.reason)
@@ -183,9 +243,17 @@ def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
         fitted = FITS[opts.fit](esd.evals)
         metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(opts.dtype).eps))
     row.update(metrics)
-    row.update(alpha=fitted.alpha, xmin=fitted.xmin, xmax=fitted.xmax, D=fitted.D, sigma=fitted.sigma,
-               num_pl_spikes=fitted.num_pl_spikes, status=fitted.status, warning=warning_for(fitted),
-               fail_reason=fitted.reason)
+    row.update(
+        alpha=fitted.alpha,
+        xmin=fitted.xmin,
+        xmax=fitted.xmax,
+        D=fitted.D,
+        sigma=fitted.sigma,
+        num_pl_spikes=fitted.num_pl_spikes,
+        status=fitted.status,
+        warning=warning_for(fitted),
+        fail_reason=fitted.reason,
+    )
     if opts.mp_fit or opts.randomize:
         # lazy: scipy.optimize would add 0.34 s to `import wwtune` (python -X importtime)
         from wwtune.spectral.mp import mp_columns, randomize_columns
@@ -193,8 +261,9 @@ def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
         if opts.mp_fit:
             row.update(mp_columns(esd.evals, spec))
         if opts.randomize:
-            row.update(randomize_columns(esd.evals, spec, seed=opts.seed, device=opts.device,
-                                         dtype=opts.dtype))
+            row.update(
+                randomize_columns(esd.evals, spec, seed=opts.seed, device=opts.device, dtype=opts.dtype)
+            )
     if opts.keep_evals:
         row["evals"] = esd.evals
     return row
@@ -252,9 +321,19 @@ def analyze(
         >>> list(df["name"]), list(df["num_evals"])
         (['0', '2'], [50, 10])
     """
-    opts = check_options(layers=layers, layer_types=layer_types, min_evals=min_evals, max_evals=max_evals,
-                         fit=fit, mp_fit=mp_fit, randomize=randomize, seed=seed, device=device, dtype=dtype,
-                         keep_evals=keep_evals)
+    opts = check_options(
+        layers=layers,
+        layer_types=layer_types,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        fit=fit,
+        mp_fit=mp_fit,
+        randomize=randomize,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        keep_evals=keep_evals,
+    )
     plot_dir = _plot_dir(_check_bool(plot, "plot"), savefig)
     if plot_dir is not None and not opts.keep_evals:
         opts = dataclasses.replace(opts, keep_evals=True)  # the ESD plots need the eigenvalues

@@ -173,8 +173,11 @@ def compute_esds(specs: Sequence[WeightSpec], *, device: torch.device, dtype: to
             # |G_jk| ≤ sqrt(G_jj G_kk): checking the M diagonal entries is enough.
             if not bool(torch.isfinite(torch.diagonal(out, dim1=-2, dim2=-1)).all()):
                 bad = int((~torch.isfinite(w)).sum())
-                reason = f"weights contain {bad} NaN/Inf values" if bad else \
-                    f"Gram matrix overflows in {str(dtype).replace('torch.', '')}; use dtype='float64'"
+                reason = (
+                    f"weights contain {bad} NaN/Inf values"
+                    if bad
+                    else f"Gram matrix overflows in {str(dtype).replace('torch.', '')}; use dtype='float64'"
+                )
                 results[idx] = LayerESD(None, reason)
                 out.zero_()  # keeps the batched eigensolver finite
             else:

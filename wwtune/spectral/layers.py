@@ -63,23 +63,29 @@ def _const(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t
 
 
-def _split_qkv(name: str, weight: torch.Tensor | None, shape: tuple[int, ...],
-               load: Callable[[], torch.Tensor]) -> list[WeightSpec]:
+def _split_qkv(
+    name: str, weight: torch.Tensor | None, shape: tuple[int, ...], load: Callable[[], torch.Tensor]
+) -> list[WeightSpec]:
     """Split a packed (3E, E) in_proj weight into its Q, K, V blocks named ``<name>.q/.k/.v``."""
     if len(shape) != 2 or shape[0] % 3:
         return [WeightSpec(name, "dense", shape, load)]
     e = shape[0] // 3
     out = []
     for idx, part in enumerate("qkv"):
+
         def part_load(idx: int = idx) -> torch.Tensor:
             return load()[idx * e : (idx + 1) * e]
+
         out.append(WeightSpec(f"{name}.{part}", "dense", (e, shape[1]), part_load))
     return out
 
 
 def _is_float(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and t.is_floating_point() and not isinstance(
-        t, nn.parameter.UninitializedParameter)
+    return (
+        isinstance(t, torch.Tensor)
+        and t.is_floating_point()
+        and not isinstance(t, nn.parameter.UninitializedParameter)
+    )
 
 
 def _module_specs(model: nn.Module) -> list[WeightSpec]:
@@ -180,8 +186,10 @@ def _unwrap(obj: Any, where: str) -> nn.Module | Mapping[str, Any]:
         for k in _WRAPPER_KEYS:
             if k in obj and isinstance(obj[k], (Mapping, nn.Module)):
                 return _unwrap(obj[k], where)
-        raise ValueError(f"{where} holds a dict without tensors (keys: {list(obj)[:8]}); expected a "
-                         f"state_dict, or a checkpoint wrapping one under one of {list(_WRAPPER_KEYS)}.")
+        raise ValueError(
+            f"{where} holds a dict without tensors (keys: {list(obj)[:8]}); expected a "
+            f"state_dict, or a checkpoint wrapping one under one of {list(_WRAPPER_KEYS)}."
+        )
     raise TypeError(f"{where} holds a {type(obj).__name__}, not a model or state_dict.")
 
 
@@ -192,16 +200,20 @@ _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
 def _check_checkpoint_file(path: Path) -> None:
     """Refuse, naming the file, what is plainly not a checkpoint (before torch says something unhelpful)."""
     if not path.is_file():
-        raise ValueError(f"{str(path)!r} is not a regular file (a device, a pipe or a socket?): not a "
-                         "PyTorch checkpoint.")
+        raise ValueError(
+            f"{str(path)!r} is not a regular file (a device, a pipe or a socket?): not a PyTorch checkpoint."
+        )
     if path.stat().st_size == 0:
-        raise ValueError(f"{str(path)!r} is empty (0 bytes): not a PyTorch checkpoint; was its write "
-                         "interrupted?")
+        raise ValueError(
+            f"{str(path)!r} is empty (0 bytes): not a PyTorch checkpoint; was its write interrupted?"
+        )
     with open(path, "rb") as f:
         head = f.read(4)
     if not head.startswith(_CHECKPOINT_MAGIC):
-        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: it begins with {head!r}, neither a "
-                         "zip archive (torch.save) nor a pickle (the legacy format).")
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint: it begins with {head!r}, neither a "
+            "zip archive (torch.save) nor a pickle (the legacy format)."
+        )
 
 
 def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
@@ -222,11 +234,13 @@ def _torch_load(path: Path) -> Mapping[str, Any] | nn.Module:
                 f"{str(path)!r} holds pickled Python objects{what}, not only tensors, and wwtune loads "
                 "checkpoints weights-only (unpickling can run code). Save the weights with "
                 "torch.save(model.state_dict(), path) or safetensors, or build the model in your own code "
-                "and pass it to analyze().") from None
+                "and pass it to analyze()."
+            ) from None
         first = text.splitlines()[0] if text else ""
         raise ValueError(
             f"cannot read {str(path)!r} as a PyTorch checkpoint: the file is damaged or truncated "
-            f"({type(e).__name__}{': ' + first if first else ''}).") from None
+            f"({type(e).__name__}{': ' + first if first else ''})."
+        ) from None
     return _unwrap(obj, repr(str(path)))
 
 
@@ -237,8 +251,11 @@ def _safetensors_specs(path: Path) -> list[WeightSpec]:
             entries = [(k, tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()]
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"cannot read {str(path)!r} as safetensors ({type(e).__name__}: {e}).") from None
-    skipped = [(k, str(d)) for k, shape, d in entries if not str(d).upper().startswith(("F", "BF"))
-               and _key_spec(k, shape, lambda: torch.empty(0))]
+    skipped = [
+        (k, str(d))
+        for k, shape, d in entries
+        if not str(d).upper().startswith(("F", "BF")) and _key_spec(k, shape, lambda: torch.empty(0))
+    ]
     _log_skipped(skipped, repr(str(path)))
     for key, shape, dtype in entries:
         if not str(dtype).upper().startswith(("F", "BF")):
@@ -259,8 +276,10 @@ def _file_specs(path: Path) -> list[WeightSpec]:
     if suffix in (".pt", ".pth", ".bin"):
         obj = _torch_load(path)
         return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj, repr(str(path)))
-    raise ValueError(f"unsupported file extension {suffix!r} for {str(path)!r}; supported: "
-                     f"{', '.join(FILE_SUFFIXES)} or a Hugging Face model folder.")
+    raise ValueError(
+        f"unsupported file extension {suffix!r} for {str(path)!r}; supported: "
+        f"{', '.join(FILE_SUFFIXES)} or a Hugging Face model folder."
+    )
 
 
 def _folder_specs(folder: Path) -> list[WeightSpec]:
@@ -276,16 +295,23 @@ def _folder_specs(folder: Path) -> list[WeightSpec]:
             inside = folder.resolve()
             outside = [s for s in shards if not (folder / s).resolve().is_relative_to(inside)]
             if outside:
-                raise ValueError(f"{str(index)!r} lists shard(s) outside the model folder: {outside}; "
-                                 "shard entries must be file names inside the folder.")
+                raise ValueError(
+                    f"{str(index)!r} lists shard(s) outside the model folder: {outside}; "
+                    "shard entries must be file names inside the folder."
+                )
             missing = [s for s in shards if not (folder / s).is_file()]
             if missing:
                 raise FileNotFoundError(f"shards listed in {str(index)!r} are missing: {missing}")
             return _shard_specs(folder, shards, weight_map)
     files = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" and p.is_file())
     if not files:
-        files = sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth") and p.is_file()
-                       and not p.name.startswith(("training_args", "optimizer", "scheduler", "rng_state")))
+        files = sorted(
+            p
+            for p in folder.iterdir()
+            if p.suffix in (".bin", ".pt", ".pth")
+            and p.is_file()
+            and not p.name.startswith(("training_args", "optimizer", "scheduler", "rng_state"))
+        )
     if not files:
         raise FileNotFoundError(f"no weight files ({', '.join(FILE_SUFFIXES)}) in folder {str(folder)!r}.")
     return [s for f in files for s in _file_specs(f)]
@@ -302,8 +328,13 @@ def _shard_specs(folder: Path, shards: list[str], weight_map: Mapping[str, str])
         except ValueError as e:
             lost = sorted(k for k, v in weight_map.items() if v == shard)
             shown = ", ".join(lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
-            logger.warning("shard %s is unreadable (%s); its %d tensor(s) are not analysed: %s",
-                           shard, e, len(lost), shown)
+            logger.warning(
+                "shard %s is unreadable (%s); its %d tensor(s) are not analysed: %s",
+                shard,
+                e,
+                len(lost),
+                shown,
+            )
             broken.append(f"{shard}: {e}")
     if broken and not specs:
         raise ValueError(f"no shard of {str(folder)!r} could be read: {'; '.join(broken)}")
@@ -332,4 +363,3 @@ def weight_specs(source: Any) -> list[WeightSpec]:
         return _module_specs(obj) if isinstance(obj, nn.Module) else _state_dict_specs(obj)
     kinds = f"an nn.Module, a state_dict, a checkpoint ({', '.join(FILE_SUFFIXES)}) or a Hugging Face folder"
     raise TypeError(f"analyze() needs {kinds}, but got {type(source).__name__}.")
-

@@ -16,7 +16,12 @@ _ENTROPY_OFFSET = 1e-10
 _WEAK_RANK_THRESHOLD = 1e-6
 #: The means WeightWatcher's get_summary reports.
 SUMMARY_COLUMNS = (
-    "log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank",
+    "log_norm",
+    "alpha",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "log_spectral_norm",
+    "stable_rank",
 )
 
 
@@ -35,8 +40,12 @@ def warning_for(fit: PowerLawFit) -> str:
     return ""
 
 
-def layer_metrics(evals: np.ndarray, N: int, fit: PowerLawFit,  # noqa: N803
-                  eps: float = _EPS64) -> dict[str, float | int]:
+def layer_metrics(
+    evals: np.ndarray,
+    N: int,
+    fit: PowerLawFit,  # noqa: N803
+    eps: float = _EPS64,
+) -> dict[str, float | int]:
     """Norm, rank and entropy metrics of one layer's eigenvalues (all of them, zeros included).
 
     ``eps`` is the machine epsilon of the dtype the Gram eigenvalues were computed in. WeightWatcher

@@ -137,8 +137,14 @@ def fit_mp(evals: np.ndarray, Q: float, M: int) -> MPFit:  # noqa: N803
     return MPFit(num_spikes, sigma, bulk_max / lam_max, bulk_max / s2, bulk_min / s2, w_scale)
 
 
-def shuffled_evals(w: torch.Tensor, layer_type: str, rng: np.random.Generator, replicas: int,
-                   dtype: torch.dtype, device: torch.device) -> np.ndarray:
+def shuffled_evals(
+    w: torch.Tensor,
+    layer_type: str,
+    rng: np.random.Generator,
+    replicas: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> np.ndarray:
     """Eigenvalues of W with each kernel-position slice's entries permuted, pooled over ``replicas``."""
     out_, in_ = w.shape[0], w.shape[1]
     rf = int(w[0, 0].numel())
@@ -171,8 +177,9 @@ def mp_columns(evals: np.ndarray | None, spec: WeightSpec) -> dict[str, float]:
     return fit_mp(evals, spec.N / spec.M, spec.M)._asdict()
 
 
-def randomize_columns(evals: np.ndarray | None, spec: WeightSpec, *, seed: int, device: torch.device,
-                      dtype: torch.dtype) -> dict[str, float]:
+def randomize_columns(
+    evals: np.ndarray | None, spec: WeightSpec, *, seed: int, device: torch.device, dtype: torch.dtype
+) -> dict[str, float]:
     """The ``randomize`` columns of one layer: correlation traps and the distance to the shuffled ESD."""
     keys = ("num_traps", "rand_distance", "max_rand_eval", "rand_bulk_max", "rand_sigma_mp")
     if evals is None:
@@ -185,5 +192,10 @@ def randomize_columns(evals: np.ndarray | None, spec: WeightSpec, *, seed: int, 
     one = rand if replicas == 1 else shuffled_evals(w, spec.layer_type, rng, 1, dtype, device)
     e, r = np.sort(evals), np.sort(one)
     dist = _js_distance(e, r)
-    return {"num_traps": fit.num_spikes, "rand_distance": dist, "max_rand_eval": float(rand.max()),
-            "rand_bulk_max": fit.bulk_max, "rand_sigma_mp": fit.sigma_mp}
+    return {
+        "num_traps": fit.num_spikes,
+        "rand_distance": dist,
+        "max_rand_eval": float(rand.max()),
+        "rand_bulk_max": fit.bulk_max,
+        "rand_sigma_mp": fit.sigma_mp,
+    }

@@ -58,8 +58,10 @@ def _failed(reason: str, xmax: float = float("nan")) -> PowerLawFit:
 
 def _too_few(x: np.ndarray) -> PowerLawFit:
     n = x.size
-    return _failed(f"only {n} eigenvalue(s) above {FIT_THRESHOLD:g}: the matrix is (nearly) zero or rank ≤ 1",
-                   float(x[-1]) if n else float("nan"))
+    return _failed(
+        f"only {n} eigenvalue(s) above {FIT_THRESHOLD:g}: the matrix is (nearly) zero or rank ≤ 1",
+        float(x[-1]) if n else float("nan"),
+    )
 
 
 def _prepare(evals: np.ndarray) -> np.ndarray:
@@ -176,8 +178,11 @@ def _fit_small(x: np.ndarray) -> PowerLawFit:
         if score < best_score:
             best_i, best_score, best_a, best_d = i, score, a, d
     if best_i < 0:
-        return _failed(f"degenerate fit: no tail of at least {_SMALL_MIN_TAIL} eigenvalues "
-                       f"gives alpha > 1 ({n} eigenvalues above {FIT_THRESHOLD:g})", xmax)
+        return _failed(
+            f"degenerate fit: no tail of at least {_SMALL_MIN_TAIL} eigenvalues "
+            f"gives alpha > 1 ({n} eigenvalues above {FIT_THRESHOLD:g})",
+            xmax,
+        )
     k = n - best_i
     return PowerLawFit(best_a, float(x[best_i]), xmax, best_d, (best_a - 1.0) / math.sqrt(k), k, "success")
 
