@@ -232,15 +232,23 @@ def run_block(block: Block, code: str, workdir: Path, timeout: float, shell_vars
 
 _PROGRESS = re.compile(r"\d+%\|.*\|")
 _HEARTBEAT = re.compile(r"… \d+(?:\.\d+)? s$")  # "analyzing model … 3 s": shown only when a step is slow
+# a third-party library's own warning (e.g. lightning's deprecation notes), with a path of this machine
+_LIBRARY_WARNING = re.compile(r"/site-packages/[^:]+:\d+: ")
 _LOG_LINE = re.compile(r"^\[(?:[IWED] )?\d{4}-\d\d-\d\d[ T][\d:,.]+\]")
 
 
 def clean(output: str) -> str:
-    """Drop progress-bar frames, "… N s" heartbeats and timestamped log lines; keep the rest as printed."""
+    """Drop progress-bar frames, "… N s" heartbeats, timestamped log lines and other libraries' warnings;
+    keep the rest as printed."""
     lines = []
     for line in output.splitlines():
         line = line.rsplit("\r", 1)[-1].rstrip()
-        if _PROGRESS.search(line) or _LOG_LINE.match(line) or _HEARTBEAT.search(line):
+        if (
+            _PROGRESS.search(line)
+            or _LOG_LINE.match(line)
+            or _HEARTBEAT.search(line)
+            or _LIBRARY_WARNING.search(line)
+        ):
             continue
         lines.append(line)
     while lines and not lines[-1]:

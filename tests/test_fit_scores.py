@@ -198,6 +198,7 @@ def test_exploding_norms_are_divergence_in_every_study(project):
             "study.n_trials=2",
             "objective.heldout=null",
             "sanity.norm_growth=null",
+            "study.allow_config_change=true",  # the same study name, the rule switched off
         )
     )
     assert math.isfinite(off.trials[1].value)  # the rule, not something else, caught it

@@ -55,7 +55,8 @@ def test_savefig_writes_the_report_plots_into_the_folder(tmp_path):
     m = nn.Sequential(nn.Linear(80, 40), nn.ReLU(), nn.Linear(40, 20))
     df = wwtune.analyze(m, savefig=tmp_path / "imgs")
     names = sorted(Path(p).name for p in df.attrs["plots"])
-    assert names == ["esd_0.png", "esd_2.png", "esd_linear_0.png", "esd_linear_2.png", "layer_alphas.png"]
+    # linear ESDs only with mp_fit (they show the Marchenko-Pastur bulk; issue 16)
+    assert names == ["esd_0.png", "esd_2.png", "layer_alphas.png"]
     assert all((tmp_path / "imgs" / n).stat().st_size > 1000 for n in names)
     assert "evals" not in df.columns  # eigenvalues were only kept for the plots
 

@@ -46,6 +46,7 @@ from wwtune.learning_curve import Gain, compare_gains, data_gain, fit_power_law,
 from wwtune.objective import UNSEEN_LOSS, Params, Split, TrainingDiverged, check_finite_weights
 from wwtune.schema import defaults
 from wwtune.score import Score
+from wwtune.spectral import analyze as spectral_analyze
 
 __all__ = [
     "CROSSFIT_DEFAULTS",
@@ -237,7 +238,7 @@ def advise_crossfit(
     if not candidates:
         raise ValueError("candidates must hold at least the current best configuration.")
     if analyze_fn is None:
-        from wwtune.spectral import analyze as analyze_fn
+        analyze_fn = spectral_analyze
     spectra = (score or Score(), analyze_fn)
     common = {"fixed": fixed, "budget": budget, "available_fraction": available_fraction}
     f_top = fr[-1]

@@ -107,9 +107,9 @@ def rank_candidates(
     pick_candidates(study, params_from_trial)  # the same checks (direction, at least 2 trials)
     decode = params_from_trial or _default_params_from_trial
     out = []
-    for t in sorted(feasible_trials(study), key=lambda t: (t.value, t.number)):
+    for t in sorted(feasible_trials(study), key=lambda t: (study_value(t), t.number)):
         values, layers = decode(t)
-        out.append(Candidate(f"trial {t.number}", values, layers, t.number, float(t.value)))
+        out.append(Candidate(f"trial {t.number}", values, layers, t.number, study_value(t)))
     return out
 
 
