@@ -16,12 +16,12 @@ def quickstart(tmp_path, *overrides):
 
 def test_shipped_configs_use_the_new_names_and_warn_about_nothing(tmp_path):
     cfg = quickstart(tmp_path)
-    assert cfg["score"]["min_evals_counted"] == 50 and cfg["analysis"]["min_evals_analysed"] == 8
+    assert cfg["score"]["min_evals_counted"] == 50 and cfg["analysis"]["min_evals_analysed"] == 1
     assert "min_evals" not in cfg["score"] and "min_evals" not in cfg["analysis"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         validate_config(cfg)
-    assert make_score(cfg).min_evals == 50 and analysis_kwargs(cfg)["min_evals"] == 8
+    assert make_score(cfg).min_evals == 50 and analysis_kwargs(cfg)["min_evals"] == 1
 
 
 def test_old_min_evals_names_still_work_with_a_deprecation_warning(tmp_path):
@@ -30,7 +30,7 @@ def test_old_min_evals_names_still_work_with_a_deprecation_warning(tmp_path):
         validate_config(cfg)
     with pytest.warns(DeprecationWarning):
         assert make_score(cfg).min_evals == 30
-    with pytest.warns(DeprecationWarning, match=r"overrides analysis.min_evals_analysed=8"):
+    with pytest.warns(DeprecationWarning, match=r"overrides analysis.min_evals_analysed=1"):
         assert analysis_kwargs(cfg)["min_evals"] == 4
     run = quickstart(
         tmp_path, "+score.min_evals=30", "study.n_trials=1", "objective.budget=2", "study.report=false"

@@ -320,13 +320,18 @@ def test_a_worker_without_an_id_beside_running_workers_is_warned(project: Path, 
     cfg = compose(["study=wtiny", "study.n_trials=2"])
     study = run_study({**cfg, "study": {**cfg["study"], "n_trials": 1}})
     assert "no worker id" not in caplog.text
-    # a live worker (this very process) holds a RUNNING trial
-    trial = study.ask()
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "worker_id": None}
-    trial.set_user_attr("wwtune.worker", me)
-    # it then waits for that trial's slot, saying so, until study.timeout; the live trial is left alone
-    start = time.monotonic()
-    again = run_study({**cfg, "study": {**cfg["study"], "timeout": 3}})
+    # a live worker (another process on this host, waiting on its stdin) holds a RUNNING trial; this
+    # process's own trial would be stale as soon as this process stops running it (wwtune.reaping)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        trial = study.ask()
+        live = {"host": socket.gethostname(), "pid": other.pid, "worker_id": None}
+        trial.set_user_attr("wwtune.worker", live)
+        # it then waits for that trial's slot, saying so, until study.timeout; the live trial is left alone
+        start = time.monotonic()
+        again = run_study({**cfg, "study": {**cfg["study"], "timeout": 3}})
+    finally:
+        other.communicate(timeout=30)  # closes its stdin: it ends
     assert 2.5 < time.monotonic() - start < 30
     assert [t.number for t in again.trials if t.state == TrialState.RUNNING] == [trial.number]
     assert len(again.trials) == 2, "no trial started past the cap"
