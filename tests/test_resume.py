@@ -86,3 +86,18 @@ def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
 def test_bad_trial_timeout_is_named(project, value):
     with pytest.raises(ConfigError, match="study.trial_timeout must be a positive number of seconds"):
         run_study(cfg(f"study.trial_timeout={str(value).lower()}"))
+
+
+def test_a_resumed_seed_never_equals_another_workers_fresh_seed():
+    """Worker 0 joining a study that already holds n trials must not sample with worker n's fresh seed
+    (both were SeedSequence([seed, n]): two workers then proposed the same configurations)."""
+    from wwtune.resume import resumed_seed
+    from wwtune.workers import worker_seed
+
+    for seed in (0, 1, 12345):
+        fresh = {worker_seed(seed, w) for w in range(64)}
+        for w in range(4):
+            resumed = {resumed_seed(worker_seed(seed, w), n) for n in range(1, 64)}
+            assert not resumed & fresh, (seed, w)
+            assert len(resumed) == 63  # and each resume point gets its own sequence
+    assert resumed_seed(7, 0) == 7  # a fresh study keeps its seed (reproducible)

@@ -26,16 +26,23 @@ __all__ = [
 ]
 
 
+#: the tag that keeps a resumed run's seed apart from every worker's fresh seed
+RESUMED = 0x5E5
+
+
 def resumed_seed(seed: int | None, n_existing: int) -> int | None:
     """The sampler seed of a run that finds ``n_existing`` trials in its study.
 
     A fresh study (0 trials) samples with ``seed`` itself, so a seeded single-worker study is reproduced by
     the same command. A resumed one mixes in the trial count (``SeedSequence([seed, n])``): restarting the
-    same seed would make a random or TPE sampler propose the first run's start-up trials again.
+    same seed would make a random or TPE sampler propose the first run's start-up trials again. The
+    sequence is tagged (``RESUMED``) so that it never equals another worker's fresh seed: worker 0 joining a
+    study of ``n`` trials would otherwise get ``SeedSequence([seed, n])``, which is worker ``n``'s seed
+    (:func:`wwtune.workers.worker_seed`), and the two would propose the same configurations.
     """
     if seed is None or n_existing <= 0:
         return seed
-    return int(np.random.SeedSequence([int(seed), int(n_existing)]).generate_state(1)[0])
+    return int(np.random.SeedSequence([int(seed), int(n_existing), RESUMED]).generate_state(1)[0])
 
 
 def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
