@@ -25,6 +25,8 @@ from wwtune.cli_common import Progress as _Progress
 from wwtune.cli_common import UsageError as _UsageError
 from wwtune.cli_common import (
     add_analysis_options,
+    add_plot_format_option,
+    add_quiet_debug_options,
     band_arg,
     csv_list,
     fmt,
@@ -106,21 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LO,HI",
         help="target alpha band drawn by --plot (default 2,2; transformers: 3,4)",
     )
-    p.add_argument(
-        "--plot-format",
-        choices=("png", "svg"),
-        action="append",
-        dest="plot_formats",
-        help="plot file format, repeatable (default png)",
-    )
+    add_plot_format_option(p)
     p.add_argument(
         "--columns",
         type=csv_list,
         metavar="COLS",
         help="extra columns for the printed table, comma-separated (e.g. xmin,sigma,entropy)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_quiet_debug_options(p, "no progress or summary on stderr")
     return p
 
 

@@ -78,6 +78,23 @@ def band_arg(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def add_plot_format_option(p: argparse.ArgumentParser) -> None:
+    """``--plot-format png|svg`` (repeatable), shared by ``analyze`` and ``compare``."""
+    p.add_argument(
+        "--plot-format",
+        choices=("png", "svg"),
+        action="append",
+        dest="plot_formats",
+        help="plot file format, repeatable (default png)",
+    )
+
+
+def add_quiet_debug_options(p: argparse.ArgumentParser, quiet_help: str) -> None:
+    """``-q/--quiet`` (what it silences: ``quiet_help``) and ``--debug`` (full tracebacks)."""
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """The options that mirror :func:`wwtune.analyze`'s keywords (layers, types, eigenvalue limits, fit,
     precision, device, MP fit, correlation traps, seed)."""

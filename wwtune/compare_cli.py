@@ -31,6 +31,8 @@ from wwtune.cli_common import (
     Progress,
     UsageError,
     add_analysis_options,
+    add_plot_format_option,
+    add_quiet_debug_options,
     band_arg,
     fmt,
     int_at_least,
@@ -118,15 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write plots into DIR: alpha per layer, base vs new, band "
         "shaded; the ESDs of the flagged layers, base and new overlaid",
     )
-    p.add_argument(
-        "--plot-format",
-        choices=("png", "svg"),
-        action="append",
-        dest="plot_formats",
-        help="plot file format, repeatable (default png)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_plot_format_option(p)
+    add_quiet_debug_options(p, "no progress on stderr")
     return p
 
 
