@@ -5,10 +5,14 @@ import time
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from wwtune.cli import compose, main
 from wwtune.config import ConfigError
+from wwtune.outcome import summary_text
+from wwtune.record import best_params_path, best_trial, earlier_rule_trials, ranked_trials
+from wwtune.resume import CurrentRuleSampler, record_score_rule, score_rule
 from wwtune.study import run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -101,3 +105,63 @@ def test_a_resumed_seed_never_equals_another_workers_fresh_seed():
             assert not resumed & fresh, (seed, w)
             assert len(resumed) == 63  # and each resume point gets its own sequence
     assert resumed_seed(7, 0) == 7  # a fresh study keeps its seed (reproducible)
+
+
+def test_a_study_continued_under_another_score_rule_ranks_only_the_new_rules_trials(project):
+    # the first run's band makes its values small; ranked with the new band's values they would always win
+    first = run_study(cfg("study.n_trials=3", "score.band=[0.5,100]"))
+    old_values = [t.value for t in first.trials]
+    study = run_study(cfg("study.n_trials=6", "study.allow_config_change=true"))
+    new = [t for t in study.trials if t.number >= 3]
+    assert max(old_values) < min(t.value for t in new)  # the premise: an old trial would be "best"
+    best = best_trial(study)
+    assert best.number >= 3 and best.value == min(t.value for t in new)
+    assert {t.number for t in earlier_rule_trials(study)} == {0, 1, 2}
+    assert [t.number for t in ranked_trials(study)] == [3, 4, 5]
+    assert (
+        yaml.safe_load(best_params_path(study.user_attrs["wwtune.config"]).read_text())["trial"]
+        == best.number
+    )
+    text = summary_text(study, cfg("study.n_trials=6", "study.allow_config_change=true"))
+    assert "Scored under an earlier score rule (kept, not ranked): 3 trial(s), #0–#2" in text
+    assert isinstance(study.sampler, CurrentRuleSampler)
+    # a further resume under the new rule keeps the old trials apart
+    again = run_study(cfg("study.n_trials=7"))
+    assert [t.number for t in ranked_trials(again)] == [3, 4, 5, 6]
+    assert isinstance(again.sampler, CurrentRuleSampler)
+
+
+def test_the_sampler_of_a_changed_rule_study_sees_only_the_current_rules_trials():
+    seen: list[list[int]] = []
+
+    class Spy(optuna.samplers.RandomSampler):
+        def sample_independent(self, study, trial, name, dist):
+            seen.append([t.number for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))])
+            seen.append([t.number for t in study.get_trials(deepcopy=False)])
+            return super().sample_independent(study, trial, name, dist)
+
+    study = optuna.create_study()
+    for v in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=v, params={"x": v}, distributions={"x": _uniform()}))
+    study.set_user_attr("wwtune.config", {"score": {"band": [0, 1]}})
+    rule = score_rule({"score": {"band": [2, 3]}})
+    earlier = record_score_rule(study, study.user_attrs["wwtune.config"], rule)
+    assert [t.number for t in earlier] == [0, 1]  # trials from before per-trial rules: the stored config's
+    study.sampler = CurrentRuleSampler(Spy(seed=0))
+
+    def objective(t):
+        t.set_user_attr("wwtune.score_rule", rule)  # as TrialRunner does when a trial starts
+        return t.suggest_float("x", 0, 1)
+
+    study.optimize(objective, n_trials=1)
+    assert seen[0] == [] and seen[1] == [2]  # only the running trial of the current rule
+    assert ranked_trials(study)[0].number == 2
+    # the same rule as the stored config: nothing is ranked apart
+    same = optuna.create_study()
+    same.add_trial(optuna.trial.create_trial(value=0.1, params={"x": 0.1}, distributions={"x": _uniform()}))
+    assert record_score_rule(same, {"score": {"band": [2, 3]}}, rule) == []
+    assert len(ranked_trials(same)) == 1
+
+
+def _uniform():
+    return optuna.distributions.FloatDistribution(0, 1)

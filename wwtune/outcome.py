@@ -26,7 +26,9 @@ from wwtune.record import (
     best_params_path,
     best_trial,
     constraints,
+    earlier_rule_trials,
     json_safe,
+    ranked_trials,
     studies_dir,
 )
 from wwtune.score import Score, band_text
@@ -47,7 +49,7 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     """
     if heldout_direction is None:
         return None
-    trials = study.get_trials(deepcopy=False)
+    trials = ranked_trials(study)  # the current score rule's trials (its α score is comparable)
     if not any(TrialRecord(t).heldout is not None for t in trials):
         return None
     kind = study.user_attrs.get(STUDY_SCORE_KIND)
@@ -131,11 +133,18 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | Non
             f"Infeasible (kept, never best): {len(infeasible)} trial(s), e.g. #{infeasible[0].number}: "
             f"{TrialRecord(infeasible[0]).infeasible_reason}"
         )
+    earlier = earlier_rule_trials(study)
+    if earlier:
+        lines.append(
+            f"Scored under an earlier score rule (kept, not ranked): {len(earlier)} trial(s), "
+            f"#{earlier[0].number}–#{earlier[-1].number} (the study continued with study.allow_config_change)"
+        )
     best = best_trial(study)
     if best is None:
         lines.append("No complete, feasible trial: no best parameters.")
     else:
-        lines += _best_lines(study, cfg, score, best, by_state[TrialState.COMPLETE])
+        ranked = [t for t in ranked_trials(study) if t.state == TrialState.COMPLETE]
+        lines += _best_lines(study, cfg, score, best, ranked)
     for label, state in (("Failed", TrialState.FAIL), ("Pruned", TrialState.PRUNED)):
         for t in by_state[state][:5]:
             record = TrialRecord(t)

@@ -55,12 +55,14 @@ __all__ = [
     "best_params_path",
     "best_trial",
     "constraints",
+    "earlier_rule_trials",
     "failed_fits",
     "feasible_trials",
     "fit_failed",
     "is_feasible",
     "json_safe",
     "layers_record",
+    "ranked_trials",
     "read_trial_spectra",
     "report_path",
     "spectra_path",
@@ -74,6 +76,8 @@ __all__ = [
 # ------------------------------------------------------------------------------------------ attr names
 #: per-layer table of the latest analysis, columnar (see :func:`layers_record`)
 LAYERS = "wwtune.layers"
+#: the fingerprint of the score rule the trial was scored under (:func:`wwtune.resume.score_rule`)
+SCORE_RULE = "wwtune.score_rule"
 #: the α score of the trial's last analysis (stored even when the study optimises the held-out metric)
 SCORE = "wwtune.score"
 #: the task's held-out metric (``{"heldout": value}``), stored, never optimised unless score=heldout
@@ -107,6 +111,10 @@ STUDY_ADVICE = "wwtune.advice"
 STUDY_SCORE_KIND = "wwtune.score_kind"
 #: whether the task's training loss is comparable across trials (the trust report's baseline)
 STUDY_LOSS_COMPARABLE = "wwtune.loss_comparable"
+#: the study's current score rule (:data:`SCORE_RULE` of the trials it ranks)
+STUDY_SCORE_RULE = "wwtune.study_score_rule"
+#: the score rule of trials stored before trials recorded theirs (set when such a study changes its rule)
+STUDY_LEGACY_RULE = "wwtune.legacy_score_rule"
 
 #: folder (in the study's folder) of each trial's final eigenvalues, ``trial<N>.npz``
 SPECTRA_DIR = "spectra"
@@ -233,9 +241,36 @@ def is_feasible(trial: FrozenTrial, n_objectives: int = 1) -> bool:
 
 
 def feasible_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The :func:`is_feasible` trials, by trial number (as many values as the study has objectives)."""
+    """The :func:`is_feasible` trials of the current score rule (:func:`ranked_trials`), by trial number
+    (as many values as the study has objectives)."""
     n = len(study_or_trials.directions) if isinstance(study_or_trials, optuna.Study) else 1
-    return [t for t in trials_of(study_or_trials) if is_feasible(t, n)]
+    return [t for t in ranked_trials(study_or_trials) if is_feasible(t, n)]
+
+
+def _rule_split(study_or_trials: Any) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    trials = trials_of(study_or_trials)
+    current = study_attr(study_or_trials, STUDY_SCORE_RULE)
+    if current is None:  # a list of trials, or a study that never recorded its rule: one rule
+        return trials, []
+    legacy = study_attr(study_or_trials, STUDY_LEGACY_RULE) or current
+    same, other = [], []
+    for t in trials:
+        (same if t.user_attrs.get(SCORE_RULE, legacy) == current else other).append(t)
+    return same, other
+
+
+def ranked_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials scored under the study's current score rule, by trial number: the only ones the summary,
+    ``best_params.yaml``, the report, the trust report, the advisor and the sampler rank. A study resumed
+    under a changed score (``study.allow_config_change=true``: another band, score kind or sanity rule)
+    keeps the earlier trials (:func:`earlier_rule_trials`) but never ranks their values, which were
+    computed by another rule, against the new ones. A list of trials is one rule."""
+    return _rule_split(study_or_trials)[0]
+
+
+def earlier_rule_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials scored under an earlier score rule (kept, not ranked: :func:`ranked_trials`)."""
+    return _rule_split(study_or_trials)[1]
 
 
 def study_value(trial: FrozenTrial) -> float:
@@ -271,7 +306,7 @@ def _pareto_pick(study: optuna.Study) -> FrozenTrial | None:
         return None  # another multi-objective study: no rule to pick one trial
     from wwtune.score import pareto_pick  # lazy: wwtune.score imports wwtune.record
 
-    trials = [t for t in trials_of(study) if is_feasible(t, 2)]
+    trials = feasible_trials(study)
     quantile = ((study.user_attrs.get(STUDY_CONFIG) or {}).get("score") or {}).get("fit_quantile", 1.0)
     i = pareto_pick([t.values[0] for t in trials], [t.values[1] for t in trials], float(quantile or 1.0))
     return None if i is None else trials[i]
@@ -310,12 +345,14 @@ class TrialWriter:
     def _set(self, key: str, value: Any) -> None:
         self.trial.set_user_attr(key, value)
 
-    def start(self, budget: int, worker_id: int | None) -> None:
+    def start(self, budget: int, worker_id: int | None, score_rule: str | None = None) -> None:
         # lazy: wwtune.reaping imports this module (the worker record: PID, start time, run token)
         from wwtune.reaping import process_identity
 
         self._set(BUDGET, int(budget))
         self._set(WORKER, process_identity(worker_id))
+        if score_rule is not None:
+            self._set(SCORE_RULE, score_rule)
 
     def budget(self, budget: int) -> None:
         self._set(BUDGET, int(budget))
@@ -375,7 +412,8 @@ def write_study_attrs(
     loss_comparable: bool = True,
 ) -> None:
     """The study attrs a run stores: its config (already redacted), the score's band and kind, the
-    held-out metric, whether the task's training loss is comparable across trials."""
+    held-out metric, whether the task's training loss is comparable across trials (its score rule:
+    :func:`wwtune.resume.record_score_rule`)."""
     study.set_user_attr(STUDY_CONFIG, json_safe(dict(config)))
     study.set_user_attr(STUDY_SCORE_KIND, score_kind)
     study.set_user_attr(STUDY_LOSS_COMPARABLE, bool(loss_comparable))

@@ -62,9 +62,12 @@ from wwtune.record import (
     write_trial_spectra,
 )
 from wwtune.resume import (
+    CurrentRuleSampler,
     check_config_change,
     distribution_clash,
+    record_score_rule,
     resumed_seed,
+    score_rule,
     stored_trial_count,
 )
 from wwtune.score import Score
@@ -237,6 +240,16 @@ def run_study(
             bool(study_cfg.get("allow_config_change")),
         )
     heldout = cfg["objective"].get("heldout")
+    earlier = record_score_rule(study, previous, score_rule(plain))
+    if earlier:  # study.allow_config_change=true under another score: its values are not comparable
+        _logger.warning(
+            "Study %r: %d trial(s) were scored under an earlier score rule; they are kept but not "
+            "ranked: the summary, best_params.yaml, the report, the trust report and the sampler use only "
+            "trials scored under the current one.",
+            name,
+            len(earlier),
+        )
+        study.sampler = CurrentRuleSampler(study.sampler)
     write_study_attrs(study, plain, score.band, heldout, score.kind, loss_comparable(cfg, task_fn))
 
     threads = study_cfg.get("torch_threads")

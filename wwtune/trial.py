@@ -41,6 +41,7 @@ from wwtune.record import (
     write_trial_spectra,
 )
 from wwtune.report import attach_figures, plot_layer_alphas
+from wwtune.resume import score_rule
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
@@ -94,6 +95,7 @@ class TrialRunner:
         self.analysis = analysis_kwargs(cfg, score)
         # the α score is stored even when the study optimises something else (for the trust report)
         self.alpha_score = score.alpha_score()
+        self.score_rule = score_rule(cfg)  # stored with each trial: the rule its value was computed by
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         if self.cap is not None and not self.cap.admits(trial.study, trial.number):
@@ -115,7 +117,7 @@ class TrialRunner:
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
         writer = TrialWriter(trial)
-        writer.start(self.budget, self.worker_id)
+        writer.start(self.budget, self.worker_id, self.score_rule)
         try:
             values, layers = self.space.suggest(trial)
         except WriteError:  # the study's storage is full: nothing more can be recorded, stop the run

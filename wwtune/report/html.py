@@ -34,6 +34,7 @@ from wwtune.record import (
     atomic_write_text,
     best_trial,
     fit_failed,
+    ranked_trials,
 )
 from wwtune.report.advice_plot import plot_advice
 from wwtune.report.data import layers_frame, resolve_band, trials_table
@@ -272,7 +273,7 @@ def _trust(study: optuna.Study, fmt: str) -> str:
     if not isinstance(trust, Mapping) and len(study.directions) == 1:
         # The study stored no trust report (e.g. the run was interrupted): measure it now, the same way.
         trust = trust_report(
-            study.get_trials(deepcopy=False), heldout_direction, score_direction=study.direction.name.lower()
+            ranked_trials(study), heldout_direction, score_direction=study.direction.name.lower()
         )
         body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
     if isinstance(trust, Mapping):
