@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -23,15 +24,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trust import study_config  # noqa: E402 - the one way a benchmark study is composed
+from record_runs import RUNS as SCENARIOS  # noqa: E402 - the scenarios' objective / search-space configs
+from record_runs import overrides_for  # noqa: E402
 
 from wwtune.study import best_trial, run_study  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "results" / "trust_runs"
 SCORES = ("fit_band", "train_loss")
+#: the bundled tasks (their held-out / α TPE studies were recorded by bench_trust.py)
+BUNDLED = ("digits_mlp", "digits_cnn", "char_lm", "teacher_student")
 COMPARED = ("fit_band", "train_loss", "alpha", "heldout")
 
 
 def run(task: str, seed: int, n: int, score: str, budget: int | None) -> dict[str, Any]:
+    """One TPE study. A bundled task runs with its own configs (as the recorded held-out / α studies did);
+    a scenario of record_runs.py (digits_noisy, …) with its objective, search space and data seed."""
+    spec = None if task in BUNDLED else SCENARIOS[task]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = study_config(
             task,
@@ -39,10 +47,12 @@ def run(task: str, seed: int, n: int, score: str, budget: int | None) -> dict[st
             n,
             budget,
             Path(tmp),
-            (),
+            overrides_for(task, seed) if spec else (),
             sampler="tpe",
             name=f"{task}_s{seed}_tpe_{score}",
             score=score,
+            objective=spec["objective"] if spec else None,
+            search_space=spec["search_space"] if spec else None,
         )
         start = time.perf_counter()
         study = run_study(cfg)
@@ -123,16 +133,23 @@ def table(tasks: list[str], seeds: list[int], command: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", nargs="+", default=["digits_mlp"])
+    ap.add_argument("--tasks", nargs="+", default=["digits_mlp"], choices=sorted({*BUNDLED, *SCENARIOS}))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--budget", type=int, default=None)
+    ap.add_argument(
+        "--scores",
+        nargs="+",
+        default=list(SCORES),
+        choices=[*SCORES, "heldout"],
+        help="scores to run TPE with (heldout: for scenarios with no recorded held-out-driven study)",
+    )
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     if not args.table_only:
         for task in args.tasks:
             for seed in args.seeds:
-                for score in SCORES:
+                for score in args.scores:
                     path = RUNS / f"tpe_{task}_s{seed}_{score}.json"
                     if path.exists():
                         continue
@@ -145,7 +162,10 @@ def main() -> int:
     command = "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_tpe_scores.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
     )
-    text = table(args.tasks, args.seeds, command)
+    # the table shows every task with a recorded fit_band study, not only this run's
+    recorded = {re.match(r"tpe_(.+)_s\d+_", p.name).group(1) for p in RUNS.glob("tpe_*_fit_band.json")}
+    order = [t for t in dict.fromkeys((*BUNDLED, *SCENARIOS)) if t in recorded]
+    text = table(order, args.seeds, command)
     (RUNS.parent / "tpe_scores.md").write_text(text)
     print(text)
     return 0

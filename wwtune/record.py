@@ -111,10 +111,8 @@ STUDY_ADVICE = "wwtune.advice"
 STUDY_SCORE_KIND = "wwtune.score_kind"
 #: whether the task's training loss is comparable across trials (the trust report's baseline)
 STUDY_LOSS_COMPARABLE = "wwtune.loss_comparable"
-#: the study's current score rule (:data:`SCORE_RULE` of the trials it ranks)
-STUDY_SCORE_RULE = "wwtune.study_score_rule"
-#: the score rule of trials stored before trials recorded theirs (set when such a study changes its rule)
-STUDY_LEGACY_RULE = "wwtune.legacy_score_rule"
+#: the study's current score rule; the rule of its trials that predate per-trial rules (if it differs)
+STUDY_SCORE_RULE, STUDY_LEGACY_RULE = "wwtune.study_score_rule", "wwtune.legacy_score_rule"
 
 #: folder (in the study's folder) of each trial's final eigenvalues, ``trial<N>.npz``
 SPECTRA_DIR = "spectra"
@@ -248,23 +246,18 @@ def feasible_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> li
 
 
 def _rule_split(study_or_trials: Any) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    trials = trials_of(study_or_trials)
-    current = study_attr(study_or_trials, STUDY_SCORE_RULE)
+    trials, current = trials_of(study_or_trials), study_attr(study_or_trials, STUDY_SCORE_RULE)
     if current is None:  # a list of trials, or a study that never recorded its rule: one rule
         return trials, []
     legacy = study_attr(study_or_trials, STUDY_LEGACY_RULE) or current
-    same, other = [], []
-    for t in trials:
-        (same if t.user_attrs.get(SCORE_RULE, legacy) == current else other).append(t)
-    return same, other
+    same = [t for t in trials if t.user_attrs.get(SCORE_RULE, legacy) == current]
+    return same, [t for t in trials if t.user_attrs.get(SCORE_RULE, legacy) != current]
 
 
 def ranked_trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials scored under the study's current score rule, by trial number: the only ones the summary,
-    ``best_params.yaml``, the report, the trust report, the advisor and the sampler rank. A study resumed
-    under a changed score (``study.allow_config_change=true``: another band, score kind or sanity rule)
-    keeps the earlier trials (:func:`earlier_rule_trials`) but never ranks their values, which were
-    computed by another rule, against the new ones. A list of trials is one rule."""
+    """The trials scored under the study's current score rule (all of a list of trials), by number: the
+    only ones ranked. A study resumed under another score (``study.allow_config_change=true``) keeps the
+    earlier trials (:func:`earlier_rule_trials`) but never ranks their values against the new ones."""
     return _rule_split(study_or_trials)[0]
 
 
