@@ -129,9 +129,15 @@ def candidates(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def judge(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def judge(
+    run: Mapping[str, Any],
+    cands: list[dict[str, Any]] | None = None,
+    selectors: Mapping[str, Callable[[list[dict[str, Any]], tuple[float, float]], int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Regret of every selector on one run (``task``, ``seed``, ``score.band``, ``heldout.direction``);
+    ``cands`` default to the run's recorded :func:`candidates`, ``selectors`` to :data:`SELECTORS`."""
     band = tuple(run["score"]["band"])
-    cands = candidates(run)
+    cands = candidates(run) if cands is None else cands
     alpha = Score(band=band)
     frozen = []
     for c in cands:
@@ -148,7 +154,7 @@ def judge(run: Mapping[str, Any]) -> list[dict[str, Any]]:
         frozen.append(ft)
     rows = []
     direction = run["heldout"]["direction"]
-    for name, select in SELECTORS.items():
+    for name, select in (SELECTORS if selectors is None else selectors).items():
         pick = select(cands, band)
         rep = trust_report(frozen, direction, study_pick=pick, study_pick_label=name)
         rows.append(
