@@ -14,7 +14,8 @@ For each scenario and seed the bench
 
 Scenarios: ``starved``/``untuned``/``mixed`` (``conf/objective/teacher_student_*.yaml``), ``digits_starved``
 (``digits_mlp_starved.yaml``: the MLP on 10% of the digits) and ``cnn_untuned`` (``digits_cnn_untuned.yaml``
-with ``conf/search_space/digits_cnn_untuned.yaml``). Expected verdicts: starved → more data, untuned →
+with ``conf/search_space/digits_cnn_untuned.yaml``), ``cnn_untuned_steps`` (the same with a fixed step
+budget: ``digits_cnn_untuned_steps.yaml``). Expected verdicts: starved → more data, untuned →
 more tuning, mixed → reported.
 
 Run (from the repository root; one process per scenario group, each single-threaded):
@@ -55,6 +56,7 @@ SCENARIOS: dict[str, tuple[str, str, str | None]] = {
     "mixed": ("teacher_student_mixed", "teacher_student", None),
     "digits_starved": ("digits_mlp_starved", "digits_mlp", "more data"),
     "cnn_untuned": ("digits_cnn_untuned", "digits_cnn_untuned", "more tuning"),
+    "cnn_untuned_steps": ("digits_cnn_untuned_steps", "digits_cnn_untuned", "more tuning"),
 }
 N_TRIALS = 12
 

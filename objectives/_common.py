@@ -5,7 +5,7 @@ A user copying a task can inline what they need from here; nothing in it knows a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -59,7 +59,9 @@ SGD_DEFAULTS: dict[str, Any] = {
 #: Data knobs of the digits tasks. ``label_noise``: fraction of the training labels flipped to another
 #: class (held-out labels stay clean). ``data_seed``: seed of the training subset and of the flips;
 #: ``None`` uses the trial's seed (every trial its own subset), an int fixes the data across trials.
-DIGITS_DATA_DEFAULTS: dict[str, Any] = {"label_noise": 0.0, "data_seed": None}
+#: ``steps_per_epoch``: None trains full passes over the data; N makes each epoch exactly N minibatch steps
+#: (drawn pass after pass), so the number of optimizer steps does not grow with the data
+DIGITS_DATA_DEFAULTS: dict[str, Any] = {"label_noise": 0.0, "data_seed": None, "steps_per_epoch": None}
 
 
 def resolve_hparams(params: Params, defaults: Mapping[str, Any], task_name: str) -> dict[str, Any]:
@@ -146,7 +148,10 @@ def fit_epochs(
     """Minibatch training for ``params.budget`` epochs; reports the loss before training (step 0, the
     reference of the study's loss-drop and norm-growth rules) and the epoch's mean loss after each epoch.
 
-    Returns the training loss before the first step (:func:`initial_loss`).
+    An epoch is one pass over the data, or with ``hp["steps_per_epoch"] = N`` exactly N minibatches
+    (consecutive batches of shuffled passes, a new shuffle when a pass ends), so that the optimizer steps do
+    not grow with the data: a fixed step budget. Returns the training loss before the first step
+    (:func:`initial_loss`).
     """
     loss_init = initial_loss(model, x, y, loss_fn)
     reporter.report(0, model, loss_init)
@@ -154,19 +159,32 @@ def fit_epochs(
     order_rng = torch.Generator().manual_seed(int(params.seed) + 1)
     n = len(x)
     batch = min(int(hp["batch_size"]), n)
+    steps = hp.get("steps_per_epoch")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps_per_epoch must be a positive integer or None but got {steps!r}.")
+    batches = _batches(n, batch, order_rng)
     for epoch in range(1, int(params.budget) + 1):
         model.train()
-        order = torch.randperm(n, generator=order_rng)
-        total = 0.0
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
+        total, seen = 0.0, 0
+        for _ in range(steps if steps is not None else -(-n // batch)):
+            idx = next(batches)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-        reporter.report(epoch, model, total / n)
+            seen += len(idx)
+        reporter.report(epoch, model, total / seen)
     return loss_init
+
+
+def _batches(n: int, batch: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
+    """Minibatch indices forever: each pass a new permutation of ``range(n)``, cut into ``batch``-sized
+    pieces (the last one of a pass may be smaller)."""
+    while True:
+        order = torch.randperm(n, generator=rng)
+        for start in range(0, n, batch):
+            yield order[start : start + batch]
 
 
 @torch.no_grad()

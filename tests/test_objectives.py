@@ -304,3 +304,52 @@ def test_starved_scenario_gains_from_data_and_untuned_from_tuning():
     assert starved - _scenario_error("starved", n_train=500) > 0.03  # doubling the data helps
     untuned = _scenario_error("untuned")
     assert untuned - _scenario_error("untuned", lr=0.01) > 0.02  # a better learning rate helps
+
+
+def _trained_steps(monkeypatch, values: dict, fraction: float) -> tuple[int, dict]:
+    """Minibatch steps a digits CNN run takes (forward calls in training mode) and its weights."""
+    calls = []
+    forward = digits_cnn.DigitsCNN.forward
+
+    def counting(self, x):
+        if self.training:
+            calls.append(len(x))
+        return forward(self, x)
+
+    monkeypatch.setattr(digits_cnn.DigitsCNN, "forward", counting)
+    kept = {}
+
+    class Keep(NullReporter):
+        def report(self, step, model, loss):
+            kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    params = Params(
+        values={"channels": 4, "batch_size": 32, **values}, budget=2, seed=3, data_fraction=fraction
+    )
+    digits_cnn.train(params, Keep())
+    monkeypatch.setattr(digits_cnn.DigitsCNN, "forward", forward)
+    return len(calls), kept
+
+
+def test_a_fixed_step_budget_does_not_grow_with_the_data(monkeypatch):
+    small, _ = _trained_steps(monkeypatch, {"steps_per_epoch": 5}, 0.2)
+    large, _ = _trained_steps(monkeypatch, {"steps_per_epoch": 5}, 0.8)
+    assert small == large == 2 * 5  # budget 2 epochs × 5 steps, whatever the data size
+    by_pass_small, _ = _trained_steps(monkeypatch, {}, 0.2)
+    by_pass_large, _ = _trained_steps(monkeypatch, {}, 0.8)
+    assert by_pass_large > 3 * by_pass_small  # epochs of full passes grow with the data
+
+
+def test_steps_per_epoch_of_one_pass_trains_exactly_like_full_passes(monkeypatch):
+    n = len(_common.digits_split(3, 0.2)[0])
+    steps, weights = _trained_steps(monkeypatch, {"steps_per_epoch": math.ceil(n / 32)}, 0.2)
+    same, reference = _trained_steps(monkeypatch, {}, 0.2)
+    assert steps == same
+    assert all(torch.equal(weights[k], reference[k]) for k in reference)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_a_bad_steps_per_epoch_is_named(bad):
+    params = Params(values={"channels": 4, "steps_per_epoch": bad}, budget=1, seed=0, data_fraction=0.1)
+    with pytest.raises(ValueError, match=r"steps_per_epoch must be a positive integer or None but got"):
+        digits_cnn.train(params, NullReporter())
