@@ -194,7 +194,7 @@ def _f(x: Any, fmt: str = ".4f") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def markdown(rows: list[dict[str, Any]], command: str, fresh: bool) -> str:
+def markdown(rows: list[dict[str, Any]], command: str, fresh: bool, second: bool = False) -> str:
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (t in OVERFITTING, t))
     selectors = list(dict.fromkeys(r["selector"] for r in rows))
     by = defaultdict(list)
@@ -202,6 +202,8 @@ def markdown(rows: list[dict[str, Any]], command: str, fresh: bool) -> str:
         by[(r["task"], r["selector"])].append(r)
     seeds = {t: sorted({r["seed"] for r in rows if r["task"] == t}) for t in tasks}
     title = "FRESH seeds (run once, after the default was frozen)" if fresh else "calibration seeds"
+    if second:
+        title = "SECOND FRESH set, seeds 6–8 (recorded and read once, after the first fresh read)"
     scenarios = ", ".join(t for t in tasks if t in OVERFITTING) or "none"
     lines = [
         f"# Selector benchmark: {title}",
@@ -288,19 +290,27 @@ def targets(rows: list[dict[str, Any]], tasks: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fresh", action="store_true", help="evaluate on the fresh seeds (once, after freezing)")
+    ap.add_argument(
+        "--fresh2",
+        action="store_true",
+        help="evaluate on the second fresh set (seeds 6–8, recorded after the first fresh read; once)",
+    )
     ap.add_argument("--tasks", nargs="*", default=None)
     args = ap.parse_args(argv)
-    folder = RESULTS / ("trust_runs_fresh" if args.fresh else "trust_runs")
+    fresh = args.fresh or args.fresh2
+    folder = RESULTS / (
+        "trust_runs_fresh2" if args.fresh2 else "trust_runs_fresh" if args.fresh else "trust_runs"
+    )
     runs = load(folder, args.tasks)
-    if not args.fresh:
+    if not fresh:
         runs = [r for r in runs if int(r["seed"]) <= 2]  # calibration seeds only
     rows = [row for run in runs for row in judge(run)]
     command = "PYTHONPATH=. python " + " ".join(
         shlex.quote(a)
         for a in ["benchmarks/bench_selectors.py", *(argv if argv is not None else sys.argv[1:])]
     )
-    name = "selectors_fresh" if args.fresh else "selectors"
-    (RESULTS / f"{name}.md").write_text(markdown(rows, command, args.fresh))
+    name = "selectors_fresh2" if args.fresh2 else "selectors_fresh" if args.fresh else "selectors"
+    (RESULTS / f"{name}.md").write_text(markdown(rows, command, fresh, second=args.fresh2))
     with open(RESULTS / f"{name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

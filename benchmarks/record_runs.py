@@ -308,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be a positive integer but got {args.n}")
+    args.runs_dir, args.fresh_dir = args.runs_dir.resolve(), args.fresh_dir.resolve()  # a relative folder
 
     quiet_single_thread()
     if args.time_one:
