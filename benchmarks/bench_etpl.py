@@ -266,7 +266,12 @@ def main() -> int:
         *table(rows, cal),
         "",
         f"Candidate chosen on these (lowest Σ mean regret / random regret over both tasks): **{chosen}** "
-        f"({cost[chosen]:.3f}; the default's: {cost[DEFAULT]:.3f}).",
+        f"({cost[chosen]:.3f}; the default's: {cost[DEFAULT]:.3f}"
+        + (
+            "; already worse than the default on the calibration seeds)."
+            if cost[chosen] > cost[DEFAULT]
+            else ")."
+        ),
         "",
         f"## Fresh seeds {fresh}: mean regret (read once, after the candidate was fixed)",
         "",
