@@ -12,6 +12,7 @@ from wwtune.cli import compose, main
 from wwtune.config import ConfigError
 from wwtune.outcome import summary_text
 from wwtune.record import best_params_path, best_trial, earlier_rule_trials, ranked_trials
+from wwtune.report import render_report
 from wwtune.resume import CurrentRuleSampler, record_score_rule, score_rule
 from wwtune.study import run_study
 
@@ -125,6 +126,8 @@ def test_a_study_continued_under_another_score_rule_ranks_only_the_new_rules_tri
     text = summary_text(study, cfg("study.n_trials=6", "study.allow_config_change=true"))
     assert "Scored under an earlier score rule (kept, not ranked): 3 trial(s), #0–#2" in text
     assert isinstance(study.sampler, CurrentRuleSampler)
+    page = render_report(study)
+    assert '<td>scored under an earlier score rule (not ranked)</td><td class="num">3</td>' in page
     # a further resume under the new rule keeps the old trials apart
     again = run_study(cfg("study.n_trials=7"))
     assert [t.number for t in ranked_trials(again)] == [3, 4, 5, 6]

@@ -33,6 +33,7 @@ from wwtune.record import (
     TrialRecord,
     atomic_write_text,
     best_trial,
+    earlier_rule_trials,
     fit_failed,
     ranked_trials,
 )
@@ -146,6 +147,9 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     ]
     if counts.get("RUNNING"):
         items.append(("still running", counts["RUNNING"]))
+    earlier = earlier_rule_trials(study)
+    if earlier:  # study.allow_config_change under another score: shown in the plots, never ranked
+        items.append(("scored under an earlier score rule (not ranked)", len(earlier)))
     task = _config_get(config, "objective", "task")
     if task:
         items.append(("training task", task))
