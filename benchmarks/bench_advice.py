@@ -15,8 +15,9 @@ For each scenario and seed the bench
 Scenarios: ``starved``/``untuned``/``mixed`` (``conf/objective/teacher_student_*.yaml``), ``digits_starved``
 (``digits_mlp_starved.yaml``: the MLP on 10% of the digits) and ``cnn_untuned`` (``digits_cnn_untuned.yaml``
 with ``conf/search_space/digits_cnn_untuned.yaml``), ``cnn_untuned_steps`` (the same with a fixed step
-budget: ``digits_cnn_untuned_steps.yaml``). Expected verdicts: starved → more data, untuned →
-more tuning, mixed → reported.
+budget: ``digits_cnn_untuned_steps.yaml``), ``char_lm_tuning`` (the character LM on its whole corpus with a
+short step budget: ``char_lm_tuning.yaml``; scored with its α band [3, 4]). Expected verdicts: starved → more
+data, untuned → more tuning, mixed → reported.
 
 Run (from the repository root; one process per scenario group, each single-threaded):
 
@@ -57,6 +58,7 @@ SCENARIOS: dict[str, tuple[str, str, str | None]] = {
     "digits_starved": ("digits_mlp_starved", "digits_mlp", "more data"),
     "cnn_untuned": ("digits_cnn_untuned", "digits_cnn_untuned", "more tuning"),
     "cnn_untuned_steps": ("digits_cnn_untuned_steps", "digits_cnn_untuned", "more tuning"),
+    "char_lm_tuning": ("char_lm_tuning", "char_lm", "more tuning"),
 }
 N_TRIALS = 12
 
@@ -76,6 +78,7 @@ def load(name: str) -> dict[str, Any]:
         "space": SearchSpace.from_config(space),
         "to_loss": (lambda h: 1.0 - h) if maximize else (lambda h: h),
         "expected": expected,
+        "band": obj.get("alpha_band"),  # the task's α band (the transformer's [3, 4]); None: the default
     }
 
 
@@ -90,7 +93,7 @@ class _Keep(Reporter):
 
 
 def run_study(sc: dict[str, Any], seed: int) -> optuna.Study:
-    score = Score()
+    score = Score() if sc["band"] is None else Score(band=tuple(sc["band"]))
 
     def objective(trial: optuna.Trial) -> float:
         values, layers = sc["space"].suggest(trial)

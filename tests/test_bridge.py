@@ -56,7 +56,8 @@ def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):
     study.optimize(plain_objective, n_trials=2)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE and isinstance(trial.value, float)
-    cli_only = {"wwtune.worker"}  # where the CLI's trial ran (host, pid, worker id)
+    # where the CLI's trial ran (host, pid, worker id); the fingerprint of the config's score rule
+    cli_only = {"wwtune.worker", "wwtune.score_rule"}
     assert set(trial.user_attrs) == set(cli_trial.user_attrs) - cli_only
     assert set(trial.user_attrs["wwtune.layers"]) == set(LAYER_KEYS)
     assert trial.user_attrs["wwtune.budget"] == 3 and trial.value == trial.user_attrs["wwtune.score"]
