@@ -136,7 +136,8 @@ def judge(
 ) -> list[dict[str, Any]]:
     """Regret of every selector on one run (``task``, ``seed``, ``score.band``, ``heldout.direction``);
     ``cands`` default to the run's recorded :func:`candidates`, ``selectors`` to :data:`SELECTORS`."""
-    band = tuple(run["score"]["band"])
+    # a run recorded under a score config without a band used the task's band, else the Score default
+    band = tuple(run["score"].get("band") or Score().band)
     cands = candidates(run) if cands is None else cands
     alpha = Score(band=band)
     frozen = []
