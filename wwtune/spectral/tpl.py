@@ -11,8 +11,9 @@ maximum likelihood. In the scaled variable u = λ / xmin ≥ 1 with μ = Λ·xmi
             = e^(−μ) ∫_0^∞ (1 + v)^(−α) e^(−μv) dv          (evaluated by quadrature)
 
 The literature (Yang et al., KDD 2023; see ../shared/docs/evidence.md) reports that for transformer layers
-whose plain power-law α exceeds 4 the E-TPL parameters track model quality better than α. wwtune measured it
-on its own runs (``benchmarks/bench_etpl.py``) before using it anywhere.
+whose plain power-law α exceeds 4 the E-TPL parameters track model quality better than α. Measured on
+wwtune's own transformer runs (``benchmarks/bench_etpl.py``, ``benchmarks/results/etpl.md``), it did not pick
+better models than the default score, so no score uses it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class TruncatedPowerLawFit:
 
 def _log_z(alpha: float, mu: float) -> float:
     """log Z₁(α, μ) = −μ + log ∫_0^∞ (1 + v)^(−α) e^(−μv) dv; +inf where the quadrature does not converge
-    (α ≤ 1 with almost no truncation: a density that can hardly be normalised, never the optimum)."""
+    (α ≤ 1 with almost no truncation: a density that can hardly be normalised; the fit treats it as
+    impossible)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", integrate.IntegrationWarning)
         try:
