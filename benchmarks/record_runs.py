@@ -105,21 +105,26 @@ def overrides_for(run: str, seed: int) -> list[str]:
     return [*spec.get("overrides", ()), *data]
 
 
+def run_recorded(run: str, seed: int, n: int, workdir: Path) -> dict[str, Any]:
+    """The study of ``run`` × ``seed`` with ``n`` configurations, in ``workdir`` (``bench_trust.run_one``)."""
+    spec = RUNS[run]
+    return bench_trust.run_one(
+        run,
+        seed,
+        n,
+        spec.get("budget"),
+        workdir,
+        overrides_for(run, seed),
+        score=spec["score"],
+        objective=spec["objective"],
+        search_space=spec["search_space"],
+    )
+
+
 def record(run: str, seed: int, n: int, path: Path) -> dict[str, Any]:
     """Run the study of ``run`` × ``seed`` with ``n`` configurations and write its record to ``path``."""
-    spec = RUNS[run]
     with tempfile.TemporaryDirectory() as tmp:
-        rec = bench_trust.run_one(
-            run,
-            seed,
-            n,
-            spec.get("budget"),
-            Path(tmp),
-            overrides_for(run, seed),
-            score=spec["score"],
-            objective=spec["objective"],
-            search_space=spec["search_space"],
-        )
+        rec = run_recorded(run, seed, n, Path(tmp))
     rec["calibration"] = seed in CALIBRATION_SEEDS
     tmp_path = path.with_suffix(".json.tmp")
     tmp_path.write_text(json.dumps(rec, separators=(",", ":")))

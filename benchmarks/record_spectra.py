@@ -34,8 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_trust  # noqa: E402 - the one recorder of benchmark studies
-from record_runs import CALIBRATION_SEEDS, RUNS, overrides_for, quiet_single_thread  # noqa: E402
+from record_runs import CALIBRATION_SEEDS, RUNS, quiet_single_thread, run_recorded  # noqa: E402 - one recorder
 
 from wwtune.record import read_trial_spectra  # noqa: E402
 
@@ -49,20 +48,9 @@ def recorded(run: str, seed: int) -> dict[str, Any] | None:
 
 
 def record(run: str, seed: int, n: int) -> Path:
-    spec = RUNS[run]
     path = OUT / f"{run}_s{seed}.npz"
     with tempfile.TemporaryDirectory() as tmp:
-        rec = bench_trust.run_one(
-            run,
-            seed,
-            n,
-            spec.get("budget"),
-            Path(tmp),
-            overrides_for(run, seed),
-            score=spec["score"],
-            objective=spec["objective"],
-            search_space=spec["search_space"],
-        )
+        rec = run_recorded(run, seed, n, Path(tmp))
         arrays: dict[str, Any] = {}
         trials = []
         for t in rec["trials"]:
