@@ -3,7 +3,7 @@
 Re-scores the recorded random-search runs (``benchmarks/results/trust_runs/<task>_s<seed>.json``:
 calibration; ``benchmarks/results/trust_runs_fresh/``: fresh seeds, read only with ``--fresh`` once the
 default is frozen) with every selector, using the package's own code — :class:`wwtune.score.Score` for
-every scalar score, :func:`wwtune.score.pareto_pick` for the Pareto pick and
+every scalar score, :func:`wwtune.ranking.pareto_pick` for the Pareto pick and
 :func:`wwtune.trust.trust_report` (``study_pick``) for every regret, the training-loss pick, the oracle
 and the expected random regret — so no formula is written twice. No training.
 
@@ -37,7 +37,8 @@ from optuna.trial import TrialState, create_trial
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from score_variants import final_layers  # noqa: E402 - the one rebuild of a stored layer table
 
-from wwtune.score import Score, pareto_pick  # noqa: E402
+from wwtune.ranking import pareto_pick  # noqa: E402
+from wwtune.score import Score  # noqa: E402
 from wwtune.trust import trust_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

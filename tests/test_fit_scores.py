@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 
 from wwtune.cli import compose
 from wwtune.config import make_score as _score
-from wwtune.score import Score, pareto_front, pareto_pick
+from wwtune.ranking import pareto_front, pareto_pick
+from wwtune.score import Score
 from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wwtune import record
+from wwtune import ranking, record
 from wwtune.cli import compose
 from wwtune.config import make_score
 from wwtune.outcome import summary_text, write_best_params
@@ -42,7 +42,7 @@ def _study_whose_optuna_best_is_infeasible() -> optuna.Study:
 def test_report_summary_and_best_params_name_the_same_best_feasible_trial(tmp_path):
     study = _study_whose_optuna_best_is_infeasible()
     assert study.best_trial.number == 0  # Optuna's own rule ignores wwtune's feasibility
-    assert record.best_trial(study).number == 2
+    assert ranking.best_trial(study).number == 2
     cfg = compose(["study=quickstart", f"study.studies_dir={tmp_path}", "study.name=s"])
     assert "Best trial #2: score 0.2" in summary_text(study, cfg)
     path = write_best_params(study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg))
@@ -57,12 +57,12 @@ def test_best_trial_breaks_ties_by_number_and_follows_the_direction():
     ]
     for i, t in enumerate(trials):
         t.number = i
-    assert record.best_trial(trials).number == 1
-    assert record.best_trial(trials, "maximize").number == 3
+    assert ranking.best_trial(trials).number == 1
+    assert ranking.best_trial(trials, "maximize").number == 3
     nonfinite = optuna.trial.create_trial(params={"lr": 0.1}, distributions=LR, value=-math.inf)
     nonfinite.number = 4
-    assert record.best_trial([*trials, nonfinite]).number == 1  # -inf is no score
-    assert record.best_trial([]) is None
+    assert ranking.best_trial([*trials, nonfinite]).number == 1  # -inf is no score
+    assert ranking.best_trial([]) is None
 
 
 @given(

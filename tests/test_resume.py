@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 from wwtune.cli import compose, main
 from wwtune.config import ConfigError
 from wwtune.outcome import summary_text
-from wwtune.record import best_params_path, best_trial, earlier_rule_trials, ranked_trials
+from wwtune.ranking import best_trial, earlier_rule_trials, ranked_trials
+from wwtune.record import best_params_path
 from wwtune.report import render_report
 from wwtune.resume import CurrentRuleSampler, record_score_rule, score_rule
 from wwtune.study import run_study

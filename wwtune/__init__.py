@@ -1,12 +1,75 @@
 """wwtune: data-free hyperparameter tuning scored by the heavy-tailed spectra of trained weights."""
 
+import dataclasses
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
-from wwtune.compare import check_rules, compare, write_baseline
-from wwtune.objective import NullReporter, Params, Pruned, Reporter, TrainingDiverged, task
-from wwtune.spectral import COLUMNS, analyze, summary
+import pandas as pd
 
-__version__ = "0.1.0"
+from wwtune.compare import check_rules, compare, write_baseline
+from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed, WwtuneError
+from wwtune.objective import NullReporter, Params, Reporter, task
+from wwtune.spectral import COLUMNS, AnalysisOptions, summary
+from wwtune.spectral import analyze as spectral_analyze
+from wwtune.version import __version__
+
+#: WeightWatcher's default folder for ``savefig``.
+DEFAULT_PLOT_DIR = "ww-img"
+
+
+def analyze(
+    source: Any,
+    options: AnalysisOptions | None = None,
+    /,
+    *,
+    plot: bool = False,
+    savefig: str | os.PathLike[str] | bool | None = None,
+    **changes: Any,
+) -> pd.DataFrame:
+    """Spectral diagnostics of every weight matrix of a model, one row per layer; optionally its plots.
+
+    Args:
+        source: an ``nn.Module``, a state_dict, a ``.pt``/``.pth``/``.bin``/``.safetensors`` file or a
+            Hugging Face model folder.
+        options: an :class:`AnalysisOptions` (default: all defaults).
+        plot: write the plots of :func:`wwtune.report.save_model_plots` (α per layer, each layer's ESD)
+            into ``savefig`` (default folder ``ww-img``, as WeightWatcher's); the paths are in
+            ``df.attrs["plots"]``. Default False.
+        savefig: folder for the plots; giving one implies ``plot=True`` (``True``: ``ww-img``).
+        **changes: analysis options by name over ``options`` (``layers=``, ``min_evals=``, ``fit=``, ...:
+            the fields of :class:`AnalysisOptions`, documented in :func:`wwtune.spectral.analyze`).
+
+    Returns:
+        A DataFrame with the columns documented in :data:`wwtune.spectral.columns.COLUMNS`.
+    """
+    if not isinstance(plot, bool):
+        raise TypeError(f"plot must be True or False but got {plot!r}.")
+    opts = AnalysisOptions.of(options, **changes)
+    folder = _plot_dir(plot, savefig)
+    if folder is None:
+        return spectral_analyze(source, opts)
+    df = spectral_analyze(source, dataclasses.replace(opts, keep_evals=True))  # the ESD plots need them
+    from wwtune.report import save_model_plots  # lazy: matplotlib only when plots are asked for
+
+    paths = save_model_plots(df, folder, min_evals=opts.min_evals)
+    logging.getLogger(__name__).info("analyze: %d plots written to %s", len(paths), folder)
+    if not opts.keep_evals:
+        df = df.drop(columns=["evals"])
+    df.attrs["plots"] = [str(p) for p in paths]
+    return df
+
+
+def _plot_dir(plot: bool, savefig: Any) -> Path | None:
+    """Where ``plot=True`` / ``savefig=`` write the figures, or None for no plots."""
+    if savefig is None or savefig is False:
+        return Path(DEFAULT_PLOT_DIR) if plot else None
+    if savefig is True:
+        return Path(DEFAULT_PLOT_DIR)
+    if not isinstance(savefig, (str, os.PathLike)) or not str(savefig):
+        raise TypeError(f"savefig must be a folder path or True but got {savefig!r}.")
+    return Path(savefig)
 
 
 def load_study(study_name: str, storage: object = "studies/{study_name}/journal.log"):  # -> optuna.Study
@@ -25,10 +88,8 @@ def load_study(study_name: str, storage: object = "studies/{study_name}/journal.
 # so `import wwtune` stays free of Optuna's start-up cost (and of lightning / transformers, always).
 _LAZY = {
     "AlphaPruner": "wwtune.pruners",
-    "NoEligibleLayers": "wwtune.bridge",
     "Score": "wwtune.score",
     "TrialBridge": "wwtune.bridge",
-    "TrialFailed": "wwtune.bridge",
     "TrialPruned": "wwtune.bridge",
     "format_trust": "wwtune.trust",
     "score_model": "wwtune.bridge",
@@ -50,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "COLUMNS",
+    "AnalysisOptions",
     "AlphaPruner",
     "NoEligibleLayers",
     "NullReporter",
@@ -73,4 +135,5 @@ __all__ = [
     "task",
     "write_baseline",
     "write_report",
+    "WwtuneError",
 ]

@@ -27,10 +27,10 @@ from wwtune.cli_common import (
     add_analysis_options,
     add_plot_format_option,
     add_quiet_debug_options,
+    analysis_options,
     band_arg,
     csv_list,
     fmt,
-    layer_patterns,
     output_path,
     render_table,
     run_cli,
@@ -169,27 +169,13 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
             raise _UsageError(f"--csv must be a file path but {str(csv_path)!r} is a folder")
         if not csv_path.parent.is_dir():
             raise _UsageError(f"--csv: folder {str(csv_path.parent)!r} does not exist")
-    layers = layer_patterns(args)
     extra = list(args.columns or [])
     if args.mp_fit:
         extra += MP_TABLE_COLUMNS
     if args.randomize:
         extra += RANDOMIZE_TABLE_COLUMNS
     with _Progress(str(path), stderr, enabled=not args.quiet) as progress:
-        df = analyze(
-            path,
-            layers=layers,
-            layer_types=args.layer_types,
-            min_evals=args.min_evals,
-            max_evals=args.max_evals,
-            fit=args.fit,
-            mp_fit=args.mp_fit,
-            randomize=args.randomize,
-            seed=args.seed,
-            device=args.device,
-            dtype=args.dtype,
-            keep_evals=bool(args.plot or args.keep_evals),
-        )
+        df = analyze(path, analysis_options(args, keep_evals=bool(args.plot or args.keep_evals)))
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")

@@ -27,6 +27,7 @@ calls too.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -37,11 +38,13 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from wwtune.objective import Pruned, Reporter, TrainingDiverged, check_finite_loss, check_finite_weights
+from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed
+from wwtune.objective import Reporter, check_finite_loss, check_finite_weights
 from wwtune.pruners import LayerTable, diverged_reason
-from wwtune.record import TrialWriter, json_safe, layers_record
+from wwtune.record import TrialWriter, json_safe
 from wwtune.schema import ON_VIOLATION
-from wwtune.score import Score, ScoreResult
+from wwtune.score import Score, ScoreResult, layers_record
+from wwtune.spectral import AnalysisOptions
 from wwtune.spectral import analyze as spectral_analyze
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "TrialBridge",
     "TrialFailed",
     "TrialPruned",
+    "analysis_options",
     "loss_violation",
     "norm_violation",
     "score_model",
@@ -66,26 +70,28 @@ class TrialPruned(Pruned, optuna.TrialPruned):
     """wwtune's prune signal as Optuna's own: ``study.optimize`` records the trial PRUNED (reason stored)."""
 
 
-class TrialFailed(Exception):  # noqa: N818 - reads as "the trial failed"
-    """A trial failed a sanity rule (or its task raised); the reason is in ``wwtune.fail_reason``.
+def __getattr__(name: str) -> Any:
+    if name == "Diverged":  # deprecated: one concept with TrainingDiverged (docs/errors.md)
+        import warnings  # lazy: only old code asks for the old name
 
-    Pass ``catch=(wwtune.TrialFailed,)`` to ``study.optimize`` so one bad trial does not end the study.
-    """
-
-
-class Diverged(TrainingDiverged, TrialFailed):
-    """NaN/Inf training loss or weights at a report (``wwtune.fail_reason`` is ``"diverged: ..."``)."""
-
-
-class NoEligibleLayers(ValueError):
-    """The model has no layer the score may count (too few eigenvalues, or every fit failed)."""
+        warnings.warn(
+            "wwtune.bridge.Diverged is deprecated: catch wwtune.TrainingDiverged (the same error).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TrainingDiverged
+    raise AttributeError(f"module 'wwtune.bridge' has no attribute {name!r}")
 
 
-def _analysis_kwargs(score: Score, analysis: Mapping[str, Any] | None) -> dict[str, Any]:
+def analysis_options(score: Score, analysis: AnalysisOptions | Mapping[str, Any] | None) -> AnalysisOptions:
+    """The options a bridge analyses with: ``analysis`` itself when it is an :class:`AnalysisOptions`;
+    else those keyword options, with ``min_evals`` defaulting to ``min(8, score.min_evals)`` (ineligible
+    layers are still analysed and listed, eligible: no, never counted)."""
+    if isinstance(analysis, AnalysisOptions):
+        return analysis
     kwargs = dict(analysis or {})
-    # ineligible layers are still analysed and listed (eligible: no), never counted
     kwargs.setdefault("min_evals", min(8, score.min_evals))
-    return kwargs
+    return AnalysisOptions.of(**kwargs)
 
 
 def score_model(model: Any, score: Score | None = None, **analysis: Any) -> float:
@@ -112,7 +118,7 @@ def score_model(model: Any, score: Score | None = None, **analysis: Any) -> floa
         True
     """
     score = Score() if score is None else score
-    result = score(spectral_analyze(model, **_analysis_kwargs(score, analysis)))
+    result = score(spectral_analyze(model, analysis_options(score, analysis)))
     if result.value is None:
         raise NoEligibleLayers(f"cannot score the model: {result.reason}")
     return float(result.value)
@@ -163,7 +169,7 @@ def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | 
 class StudyReporter(Reporter):
     """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
 
-    Raises :class:`~wwtune.objective.TrainingDiverged` for a non-finite loss or weights and
+    Raises :class:`~wwtune.exceptions.TrainingDiverged` for a non-finite loss or weights and
     :class:`TrialPruned` (a :class:`~wwtune.objective.Pruned` and an ``optuna.TrialPruned``) when the
     study's pruner says so (the reason is stored in
     ``wwtune.prune_reason``). Time spent here is the analysis overhead (``analysis_s``).
@@ -173,10 +179,11 @@ class StudyReporter(Reporter):
         score: how an analysis is scored (the α score; it is reported to Optuna when ``report_to_optuna``).
         budget: the run's last step (always analysed).
         report_every: analyse every this many steps.
-        analysis_kwargs: keyword arguments of :func:`wwtune.analyze`.
+        analysis_kwargs: the :class:`~wwtune.spectral.analyze.AnalysisOptions` (or their keyword form).
         check_weights: NaN/Inf weights at an analysis step end the run as diverged.
         report_to_optuna: report the score as the trial's intermediate value and ask the pruner.
-        analyze: the analysis function (default :func:`wwtune.analyze`).
+        analyze: the analysis function, called as ``analyze(model, options)`` (default
+            :func:`wwtune.spectral.analyze`).
         store_every_analysis: store the per-layer table at every analysis (a pruner reads it in
             ``should_prune()``); otherwise only the latest is stored, by :meth:`flush_layers`.
         keep_spectra: keep the eigenvalues of the latest analysis in ``spectra``.
@@ -196,7 +203,7 @@ class StudyReporter(Reporter):
     score: Score
     budget: int
     report_every: int = 1
-    analysis_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    analysis_kwargs: AnalysisOptions | Mapping[str, Any] = field(default_factory=dict)
     check_weights: bool = True
     report_to_optuna: bool = True
     analyze: Callable[..., pd.DataFrame] | None = None
@@ -218,6 +225,9 @@ class StudyReporter(Reporter):
 
     def __post_init__(self) -> None:
         self.writer = TrialWriter(self.trial)
+        #: the analysis options, validated once (``analysis_kwargs`` as :class:`AnalysisOptions`)
+        given = self.analysis_kwargs
+        self.options = given if isinstance(given, AnalysisOptions) else AnalysisOptions.of(**given)
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
@@ -226,7 +236,7 @@ class StudyReporter(Reporter):
             self.reference_loss = loss
             start = time.perf_counter()
             try:
-                layers = (self.analyze or spectral_analyze)(model, **self.analysis_kwargs)
+                layers = (self.analyze or spectral_analyze)(model, self.options)
                 self.first_layers = layers_record(layers, self.score, 0)
             finally:
                 self.analysis_s += time.perf_counter() - start
@@ -244,10 +254,10 @@ class StudyReporter(Reporter):
                 check_finite_weights(model, step)
             analyze = self.analyze or spectral_analyze
             if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
-                layers = analyze(model, **self.analysis_kwargs, keep_evals=True)
+                layers = analyze(model, dataclasses.replace(self.options, keep_evals=True))
                 self.spectra = layers
             else:
-                layers = analyze(model, **self.analysis_kwargs)
+                layers = analyze(model, self.options)
             result = self.score(layers)
             self.pending_layers = layers_record(layers, self.score, step)
             if self.first_layers is None:
@@ -316,8 +326,8 @@ class TrialBridge(StudyReporter):
         budget: the training budget in report steps (epochs or steps); the pruner's warm-up is a fraction
             of it and the last step is always analysed. Required.
         report_every: analyse every this many steps; default 1.
-        analysis_kwargs: keyword arguments for :func:`wwtune.analyze`; default ``min_evals`` 8 (small
-            layers are listed, not counted).
+        analysis_kwargs: :class:`~wwtune.spectral.analyze.AnalysisOptions` or their keyword form; default
+            ``min_evals`` 8 (small layers are listed, not counted).
         check_weights: NaN/Inf in any weight at an analysis fails the trial; default True.
         min_loss_drop: :meth:`finish` requires the last reported loss to be this fraction below the first;
             default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables.
@@ -360,7 +370,7 @@ class TrialBridge(StudyReporter):
                 f"score must be an α Score (kind band_distance, mean_alpha, ...) but got {self.score!r}; "
                 "a held-out objective goes in objective=."
             )
-        self.analysis_kwargs = _analysis_kwargs(self.score, self.analysis_kwargs)
+        self.analysis_kwargs = analysis_options(self.score, self.analysis_kwargs)
         if self.store_every_analysis is None:
             self.store_every_analysis = not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner)
         super().__post_init__()
@@ -375,7 +385,7 @@ class TrialBridge(StudyReporter):
             reason = f"diverged: {exc}"
             if self.on_violation == "fail":  # else the caller completes it as infeasible_penalty(reason)
                 self.writer.fail_reason(reason)
-            raise Diverged(reason) from None
+            raise TrainingDiverged(reason, reason=reason, recorded=self.on_violation == "fail") from None
         except TrialPruned:
             self.close()
             raise

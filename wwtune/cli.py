@@ -84,7 +84,8 @@ def _quiet_optuna(progress_bar: bool) -> None:
 def _write_report(study: Any, cfg: dict[str, Any]) -> None:
     # lazy: the run's modules (torch, optuna, matplotlib) cost seconds that --help, --cfg and a refused
     # override need not pay (docs/architecture.md, "imports")
-    from wwtune.record import best_trial_spectra, report_path
+    from wwtune.ranking import best_trial_spectra
+    from wwtune.record import report_path
     from wwtune.report import write_report
 
     path = write_report(study, report_path(cfg), spectra=best_trial_spectra(study, cfg))

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS
+from wwtune.exceptions import UsageError
+from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS, AnalysisOptions
 from wwtune.spectral.columns import LAYER_TYPES
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Progress",
     "UsageError",
     "add_analysis_options",
+    "analysis_options",
     "band_arg",
     "csv_list",
     "fmt",
@@ -32,10 +34,6 @@ __all__ = [
     "render_table",
     "run_cli",
 ]
-
-
-class UsageError(Exception):
-    """A bad command line: reported like argparse's own errors (exit status 2)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -161,6 +159,24 @@ def output_path(model: str | os.PathLike[str], suffix: str) -> Path:
 def layer_patterns(args: argparse.Namespace) -> list[str] | None:
     """The ``--layers`` patterns, flattened (None: all layers)."""
     return [p for group in args.layers for p in group] if args.layers else None
+
+
+def analysis_options(args: argparse.Namespace, **changes: Any) -> AnalysisOptions:
+    """The :class:`~wwtune.spectral.analyze.AnalysisOptions` of the flags :func:`add_analysis_options`
+    added (``changes`` applied over them): the one place both commands turn flags into options."""
+    flags = {
+        "layers": layer_patterns(args),
+        "layer_types": args.layer_types,
+        "min_evals": args.min_evals,
+        "max_evals": args.max_evals,
+        "fit": args.fit,
+        "mp_fit": args.mp_fit,
+        "randomize": args.randomize,
+        "seed": args.seed,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
+    return AnalysisOptions(**{**flags, **changes})
 
 
 def fmt(value: Any, column: str, formats: dict[str, str]) -> str:

@@ -49,14 +49,7 @@ import pandas as pd
 import torch
 
 from wwtune.compare_rules import DEFAULT_FAIL_ON, RULES, check_rules, parse_rules
-from wwtune.spectral.analyze import (
-    DEFAULT_MAX_EVALS,
-    DEFAULT_MIN_EVALS,
-    Options,
-    check_options,
-    layer_row,
-    select_specs,
-)
+from wwtune.spectral.analyze import AnalysisOptions, layer_row, select_specs
 from wwtune.spectral.distance import esd_distance, ks_distance
 from wwtune.spectral.esd import compute_esds
 from wwtune.spectral.layers import WeightSpec, weight_specs
@@ -171,7 +164,7 @@ def _is_baseline_table(base: Any) -> bool:
     )
 
 
-def _baseline_rows(base: Any, opts: Options) -> list[dict[str, Any]]:
+def _baseline_rows(base: Any, opts: AnalysisOptions) -> list[dict[str, Any]]:
     df = base
     if not isinstance(base, pd.DataFrame):
         path = Path(base)
@@ -194,8 +187,8 @@ def _baseline_rows(base: Any, opts: Options) -> list[dict[str, Any]]:
             for v in df["evals"]
         ]
     rows = df.to_dict("records")
-    if opts.layers is not None:
-        rows = [r for r in rows if any(fnmatch.fnmatchcase(str(r["name"]), p) for p in opts.layers)]
+    if opts.layer_patterns is not None:
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(str(r["name"]), p) for p in opts.layer_patterns)]
     if opts.layer_types is not None:
         rows = [r for r in rows if r["layer_type"] in opts.layer_types]
     return [r for r in rows if opts.min_evals <= int(r["num_evals"]) <= opts.max_evals]
@@ -225,20 +218,20 @@ def write_baseline(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: Options) -> dict[str, Any]:
+def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: AnalysisOptions) -> dict[str, Any]:
     """Load the pair, detect identity, analyse each side once; returns both rows and the differences."""
     wn = sn.load()
     wb = sb.load() if sb is not None else None
     identical = wb is not None and _same_bytes(wb, wn)
     held = _held(sn, wn)
     if wb is None or identical:
-        esd_n = compute_esds([held], device=opts.device, dtype=opts.dtype)[0]
+        esd_n = compute_esds([held], device=opts.device, dtype=opts.torch_dtype)[0]
         row_n = layer_row(held, esd_n, opts)
         row_b = dict(row_n) if identical else None
         esd_b = esd_n if identical else None
     else:
         held_b = _held(sb, wb)
-        esd_b, esd_n = compute_esds([held_b, held], device=opts.device, dtype=opts.dtype)
+        esd_b, esd_n = compute_esds([held_b, held], device=opts.device, dtype=opts.torch_dtype)
         row_b, row_n = layer_row(held_b, esd_b, opts), layer_row(held, esd_n, opts)
     out: dict[str, Any] = {
         "row_base": row_b,
@@ -258,20 +251,13 @@ def _analyse_pair(sb: WeightSpec | None, sn: WeightSpec, opts: Options) -> dict[
 def compare(
     base: Any,
     new: Any,
+    options: AnalysisOptions | None = None,
+    /,
     *,
-    layers: str | Sequence[str] | None = None,
-    layer_types: str | Sequence[str] | None = None,
-    min_evals: int = DEFAULT_MIN_EVALS,
-    max_evals: int = DEFAULT_MAX_EVALS,
-    fit: str = "power_law",
-    mp_fit: bool = False,
-    randomize: bool = False,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    dtype: str = "float64",
     keep_evals: bool = False,
     band: Sequence[float] = (_OVER, _UNDER),
     progress: Callable[[int, int, str], None] | None = None,
+    **changes: Any,
 ) -> pd.DataFrame:
     """Layer-by-layer comparison of two versions of a model: what changed, and did it break a layer?
 
@@ -285,13 +271,15 @@ def compare(
             without them only α and the norms are compared. A layer is ``unchanged`` when its α, norm
             and λ_max equal the baseline's.
         new: the version to check; anything :func:`wwtune.analyze` takes.
-        layers, layer_types, min_evals, max_evals, fit, mp_fit, randomize, seed, device, dtype: as for
-            :func:`wwtune.analyze`, applied to both sides. ``randomize=True`` adds ``num_traps_*`` and the
-            "new correlation trap" verdict.
+        options: the :class:`~wwtune.spectral.analyze.AnalysisOptions` applied to both sides (default: all
+            defaults); its ``keep_evals`` is not used (see ``keep_evals`` below). ``randomize=True`` adds
+            ``num_traps_*`` and the "new correlation trap" verdict.
         keep_evals: add ``evals_base`` / ``evals_new`` columns (the eigenvalues; e.g. for plots).
         band: the healthy α range ``(low, high)``; "crossed" means α was inside and is now outside
             (default ``(2, 6)``: analyze's over-/under-trained thresholds).
         progress: called as ``progress(done, total, layer_name)`` after each layer (the CLI's progress bar).
+        **changes: analysis options by name over ``options`` (``layers=``, ``min_evals=``, ``fit=``, ...), as
+            for :func:`wwtune.analyze`.
 
     Returns:
         One row per layer present in either model, base order first. Columns: ``name``, ``layer_type``,
@@ -314,19 +302,7 @@ def compare(
         >>> list(compare(model, model)["verdict"])
         ['unchanged', 'unchanged']
     """
-    opts = check_options(
-        layers=layers,
-        layer_types=layer_types,
-        min_evals=min_evals,
-        max_evals=max_evals,
-        fit=fit,
-        mp_fit=mp_fit,
-        randomize=randomize,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        keep_evals=False,
-    )
+    opts = AnalysisOptions.of(options, **changes, keep_evals=False)
     low, high = _check_band(band)
     keep_evals = bool(keep_evals)
     new_specs = select_specs(weight_specs(new), opts)
@@ -421,7 +397,7 @@ def _compare_one(
     base_side: dict[str, _Side],
     new_side: dict[str, WeightSpec],
     renamed: dict[str, str],
-    opts: Options,
+    opts: AnalysisOptions,
     keep_evals: bool,
     low: float,
     high: float,
@@ -455,12 +431,12 @@ def _compare_one(
         # one side only (or reshaped): analysed on its own, nothing to difference
         if b is not None:
             if b.spec is not None:
-                esd = compute_esds([b.spec], device=opts.device, dtype=opts.dtype)[0]
+                esd = compute_esds([b.spec], device=opts.device, dtype=opts.torch_dtype)[0]
                 row_b, evals_b = layer_row(b.spec, esd, opts), esd.evals
             else:
                 row_b = b.row
         if sn is not None:
-            esd = compute_esds([sn], device=opts.device, dtype=opts.dtype)[0]
+            esd = compute_esds([sn], device=opts.device, dtype=opts.torch_dtype)[0]
             row_n, evals_n = layer_row(sn, esd, opts), esd.evals
     ref = row_n if row_n is not None else row_b
     rec["layer_type"] = ref["layer_type"]
@@ -486,7 +462,7 @@ def _compare_one(
     if rec["identical"]:
         rec["esd_distance"], rec["esd_ks"] = 0.0, 0.0
     elif both and evals_b is not None and evals_n is not None:
-        eps = float(torch.finfo(opts.dtype).eps)
+        eps = float(torch.finfo(opts.torch_dtype).eps)
         floor = max(float(row_b["lambda_max"]), float(row_n["lambda_max"])) * int(row_n["N"]) * eps
         rec["esd_distance"] = esd_distance(evals_b, evals_n, floor)
         rec["esd_ks"] = ks_distance(evals_b, evals_n)

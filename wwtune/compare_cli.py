@@ -33,15 +33,16 @@ from wwtune.cli_common import (
     add_analysis_options,
     add_plot_format_option,
     add_quiet_debug_options,
+    analysis_options,
     band_arg,
     fmt,
     int_at_least,
-    layer_patterns,
     output_path,
     render_table,
     run_cli,
 )
 from wwtune.compare import DEFAULT_FAIL_ON, RULES, check_rules, compare, parse_rules
+from wwtune.diskio import json_safe
 
 __all__ = ["build_parser", "default_csv_path", "format_changes", "main"]
 
@@ -225,16 +226,7 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         df = compare(
             args.base,
             args.new,
-            layers=layer_patterns(args),
-            layer_types=args.layer_types,
-            min_evals=args.min_evals,
-            max_evals=args.max_evals,
-            fit=args.fit,
-            mp_fit=args.mp_fit,
-            randomize=args.randomize,
-            seed=args.seed,
-            device=args.device,
-            dtype=args.dtype,
+            analysis_options(args),
             band=args.band,
             keep_evals=bool(args.plot),
             progress=progress.update,
@@ -250,8 +242,6 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         if not args.quiet:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.json:
-        from wwtune.record import json_safe  # lazy (pulls Optuna): the one JSON rule, NaN -> null
-
         report = json_safe({"summary": summary, "layers": table.to_dict("records")})
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:

@@ -31,13 +31,14 @@ from wwtune.schema import (
 )
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
-from wwtune.spectral import analyze
+from wwtune.spectral import AnalysisOptions
 from wwtune.storage import KNOWN_KEYS as STORAGE_KEYS
 from wwtune.storage import kinds as storage_kinds
 
 __all__ = [
     "ConfigError",
     "analysis_kwargs",
+    "analysis_options",
     "load_task",
     "loss_comparable",
     "make_score",
@@ -172,7 +173,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
 def _analysis_params() -> dict[str, inspect.Parameter]:
     """wwtune.analyze's parameters under their ``analysis`` names."""
     rename = {v: k for k, v in ANALYZE_ARGS.items()}
-    return {rename.get(k, k): p for k, p in inspect.signature(analyze).parameters.items()}
+    return {rename.get(k, k): p for k, p in inspect.signature(AnalysisOptions).parameters.items()}
 
 
 def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[str, Any]:
@@ -183,6 +184,11 @@ def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[
     if score is not None:
         out.setdefault("min_evals", min(8, score.min_evals))
     return out
+
+
+def analysis_options(cfg: Mapping[str, Any], score: Score | None = None) -> AnalysisOptions:
+    """:func:`analysis_kwargs` as the validated :class:`~wwtune.spectral.analyze.AnalysisOptions`."""
+    return AnalysisOptions.of(**analysis_kwargs(cfg, score))
 
 
 def make_score(cfg: Mapping[str, Any]) -> Score:

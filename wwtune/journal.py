@@ -28,6 +28,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from wwtune.deadline import signals_held
 from wwtune.diskio import WriteError
+from wwtune.exceptions import JournalCorrupt, JournalWriteError
 
 __all__ = [
     "JournalCorrupt",
@@ -43,14 +44,6 @@ _write = os.write
 
 #: suffix of the file that keeps the bytes :func:`repair_journal` cut off a torn journal
 TORN_SUFFIX = ".torn"
-
-
-class JournalCorrupt(ValueError):
-    """A broken record sits in the middle of a journal: refused, the message says where and what to do."""
-
-
-class JournalWriteError(WriteError):
-    """Appending to the journal failed (disk full, ...); the append was rolled back, the file is readable."""
 
 
 def _records(f: Any, offset: int) -> Iterator[tuple[int, int, bool]]:

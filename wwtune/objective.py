@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wwtune.exceptions import Pruned, TrainingDiverged
+
 __all__ = [
     "LAYER_SETTINGS",
     "NullReporter",
@@ -68,15 +70,6 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-class Pruned(Exception):  # noqa: N818 - reads as "the run was pruned"
-    """Raised by a reporter to stop a run early; the study records the reason."""
-
-    def __init__(self, reason: str, step: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.step = step
-
-
 @dataclass(frozen=True)
 class Split:
     """A re-split of the run's training data: train on the first ``fraction`` of a ``seed``-shuffled order.
@@ -90,10 +83,6 @@ class Split:
     def __post_init__(self) -> None:
         if not (0.0 < float(self.fraction) < 1.0):
             raise ValueError(f"Split.fraction must be in (0, 1) but got {self.fraction!r}.")
-
-
-class TrainingDiverged(Exception):  # noqa: N818
-    """Raised when a run's loss or weights became NaN/Inf; the trial fails with this reason."""
 
 
 def check_finite_loss(step: int, loss: float) -> None:

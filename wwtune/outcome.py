@@ -17,6 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from wwtune.config import make_score
+from wwtune.ranking import best_trial, constraints, earlier_rule_trials, ranked_trials
 from wwtune.record import (
     STUDY_LOSS_COMPARABLE,
     STUDY_SCORE_KIND,
@@ -24,11 +25,7 @@ from wwtune.record import (
     TrialRecord,
     atomic_write_text,
     best_params_path,
-    best_trial,
-    constraints,
-    earlier_rule_trials,
     json_safe,
-    ranked_trials,
     studies_dir,
 )
 from wwtune.score import Score, band_text

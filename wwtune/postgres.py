@@ -26,6 +26,8 @@ import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
+from wwtune.exceptions import StorageConnectionError
+
 __all__ = [
     "CONFIG_KEYS",
     "DEFAULT_URL_ENV",
@@ -49,10 +51,6 @@ _URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 
 #: Key of the PostgreSQL advisory lock that serialises the creation of Optuna's tables.
 _SCHEMA_LOCK_KEY = 0x7777_7475_6E65_0001
-
-
-class StorageConnectionError(RuntimeError):
-    """The study storage cannot be reached or used. The message never contains a password."""
 
 
 def redact_url(url: str) -> str:

@@ -24,13 +24,8 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.config import ConfigError
-from wwtune.record import (
-    STUDY_LEGACY_RULE,
-    STUDY_SCORE_RULE,
-    earlier_rule_trials,
-    json_safe,
-    ranked_trials,
-)
+from wwtune.ranking import earlier_rule_trials, ranked_trials
+from wwtune.record import STUDY_LEGACY_RULE, STUDY_SCORE_RULE, json_safe
 
 __all__ = [
     "CurrentRuleSampler",

@@ -14,14 +14,14 @@ A new config key: add a :class:`Key` to its section here and to the YAML in ``co
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wwtune.spectral import analyze
+from wwtune.exceptions import ConfigError
+from wwtune.spectral.analyze import OPTION_NAMES
 
 __all__ = [
     "DEPRECATED",
@@ -36,10 +36,6 @@ __all__ = [
     "normalize_config",
     "unknown_keys",
 ]
-
-
-class ConfigError(ValueError):
-    """The composed configuration is invalid; the message names the key, the value and what is allowed."""
 
 
 #: the default of a key that has none (it must be given)
@@ -280,9 +276,7 @@ def analysis_keys() -> tuple[str, ...]:
     """The ``analysis`` keys: :func:`wwtune.analyze`'s keyword arguments (``min_evals`` is
     ``min_evals_analysed`` here, apart from ``score.min_evals_counted``)."""
     rename = {v: k for k, v in ANALYZE_ARGS.items()}
-    return tuple(
-        rename.get(k, k) for k in inspect.signature(analyze).parameters if k not in ("source", "keep_evals")
-    )
+    return tuple(rename.get(k, k) for k in OPTION_NAMES if k != "keep_evals")
 
 
 def defaults(section: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ Rules shared by all α-based kinds:
 
 * **Eligibility**: only layers with ``num_evals >= min_evals`` (default 50) count. The others are kept in
   the stored table with ``eligible = False``.
-* **Failed fits** (:func:`wwtune.record.failed_fits`: status not ``success``, α = -1, α ≤ 1 or
+* **Failed fits** (:func:`wwtune.spectral.fit_rule.failed_fits`: status not ``success``, α = -1, α ≤ 1 or
   non-finite): the layer contributes
   ``failed_penalty`` instead of its α term — it is never read as a small α.
 * **Weights**: ``uniform`` (each eligible layer counts once, the default) or ``num_evals`` (a layer counts
@@ -51,21 +51,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wwtune.record import failed_fits, layers_record
+from wwtune.diskio import json_safe
 from wwtune.schema import SCHEMA, normalize_config
+from wwtune.spectral.fit_rule import failed_fits
 
-# failed_fits and layers_record live in wwtune.record (the stored record); re-exported here
 __all__ = [
     "KINDS",
     "WEIGHTS",
     "Score",
     "ScoreResult",
     "band_text",
-    "failed_fits",
     "layers_record",
-    "pareto_front",
-    "pareto_pick",
 ]
+
+#: names that moved to their home; importing them from here still works, with a DeprecationWarning
+_MOVED = ("pareto_front", "pareto_pick")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        # lazy: only old code asks for a moved name (the pick rule's home, wwtune.ranking, reads no score)
+        import warnings
+
+        from wwtune import ranking  # lazy: as above
+
+        warnings.warn(
+            f"wwtune.score.{name} moved to wwtune.ranking.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(ranking, name)
+    raise AttributeError(f"module 'wwtune.score' has no attribute {name!r}")
+
 
 KINDS = ("band_distance", "mean_alpha", "mean_alpha_weighted", "heldout", "train_loss", "fit_band", "pareto")
 #: kinds whose value includes the final training loss
@@ -422,52 +439,6 @@ class Score:
         return ScoreResult(value, n_layers, int(eligible.sum()), int(failed.sum()))
 
 
-def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the non-dominated points (all objectives minimised), in input order.
-
-    A point is dominated when another is no worse in every objective and better in at least one; equal
-    points are all on the front.
-    """
-    arr = np.asarray(points, dtype=float)
-    if arr.ndim != 2:
-        raise ValueError(f"points must be a list of equal-length objective vectors; got shape {arr.shape}.")
-    front = []
-    for i in range(len(arr)):
-        no_worse = np.all(arr <= arr[i], axis=1)
-        better = np.any(arr < arr[i], axis=1)
-        if not np.any(no_worse & better):
-            front.append(i)
-    return front
-
-
-def pareto_pick(losses: Sequence[float], bands: Sequence[float], fit_quantile: float = 1.0) -> int | None:
-    """The trial a ``pareto`` study recommends: an index into ``losses``/``bands``, or None if empty.
-
-    Rule: (1) the fit gate: only trials whose training loss is at most the ``fit_quantile`` quantile of
-    all the losses are candidates (1.0: all), so a run that did not fit is never picked for its α;
-    (2) among the candidates' Pareto front of (loss, band distance), the trial with the smallest sum of
-    its two ranks among the candidates (rank 0 = lowest; ties share the mean rank); (3) ties go to the
-    lower loss, then the earlier index. Non-finite pairs are never candidates.
-    """
-    loss = np.asarray(losses, dtype=float)
-    band = np.asarray(bands, dtype=float)
-    if loss.shape != band.shape or loss.ndim != 1:
-        raise ValueError(f"losses and bands must be equal-length lists; got {loss.shape} and {band.shape}.")
-    if not 0.0 < fit_quantile <= 1.0:
-        raise ValueError(f"fit_quantile must be in (0, 1] but got {fit_quantile!r}.")
-    ok = np.flatnonzero(np.isfinite(loss) & np.isfinite(band))
-    if not len(ok):
-        return None
-    gate = np.quantile(loss[ok], fit_quantile)
-    cand = ok[loss[ok] <= gate]
-    front = cand[pareto_front(np.column_stack([loss[cand], band[cand]]))]
-    from scipy.stats import rankdata  # lazy: keeps import wwtune light
-
-    ranks = rankdata(loss[cand]) + rankdata(band[cand])
-    rank_of = dict(zip(cand.tolist(), ranks.tolist(), strict=True))
-    return int(min(front, key=lambda i: (rank_of[i], loss[i], i)))
-
-
 def band_text(band: Sequence[float]) -> str:
     """The target band in words: ``α = 2`` for a one-point band, ``3 ≤ α ≤ 4`` otherwise."""
     lo, hi = float(band[0]), float(band[1])
@@ -477,3 +448,26 @@ def band_text(band: Sequence[float]) -> str:
 def _is_number(value: object) -> bool:
     numeric = isinstance(value, (int, float, np.integer, np.floating))
     return numeric and not isinstance(value, (bool, np.bool_))
+
+
+def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, Any]:
+    """The columnar, JSON-serialisable per-layer table stored as :data:`LAYERS`.
+
+    Keys: ``step, name, alpha, num_evals, eligible, warning, status, lambda_max, log_norm, rank_loss,
+    num_traps`` (``num_traps`` is ``None`` when the analysis did not look for traps).
+    """
+    record: dict[str, Any] = {"step": int(step)}
+    eligible = score.eligible(layers["num_evals"].to_numpy()) if len(layers) else np.zeros(0, bool)
+    record["name"] = (
+        [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
+    )
+    for column in ("alpha", "num_evals"):
+        record[column] = [json_safe(v) for v in layers[column]]
+    record["eligible"] = [bool(e) for e in eligible]
+    for column in ("warning", "status", "lambda_max", "log_norm", "rank_loss"):
+        present = column in layers.columns
+        record[column] = [json_safe(v) for v in layers[column]] if present else [None] * len(layers)
+    record["num_traps"] = (
+        [json_safe(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
+    )
+    return record

@@ -55,6 +55,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from wwtune.exceptions import SearchSpaceError
 from wwtune.objective import LAYER_SETTINGS
 
 __all__ = ["Dimension", "SearchSpace", "SearchSpaceError", "parse_sweep_string"]
@@ -62,10 +63,6 @@ __all__ = ["Dimension", "SearchSpace", "SearchSpaceError", "parse_sweep_string"]
 TYPES = ("float", "int", "categorical")
 _SPEC_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 _SWEEP_TAGS = {"log", "int"}
-
-
-class SearchSpaceError(ValueError):
-    """A search space entry is malformed; the message names the entry and what is allowed."""
 
 
 @dataclass(frozen=True)

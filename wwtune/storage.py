@@ -28,6 +28,7 @@ from optuna.storages.journal import JournalStorage
 
 from wwtune import record
 from wwtune.diskio import WriteError
+from wwtune.exceptions import StorageError
 from wwtune.journal import JournalCorrupt, SafeJournalFileBackend, repair_journal
 from wwtune.postgres import CONFIG_KEYS as POSTGRES_KEYS
 from wwtune.postgres import DEFAULT_URL_ENV, redact_url, storage_from_config
@@ -53,10 +54,6 @@ KNOWN_KEYS = (*FILE_KEYS, *(k for k in POSTGRES_KEYS if k not in FILE_KEYS))
 Builder = Callable[[Mapping[str, Any], Path], BaseStorage]
 _BUILDERS: dict[str, Builder] = {}
 _KEYS: dict[str, tuple[str, ...]] = {}
-
-
-class StorageError(ValueError):
-    """The storage configuration is invalid; the message names the bad value and what is allowed."""
 
 
 def register(kind: str, builder: Builder, keys: tuple[str, ...] = FILE_KEYS) -> None:

@@ -46,14 +46,12 @@ from wwtune.config import (
 )
 from wwtune.journal import write_error_in
 from wwtune.outcome import store_trust, summary_text, write_best_params
+from wwtune.ranking import best_trial, best_trial_spectra, constraints
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import (
     SPECTRA_DIR,
     STUDY_CONFIG,
     best_params_path,
-    best_trial,
-    best_trial_spectra,
-    constraints,
     json_safe,
     read_trial_spectra,
     report_path,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from wwtune.exceptions import SweeperMoved
+
 __all__ = [
     "MARKER",
     "OptunaSweeperMoved",
@@ -40,10 +42,6 @@ EQUIVALENTS = {
     "max_failure_rate": "(none: one failed trial never ends a wwtune study)",
     "custom_search_space": "search_space.params with 'when' conditions",
 }
-
-
-class SweeperMoved(ValueError):
-    """A hydra-optuna-sweeper setting in a wwtune run; the message names the wwtune equivalent."""
 
 
 class OptunaSweeperMoved:

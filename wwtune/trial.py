@@ -20,18 +20,17 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from wwtune.bridge import (
     HAS_SET_CONSTRAINT,
-    Diverged,
     StudyReporter,
     TrialBridge,
-    TrialFailed,
     loss_violation,
     norm_violation,
 )
-from wwtune.config import analysis_kwargs
+from wwtune.config import analysis_options
 from wwtune.deadline import TrialTimeout, trial_alarm
 from wwtune.diskio import WriteError
-from wwtune.objective import Params, Pruned, TrainingDiverged
-from wwtune.reaping import running_here
+from wwtune.exceptions import Pruned, TrainingDiverged, TrialFailed
+from wwtune.objective import Params
+from wwtune.reaping import process_identity, running_here
 from wwtune.record import (
     SPECTRA_DIR,
     TrialRecord,
@@ -40,7 +39,8 @@ from wwtune.record import (
     study_folder,
     write_trial_spectra,
 )
-from wwtune.report import attach_figures, plot_layer_alphas
+from wwtune.report.artifacts import attach_figures
+from wwtune.report.plots import plot_layer_alphas
 from wwtune.resume import score_rule
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
@@ -92,7 +92,7 @@ class TrialRunner:
         self.norm_growth = sanity.get("norm_growth")
         self.penalty = sanity.get("penalty")
         self.check_weights = bool(sanity.get("check_weights", True))
-        self.analysis = analysis_kwargs(cfg, score)
+        self.analysis = analysis_options(cfg, score)
         # the α score is stored even when the study optimises something else (for the trust report)
         self.alpha_score = score.alpha_score()
         self.score_rule = score_rule(cfg)  # stored with each trial: the rule its value was computed by
@@ -117,7 +117,7 @@ class TrialRunner:
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
         writer = TrialWriter(trial)
-        writer.start(self.budget, self.worker_id, self.score_rule)
+        writer.start(self.budget, process_identity(self.worker_id), self.score_rule)
         try:
             values, layers = self.space.suggest(trial)
         except WriteError:  # the study's storage is full: nothing more can be recorded, stop the run
@@ -171,16 +171,14 @@ class TrialRunner:
             if not writer.has_prune_reason():
                 writer.prune_reason({"message": exc.reason, "step": exc.step})
             raise optuna.TrialPruned(exc.reason) from None
-        except Diverged as exc:  # the bridge's NaN/Inf check; its reason is stored under on_violation=fail
+        except TrainingDiverged as exc:  # NaN/Inf: the bridge's check (reason stored) or the task's own
             if self.on_violation == "infeasible":
-                return reporter.infeasible_penalty(str(exc))
-            raise
+                return reporter.infeasible_penalty(exc.reason)
+            if exc.recorded:
+                raise
+            self._fail(writer, exc.reason)
         except TrialFailed:
             raise  # a sanity rule of the bridge; its reason is stored
-        except TrainingDiverged as exc:  # raised by the task itself
-            if self.on_violation == "infeasible":
-                return reporter.infeasible_penalty(f"diverged: {exc}")
-            self._fail(writer, f"diverged: {exc}")
         except WriteError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad trial never ends the study

@@ -35,7 +35,8 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from wwtune.record import TrialRecord, constraints
+from wwtune.ranking import constraints
+from wwtune.record import TrialRecord
 
 __all__ = ["format_trust", "trust_report"]
 

@@ -17,7 +17,7 @@ from torch import nn
 from wwtune.advice import runs as retraining
 from wwtune.advice.crossfit import CROSSFIT_DEFAULTS, advise_crossfit, format_crossfit, supports_resplit
 from wwtune.advice.rule import DecisionRule, Trend, decide, trend_of, tuning_headroom
-from wwtune.config import analysis_kwargs, load_task, make_score
+from wwtune.config import analysis_options, load_task, make_score
 from wwtune.record import STUDY_ADVICE, atomic_write_text, json_safe, study_folder
 from wwtune.report.advice_plot import plot_advice
 from wwtune.schema import check_section, defaults
@@ -299,7 +299,7 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
         )
     # the fit scores (train_loss, fit_band, pareto): the retraining runs are compared by their α score
     score = score.alpha_score()
-    analysis = analysis_kwargs(cfg)
+    analysis = analysis_options(cfg)
     rule = DecisionRule(
         **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}
     )
@@ -314,7 +314,7 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
         score=score,
         budget_per_data=bool(opts["budget_per_data"]),
         rule=rule,
-        analyze_fn=lambda model: analyze(model, **analysis),
+        analyze_fn=lambda model: analyze(model, analysis),
         params_from_trial=lambda trial: space.split(trial.params),
         method=str(opts["method"]),
         crossfit={k: opts[k] for k in CROSSFIT_DEFAULTS},

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from wwtune.record import feasible_trials, study_value
+from wwtune.ranking import feasible_trials, study_value
 from wwtune.schema import SCHEMA
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ import pandas as pd
 from torch import nn
 
 from wwtune.objective import NullReporter, Params, TrainingDiverged, check_finite_weights
-from wwtune.record import failed_fits, feasible_trials, study_value
+from wwtune.ranking import feasible_trials, study_value
+from wwtune.record import failed_fits
 from wwtune.schema import SCHEMA
 from wwtune.score import Score
 from wwtune.spectral import analyze

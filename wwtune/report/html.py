@@ -22,8 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from wwtune import __version__
 from wwtune.outcome import band_distance_text
+from wwtune.ranking import best_trial, earlier_rule_trials, ranked_trials
 from wwtune.record import (
     STUDY_ADVICE,
     STUDY_CONFIG,
@@ -32,10 +32,7 @@ from wwtune.record import (
     STUDY_TRUST,
     TrialRecord,
     atomic_write_text,
-    best_trial,
-    earlier_rule_trials,
     fit_failed,
-    ranked_trials,
 )
 from wwtune.report.advice_plot import plot_advice
 from wwtune.report.data import layers_frame, resolve_band, trials_table
@@ -58,6 +55,7 @@ from wwtune.report.texts import CSS as _CSS
 from wwtune.report.texts import EXPLAIN
 from wwtune.score import band_text
 from wwtune.trust import trust_report
+from wwtune.version import __version__
 
 __all__ = ["render_report", "write_report"]
 

@@ -294,7 +294,7 @@ def plot_pareto_front(study: Any, pick: int | None = None) -> Figure:
     """A two-objective study (``score=pareto``): every feasible complete trial as (final training loss,
     band distance B), the Pareto front joined and highlighted, the recommended trial (``pick``, a trial
     number) marked with a star. The loss axis is logarithmic when all losses are positive."""
-    from wwtune.score import pareto_front  # lazy: only Pareto studies draw it
+    from wwtune.ranking import pareto_front  # lazy: only Pareto studies draw it
 
     trials = [
         t

@@ -24,8 +24,8 @@ analyzable layer (after the filters) raises ValueError.
     summary(df) -> dict   # model-level means (WeightWatcher's get_summary) over successful layers
 """
 
-from wwtune.spectral.analyze import analyze
+from wwtune.spectral.analyze import AnalysisOptions, analyze
 from wwtune.spectral.columns import COLUMNS
 from wwtune.spectral.metrics import summary
 
-__all__ = ["COLUMNS", "analyze", "summary"]
+__all__ = ["COLUMNS", "AnalysisOptions", "analyze", "summary"]

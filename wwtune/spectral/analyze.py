@@ -6,10 +6,8 @@ import dataclasses
 import fnmatch
 import logging
 import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,9 +23,9 @@ from wwtune.spectral.powerlaw import PowerLawFit, fit_hill, fit_power_law
 __all__ = [
     "DEFAULT_MAX_EVALS",
     "DEFAULT_MIN_EVALS",
-    "DEFAULT_PLOT_DIR",
     "FITS",
-    "Options",
+    "OPTION_NAMES",
+    "AnalysisOptions",
     "analyze",
     "check_options",
     "layer_row",
@@ -142,21 +140,96 @@ def _select(
 
 
 @dataclass(frozen=True)
-class Options:
-    """``analyze``'s options, validated once (:func:`check_options`); shared with ``wwtune.compare``."""
+class AnalysisOptions:
+    """What to analyse and how: the options of :func:`wwtune.analyze`, :func:`wwtune.compare`, both
+    command lines, the bridge and the study's ``analysis`` config section, declared and validated once.
 
-    layers: list[str] | None
-    layer_ids: list[int] | None
-    layer_types: list[str] | None
-    min_evals: int
-    max_evals: int
-    fit: str
-    mp_fit: bool
-    randomize: bool
-    seed: int
-    device: torch.device
-    dtype: torch.dtype
-    keep_evals: bool
+    Each field is one option (a new option is one line here, with its check in :meth:`__post_init__`);
+    a bad value raises ``TypeError`` / ``ValueError`` naming it and what is allowed. Values are kept
+    normalised (``layers`` and ``layer_types`` as lists, ``device`` resolved), so
+    ``dataclasses.replace(options, keep_evals=True)`` validates the changed copy again.
+
+    Example:
+        >>> opts = AnalysisOptions(layers="fc*", min_evals=20)
+        >>> opts.layers, opts.min_evals, opts.fit
+        (['fc*'], 20, 'power_law')
+    """
+
+    #: fnmatch pattern(s) on the layer ``name`` and/or integer ``layer_id`` values; None: all layers
+    layers: str | int | Sequence[str | int] | None = None
+    #: type(s) to keep, from :data:`wwtune.spectral.columns.LAYER_TYPES`; None: all
+    layer_types: str | Sequence[str] | None = None
+    #: skip layers with fewer eigenvalues (default 8, as WeightWatcher)
+    min_evals: int = DEFAULT_MIN_EVALS
+    #: skip layers with more eigenvalues (default 20,000; WeightWatcher: 15,000)
+    max_evals: int = DEFAULT_MAX_EVALS
+    #: ``"power_law"`` (the CSN fit) or ``"hill"`` (Hill estimator, xmin = median)
+    fit: str = "power_law"
+    #: add the Marchenko-Pastur columns
+    mp_fit: bool = False
+    #: add the correlation-trap columns
+    randomize: bool = False
+    #: seed of the shuffle used by ``randomize``
+    seed: int = 0
+    #: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``; kept as a ``torch.device``
+    device: str | torch.device = "auto"
+    #: ``"float64"`` or ``"float32"`` for the Gram matrices and eigensolver
+    dtype: str = "float64"
+    #: add an ``evals`` column with each layer's eigenvalues (float64, ascending)
+    keep_evals: bool = False
+    # derived from the fields above
+    layer_patterns: list[str] | None = field(init=False, repr=False, compare=False)
+    layer_ids: list[int] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        patterns, ids = _layer_filter(self.layers)
+        put("layer_patterns", patterns)
+        put("layer_ids", ids)
+        if self.layers is not None:
+            put("layers", [*(patterns or ()), *(ids or ())])
+        types_ = _patterns(self.layer_types, "layer_types")
+        if types_ is not None:
+            bad = [t for t in types_ if t not in LAYER_TYPES]
+            if bad:
+                raise ValueError(f"layer_types must be among {list(LAYER_TYPES)} but got {bad!r}.")
+        put("layer_types", types_)
+        put("min_evals", _check_int(self.min_evals, "min_evals", 1))
+        put("max_evals", _check_int(self.max_evals, "max_evals", 1))
+        if self.max_evals < self.min_evals:
+            raise ValueError(
+                f"max_evals cannot be less than min_evals but got max_evals={self.max_evals}, "
+                f"min_evals={self.min_evals}."
+            )
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {list(FITS)} but got {self.fit!r}.")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {list(_DTYPES)} but got {self.dtype!r}.")
+        put("mp_fit", _check_bool(self.mp_fit, "mp_fit"))
+        put("randomize", _check_bool(self.randomize, "randomize"))
+        put("seed", _check_int(self.seed, "seed", 0))
+        put("device", resolve_device(self.device))
+        put("keep_evals", _check_bool(self.keep_evals, "keep_evals"))
+
+    @classmethod
+    def of(cls, options: AnalysisOptions | None = None, /, **changes: Any) -> AnalysisOptions:
+        """``options`` (default: all defaults) with ``changes`` applied, validated; an unknown option
+        name is a ``TypeError`` naming it and the known ones."""
+        if options is not None and not isinstance(options, cls):
+            raise TypeError(f"options must be an AnalysisOptions but got {type(options).__name__}.")
+        unknown = sorted(set(changes) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"unknown analysis option(s) {unknown}; the options are {list(OPTION_NAMES)}.")
+        if options is None:
+            return cls(**changes)
+        return dataclasses.replace(options, **changes) if changes else options
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """:attr:`dtype` as a torch dtype."""
+        return _DTYPES[self.dtype]
 
     @property
     def columns(self) -> list[str]:
@@ -169,60 +242,26 @@ class Options:
         )
 
 
-def check_options(
-    *,
-    layers: Any = None,
-    layer_types: Any = None,
-    min_evals: Any = DEFAULT_MIN_EVALS,
-    max_evals: Any = DEFAULT_MAX_EVALS,
-    fit: Any = "power_law",
-    mp_fit: Any = False,
-    randomize: Any = False,
-    seed: Any = 0,
-    device: Any = "auto",
-    dtype: Any = "float64",
-    keep_evals: Any = False,
-) -> Options:
-    """Validate :func:`analyze`'s keyword options (TypeError / ValueError naming the bad value)."""
-    layers_, layer_ids = _layer_filter(layers)
-    types_ = _patterns(layer_types, "layer_types")
-    if types_ is not None:
-        bad = [t for t in types_ if t not in LAYER_TYPES]
-        if bad:
-            raise ValueError(f"layer_types must be among {list(LAYER_TYPES)} but got {bad!r}.")
-    min_evals = _check_int(min_evals, "min_evals", 1)
-    max_evals = _check_int(max_evals, "max_evals", 1)
-    if max_evals < min_evals:
-        raise ValueError(
-            f"max_evals cannot be less than min_evals but got max_evals={max_evals}, min_evals={min_evals}."
-        )
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {list(FITS)} but got {fit!r}.")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)} but got {dtype!r}.")
-    return Options(
-        layers=layers_,
-        layer_ids=layer_ids,
-        layer_types=types_,
-        min_evals=min_evals,
-        max_evals=max_evals,
-        fit=fit,
-        mp_fit=_check_bool(mp_fit, "mp_fit"),
-        randomize=_check_bool(randomize, "randomize"),
-        seed=_check_int(seed, "seed", 0),
-        device=resolve_device(device),
-        dtype=_DTYPES[dtype],
-        keep_evals=_check_bool(keep_evals, "keep_evals"),
+#: the option names of :class:`AnalysisOptions`, in order
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AnalysisOptions) if f.init)
+#: the old name of :class:`AnalysisOptions`
+Options = AnalysisOptions
+
+
+def check_options(**options: Any) -> AnalysisOptions:
+    """:class:`AnalysisOptions` from keyword options (TypeError / ValueError naming the bad value)."""
+    return AnalysisOptions.of(**options)
+
+
+def select_specs(specs: list[WeightSpec], opts: AnalysisOptions) -> list[WeightSpec]:
+    """The specs kept by the ``layers`` / ``layer_types`` / ``min_evals`` / ``max_evals`` filters."""
+    _assign_layer_ids(specs)
+    return _select(
+        specs, opts.layer_patterns, opts.layer_types, opts.min_evals, opts.max_evals, opts.layer_ids
     )
 
 
-def select_specs(specs: list[WeightSpec], opts: Options) -> list[WeightSpec]:
-    """The specs kept by the ``layers`` / ``layer_types`` / ``min_evals`` / ``max_evals`` filters."""
-    _assign_layer_ids(specs)
-    return _select(specs, opts.layers, opts.layer_types, opts.min_evals, opts.max_evals, opts.layer_ids)
-
-
-def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
+def layer_row(spec: WeightSpec, esd: LayerESD, opts: AnalysisOptions) -> dict[str, Any]:
     """One result row of :func:`analyze`: shape, power-law fit and metrics of one layer's ESD."""
     row: dict[str, Any] = {
         "layer_id": spec.layer_id,
@@ -241,7 +280,7 @@ def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
         metrics = {c: math.nan for c in ALWAYS if c not in row}
     else:
         fitted = FITS[opts.fit](esd.evals)
-        metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(opts.dtype).eps))
+        metrics = layer_metrics(esd.evals, spec.N, fitted, eps=float(torch.finfo(opts.torch_dtype).eps))
     row.update(metrics)
     row.update(
         alpha=fitted.alpha,
@@ -262,52 +301,34 @@ def layer_row(spec: WeightSpec, esd: LayerESD, opts: Options) -> dict[str, Any]:
             row.update(mp_columns(esd.evals, spec))
         if opts.randomize:
             row.update(
-                randomize_columns(esd.evals, spec, seed=opts.seed, device=opts.device, dtype=opts.dtype)
+                randomize_columns(esd.evals, spec, seed=opts.seed, device=opts.device, dtype=opts.torch_dtype)
             )
     if opts.keep_evals:
         row["evals"] = esd.evals
     return row
 
 
-def analyze(
-    source: Any,
-    *,
-    layers: str | int | Sequence[str | int] | None = None,
-    layer_types: str | Sequence[str] | None = None,
-    min_evals: int = DEFAULT_MIN_EVALS,
-    max_evals: int = DEFAULT_MAX_EVALS,
-    fit: str = "power_law",
-    mp_fit: bool = False,
-    randomize: bool = False,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    dtype: str = "float64",
-    keep_evals: bool = False,
-    plot: bool = False,
-    savefig: str | os.PathLike[str] | bool | None = None,
-) -> pd.DataFrame:
-    """Spectral diagnostics of every weight matrix of a model, one row per layer.
+def analyze(source: Any, options: AnalysisOptions | None = None, /, **changes: Any) -> pd.DataFrame:
+    """Spectral diagnostics of every weight matrix of a model, one row per layer. Draws nothing (the
+    plots are :func:`wwtune.analyze`'s ``plot=`` / ``savefig=``).
 
     Args:
         source: an ``nn.Module``, a state_dict, a ``.pt``/``.pth``/``.bin``/``.safetensors`` file or a
             Hugging Face model folder (sharded safetensors are read tensor by tensor).
-        layers: fnmatch pattern(s) on the layer ``name`` and/or integer ``layer_id`` values (WeightWatcher's
-            ids: the index in ``model.named_modules()``), e.g. ``["fc*", 4]``; default: all layers.
-        layer_types: type(s) to keep, from ``'dense', 'embedding', 'conv1d', 'conv2d', 'conv3d'``;
-            default: all.
-        min_evals: skip layers with fewer eigenvalues (default 8, as WeightWatcher).
-        max_evals: skip layers with more eigenvalues (default 20,000; WeightWatcher: 15,000).
-        fit: ``"power_law"`` (the CSN fit, default) or ``"hill"`` (Hill estimator, xmin = median).
-        mp_fit: add the Marchenko-Pastur columns (``num_spikes``, ``sigma_mp``, ``mp_softrank``, ...).
-        randomize: add the correlation-trap columns (``num_traps``, ``rand_distance``, ...).
-        seed: seed of the shuffle used by ``randomize`` (default 0).
-        device: ``"auto"`` (CUDA when available, default), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        dtype: ``"float64"`` (default) or ``"float32"`` for the Gram matrices and eigensolver.
-        keep_evals: add an ``evals`` column with each layer's eigenvalues (float64, ascending).
-        plot: write the plots of :func:`wwtune.report.save_model_plots` (α per layer, each layer's ESD)
-            into ``savefig`` (default folder ``ww-img``, as WeightWatcher's); the paths are in
-            ``df.attrs["plots"]``. Default False.
-        savefig: folder for the plots; giving one implies ``plot=True`` (``True``: ``ww-img``).
+        options: an :class:`AnalysisOptions` (default: all defaults).
+        **changes: options given by name, applied over ``options``:
+            ``layers`` (fnmatch pattern(s) on the layer ``name`` and/or integer ``layer_id`` values,
+            WeightWatcher's ids: the index in ``model.named_modules()``, e.g. ``["fc*", 4]``; default all),
+            ``layer_types`` (from ``'dense', 'embedding', 'conv1d', 'conv2d', 'conv3d'``; default all),
+            ``min_evals`` (skip layers with fewer eigenvalues; default 8, as WeightWatcher),
+            ``max_evals`` (skip layers with more; default 20,000; WeightWatcher: 15,000),
+            ``fit`` (``"power_law"``, the CSN fit, default; or ``"hill"``: Hill estimator, xmin = median),
+            ``mp_fit`` (add the Marchenko-Pastur columns ``num_spikes``, ``sigma_mp``, ``mp_softrank``, ...),
+            ``randomize`` (add the correlation-trap columns ``num_traps``, ``rand_distance``, ...),
+            ``seed`` (of the shuffle used by ``randomize``; default 0),
+            ``device`` (``"auto"``: CUDA when available, default; ``"cpu"``, ``"cuda"``, ``"cuda:N"``),
+            ``dtype`` (``"float64"``, default, or ``"float32"`` for the Gram matrices and eigensolver),
+            ``keep_evals`` (add an ``evals`` column with each layer's eigenvalues, float64, ascending).
 
     Returns:
         A DataFrame with the columns documented in :data:`wwtune.spectral.columns.COLUMNS`.
@@ -321,48 +342,8 @@ def analyze(
         >>> list(df["name"]), list(df["num_evals"])
         (['0', '2'], [50, 10])
     """
-    opts = check_options(
-        layers=layers,
-        layer_types=layer_types,
-        min_evals=min_evals,
-        max_evals=max_evals,
-        fit=fit,
-        mp_fit=mp_fit,
-        randomize=randomize,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        keep_evals=keep_evals,
-    )
-    plot_dir = _plot_dir(_check_bool(plot, "plot"), savefig)
-    if plot_dir is not None and not opts.keep_evals:
-        opts = dataclasses.replace(opts, keep_evals=True)  # the ESD plots need the eigenvalues
+    opts = AnalysisOptions.of(options, **changes)
     specs = select_specs(weight_specs(source), opts)
-    esds = compute_esds(specs, device=opts.device, dtype=opts.dtype)
+    esds = compute_esds(specs, device=opts.device, dtype=opts.torch_dtype)
     rows = [layer_row(spec, esd, opts) for spec, esd in zip(specs, esds, strict=True)]
-    df = pd.DataFrame(rows, columns=opts.columns)
-    if plot_dir is not None:
-        # lazy: matplotlib only when plots are asked for
-        from wwtune.report import save_model_plots
-
-        paths = save_model_plots(df, plot_dir, min_evals=opts.min_evals)
-        logger.info("analyze: %d plots written to %s", len(paths), plot_dir)
-        if not keep_evals:
-            df = df.drop(columns=["evals"])
-        df.attrs["plots"] = [str(p) for p in paths]
-    return df
-
-
-#: WeightWatcher's default folder for ``savefig``.
-DEFAULT_PLOT_DIR = "ww-img"
-
-
-def _plot_dir(plot: bool, savefig: Any) -> Path | None:
-    """Where ``plot=True`` / ``savefig=`` write the figures, or None for no plots."""
-    if savefig is None or savefig is False:
-        return Path(DEFAULT_PLOT_DIR) if plot else None
-    if savefig is True:
-        return Path(DEFAULT_PLOT_DIR)
-    if not isinstance(savefig, (str, os.PathLike)) or not str(savefig):
-        raise TypeError(f"savefig must be a folder path or True but got {savefig!r}.")
-    return Path(savefig)
+    return pd.DataFrame(rows, columns=opts.columns)
