@@ -18,9 +18,12 @@ from optuna.trial import TrialState
 
 from wwtune.cli import compose
 from wwtune.config import make_score as _score
-from wwtune.ranking import pareto_front, pareto_pick
+from wwtune.config import validate_config
+from wwtune.exceptions import ConfigError
+from wwtune.outcome import summary_text
+from wwtune.ranking import best_trial, pareto_front, pareto_pick
 from wwtune.score import Score
-from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
+from wwtune.study import run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -13,7 +13,11 @@ from optuna.trial import TrialState
 from study_fixtures import LAYER_KEYS
 
 from wwtune.cli import compose
-from wwtune.study import ConfigError, best_trial, run_study, summary_text, validate_config
+from wwtune.config import validate_config
+from wwtune.exceptions import ConfigError
+from wwtune.outcome import summary_text
+from wwtune.ranking import best_trial
+from wwtune.study import run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -333,9 +337,10 @@ def test_searched_value_overrides_fixed_default(project):
 
 
 def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(project):
+    from wwtune.ranking import best_trial, best_trial_spectra
     from wwtune.report import render_report
     from wwtune.spectral import analyze
-    from wwtune.study import best_trial, best_trial_spectra, read_trial_spectra
+    from wwtune.study_folder import read_trial_spectra
 
     c = cfg("study.n_trials=2")
     study = run_study(c)
@@ -352,7 +357,7 @@ def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(p
     # the stored eigenvalues are the analysis' own (float32 on disk)
     model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
     direct = analyze(model, keep_evals=True, min_evals=1)
-    from wwtune.study import write_trial_spectra
+    from wwtune.study_folder import write_trial_spectra
 
     back = read_trial_spectra(write_trial_spectra(project / "x.npz", direct))
     for a, b in zip(direct["evals"], back["evals"], strict=True):

@@ -35,7 +35,6 @@ import torch
 from hydra.utils import get_object, instantiate
 from optuna.trial import TrialState
 
-from wwtune.bridge import StudyReporter
 from wwtune.config import (
     ConfigError,
     load_task,
@@ -45,20 +44,10 @@ from wwtune.config import (
     validate_config,
 )
 from wwtune.journal import write_error_in
-from wwtune.outcome import store_trust, summary_text, write_best_params
-from wwtune.ranking import best_trial, best_trial_spectra, constraints
+from wwtune.outcome import store_trust, write_best_params
+from wwtune.ranking import constraints
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
-from wwtune.record import (
-    SPECTRA_DIR,
-    STUDY_CONFIG,
-    best_params_path,
-    json_safe,
-    read_trial_spectra,
-    report_path,
-    studies_dir,
-    write_study_attrs,
-    write_trial_spectra,
-)
+from wwtune.record import STUDY_CONFIG, json_safe, studies_dir, write_study_attrs
 from wwtune.resume import (
     CurrentRuleSampler,
     check_config_change,
@@ -71,34 +60,50 @@ from wwtune.resume import (
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import StorageError, describe, make_storage, redact_config
-from wwtune.trial import HAS_SET_CONSTRAINT, TrialFailed, TrialRunner
+from wwtune.trial import HAS_SET_CONSTRAINT, TrialRunner
 from wwtune.workers import WORKER_ID_ENV, StudyTrialCap, resolve_worker_id, worker_seed
 
 __all__ = [
     "open_existing_study",
     "run_study",
     "shows_progress_bar",
-    # re-exported from the modules they moved to (wwtune.config, .record, .bridge, .trial, .summary),
-    # for code that imports them from here
-    "SPECTRA_DIR",
-    "ConfigError",
-    "StudyReporter",
-    "TrialFailed",
-    "TrialRunner",
-    "best_params_path",
-    "best_trial",
-    "best_trial_spectra",
-    "load_task",
-    "read_trial_spectra",
-    "report_path",
-    "store_trust",
-    "summary_text",
-    "validate_config",
-    "write_best_params",
-    "write_trial_spectra",
 ]
 
 _logger = logging.getLogger(__name__)
+
+#: names this module used to re-export, and their homes: importing them from here still works, with a
+#: DeprecationWarning (one minor version); ConfigError, load_task, validate_config, TrialRunner,
+#: store_trust and write_best_params are still imported here (used), but live in their homes too
+_MOVED = {
+    "SPECTRA_DIR": "wwtune.study_folder",
+    "StudyReporter": "wwtune.bridge",
+    "TrialFailed": "wwtune.exceptions",
+    "best_params_path": "wwtune.study_folder",
+    "best_trial": "wwtune.ranking",
+    "best_trial_spectra": "wwtune.ranking",
+    "read_trial_spectra": "wwtune.study_folder",
+    "report_path": "wwtune.study_folder",
+    "summary_text": "wwtune.outcome",
+    "write_trial_spectra": "wwtune.study_folder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        # lazy: only old code asks for a moved name; each home is on this module's floor or below
+        import warnings
+
+        from wwtune import bridge, exceptions, outcome, ranking, study_folder  # lazy: as above
+
+        homes = {m.__name__: m for m in (bridge, exceptions, outcome, ranking, study_folder)}
+        warnings.warn(
+            f"wwtune.study.{name} moved to {_MOVED[name]}.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(homes[_MOVED[name]], name)
+    raise AttributeError(f"module 'wwtune.study' has no attribute {name!r}")
+
 
 #: Optional packages some Optuna samplers import only when they first sample.
 _SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
