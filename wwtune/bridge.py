@@ -38,6 +38,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from wwtune import exceptions
+from wwtune.deprecation import moved
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed
 from wwtune.objective import Reporter, check_finite_loss, check_finite_weights
 from wwtune.pruners import LayerTable, diverged_reason
@@ -72,14 +74,7 @@ class TrialPruned(Pruned, optuna.TrialPruned):
 
 def __getattr__(name: str) -> Any:
     if name == "Diverged":  # deprecated: one concept with TrainingDiverged (docs/errors.md)
-        import warnings  # lazy: only old code asks for the old name
-
-        warnings.warn(
-            "wwtune.bridge.Diverged is deprecated: catch wwtune.TrainingDiverged (the same error).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return TrainingDiverged
+        return moved(__name__, name, exceptions, "TrainingDiverged")
     raise AttributeError(f"module 'wwtune.bridge' has no attribute {name!r}")
 
 

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wwtune.deprecation import moved
 from wwtune.diskio import json_safe
 from wwtune.schema import SCHEMA, normalize_config
 from wwtune.spectral.fit_rule import failed_fits
@@ -70,17 +71,9 @@ _MOVED = ("pareto_front", "pareto_pick")
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
-        # lazy: only old code asks for a moved name (the pick rule's home, wwtune.ranking, reads no score)
-        import warnings
+        from wwtune import ranking  # lazy: only old code asks (the pick rule's home reads no score)
 
-        from wwtune import ranking  # lazy: as above
-
-        warnings.warn(
-            f"wwtune.score.{name} moved to wwtune.ranking.{name}; import it from there.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(ranking, name)
+        return moved(__name__, name, ranking)
     raise AttributeError(f"module 'wwtune.score' has no attribute {name!r}")
 
 

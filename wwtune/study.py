@@ -43,6 +43,7 @@ from wwtune.config import (
     normalize_config,
     validate_config,
 )
+from wwtune.deprecation import moved
 from wwtune.journal import write_error_in
 from wwtune.outcome import store_trust, write_best_params
 from wwtune.ranking import constraints
@@ -75,33 +76,27 @@ _logger = logging.getLogger(__name__)
 #: DeprecationWarning (one minor version); ConfigError, load_task, validate_config, TrialRunner,
 #: store_trust and write_best_params are still imported here (used), but live in their homes too
 _MOVED = {
-    "SPECTRA_DIR": "wwtune.study_folder",
-    "StudyReporter": "wwtune.bridge",
-    "TrialFailed": "wwtune.exceptions",
-    "best_params_path": "wwtune.study_folder",
-    "best_trial": "wwtune.ranking",
-    "best_trial_spectra": "wwtune.ranking",
-    "read_trial_spectra": "wwtune.study_folder",
-    "report_path": "wwtune.study_folder",
-    "summary_text": "wwtune.outcome",
-    "write_trial_spectra": "wwtune.study_folder",
+    "bridge": ("StudyReporter",),
+    "exceptions": ("TrialFailed",),
+    "outcome": ("summary_text",),
+    "ranking": ("best_trial", "best_trial_spectra"),
+    "study_folder": (
+        "SPECTRA_DIR",
+        "best_params_path",
+        "read_trial_spectra",
+        "report_path",
+        "write_trial_spectra",
+    ),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        # lazy: only old code asks for a moved name; each home is on this module's floor or below
-        import warnings
+    home = next((h for h, names in _MOVED.items() if name in names), None)
+    if home is not None:
+        from wwtune import bridge, exceptions, outcome, ranking, study_folder  # lazy: only old code asks
 
-        from wwtune import bridge, exceptions, outcome, ranking, study_folder  # lazy: as above
-
-        homes = {m.__name__: m for m in (bridge, exceptions, outcome, ranking, study_folder)}
-        warnings.warn(
-            f"wwtune.study.{name} moved to {_MOVED[name]}.{name}; import it from there.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(homes[_MOVED[name]], name)
+        homes = {"bridge": bridge, "exceptions": exceptions, "outcome": outcome, "ranking": ranking}
+        return moved(__name__, name, homes.get(home, study_folder))
     raise AttributeError(f"module 'wwtune.study' has no attribute {name!r}")
 
 
