@@ -91,7 +91,7 @@ def test_old_names_warn_and_still_work():
     import wwtune.score
     import wwtune.study
 
-    with pytest.warns(DeprecationWarning, match="wwtune.TrainingDiverged"):
+    with pytest.warns(DeprecationWarning, match=r"wwtune\.exceptions\.TrainingDiverged"):
         assert wwtune.bridge.Diverged is wwtune.TrainingDiverged
     with pytest.warns(DeprecationWarning, match=r"wwtune\.ranking\.pareto_pick"):
         from wwtune.score import pareto_pick

@@ -245,7 +245,8 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         report = json_safe({"summary": summary, "layers": table.to_dict("records")})
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
-        from wwtune.report.plots import save_compare_plots  # lazy: matplotlib only when plots are asked for
+        # lazy: matplotlib only when plots are asked for
+        from wwtune.report.compare_plots import save_compare_plots
 
         flagged = [n for n, f in zip(df["name"], fired, strict=True) if f]
         paths = save_compare_plots(

@@ -1,144 +1,48 @@
 """Plots of one model: layer spectra and per-layer α. Every function returns a ``matplotlib.figure.Figure``.
 
-Plots of a whole study are in :mod:`wwtune.report.study_plots`, the advisor's in
-:mod:`wwtune.report.advice_plot`; the shared colours and figure helpers are here.
-
-Figures are built with the object API on an Agg canvas: nothing touches ``matplotlib.pyplot``, so no
-global figure state leaks and no display is needed. Save with :func:`save_figure` (PNG and/or SVG) or
-embed with :func:`figure_data_uri`.
-
-Colours carry one meaning throughout: green = the target band, blue = a layer without warning,
-red = over-trained (α < 2), orange = under-trained (α > 6), grey = failed fit; hollow markers = layers
-with too few eigenvalues to count in the score (ineligible).
+Plots of a whole study are in :mod:`wwtune.report.study_plots`, of two versions of a model in
+:mod:`wwtune.report.compare_plots`, the advisor's in :mod:`wwtune.report.advice_plot`; the shared colours
+and figure helpers in :mod:`wwtune.report.figures` (re-exported here: ``COLORS``, :func:`new_figure`,
+:func:`save_figure`, :func:`figure_data_uri`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from wwtune.record import (
-    alpha_values,
-    finite_or_none,
-    fit_failed,
-)
 from wwtune.report.data import resolve_band
+from wwtune.report.figures import (
+    COLORS,
+    FIT_FLOOR,
+    UNDER_TRAINED_ALPHA,
+    figure_data_uri,
+    new_figure,
+    save_figure,
+)
+from wwtune.report.figures import as_evals as _as_evals
+from wwtune.report.figures import require_columns as _require
+from wwtune.report.figures import row_get as _row_get
+from wwtune.spectral.fit_rule import alpha_values, finite_or_none, fit_failed
 from wwtune.spectral.mp import mp_density, mp_edges
 
 __all__ = [
     "COLORS",
     "figure_data_uri",
     "new_figure",
-    "plot_compare_alphas",
     "plot_esd",
     "plot_esd_linear",
-    "plot_esd_overlay",
     "plot_layer_alphas",
-    "save_compare_plots",
     "save_figure",
     "save_model_plots",
 ]
-
-COLORS = {
-    "band": "#2ca02c",
-    "ok": "#1f77b4",
-    "over-trained": "#d62728",
-    "under-trained": "#ff7f0e",
-    "failed": "#7f7f7f",
-    "fit": "#d62728",
-    "xmin": "#9467bd",
-    "mp": "#ff7f0e",
-    "pruned": "#ff7f0e",
-}
-#: Eigenvalues at or below this are left out of log-scale plots (the fit ignores them too).
-FIT_FLOOR = 1e-5
-#: α above which a layer is called under-trained (spectral spec §3).
-UNDER_TRAINED_ALPHA = 6.0
-_FORMATS = ("png", "svg")
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
-    """A constrained-layout figure on its own Agg canvas (no pyplot state)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_data_uri(fig: Figure, fmt: str = "png", dpi: int = 100) -> str:
-    """The figure as a ``data:`` URI (base64 PNG or SVG), for embedding in a self-contained page."""
-    if fmt not in _FORMATS:
-        raise ValueError(f"fmt must be one of {list(_FORMATS)} but got {fmt!r}.")
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
-    mime = "image/png" if fmt == "png" else "image/svg+xml"
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
-
-
-def save_figure(
-    fig: Figure, path: str | Path, formats: Sequence[str] = ("png", "svg"), dpi: int = 120
-) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix in ``formats`` (``"png"``, ``"svg"``); returns the paths.
-
-    ``path`` may carry a suffix or not: ``save_figure(fig, "plots/esd_fc1")`` writes ``esd_fc1.png`` and
-    ``esd_fc1.svg``. Parent folders are created.
-    """
-    formats = [formats] if isinstance(formats, str) else list(formats)
-    bad = [f for f in formats if f not in _FORMATS]
-    if bad or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {list(_FORMATS)} but got {formats!r}.")
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower().lstrip(".") in _FORMATS else path
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        out = stem.parent / f"{stem.name}.{fmt}"
-        fig.savefig(out, format=fmt, dpi=dpi)
-        written.append(out)
-    return written
-
-
-def _as_evals(evals: Any) -> np.ndarray:
-    try:
-        x = np.asarray(evals, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"evals must be a 1-D array of eigenvalues but got {type(evals).__name__}.") from None
-    if x.ndim != 1:
-        raise ValueError(f"evals must be 1-D but got shape {x.shape}.")
-    if not np.isfinite(x).any():
-        raise ValueError(f"evals must contain finite eigenvalues but got {x.size} value(s), none finite.")
-    return np.sort(x[np.isfinite(x)])
-
-
-def _row_get(row: Any, key: str, default: Any = None) -> Any:
-    if isinstance(row, pd.Series):
-        return row.get(key, default)
-    if isinstance(row, Mapping):
-        return row.get(key, default)
-    raise TypeError(
-        f"row must be a mapping or a pandas Series of layer results but got {type(row).__name__}."
-    )
-
-
-def _require(row: Any, keys: Iterable[str]) -> None:
-    missing = [k for k in keys if _row_get(row, k) is None]
-    if missing:
-        raise ValueError(f"row is missing required column(s) {missing} (an analyze() result row has them).")
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    v = finite_or_none(x)
-    return "–" if v is None else f"{v:.{digits}g}"
 
 
 # ---------------------------------------------------------------------------------------------- layers
@@ -470,102 +374,4 @@ def save_model_plots(
                 written += save_figure(plot_esd(evals, row), out / f"esd_{safe}", formats)
             if finite_or_none(row.get("sigma_mp")) is not None:  # only with an MP fit (mp_fit=True)
                 written += save_figure(plot_esd_linear(evals, row), out / f"esd_linear_{safe}", formats)
-    return written
-
-
-# ---------------------------------------------------------------------------------------------- compare
-def plot_compare_alphas(
-    df: pd.DataFrame, band: Sequence[float] = (2.0, 6.0), *, flagged: Iterable[str] = ()
-) -> Figure:
-    """α of every layer of a ``wwtune.compare`` result, base (hollow) and new (filled), band shaded;
-    ``flagged`` layers in red with a line from the base α to the new one. Failed fits are not drawn."""
-    missing = [c for c in ("name", "alpha_base", "alpha_new") if c not in df.columns]
-    if missing:
-        raise ValueError(f"df is missing column(s) {missing}; pass the DataFrame of wwtune.compare().")
-    low, high = resolve_band(None, band)
-    flagged = set(flagged)
-    a_b = np.array(pd.to_numeric(df["alpha_base"], errors="coerce"), dtype=float)
-    a_n = np.array(pd.to_numeric(df["alpha_new"], errors="coerce"), dtype=float)
-    a_b[a_b < 0], a_n[a_n < 0] = np.nan, np.nan  # failed fits (alpha = -1)
-    n = len(df)
-    fig = new_figure(width=float(np.clip(6.5 + 0.3 * n, 8.5, 18)), height=4.6)
-    ax = fig.add_subplot()
-    if high > low:
-        ax.axhspan(low, high, color=COLORS["band"], alpha=0.15, label=f"band [{low:g}, {high:g}]", gid="band")
-    else:
-        ax.axhline(low, color=COLORS["band"], lw=2.5, alpha=0.7, label=f"target α = {low:g}", gid="band")
-    xs = np.arange(n)
-    is_flag = np.array([str(name) in flagged for name in df["name"]], dtype=bool)
-    ax.scatter(xs, a_b, s=70, facecolors="none", edgecolors="#555555", label="base", gid="alpha_base")
-    ax.scatter(xs[~is_flag], a_n[~is_flag], s=28, color=COLORS["ok"], label="new", gid="alpha_new")
-    if is_flag.any():
-        ax.scatter(
-            xs[is_flag],
-            a_n[is_flag],
-            s=40,
-            color=COLORS["over-trained"],
-            label="new, flagged",
-            gid="alpha_flagged",
-        )
-        for x in xs[is_flag]:
-            ax.plot([x, x], [a_b[x], a_n[x]], color=COLORS["over-trained"], lw=1)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([str(v) for v in df["name"]], rotation=90, fontsize=6 if n > 30 else 8)
-    ax.set_ylabel("α (power-law exponent)")
-    ax.set_title("α per layer: base vs new")
-    ax.legend(loc="upper left", fontsize="small")
-    return fig
-
-
-def plot_esd_overlay(evals_base: Any, evals_new: Any, row: Any) -> Figure:
-    """The base and new ESDs of one layer on shared log-log axes (histograms on the same log bins)."""
-    xb, xn = _as_evals(evals_base), _as_evals(evals_new)
-    xb, xn = xb[xb > FIT_FLOOR], xn[xn > FIT_FLOOR]
-    if xb.size == 0 and xn.size == 0:
-        raise ValueError(f"no eigenvalue above {FIT_FLOOR} on either side; nothing to plot on log axes.")
-    both = np.concatenate([xb, xn])
-    lo, hi = float(both.min()), float(both.max())
-    hi = hi if hi > lo else lo * 1.01
-    n_bins = int(np.clip(np.sqrt(both.size / 2) * 1.5, 10, 80))
-    edges = np.geomspace(lo, hi, n_bins + 1)
-    fig = new_figure()
-    ax = fig.add_subplot()
-    for x, label, color, gid in ((xb, "base", "#555555", "esd_base"), (xn, "new", COLORS["fit"], "esd_new")):
-        if x.size:
-            density, _ = np.histogram(x, bins=edges, density=True)
-            ax.stairs(density, edges, color=color, lw=1.8, label=f"{label} ({x.size} eigenvalues)", gid=gid)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    name = str(_row_get(row, "name", "layer"))
-    ax.set_title(
-        f"{name}: α {_fmt(_row_get(row, 'alpha_base'), 2)} → {_fmt(_row_get(row, 'alpha_new'), 2)}, "
-        f"ESD distance {_fmt(_row_get(row, 'esd_distance'), 3)}",
-        fontsize="small",
-    )
-    ax.set_xlabel("eigenvalue λ (log scale)")
-    ax.set_ylabel("density (log scale)")
-    ax.legend(loc="lower left", fontsize="small")
-    return fig
-
-
-def save_compare_plots(
-    df: pd.DataFrame,
-    out_dir: str | Path,
-    band: Sequence[float] = (2.0, 6.0),
-    layers: Iterable[str] = (),
-    formats: Sequence[str] = ("png",),
-) -> list[Path]:
-    """The ``wwtune compare --plot DIR`` files: ``compare_alphas.<fmt>`` and, for each of ``layers`` (the
-    flagged ones) whose eigenvalues ``df`` holds (``compare(..., keep_evals=True)``),
-    ``esd_compare_<layer>.<fmt>``. Returns the written paths."""
-    out = Path(out_dir)
-    layers = list(layers)
-    written = save_figure(plot_compare_alphas(df, band, flagged=layers), out / "compare_alphas", formats)
-    if "evals_base" in df.columns:
-        for _, row in df[df["name"].isin(layers)].iterrows():
-            eb, en = row["evals_base"], row["evals_new"]
-            if eb is None or en is None:
-                continue
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(row["name"]))
-            written += save_figure(plot_esd_overlay(eb, en, row), out / f"esd_compare_{safe}", formats)
     return written
