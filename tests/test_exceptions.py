@@ -139,3 +139,38 @@ def test_the_bridge_raises_one_diverged_error_caught_as_a_failed_trial(tmp_path)
 
     study.optimize(objective2, n_trials=1, catch=(wwtune.TrialFailed,))
     assert caught and caught[0].recorded and str(caught[0]) == caught[0].reason
+
+
+def test_the_top_level_is_the_analysis_the_bridge_the_score_and_the_pruner():
+    assert set(wwtune.__all__) == {
+        "COLUMNS",
+        "AlphaPruner",
+        "AnalysisOptions",
+        "NoEligibleLayers",
+        "NullReporter",
+        "Params",
+        "Pruned",
+        "Reporter",
+        "Score",
+        "TrainingDiverged",
+        "TrialBridge",
+        "TrialFailed",
+        "TrialPruned",
+        "WwtuneError",
+        "__version__",
+        "analyze",
+        "compare",
+        "load_study",
+        "score_model",
+        "summary",
+        "task",
+    }
+    # the helpers stay reachable under their modules (and here, for code written before)
+    from wwtune.compare import check_rules, write_baseline
+    from wwtune.outcome import store_trust
+    from wwtune.report import write_report
+    from wwtune.trust import format_trust
+
+    assert wwtune.check_rules is check_rules and wwtune.write_baseline is write_baseline
+    assert wwtune.store_trust is store_trust and wwtune.format_trust is format_trust
+    assert wwtune.write_report is write_report

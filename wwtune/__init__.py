@@ -8,7 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from wwtune.compare import check_rules, compare, write_baseline
+from wwtune.compare import check_rules as check_rules
+from wwtune.compare import compare
+from wwtune.compare import write_baseline as write_baseline
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed, WwtuneError
 from wwtune.objective import NullReporter, Params, Reporter, task
 from wwtune.spectral import COLUMNS, AnalysisOptions, summary
@@ -109,10 +111,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'wwtune' has no attribute {name!r}")
 
 
+#: the public face: the analysis, the task contract, the bridge, the score, the pruner and the errors.
+#: ``check_rules``, ``write_baseline`` (wwtune.compare), ``format_trust`` (wwtune.trust), ``store_trust``
+#: (wwtune.outcome) and ``write_report`` (wwtune.report) are still reachable here but live in their modules.
 __all__ = [
     "COLUMNS",
-    "AnalysisOptions",
     "AlphaPruner",
+    "AnalysisOptions",
     "NoEligibleLayers",
     "NullReporter",
     "Params",
@@ -123,17 +128,12 @@ __all__ = [
     "TrialBridge",
     "TrialFailed",
     "TrialPruned",
+    "WwtuneError",
     "__version__",
     "analyze",
-    "check_rules",
     "compare",
-    "format_trust",
     "load_study",
     "score_model",
-    "store_trust",
     "summary",
     "task",
-    "write_baseline",
-    "write_report",
-    "WwtuneError",
 ]

@@ -223,6 +223,7 @@ class StudyReporter(Reporter):
         #: the analysis options, validated once (``analysis_kwargs`` as :class:`AnalysisOptions`)
         given = self.analysis_kwargs
         self.options = given if isinstance(given, AnalysisOptions) else AnalysisOptions.of(**given)
+        self.spectra_options = dataclasses.replace(self.options, keep_evals=True)  # for keep_spectra
 
     def report(self, step: int, model: Any, loss: float) -> None:
         step, loss = int(step), float(loss)
@@ -249,7 +250,7 @@ class StudyReporter(Reporter):
                 check_finite_weights(model, step)
             analyze = self.analyze or spectral_analyze
             if self.keep_spectra:  # the eigenvalues of the latest analysis, for the report's ESD plots
-                layers = analyze(model, dataclasses.replace(self.options, keep_evals=True))
+                layers = analyze(model, self.spectra_options)
                 self.spectra = layers
             else:
                 layers = analyze(model, self.options)

@@ -2,9 +2,11 @@
 
 Contract used by the rest of wwtune:
 
-    analyze(source, *, layers=None, layer_types=None, min_evals=8, max_evals=20_000, fit="power_law",
-            mp_fit=False, randomize=False, seed=0, device="auto", dtype="float64",
-            keep_evals=False) -> pandas.DataFrame
+    analyze(source, options=None, /, **changes) -> pandas.DataFrame
+
+    options: AnalysisOptions(layers=None, layer_types=None, min_evals=8, max_evals=20_000,
+             fit="power_law", mp_fit=False, randomize=False, seed=0, device="auto", dtype="float64",
+             keep_evals=False), validated once; ``changes`` are the same fields by name.
 
 ``source`` is an nn.Module, a state_dict, a checkpoint file or a Hugging Face folder. One row per
 analyzed layer; columns documented in ``wwtune.spectral.columns.COLUMNS``; always present:
