@@ -97,7 +97,7 @@ def _run(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     # lazy: only the CLI run needs these
-    from wwtune.config import ConfigError, make_score, normalize_config, validate_config
+    from wwtune.config import ConfigError, load_config, make_score, normalize_config
     from wwtune.diskio import WriteError
     from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
@@ -119,7 +119,7 @@ def _run(cfg: DictConfig) -> None:
         worker_id = None  # run_study names the bad value
     _quiet_optuna(shows_progress_bar(progress_bar, worker_id))
     try:
-        validate_config(plain)
+        plain = load_config(plain)  # the one parse of the run's config
         score = make_score(plain)  # the run's one Score, handed to the study, the advisor and the summary
         if mode == "optimize":
             study = run_study(plain, progress_bar=progress_bar, score=score)

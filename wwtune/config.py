@@ -23,6 +23,7 @@ from hydra.utils import get_object
 from wwtune.schema import (
     ANALYZE_ARGS,
     ConfigError,
+    StudyConfig,
     analysis_keys,
     check_section,
     check_value,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "analysis_kwargs",
     "analysis_options",
+    "load_config",
     "load_task",
     "loss_comparable",
     "make_score",
@@ -104,8 +106,11 @@ def _plain_kind(param: inspect.Parameter) -> type | None:
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Check the composed config: every key known, every value in range. Raises :class:`ConfigError`.
 
-    Deprecated key names (:data:`wwtune.schema.DEPRECATED`) are accepted with a DeprecationWarning.
+    Deprecated key names (:data:`wwtune.schema.DEPRECATED`) are accepted with a DeprecationWarning. A
+    :class:`~wwtune.schema.StudyConfig` (from :func:`load_config`) was checked when it was built.
     """
+    if isinstance(cfg, StudyConfig):
+        return
     cfg = normalize_config(cfg)
     check_section("", cfg)
     for section in ("study", "objective", "score", "sanity"):
@@ -174,6 +179,17 @@ def _analysis_params() -> dict[str, inspect.Parameter]:
     """wwtune.analyze's parameters under their ``analysis`` names."""
     rename = {v: k for k, v in ANALYZE_ARGS.items()}
     return {rename.get(k, k): p for k, p in inspect.signature(AnalysisOptions).parameters.items()}
+
+
+def load_config(raw: Mapping[str, Any]) -> StudyConfig:
+    """The composed config ``raw`` normalised (deprecated key names renamed, with a warning) and validated
+    (:func:`validate_config`), once: a :class:`~wwtune.schema.StudyConfig`, which every later step takes as
+    it is (``load_config(config) is config``). Raises :class:`~wwtune.exceptions.ConfigError`."""
+    if isinstance(raw, StudyConfig):
+        return raw
+    cfg = normalize_config(raw)
+    validate_config(cfg)
+    return StudyConfig(cfg)
 
 
 def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[str, Any]:

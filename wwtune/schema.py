@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA",
     "ConfigError",
     "Key",
+    "StudyConfig",
     "analysis_keys",
     "check_section",
     "check_value",
@@ -309,12 +310,32 @@ def check_section(section: str, node: Mapping[str, Any]) -> None:
             key.check(prefix + name, value)
 
 
+class StudyConfig(dict):  # type: ignore[type-arg]
+    """A composed study config, normalised and validated once: what :func:`wwtune.config.load_config`
+    returns. It is the plain config (a ``dict``: code reading ``cfg["study"]["name"]`` keeps working) with
+    one attribute per root key of :data:`SCHEMA` (``config.study``, ``config.storage``, ``config.score``,
+    ...: that section, or its default when absent). :func:`normalize_config` and
+    :func:`wwtune.config.validate_config` return at once on it: a run parses its config one time."""
+
+
+def _root_key(name: str) -> property:
+    key = SCHEMA[""][name]
+    default = None if key.default is REQUIRED else key.default
+    return property(lambda self: self.get(name, default), doc=key.doc)
+
+
+for _name in SCHEMA[""]:
+    setattr(StudyConfig, _name, _root_key(_name))
+
+
 def normalize_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``cfg`` with the :data:`DEPRECATED` key names renamed, each with a DeprecationWarning.
 
     The old names appear only in a user's own configs, so an old name given beside the new one (which the
     shipped configs set) wins, and the warning names both values.
     """
+    if isinstance(cfg, StudyConfig):
+        return cfg  # normalised when it was built
     out = dict(cfg)
     for (section, old), new in DEPRECATED.items():
         node = out.get(section)

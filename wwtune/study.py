@@ -37,11 +37,10 @@ from optuna.trial import TrialState
 
 from wwtune.config import (
     ConfigError,
+    load_config,
     load_task,
     loss_comparable,
     make_score,
-    normalize_config,
-    validate_config,
 )
 from wwtune.deprecation import moved
 from wwtune.journal import write_error_in
@@ -73,10 +72,11 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 #: names this module used to re-export, and their homes: importing them from here still works, with a
-#: DeprecationWarning (one minor version); ConfigError, load_task, validate_config, TrialRunner,
+#: DeprecationWarning (one minor version); ConfigError, load_task, TrialRunner,
 #: store_trust and write_best_params are still imported here (used), but live in their homes too
 _MOVED = {
     "bridge": ("StudyReporter",),
+    "config": ("validate_config",),
     "exceptions": ("TrialFailed",),
     "outcome": ("summary_text",),
     "ranking": ("best_trial", "best_trial_spectra"),
@@ -93,10 +93,11 @@ _MOVED = {
 def __getattr__(name: str) -> Any:
     home = next((h for h, names in _MOVED.items() if name in names), None)
     if home is not None:
-        from wwtune import bridge, exceptions, outcome, ranking, study_folder  # lazy: only old code asks
+        # lazy: only old code asks for a moved name
+        from wwtune import bridge, config, exceptions, outcome, ranking, study_folder
 
-        homes = {"bridge": bridge, "exceptions": exceptions, "outcome": outcome, "ranking": ranking}
-        return moved(__name__, name, homes.get(home, study_folder))
+        homes = (bridge, config, exceptions, outcome, ranking, study_folder)
+        return moved(__name__, name, next(m for m in homes if m.__name__ == f"wwtune.{home}"))
     raise AttributeError(f"module 'wwtune.study' has no attribute {name!r}")
 
 
@@ -147,8 +148,7 @@ def run_study(
             cfg = compose(["study=quickstart", "study.n_trials=2", "storage.url=/tmp/q.log"])
             study = run_study(cfg)
     """
-    cfg = normalize_config(cfg)  # deprecated key names, renamed with a warning
-    validate_config(cfg)
+    cfg = load_config(cfg)  # normalised and validated once (a StudyConfig from the CLI is taken as it is)
     try:
         worker_id = resolve_worker_id(cfg.get("worker_id"))
     except ValueError as exc:
