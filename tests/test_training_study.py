@@ -1,0 +1,69 @@
+"""End to end: a study that searches ``balance: {none, tempbalance}`` and ``freeze: {none, early}`` on a
+deep digits task; what the helpers did is stored in each trial and shown in the report."""
+
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from wwtune.objective import NullReporter, Params
+from wwtune.objectives import digits_deep
+from wwtune.record import TrialRecord
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_study_searches_balance_and_freeze(tmp_path):
+    study = "digits_deep_mlp"  # digits_deep_cnn: same code path (test_deep_tasks_have_four_balanced_layers)
+    overrides = [
+        f"study={study}",
+        "study.n_trials=4",
+        "study.seed=1",
+        "sampler=random",
+        "objective.budget=4",
+        "objective.fixed.steps_per_epoch=3",
+        "study.progress_bar=false",
+        "sanity.min_loss_drop=null",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "wwtune", *overrides],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies" / study / "journal.log")))
+    trials = optuna.load_study(study_name=study, storage=storage).trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.params["balance"] for t in trials} == {"none", "tempbalance"}
+    assert {t.params["freeze"] for t in trials} == {"none", "early"}
+    for t in trials:
+        training = (TrialRecord(t).result or {}).get("training", {})
+        assert ("tempbalance" in training) == (t.params["balance"] == "tempbalance")
+        assert ("freezing" in training) == (t.params["freeze"] == "early")
+        if "tempbalance" in training:
+            assert len(training["tempbalance"]["layers"]) == 4
+            assert len(training["tempbalance"]["history"]) == 4
+    report = (tmp_path / "studies" / study / "report.html").read_text()
+    assert "Training helpers: TempBalance and early freezing" in report
+    assert "TempBalance factors" in report
+
+
+@pytest.mark.parametrize("fn", [digits_deep.train_mlp, digits_deep.train_cnn])
+def test_deep_tasks_have_four_balanced_layers(fn):
+    out = fn(Params(values={"balance": "tempbalance", "steps_per_epoch": 1}, budget=1), NullReporter())
+    assert len(out["training"]["tempbalance"]["layers"]) == 4
+
+
+def test_helper_choices_are_checked():
+    with pytest.raises(ValueError, match=r"balance must be one of \['none', 'tempbalance'\] but got 'yes'"):
+        digits_deep.train_mlp(Params(values={"balance": "yes"}, budget=1), NullReporter())
+    with pytest.raises(ValueError, match="balance_map must be one of"):
+        digits_deep.train_mlp(Params(values={"balance_map": "cube"}, budget=1), NullReporter())
