@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import bench_trust  # noqa: E402
 
 from wwtune.objective import NullReporter, Params  # noqa: E402
-from wwtune.objectives import digits_deep  # noqa: E402
+from wwtune.objectives import digits_deep_cnn, digits_deep_mlp  # noqa: E402
 
 RESULTS = HERE / "results"
 RUNS_FILE = RESULTS / "training_runs.jsonl"
@@ -48,8 +48,8 @@ TABLE_FILE = RESULTS / "training.md"
 
 #: task → (function, objective config name, its fixed learning rate: the best of 3 tried at seed 0)
 TASKS = {
-    "digits_deep_mlp": (digits_deep.train_mlp, 0.1),
-    "digits_deep_cnn": (digits_deep.train_cnn, 0.05),
+    "digits_deep_mlp": (digits_deep_mlp.train, 0.1),
+    "digits_deep_cnn": (digits_deep_cnn.train, 0.05),
 }
 FRACTIONS = (0.1, 0.3, 1.0)
 BUDGET = 30
@@ -125,7 +125,7 @@ def run_tpe(task: str, arm: str, seed: int, n: int, workdir: Path) -> dict[str, 
         name=f"{task}_{arm.replace(' ', '_')}_s{seed}",
         score="fit_band",
         objective=f"{task}_10",
-        search_space="digits_deep",
+        search_space=task,
     )
     study = run_study(cfg)
     done = [t for t in study.trials if t.user_attrs.get("wwtune.heldout") is not None]

@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from wwtune.objective import NullReporter, Params
-from wwtune.objectives import digits_deep
+from wwtune.objectives import digits_deep_cnn, digits_deep_mlp
 from wwtune.record import TrialRecord
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -19,7 +19,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 @pytest.mark.slow
 def test_study_searches_balance_and_freeze(tmp_path):
-    study = "digits_deep_mlp"  # digits_deep_cnn: same code path (test_deep_tasks_have_four_balanced_layers)
+    study = "digits_deep_mlp"  # digits_deep_cnn: the same code path
     overrides = [
         f"study={study}",
         "study.n_trials=4",
@@ -56,7 +56,7 @@ def test_study_searches_balance_and_freeze(tmp_path):
     assert "TempBalance factors" in report
 
 
-@pytest.mark.parametrize("fn", [digits_deep.train_mlp, digits_deep.train_cnn])
+@pytest.mark.parametrize("fn", [digits_deep_mlp.train, digits_deep_cnn.train])
 def test_deep_tasks_have_four_balanced_layers(fn):
     out = fn(Params(values={"balance": "tempbalance", "steps_per_epoch": 1}, budget=1), NullReporter())
     assert len(out["training"]["tempbalance"]["layers"]) == 4
@@ -64,6 +64,43 @@ def test_deep_tasks_have_four_balanced_layers(fn):
 
 def test_helper_choices_are_checked():
     with pytest.raises(ValueError, match=r"balance must be one of \['none', 'tempbalance'\] but got 'yes'"):
-        digits_deep.train_mlp(Params(values={"balance": "yes"}, budget=1), NullReporter())
+        digits_deep_mlp.train(Params(values={"balance": "yes"}, budget=1), NullReporter())
     with pytest.raises(ValueError, match="balance_map must be one of"):
-        digits_deep.train_mlp(Params(values={"balance_map": "cube"}, budget=1), NullReporter())
+        digits_deep_mlp.train(Params(values={"balance_map": "cube"}, budget=1), NullReporter())
+
+
+def _trial(number, training, heldout=0.9):
+    from optuna.distributions import CategoricalDistribution
+
+    t = optuna.trial.create_trial(
+        value=1.0,
+        params={"balance": "tempbalance"},
+        distributions={"balance": CategoricalDistribution(["none", "tempbalance"])},
+        user_attrs={"wwtune.result": {"training": training} if training else {}, "wwtune.heldout": heldout},
+    )
+    t.number = number
+    return t
+
+
+def test_report_section_shows_factors_and_freeze_steps():
+    from wwtune.report.training_plots import training_section
+
+    tb = {
+        "map": "linear",
+        "layers": ["fc2", "fc3"],
+        "history": [
+            {"step": 1, "factors": {"fc2": 0.5, "fc3": 1.5}},
+            {"step": 2, "factors": {"fc2": 1.5, "fc3": 0.5}},
+        ],
+    }
+    fr = {"frozen": {"fc1": 3, "fc2": 4}, "saved_share": 0.25}
+    trials = [
+        _trial(0, None),
+        _trial(1, {"tempbalance": tb, "freezing": fr}, 0.8125),
+        _trial(2, {"freezing": fr}),
+    ]
+    html = training_section(trials, trials[1])
+    assert html.count("<tr>") == 3  # header + the two trials that used a helper
+    assert "fc1 @ 3, fc2 @ 4" in html and "25%" in html and "0.50 – 1.50" in html and "0.8125" in html
+    assert 'alt="TempBalance factors of trial 1"' in html
+    assert training_section([_trial(0, None)], None) == ""
