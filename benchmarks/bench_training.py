@@ -195,7 +195,7 @@ def table(recs: Mapping[tuple, Mapping[str, Any]], command: str) -> str:
                     d = lo_hi = wl = "–"
                 else:
                     m, lo, hi = _interval(paired)
-                    d, lo_hi = f"{m:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"
+                    d, lo_hi = f"{m:+.2f}", (f"[{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else "–")
                     wl = f"{sum(x > 0 for x in paired)}/{sum(x < 0 for x in paired)}"
                 sv = f"{100 * statistics.median(saved):.0f}%" if saved else "–"
                 sh = f"{100 * statistics.median(share):.1f}%" if share else "–"

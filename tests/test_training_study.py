@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from wwtune.objective import NullReporter, Params
 from wwtune.objectives import digits_deep_cnn, digits_deep_mlp
-from wwtune.record import TrialRecord
+from wwtune.report.training_plots import training_of
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -45,7 +45,7 @@ def test_study_searches_balance_and_freeze(tmp_path):
     assert {t.params["balance"] for t in trials} == {"none", "tempbalance"}
     assert {t.params["freeze"] for t in trials} == {"none", "early"}
     for t in trials:
-        training = (TrialRecord(t).result or {}).get("training", {})
+        training = training_of(t) or {}
         assert ("tempbalance" in training) == (t.params["balance"] == "tempbalance")
         assert ("freezing" in training) == (t.params["freeze"] == "early")
         if "tempbalance" in training:

@@ -245,9 +245,6 @@ class TrialRecord:
     fail_reason = _stored(FAIL_REASON, "why the trial failed")
     prune_reason = _stored(PRUNE_REASON, "why it was pruned (a dict with 'message' and 'step')")
     infeasible_reason = _stored(INFEASIBLE_REASON, "why it was kept as infeasible")
-    result = _stored(
-        RESULT, "the other keys the task returned (e.g. ``training``: what TempBalance and EarlyFreezing did)"
-    )
 
     def __init__(self, trial: Any) -> None:
         self.trial = trial

@@ -15,7 +15,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from wwtune.record import TrialRecord
+from wwtune.record import RESULT, TrialRecord
 from wwtune.report.plots import figure_data_uri, new_figure
 
 __all__ = ["plot_balance_factors", "training_of", "training_section"]
@@ -30,7 +30,7 @@ EXPLAIN = (
 
 def training_of(trial: FrozenTrial) -> Mapping[str, Any] | None:
     """The ``training`` record a trial's task returned, or None."""
-    result = TrialRecord(trial).result
+    result = trial.user_attrs.get(RESULT)
     training = result.get("training") if isinstance(result, Mapping) else None
     return training if isinstance(training, Mapping) and training else None
 
