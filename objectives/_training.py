@@ -24,9 +24,9 @@ __all__ = ["TRAINING_DEFAULTS", "InTraining"]
 TRAINING_DEFAULTS: dict[str, Any] = {
     "schedule": "constant",
     "balance": "none",
-    "balance_map": "linear",
+    "balance_map": "sqrt",
     "freeze": "none",
-    "freeze_tolerance": 0.05,
+    "freeze_tolerance": 0.002,
 }
 
 _CHOICES = {
@@ -52,12 +52,12 @@ class InTraining:
             else None
         )
         self.balance = (
-            TempBalance(model, optimizer, map=hp.get("balance_map", "linear"))
+            TempBalance(model, optimizer, map=hp.get("balance_map", "sqrt"))
             if hp.get("balance", "none") == "tempbalance"
             else None
         )
         self.freeze = (
-            EarlyFreezing(model, budget=int(budget), tolerance=float(hp.get("freeze_tolerance", 0.05)))
+            EarlyFreezing(model, budget=int(budget), tolerance=float(hp.get("freeze_tolerance", 0.002)))
             if hp.get("freeze", "none") == "early"
             else None
         )

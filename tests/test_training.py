@@ -102,7 +102,7 @@ def test_known_spectra_give_known_alphas_and_factors():
     for name, a in targets.items():
         _with_spectrum(model[int(name)], _pareto(a), seed=int(name))
     opt = torch.optim.SGD(param_groups_per_layer(model), lr=0.1)
-    tb = TempBalance(model, opt)
+    tb = TempBalance(model, opt, map="linear")
     factors = tb.step()
     for name, a in targets.items():
         expected = fit_hill(_pareto(a)).alpha

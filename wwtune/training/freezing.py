@@ -55,7 +55,8 @@ class EarlyFreezing:
         budget: the number of :meth:`step` calls planned (≥ 1).
         warmup: steps before any layer may freeze (default ``budget // 2``).
         window: the number of consecutive analyses α must stay stable over (default 3).
-        tolerance: the allowed relative spread of α over the window (default 0.05).
+        tolerance: the allowed relative spread of α over the window (default 0.002: with 0.02 layers froze
+            at the end of the warm-up and held-out accuracy fell, benchmarks/results/training.md).
         estimator: ``"hill"`` (default, fast) or ``"power_law"`` (wwtune's fit).
         layer_types: layers considered (default ``("dense", "conv2d")``).
         min_evals: layers with fewer eigenvalues follow the next layer instead of being judged (default 50).
@@ -69,7 +70,7 @@ class EarlyFreezing:
         *,
         warmup: int | None = None,
         window: int = 3,
-        tolerance: float = 0.05,
+        tolerance: float = 0.002,
         estimator: str = "hill",
         layer_types: str | Sequence[str] = ("dense", "conv2d"),
         min_evals: int = 50,

@@ -142,7 +142,7 @@ class TempBalance:
         >>> model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(5)])
         >>> opt = torch.optim.SGD(param_groups_per_layer(model), lr=0.1)
         >>> sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-        >>> tb = TempBalance(model, opt)
+        >>> tb = TempBalance(model, opt, map="linear")
         >>> tb.layers
         ['1', '2', '3']
         >>> factors = tb.step()   # once per epoch, after training it
@@ -152,8 +152,9 @@ class TempBalance:
     Args:
         model: the model being trained.
         optimizer: its optimizer (any ``torch.optim.Optimizer``).
-        map: ``"linear"`` (default; TempBalance's rule), ``"linear_mean"``, ``"sqrt"`` or ``"log2"`` (the
-            three mean-preserving maps): see :func:`balance_factors`.
+        map: ``"sqrt"`` (default: mean-preserving, the map the benchmark supports,
+            benchmarks/results/training.md), ``"linear"`` (TempBalance's rule), ``"linear_mean"`` or
+            ``"log2"``: see :func:`balance_factors`.
         ratio: ``(low, high)`` factors of the smallest and the largest α under ``linear`` (default
             ``(0.5, 1.5)``; the paper also uses ``(0.6, 1.4)``).
         estimator: ``"hill"`` (default: Hill estimator with xmin at the median eigenvalue, fast) or
@@ -167,7 +168,7 @@ class TempBalance:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         *,
-        map: str = "linear",  # noqa: A002 - the user-facing name
+        map: str = "sqrt",  # noqa: A002 - the user-facing name
         ratio: tuple[float, float] = (0.5, 1.5),
         estimator: str = "hill",
         layer_types: str | Sequence[str] = ("dense", "conv2d"),
