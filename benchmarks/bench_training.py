@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import statistics
 import sys
@@ -168,6 +169,7 @@ def table(recs: Mapping[tuple, Mapping[str, Any]], command: str) -> str:
         "Δ = arm − cosine in held-out accuracy (percentage points), mean over seeds with its 95% t-interval.",
         "`saved`: backward FLOPs of the weight- and input-gradient matmuls saved by freezing (counted).",
         "`analysis`: time in TempBalance/EarlyFreezing `step()` as a share of the training loop's wall time.",
+        "Records are appended run by run; an interrupted invocation resumes where it stopped.",
         "",
     ]
     arms = [r for r in recs.values() if r["part"] == "arms"]
@@ -256,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv)
     )
     RESULTS.mkdir(exist_ok=True)
+    if args.table_only and TABLE_FILE.exists():  # keep the command that produced the records
+        found = re.search(r"^Command: `(.*?)`", TABLE_FILE.read_text(), re.MULTILINE)
+        command = found.group(1) if found else command
     recs = _load()
     if not args.table_only:
         for seed in args.seeds:  # seeds outermost: an interrupted run still has whole seeds
