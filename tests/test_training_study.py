@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from wwtune.objective import NullReporter, Params
-from wwtune.objectives import digits_deep_cnn, digits_deep_mlp
+from wwtune.objectives import char_lm, digits_deep_cnn, digits_deep_mlp
 from wwtune.report.training_plots import training_of
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -60,6 +60,14 @@ def test_study_searches_balance_and_freeze(tmp_path):
 def test_deep_tasks_have_four_balanced_layers(fn):
     out = fn(Params(values={"balance": "tempbalance", "steps_per_epoch": 1}, budget=1), NullReporter())
     assert len(out["training"]["tempbalance"]["layers"]) == 4
+
+
+def test_char_lm_balances_its_transformer_layers():
+    values = {"balance": "tempbalance", "freeze": "early", "steps_per_epoch": 2, "eval_chars": 512}
+    out = char_lm.train(Params(values=values, budget=2), NullReporter())
+    layers = out["training"]["tempbalance"]["layers"]
+    assert layers[0] == "blocks.0.attn.proj" and layers[-1] == "blocks.1.mlp.fc2" and len(layers) == 7
+    assert out["training"]["freezing"]["budget"] == 2
 
 
 def test_helper_choices_are_checked():
