@@ -59,6 +59,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "cosine": {},
     "+tb linear": {"balance": "tempbalance", "balance_map": "linear"},
     "+tb sqrt": {"balance": "tempbalance", "balance_map": "sqrt"},
+    "+tb log2": {"balance": "tempbalance", "balance_map": "log2"},
     "+freeze tol 0.02": {"freeze": "early", "freeze_tolerance": 0.02},
     "+freeze tol 0.002": {"freeze": "early", "freeze_tolerance": 0.002},
     "+both (linear, tol 0.002)": {
