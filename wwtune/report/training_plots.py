@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.record import RESULT, TrialRecord
-from wwtune.report.plots import figure_data_uri, new_figure
+from wwtune.report.figures import figure_data_uri, new_figure
 
 __all__ = ["plot_balance_factors", "training_of", "training_section"]
 
