@@ -15,6 +15,12 @@ reach the model by module name.
   head`` on ``pydoc_data.topics``; epochs of ``steps_per_epoch`` steps; held-out bits/char (minimize).
 - ``teacher_student``: student ``fc1, drop1, fc2, drop2, fc3`` learning a random teacher MLP; epochs;
   held-out error rate against the clean teacher (minimize).
+- ``digits_deep_mlp`` (``fc1 … fc6``, ``drop``) and ``digits_deep_cnn`` (``conv1 … conv4``, ``drop``,
+  ``fc1``, ``fc2``): deep enough for TempBalance (4 balanced layers); epochs; accuracy (maximize).
+
+In-training helpers (every task; ``objectives/_training.py``): ``schedule`` (``constant`` | ``cosine``),
+``balance`` (``none`` | ``tempbalance``, with ``balance_map``) and ``freeze`` (``none`` | ``early``, with
+``freeze_tolerance``), all off by default; when on, the task returns what they did under ``training``.
 
 Data knobs (hyperparameters, set under ``fixed:``): ``label_noise`` (digits: fraction of training labels
 flipped to another class) and ``data_seed`` (digits, teacher_student: fixes the training data for every

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split
+from wwtune.training import param_groups_per_layer
+
+from ._training import TRAINING_DEFAULTS, InTraining
 
 __all__ = [
     "DIGITS_DATA_DEFAULTS",
@@ -54,6 +57,8 @@ SGD_DEFAULTS: dict[str, Any] = {
     # these options existed; the AdamW search spaces set decay_bias_and_norm: false, the usual practice)
     "decay_bias_and_norm": True,
     "decay_follows_lr_mult": True,
+    # schedule and in-training helpers (objectives/_training.py); all off by default
+    **TRAINING_DEFAULTS,
 }
 
 #: Data knobs of the digits tasks. ``label_noise``: fraction of the training labels flipped to another
@@ -128,6 +133,8 @@ def make_optimizer(params: Params, model: nn.Module, hp: Mapping[str, Any]) -> t
         decay_bias_and_norm=bool(hp.get("decay_bias_and_norm", True)),
         decay_follows_lr_mult=bool(hp.get("decay_follows_lr_mult", True)),
     )
+    if hp.get("balance", "none") == "tempbalance":  # TempBalance needs one param group per layer
+        groups = param_groups_per_layer(model, groups)
     opt = hp.get("opt", "sgd")
     if opt == "sgd":
         return torch.optim.SGD(groups, lr=float(hp["lr"]), momentum=float(hp.get("momentum", 0.0)))
@@ -144,18 +151,22 @@ def fit_epochs(
     hp: Mapping[str, Any],
     reporter: Reporter,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    record: dict[str, Any] | None = None,
 ) -> float:
     """Minibatch training for ``params.budget`` epochs; reports the loss before training (step 0, the
     reference of the study's loss-drop and norm-growth rules) and the epoch's mean loss after each epoch.
 
     An epoch is one pass over the data, or with ``hp["steps_per_epoch"] = N`` exactly N minibatches
     (consecutive batches of shuffled passes, a new shuffle when a pass ends), so that the optimizer steps do
-    not grow with the data: a fixed step budget. Returns the training loss before the first step
+    not grow with the data: a fixed step budget. ``hp``'s ``schedule``, ``balance`` and ``freeze`` choose the
+    LR schedule and the in-training helpers (``objectives/_training.py``); what they did goes into
+    ``record`` (when given and they are on). Returns the training loss before the first step
     (:func:`initial_loss`).
     """
     loss_init = initial_loss(model, x, y, loss_fn)
     reporter.report(0, model, loss_init)
     optimizer = make_optimizer(params, model, hp)
+    helpers = InTraining(model, optimizer, hp, int(params.budget))
     order_rng = torch.Generator().manual_seed(int(params.seed) + 1)
     n = len(x)
     batch = min(int(hp["batch_size"]), n)
@@ -174,7 +185,10 @@ def fit_epochs(
             optimizer.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
+        helpers.epoch_end()
         reporter.report(epoch, model, total / seen)
+    if record is not None:
+        record.update(helpers.record())
     return loss_init
 
 
@@ -275,13 +289,15 @@ def train_on_digits(
         x, y, unseen = apply_split(x, y, params.split)
         model = build(hp)
         params.apply_dropout(model)
-        loss_init = fit_epochs(model, x, y, params, hp, reporter)
+        training: dict[str, Any] = {}
+        loss_init = fit_epochs(model, x, y, params, hp, reporter, record=training)
         return {
             "heldout": accuracy(model, x_held, y_held),
             "n_train": len(x),
             "loss_init": loss_init,
             "loss_trivial": constant_predictor_loss(y, 10),
             **unseen_error(model, unseen),
+            **({"training": training} if training else {}),
         }
 
 

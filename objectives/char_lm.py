@@ -23,6 +23,7 @@ from torch import nn
 from wwtune.objective import UNSEEN_LOSS, Params, Reporter, Split, task
 
 from ._common import constant_predictor_loss, make_optimizer, resolve_hparams, split_indices, subset_size
+from ._training import TRAINING_DEFAULTS, InTraining
 
 DEFAULTS: dict[str, Any] = {
     "lr": 3e-3,
@@ -39,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_chars": 16384,
     "decay_bias_and_norm": True,  # see Params.param_groups
     "decay_follows_lr_mult": True,
+    **TRAINING_DEFAULTS,  # schedule, balance, freeze (objectives/_training.py): all off by default
 }
 
 HELDOUT_FRACTION = 0.1
@@ -177,6 +179,7 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
             first = _windows(train_codes, context, int(hp["eval_chars"]))
             loss_init = sum(float(_loss(model, w)) * len(w) for w in first.split(64)) / len(first)
         optimizer = make_optimizer(params, model, hp)
+        helpers = InTraining(model, optimizer, hp, int(params.budget))
         offsets_rng = torch.Generator().manual_seed(int(params.seed) + 1)
         span = torch.arange(context + 1)
         reporter.report(0, model, loss_init)  # before training: the reference of the study's sanity rules
@@ -190,6 +193,7 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach())
+            helpers.epoch_end()
             reporter.report(epoch, model, total / int(hp["steps_per_epoch"]))
         bpc = heldout_bits_per_char(model, codes[len(codes) - n_heldout :], context, int(hp["eval_chars"]))
         out = {
@@ -198,6 +202,8 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
             "loss_init": loss_init,
             "loss_trivial": constant_predictor_loss(train_codes, len(alphabet)),
         }
+        if training := helpers.record():
+            out["training"] = training
         if unseen_codes is not None:
             out[UNSEEN_LOSS] = heldout_bits_per_char(model, unseen_codes, context, int(hp["eval_chars"]))
     return out

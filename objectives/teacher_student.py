@@ -117,11 +117,13 @@ def train(params: Params, reporter: Reporter) -> dict[str, Any]:
         torch.manual_seed(int(params.seed))
         model = Student(int(hp["d_in"]), int(hp["student_width"]), int(hp["n_classes"]))
         params.apply_dropout(model)
-        loss_init = fit_epochs(model, x, y, params, hp, reporter)
+        training: dict[str, Any] = {}
+        loss_init = fit_epochs(model, x, y, params, hp, reporter, record=training)
         return {
             "heldout": 1.0 - accuracy(model, x_held, y_held),
             "n_train": len(x),
             "loss_init": loss_init,
             "loss_trivial": constant_predictor_loss(y, int(hp["n_classes"])),
             **unseen_error(model, unseen),
+            **({"training": training} if training else {}),
         }

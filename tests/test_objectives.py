@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from wwtune.objective import NullReporter, Params
-from wwtune.objectives import _common, char_lm, digits_cnn, digits_mlp, teacher_student
+from wwtune.objectives import (
+    _common,
+    char_lm,
+    digits_cnn,
+    digits_deep_cnn,
+    digits_deep_mlp,
+    digits_mlp,
+    teacher_student,
+)
 
 torch.set_num_threads(1)
 
@@ -28,6 +36,8 @@ TINY = {
     "digits_cnn": (digits_cnn, {"channels": 16}, 3),
     "char_lm": (char_lm, {"steps_per_epoch": 15, "eval_chars": 2048, "d_model": 32, "context": 32}, 3),
     "teacher_student": (teacher_student, {"n_train": 400, "n_heldout": 1000}, 4),
+    "digits_deep_mlp": (digits_deep_mlp, {"opt": "adam", "lr": 3e-3}, 3),
+    "digits_deep_cnn": (digits_deep_cnn, {"channels": 16, "opt": "adam", "lr": 3e-3}, 3),
 }
 # (low, high) of each task's held-out metric.
 HELDOUT_RANGE = {
@@ -35,6 +45,8 @@ HELDOUT_RANGE = {
     "digits_cnn": (0.0, 1.0),
     "char_lm": (0.0, 8.0),  # bits per character; uniform guessing over 103 characters is 6.7
     "teacher_student": (0.0, 1.0),
+    "digits_deep_mlp": (0.0, 1.0),
+    "digits_deep_cnn": (0.0, 1.0),
 }
 # A held-out value each tiny run must beat: chance level (10 digits; uniform over 103 characters is
 # log2(103) = 6.7 bits; the teacher's commonest of 10 classes covers 13%), so the metric's direction is right.
@@ -43,6 +55,8 @@ BEATS_CHANCE = {
     "digits_cnn": lambda v: v > 0.15,
     "char_lm": lambda v: v < 6.0,
     "teacher_student": lambda v: v < 0.85,
+    "digits_deep_mlp": lambda v: v > 0.15,
+    "digits_deep_cnn": lambda v: v > 0.15,
 }
 # A pattern matching one weight layer, and a dropout module, of each task's model.
 FROZEN_LAYER = {
@@ -50,13 +64,24 @@ FROZEN_LAYER = {
     "digits_cnn": "conv2",
     "char_lm": "blocks.0.mlp.fc1",
     "teacher_student": "fc2",
+    "digits_deep_mlp": "fc3",
+    "digits_deep_cnn": "conv3",
 }
-MOVING_LAYER = {"digits_mlp": "fc2", "digits_cnn": "fc1", "char_lm": "head", "teacher_student": "fc1"}
+MOVING_LAYER = {
+    "digits_mlp": "fc2",
+    "digits_cnn": "fc1",
+    "char_lm": "head",
+    "teacher_student": "fc1",
+    "digits_deep_mlp": "fc2",
+    "digits_deep_cnn": "fc1",
+}
 DROPOUT_MODULE = {
     "digits_mlp": "drop2",
     "digits_cnn": "drop1",
     "char_lm": "blocks.1.attn.drop",
     "teacher_student": "drop1",
+    "digits_deep_mlp": "drop",
+    "digits_deep_cnn": "drop",
 }
 
 
@@ -235,6 +260,10 @@ def _model_modules(module) -> list[str]:
         model = digits_mlp.DigitsMLP(hp["hidden"])
     elif module is digits_cnn:
         model = digits_cnn.DigitsCNN(hp["channels"])
+    elif module is digits_deep_mlp:
+        model = digits_deep_mlp.DeepMLP(hp["hidden"], hp["depth"])
+    elif module is digits_deep_cnn:
+        model = digits_deep_cnn.DeepCNN(hp["channels"])
     elif module is char_lm:
         model = char_lm.CharTransformer(
             len(char_lm.corpus()[0]), hp["context"], hp["d_model"], hp["n_heads"], hp["n_layers"]

@@ -15,6 +15,7 @@ from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialF
 from wwtune.objective import NullReporter, Params, Reporter, task
 from wwtune.spectral import COLUMNS, AnalysisOptions, summary
 from wwtune.spectral import analyze as spectral_analyze
+from wwtune.training import EarlyFreezing, TempBalance
 from wwtune.version import __version__
 
 #: WeightWatcher's default folder for ``savefig``.
@@ -118,12 +119,14 @@ __all__ = [
     "COLUMNS",
     "AlphaPruner",
     "AnalysisOptions",
+    "EarlyFreezing",
     "NoEligibleLayers",
     "NullReporter",
     "Params",
     "Pruned",
     "Reporter",
     "Score",
+    "TempBalance",
     "TrainingDiverged",
     "TrialBridge",
     "TrialFailed",

@@ -53,6 +53,7 @@ from wwtune.report.study_plots import (
 )
 from wwtune.report.texts import CSS as _CSS
 from wwtune.report.texts import EXPLAIN
+from wwtune.report.training_plots import training_section
 from wwtune.score import band_text
 from wwtune.trust import trust_report
 from wwtune.version import __version__
@@ -476,6 +477,7 @@ def render_report(
         _trust(study, image_format),
         _advice(study, image_format),
         _spectra(spectra, image_format),
+        training_section(study.trials, best, image_format),
         _trials(study),
     ]
     return (
