@@ -60,21 +60,22 @@ def run_cluster(
             live[fut] = i
             return fut
 
-        queue = as_completed([submit(i) for _, i in zip(range(window), todo, strict=False)])
-        done = 0
-        for fut in queue:
-            i = live.pop(fut)
-            if fut.status != "finished":
-                exc = fut.exception()
-                raise LayerFailed(tasks[i].label, f"failed on the cluster: {type(exc).__name__}: {exc}")
-            results[i] = fut.result()
-            fut.release()
-            done += 1
-            if progress is not None:
-                progress(done, n, tasks[i].label)
-            nxt = next(todo, None)
-            if nxt is not None:
-                queue.add(submit(nxt))
+        with client.as_current():  # as_completed finds the client through the current one
+            queue = as_completed([submit(i) for _, i in zip(range(window), todo, strict=False)])
+            done = 0
+            for fut in queue:
+                i = live.pop(fut)
+                if fut.status != "finished":
+                    exc = fut.exception()
+                    raise LayerFailed(tasks[i].label, f"failed on the cluster: {type(exc).__name__}: {exc}")
+                results[i] = fut.result()
+                fut.release()
+                done += 1
+                if progress is not None:
+                    progress(done, n, tasks[i].label)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    queue.add(submit(nxt))
     finally:
         if live:
             client.cancel(list(live))
