@@ -20,6 +20,7 @@ from torch import nn
 
 import wwtune
 from wwtune.analyze_cli import main as analyze_main
+from wwtune.compare_cli import main as compare_main
 from wwtune.execution import LayerFailed, Task, analyze, check_execution, run_tasks
 from wwtune.execution import local as local_mod
 from wwtune.execution.plan import LARGE_M, make_plan, threads_for
@@ -227,6 +228,14 @@ def test_cli_workers_writes_the_serial_csv(folder, tmp_path, capsys):
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     assert analyze_main([str(folder), "--workers", "0"]) == 2
     assert "--workers: must be a positive integer or 'auto'" in capsys.readouterr().err
+    assert compare_main([str(folder), str(folder), "--csv", str(tmp_path / "c.csv"), "-q"]) == 0
+    assert (
+        compare_main([str(folder), str(folder), "--csv", str(tmp_path / "d.csv"), "-q", "--workers", "2"])
+        == 0
+    )
+    assert (tmp_path / "c.csv").read_text() == (tmp_path / "d.csv").read_text()
+    assert analyze_main([str(folder), "--workers", "2", "--cluster", "tcp://127.0.0.1:1"]) == 2
+    assert "not allowed with argument --workers" in capsys.readouterr().err
 
 
 def test_import_wwtune_does_not_import_the_cluster_engine():
@@ -247,9 +256,15 @@ def dask_address():
         if os.environ.get("WWTUNE_REQUIRE_SYSTEM_TESTS"):
             pytest.fail("WWTUNE_REQUIRE_SYSTEM_TESTS is set but Dask distributed is not installed")
         pytest.skip("cluster tests need the extra: pip install 'wwtune[cluster]'")
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
+    import dask
+
+    # a worker killed once fails its task at once (Dask's default retries it on 3 more workers)
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+    ):
         yield cluster.scheduler_address
 
 
@@ -279,4 +294,13 @@ def test_cluster_names_a_failed_layer(dask_address):
     with pytest.raises(
         LayerFailed, match=r"layer 'layer2': failed on the cluster: ValueError: cannot take 2"
     ):
+        run_tasks(tasks, cluster=dask_address)
+
+
+@pytest.mark.timeout(300)
+def test_cluster_names_the_layer_whose_worker_died(dask_address):
+    from execution_tasks import die_on
+
+    tasks = [Task(f"layer{i}", die_on, (i, 1)) for i in range(3)]
+    with pytest.raises(LayerFailed, match=r"layer 'layer1': failed on the cluster: KilledWorker"):
         run_tasks(tasks, cluster=dask_address)
