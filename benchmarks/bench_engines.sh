@@ -17,7 +17,7 @@ measure() {  # name, pip spec, start-up script
   local size; size=$(( ($(du -sk "$venv" | cut -f1) - base) / 1024 ))
   local ndist; ndist=$("$venv/bin/python" -m pip list --format=freeze 2>/dev/null | wc -l)
   local starts=()
-  for _ in 1 2 3; do starts+=("$("$venv/bin/python" -c "$script")"); done
+  for _ in 1 2 3; do starts+=("$("$venv/bin/python" -c "$script" 2>>"$ROOT/$name.err" || echo failed)"); done
   printf '| %s | %s | %d MB | %d | %.0f s | %s |\n' "$name" "$("$venv/bin/python" -m pip show "${spec%%[=<>]*}" | sed -n 's/^Version: //p')" \
     "$size" "$ndist" "$(echo "$t1 - $t0" | bc)" "${starts[*]}"
 }
