@@ -156,13 +156,20 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     """SIGINT to a running parallel analysis: the parent exits on KeyboardInterrupt, no worker survives."""
     script = textwrap.dedent(
         """
-        import multiprocessing, signal, sys
+        import os, signal, sys
+        from pathlib import Path
         from torch import nn
         from wwtune.execution import analyze
 
+        def children():
+            me = str(os.getpid())
+            stats = [p / "stat" for p in Path("/proc").iterdir() if p.name.isdigit()]
+            ppid = lambda s: s.read_text().rsplit(")", 1)[1].split()[1] if s.exists() else ""
+            return [s.parent.name for s in stats if ppid(s) == me]
+
         def progress(done, total, name):
             if done == 1:
-                print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+                print(" ".join(children()), flush=True)
                 signal.pause()  # waits here for the test's SIGINT
 
         try:
@@ -193,6 +200,23 @@ def test_ctrl_c_stops_every_worker(tmp_path):
             proc.wait()
     alive = [p for p in pids if Path(f"/proc/{p}").exists()]
     assert not alive, f"worker processes left running: {alive}"
+
+
+def test_a_script_without_a_main_guard_can_use_workers(tmp_path):
+    """Workers are fresh interpreters: the user's script is not re-run in them (multiprocessing's spawn
+    would re-import it and refuse to start processes while bootstrapping)."""
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\nimport wwtune\n"
+        "torch.manual_seed(0)\nmodel = nn.Sequential(nn.Linear(30, 20), nn.Linear(20, 10))\n"
+        "print('runs', flush=True)\n"
+        "print(wwtune.analyze(model, workers=2).equals(wwtune.analyze(model)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["runs", "True"]
 
 
 def test_plan_auto_is_bounded_by_cores_layers_and_memory():
