@@ -328,3 +328,12 @@ def test_cluster_names_the_layer_whose_worker_died(dask_address):
     tasks = [Task(f"layer{i}", die_on, (i, 1)) for i in range(3)]
     with pytest.raises(LayerFailed, match=r"layer 'layer1': failed on the cluster: KilledWorker"):
         run_tasks(tasks, cluster=dask_address)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import wwtune.execution as execution
+
+    result = doctest.testmod(execution, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
