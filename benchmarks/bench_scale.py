@@ -11,9 +11,10 @@ Steps (each a subcommand; ``all`` runs them in order):
   1 thread), with ``workers=2`` and on a local Dask cluster of 2 worker processes of 1 thread on
   127.0.0.1 (started before the clock, its start-up time given apart); wall time, CPU time (the process
   and every worker it waited for: ``RUSAGE_SELF + RUSAGE_CHILDREN``), peak RSS of the parent and of the
-  largest worker; and the bare eigensolver (float64 Gram, ``eigvalsh``, one matrix at a time, 1 thread) of
-  the same matrices, for the analysis / bare ratio. Every parallel result is checked equal to the serial
-  one (``pd.testing.assert_frame_equal``, exact).
+  largest worker; in the serial row the CPU time spent in the bare linear algebra (loading each tensor,
+  its float64 Gram, ``eigvalsh``: ``compute_esds``) for the analysis / bare ratio. ``--layers-1b`` /
+  ``--layers-7b`` measure a stated subset. Every parallel result is checked equal to the serial one
+  (``pd.testing.assert_frame_equal``, exact).
 
 Writes ``--out`` (default ``benchmarks/results/scale.md``) with the exact command at its top.
 """
@@ -55,6 +56,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", default=str(HERE / ".cache" / "scale"))
     p.add_argument("--blocks-7b", type=int, default=1, help="blocks of the 7B-shaped slice")
     p.add_argument("--models", default="llama1b,llama7b_slice")
+    p.add_argument(
+        "--layers-1b",
+        default="*",
+        help="fnmatch pattern(s), comma-separated, of the 1.1 B matrices measured (default: all)",
+    )
+    p.add_argument("--layers-7b", default="*", help="the same for the 7B-shaped slice")
+    p.add_argument("--modes", default="serial,workers2,cluster", help="rows per checkpoint, in order")
     p.add_argument("--out", default=str(HERE / "results" / "scale.md"))
     p.add_argument("--spec", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -124,22 +132,9 @@ def _worker(spec: dict) -> None:
 
     torch.set_num_threads(1)
     import wwtune
-    from wwtune.spectral.layers import weight_specs
 
     folder, mode = spec["folder"], spec["mode"]
     out: dict = {"mode": mode}
-    if mode == "bare":
-        specs = [s for s in weight_specs(folder) if len(s.shape) == 2]
-        c0, t0 = time.process_time(), time.perf_counter()
-        for s in specs:
-            x = s.load().to(torch.float64)
-            g = x.T @ x if x.shape[0] >= x.shape[1] else x @ x.T
-            torch.linalg.eigvalsh(g)
-            del x, g
-        out.update(seconds=time.perf_counter() - t0, layers=len(specs), **_usage())
-        out["cpu"] = time.process_time() - c0
-        print(json.dumps(out))
-        return
     cluster = None
     if mode == "cluster":
         from distributed import LocalCluster
@@ -149,15 +144,31 @@ def _worker(spec: dict) -> None:
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
         )
         out["cluster_start_s"] = time.perf_counter() - s0
+    import wwtune.spectral.analyze as serial_module
+
+    linalg = [0.0]
+    eig = serial_module.compute_esds
+
+    def timed_esds(*a, **k):  # noqa: ANN002, ANN003, ANN202 - the serial run's loads, Grams and eigvalsh
+        c = time.process_time()
+        try:
+            return eig(*a, **k)
+        finally:
+            linalg[0] += time.process_time() - c
+
+    serial_module.compute_esds = timed_esds
     c_before = _usage()["cpu"]
     t0 = time.perf_counter()
     kw = {"workers": 2} if mode == "workers2" else {"cluster": cluster.scheduler_address} if cluster else {}
-    df = wwtune.analyze(folder, **kw)
+    layers = spec["layers"].split(",") if spec["layers"] != "*" else None
+    df = wwtune.analyze(folder, layers=layers, **kw)
     out["seconds"] = time.perf_counter() - t0
     if cluster is not None:
         cluster.close()
     out.update(layers=len(df), **_usage())
     out["cpu"] -= c_before
+    if mode == "serial":
+        out["linalg_cpu"] = linalg[0]
     if spec.get("reference"):
         ref = pd.read_pickle(spec["reference"])
         pd.testing.assert_frame_equal(df, ref, check_exact=True)
@@ -187,9 +198,10 @@ def measure(args: argparse.Namespace) -> None:
         folder = str(Path(args.cache) / model)
         ref = str(Path(args.cache) / f"{model}.serial.pkl")
         params = json.loads((Path(folder) / "params.json").read_text())
-        for mode in ("serial", "workers2", "cluster", "bare"):
-            spec = {"folder": folder, "mode": mode}
-            spec.update({"save": ref} if mode == "serial" else {"reference": ref} if mode != "bare" else {})
+        layers = args.layers_1b if model == "llama1b" else args.layers_7b
+        for mode in args.modes.split(","):
+            spec = {"folder": folder, "mode": mode, "layers": layers}
+            spec.update({"save": ref} if mode == "serial" else {"reference": ref})
             rows.append((model, params, _run(spec)))
             Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
     total = time.perf_counter() - t_all
@@ -214,17 +226,22 @@ def measure(args: argparse.Namespace) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for model, params, r in rows:
-        what = f"{model} ({params['parameters'] / 1e9:.3f} B params, {params['shards']} shards)"
+        pattern = args.layers_1b if model == "llama1b" else args.layers_7b
+        size = f"{params['parameters'] / 1e9:.3f} B params, {params['shards']} shards"
+        what = f"{model} ({size}; layers {pattern})"
         notes = []
         if "cluster_start_s" in r:
             notes.append(f"cluster start-up {r['cluster_start_s']:.1f} s, not in the wall time")
         if r.get("equal_to_serial"):
             notes.append("DataFrame equal to serial (exact)")
+        if "linalg_cpu" in r:
+            notes.append(
+                f"analysis / bare linear algebra (load, Gram, eigvalsh) CPU: {r['cpu'] / r['linalg_cpu']:.3f}"
+            )
         label = {
             "serial": "1 process",
             "workers2": "workers=2",
             "cluster": "Dask, 2 workers",
-            "bare": "bare eigensolver",
         }
         lines.append(
             f"| {what} | {label[r['mode']]} | {r['layers']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
