@@ -337,3 +337,12 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(execution, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the degenerate mode is for machines without a GPU")
+def test_gpu_check_says_no_gpu_and_exits_0_without_one():
+    script = HERE.parent / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("no GPU:")
+    strict = subprocess.run([sys.executable, str(script), "--require-gpu"], capture_output=True, timeout=300)
+    assert strict.returncode == 3
