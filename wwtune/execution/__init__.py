@@ -78,14 +78,14 @@ def run_tasks(
 
         logger.info("analysis: %d layers on the Dask cluster at %s", len(tasks), cluster)
         return run_cluster(tasks, cluster, progress)
-    if workers in (None, 1) or len(tasks) <= 1:
+    plan = make_plan(workers or 1, [t.size for t in tasks])
+    if plan.processes == 1:  # one process (asked, one task, or all memory allows): this one
         out = []
         for done, t in enumerate(tasks, 1):
             out.append(t.fn(*t.args))
             if progress is not None:
                 progress(done, len(tasks), t.label)
         return out
-    plan = make_plan(workers, [t.size for t in tasks])
     logger.info(
         "analysis: %d layers over %d worker processes (%s); at most %d layers resident at once",
         len(tasks),
