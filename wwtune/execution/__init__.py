@@ -24,7 +24,7 @@ import torch
 from wwtune.execution.local import run_local
 from wwtune.execution.plan import check_workers, layer_bytes, make_plan
 from wwtune.execution.tasks import LayerFailed, Task
-from wwtune.spectral.analyze import Options, check_options, layer_row, select_specs
+from wwtune.spectral.analyze import AnalysisOptions, layer_row, select_specs
 from wwtune.spectral.analyze import analyze as analyze_serial
 from wwtune.spectral.esd import compute_esds
 from wwtune.spectral.layers import WeightSpec, weight_specs
@@ -96,31 +96,33 @@ def run_tasks(
     return run_local(tasks, plan, progress)
 
 
-def analyze_layer(spec: WeightSpec, opts: Options) -> dict[str, Any]:
+def analyze_layer(spec: WeightSpec, opts: AnalysisOptions) -> dict[str, Any]:
     """One layer's row of :func:`wwtune.spectral.analyze.analyze` (run inside a worker)."""
-    esd = compute_esds([spec], device=opts.device, dtype=opts.dtype)[0]
+    esd = compute_esds([spec], device=opts.device, dtype=opts.torch_dtype)[0]
     return layer_row(spec, esd, opts)
 
 
 def analyze(
     source: Any,
+    options: AnalysisOptions | None = None,
+    /,
     *,
     workers: int | str | None = None,
     cluster: str | None = None,
     progress: Progress | None = None,
-    **options: Any,
+    **changes: Any,
 ) -> pd.DataFrame:
-    """:func:`wwtune.spectral.analyze.analyze` (same ``source`` and keyword options, same DataFrame), with
-    the layers spread over ``workers`` processes of this machine or a Dask ``cluster``.
+    """:func:`wwtune.spectral.analyze.analyze` (same ``source`` and options, same DataFrame), with the
+    layers spread over ``workers`` processes of this machine or a Dask ``cluster``.
 
     Args:
         source: an ``nn.Module``, a state_dict, a checkpoint file or a Hugging Face folder. Workers read a
             safetensors checkpoint's tensors themselves; an in-memory model's weights are sent one matrix
             per task.
+        options: an :class:`AnalysisOptions` (default: all defaults); ``**changes`` by name over it.
         workers: None or 1 (serial, default), N processes, or ``"auto"`` (from cores, layers and memory).
         cluster: a Dask scheduler address (``"tcp://host:8786"``); the workers must see file paths.
         progress: called as ``progress(done, total, layer_name)`` after each layer (parallel runs).
-        **options: the options of :func:`wwtune.spectral.analyze.analyze` (``layers``, ``fit``, ...).
 
     Raises:
         LayerFailed: a layer failed in a worker or its worker died (the message names the layer).
@@ -135,16 +137,10 @@ def analyze(
         [50, 10]
     """
     workers, cluster = check_execution(workers, cluster)
+    opts = AnalysisOptions.of(options, **changes)
     if workers in (None, 1) and cluster is None:
-        return analyze_serial(source, **options)
-    drawn = [k for k in ("plot", "savefig") if options.pop(k, None) not in (None, False)]
-    if drawn:
-        raise ValueError(
-            f"{drawn[0]}= is not available with workers= / cluster=; draw the plots from the result with "
-            "wwtune.report.save_model_plots(df)."
-        )
-    opts = check_options(**options)
+        return analyze_serial(source, opts)
     specs = select_specs(weight_specs(source), opts)
-    tasks = [layer_task(s.name, analyze_layer, (s, opts), opts.dtype) for s in specs]
+    tasks = [layer_task(s.name, analyze_layer, (s, opts), opts.torch_dtype) for s in specs]
     rows = run_tasks(tasks, workers=workers, cluster=cluster, progress=progress)
     return pd.DataFrame(rows, columns=opts.columns)
