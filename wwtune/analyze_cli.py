@@ -25,6 +25,7 @@ from wwtune.cli_common import Progress as _Progress
 from wwtune.cli_common import UsageError as _UsageError
 from wwtune.cli_common import (
     add_analysis_options,
+    add_execution_options,
     add_plot_format_option,
     add_quiet_debug_options,
     analysis_options,
@@ -35,7 +36,8 @@ from wwtune.cli_common import (
     render_table,
     run_cli,
 )
-from wwtune.spectral import analyze, summary
+from wwtune.execution import analyze
+from wwtune.spectral import summary
 
 __all__ = ["TABLE_COLUMNS", "build_parser", "default_csv_path", "format_table", "main"]
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "path", metavar="PATH", help="a .pt/.pth/.bin/.safetensors checkpoint or a Hugging Face model folder"
     )
     add_analysis_options(p)
+    add_execution_options(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "--csv",
@@ -175,7 +178,13 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     if args.randomize:
         extra += RANDOMIZE_TABLE_COLUMNS
     with _Progress(str(path), stderr, enabled=not args.quiet) as progress:
-        df = analyze(path, analysis_options(args, keep_evals=bool(args.plot or args.keep_evals)))
+        df = analyze(
+            path,
+            analysis_options(args, keep_evals=bool(args.plot or args.keep_evals)),
+            workers=args.workers,
+            cluster=args.cluster,
+            progress=progress.update,
+        )
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")

@@ -23,6 +23,7 @@ __all__ = [
     "Progress",
     "UsageError",
     "add_analysis_options",
+    "add_execution_options",
     "analysis_options",
     "band_arg",
     "csv_list",
@@ -147,6 +148,34 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="add the correlation-trap columns (num_traps, rand_distance, ...)",
     )
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the --randomize shuffle")
+
+
+def workers_arg(text: str) -> int | str:
+    """``--workers``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', not {text!r}")
+    return int(text)
+
+
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    """``--workers`` / ``--cluster``: where the layers are analysed (see :mod:`wwtune.execution`)."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=workers_arg,
+        default=None,
+        metavar="N",
+        help="analyse layers in N worker processes of this machine, or 'auto' (from cores and memory); "
+        "default: one process",
+    )
+    where.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="analyse layers on a Dask cluster, e.g. tcp://scheduler:8786 (pip install 'wwtune[cluster]'; "
+        "the workers must see the checkpoint's path)",
+    )
 
 
 def output_path(model: str | os.PathLike[str], suffix: str) -> Path:

@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 
 from wwtune.compare_rules import DEFAULT_FAIL_ON, RULES, check_rules, parse_rules
+from wwtune.execution import check_execution, layer_task, run_tasks
 from wwtune.spectral.analyze import AnalysisOptions, layer_row, select_specs
 from wwtune.spectral.distance import esd_distance, ks_distance
 from wwtune.spectral.esd import compute_esds
@@ -257,6 +258,8 @@ def compare(
     keep_evals: bool = False,
     band: Sequence[float] = (_OVER, _UNDER),
     progress: Callable[[int, int, str], None] | None = None,
+    workers: int | str | None = None,
+    cluster: str | None = None,
     **changes: Any,
 ) -> pd.DataFrame:
     """Layer-by-layer comparison of two versions of a model: what changed, and did it break a layer?
@@ -280,6 +283,7 @@ def compare(
         progress: called as ``progress(done, total, layer_name)`` after each layer (the CLI's progress bar).
         **changes: analysis options by name over ``options`` (``layers=``, ``min_evals=``, ``fit=``, ...), as
             for :func:`wwtune.analyze`.
+        workers, cluster: layer pairs over worker processes or a Dask cluster, as :func:`wwtune.analyze`.
 
     Returns:
         One row per layer present in either model, base order first. Columns: ``name``, ``layer_type``,
@@ -305,6 +309,7 @@ def compare(
     opts = AnalysisOptions.of(options, **changes, keep_evals=False)
     low, high = _check_band(band)
     keep_evals = bool(keep_evals)
+    check_execution(workers, cluster)
     new_specs = select_specs(weight_specs(new), opts)
     if _is_baseline_table(base):
         base_rows = _baseline_rows(base, opts)
@@ -317,18 +322,14 @@ def compare(
     new_side = {s.name: s for s in new_specs}
     renamed = _renames(base_side, new_side)
     order = list(base_side) + [n for n in new_side if n not in base_side and n not in renamed]
-    records: list[dict[str, Any]] = []
-    total = len(order)
-    for done, name in enumerate(order, 1):
-        if name in renamed.values():
-            continue  # reported on the new name's row
-        records.append(_compare_one(name, base_side, new_side, renamed, opts, keep_evals, low, high))
-        if progress is not None:
-            progress(done, total, name)
-    for new_name in renamed:
-        records.append(_compare_one(new_name, base_side, new_side, renamed, opts, keep_evals, low, high))
-        if progress is not None:
-            progress(total, total, new_name)
+    names = [n for n in order if n not in renamed.values()] + list(renamed)  # renamed: on the new name
+    tasks = []
+    for name in names:
+        b = base_side.get(renamed.get(name, name))
+        parts = (b.row, b.spec) if b is not None else (None, None)
+        args = (name, renamed.get(name), *parts, new_side.get(name), opts, keep_evals, low, high)
+        tasks.append(layer_task(name, _compare_task, args, opts.torch_dtype))
+    records = run_tasks(tasks, workers=workers, cluster=cluster, progress=progress)
     df = pd.DataFrame(records)
     cols = _columns(opts.mp_fit, opts.randomize, keep_evals)
     return df.reindex(columns=cols)
@@ -390,6 +391,13 @@ def _renames(base_side: dict[str, _Side], new_side: dict[str, WeightSpec]) -> di
                 out[spec.name] = old
                 break
     return out
+
+
+def _compare_task(name: str, old: str | None, row_b: Any, spec_b: Any, sn: Any, *rest: Any) -> dict[str, Any]:
+    """One layer pair as a task (picklable arguments: the pair's own sides only)."""
+    base_side = {old or name: _Side(row_b, spec_b)} if row_b is not None else {}
+    new_side = {name: sn} if sn is not None else {}
+    return _compare_one(name, base_side, new_side, {name: old} if old else {}, *rest)
 
 
 def _compare_one(

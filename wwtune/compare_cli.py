@@ -31,6 +31,7 @@ from wwtune.cli_common import (
     Progress,
     UsageError,
     add_analysis_options,
+    add_execution_options,
     add_plot_format_option,
     add_quiet_debug_options,
     analysis_options,
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("new", metavar="NEW", help="the version to check: a checkpoint file or folder")
     add_analysis_options(p)
+    add_execution_options(p)
     p.add_argument(
         "--band",
         type=band_arg,
@@ -230,6 +232,8 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
             band=args.band,
             keep_evals=bool(args.plot),
             progress=progress.update,
+            workers=args.workers,
+            cluster=args.cluster,
         )
     fired = check_rules(df, rules_text) if rules_text else pd.Series([""] * len(df), index=df.index)
     summary = _summary(df, fired, rules_text, progress.elapsed)

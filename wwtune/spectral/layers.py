@@ -21,7 +21,7 @@ import safetensors
 import torch
 from torch import nn
 
-__all__ = ["FILE_SUFFIXES", "WeightSpec", "weight_specs"]
+__all__ = ["FILE_SUFFIXES", "FileTensor", "RowBlock", "WeightSpec", "weight_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,36 @@ def _const(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t
 
 
+@dataclass(frozen=True)
+class FileTensor:
+    """Loader of one tensor of a safetensors file, read on call; picklable (path and key only), so another
+    process can read its own tensor where the file lies (``from_file`` is True)."""
+
+    path: str
+    key: str
+    from_file: bool = True
+
+    def __call__(self) -> torch.Tensor:
+        with safetensors.safe_open(self.path, framework="pt") as f:
+            return f.get_tensor(self.key)
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Rows ``[start, stop)`` of what ``load`` returns (one block of a packed q/k/v weight)."""
+
+    load: Callable[[], torch.Tensor]
+    start: int
+    stop: int
+
+    @property
+    def from_file(self) -> bool:
+        return bool(getattr(self.load, "from_file", False))
+
+    def __call__(self) -> torch.Tensor:
+        return self.load()[self.start : self.stop]
+
+
 def _split_qkv(
     name: str, weight: torch.Tensor | None, shape: tuple[int, ...], load: Callable[[], torch.Tensor]
 ) -> list[WeightSpec]:
@@ -72,11 +102,9 @@ def _split_qkv(
     e = shape[0] // 3
     out = []
     for idx, part in enumerate("qkv"):
-
-        def part_load(idx: int = idx) -> torch.Tensor:
-            return load()[idx * e : (idx + 1) * e]
-
-        out.append(WeightSpec(f"{name}.{part}", "dense", (e, shape[1]), part_load))
+        out.append(
+            WeightSpec(f"{name}.{part}", "dense", (e, shape[1]), RowBlock(load, idx * e, (idx + 1) * e))
+        )
     return out
 
 
@@ -258,14 +286,8 @@ def _safetensors_specs(path: Path) -> list[WeightSpec]:
     ]
     _log_skipped(skipped, repr(str(path)))
     for key, shape, dtype in entries:
-        if not str(dtype).upper().startswith(("F", "BF")):
-            continue
-
-        def load(key: str = key) -> torch.Tensor:
-            with safetensors.safe_open(str(path), framework="pt") as f:
-                return f.get_tensor(key)
-
-        specs += _key_spec(key, shape, load)
+        if str(dtype).upper().startswith(("F", "BF")):
+            specs += _key_spec(key, shape, FileTensor(str(path), key))
     return specs
 
 
