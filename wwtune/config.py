@@ -20,6 +20,7 @@ from typing import Any
 
 from hydra.utils import get_object
 
+from wwtune.pick import PickRule
 from wwtune.schema import (
     ANALYZE_ARGS,
     ConfigError,
@@ -27,6 +28,7 @@ from wwtune.schema import (
     analysis_keys,
     check_section,
     check_value,
+    defaults,
     normalize_config,
     unknown_keys,
 )
@@ -121,6 +123,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         check_section("objective.heldout", heldout)
     if cfg.get("advise") is not None:
         check_section("advise", cfg["advise"])
+    if cfg.get("pick") is not None:
+        check_section("pick", cfg["pick"])
     for section in ("sampler", "pruner"):
         node = cfg.get(section)
         if not isinstance(node, Mapping):
@@ -133,6 +137,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         score = make_score(cfg)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"score: {exc}") from None
+    try:
+        make_pick(cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"pick: {exc}") from None
     try:
         space = SearchSpace.from_config(cfg.get("search_space"))
     except (ValueError, TypeError) as exc:
@@ -215,6 +223,14 @@ def make_score(cfg: Mapping[str, Any]) -> Score:
     if node.get("band") is None:
         node["band"] = cfg["objective"].get("alpha_band")
     return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
+
+
+def make_pick(cfg: Mapping[str, Any]) -> PickRule:
+    """The run's :class:`~wwtune.pick.PickRule` from the ``pick`` section (absent: the schema's defaults),
+    with the score's band and layer rule."""
+    score = make_score(cfg)
+    node = {**defaults("pick"), **dict(cfg.get("pick") or {})}
+    return PickRule.from_config({**node, "min_evals_counted": score.min_evals}, band=score.band)
 
 
 def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
