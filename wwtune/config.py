@@ -16,8 +16,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from importlib import resources
 from typing import Any
 
+import yaml
 from hydra.utils import get_object
 
 from wwtune.pick import PickRule
@@ -223,6 +225,33 @@ def make_score(cfg: Mapping[str, Any]) -> Score:
     if node.get("band") is None:
         node["band"] = cfg["objective"].get("alpha_band")
     return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
+
+
+def default_score_name() -> str:
+    """The CLI's default score config (the ``score`` entry of ``conf/config.yaml``'s defaults list)."""
+    root = resources.files("wwtune.conf")
+    for entry in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, Mapping) and "score" in entry:
+            return str(entry["score"])
+    raise ConfigError("conf/config.yaml names no default score")  # a broken install
+
+
+def named_score(name: str | Score | None = None, band: Any = None) -> Score:
+    """A :class:`Score` from a shipped ``conf/score/<name>.yaml`` (``"fit_band"``, ``"band"``,
+    ``"balanced"`` …); None: the CLI's default score; a :class:`Score` is returned as is. ``band``
+    fills a config without its own band (else the Score default, [2, 2])."""
+    if isinstance(name, Score):
+        return name
+    name = default_score_name() if name is None else name
+    path = resources.files("wwtune.conf") / "score" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        folder = resources.files("wwtune.conf") / "score"
+        shipped = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"score must be a Score or one of {shipped} but got {name!r}.")
+    node = dict(yaml.safe_load(path.read_text()))
+    if node.get("band") is None:
+        node["band"] = band
+    return Score.from_config(node)
 
 
 def make_pick(cfg: Mapping[str, Any]) -> PickRule:

@@ -31,12 +31,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial
 
-from wwtune.record import failed_fits
+from wwtune.ranking import best_trial, feasible_trials, ranked_trials
+from wwtune.record import STUDY_BAND, STUDY_CONFIG, STUDY_LOSS_COMPARABLE, TrialRecord
 from wwtune.score import DEFAULT_BAND, Score
+from wwtune.spectral.fit_rule import failed_fits
 
-__all__ = ["GUARDS", "PICK_KINDS", "Candidate", "Pick", "PickRule"]
+__all__ = [
+    "GUARDS",
+    "PICK_KINDS",
+    "STUDY_PICK",
+    "Candidate",
+    "Pick",
+    "PickRule",
+    "picked_trial",
+    "store_pick",
+    "study_pick_rule",
+]
+
+#: study attr: the returned trial, its rule and the reason (:meth:`Pick.as_attr`)
+STUDY_PICK = "wwtune.pick"
 
 PICK_KINDS = ("loss_group", "value", "train_loss")
 GUARDS = ("below", "band")
@@ -219,3 +236,65 @@ def _finite(x: float | None) -> bool:
 
 def _fmt(x: float) -> str:
     return "unreadable" if not math.isfinite(x) else f"{x:.3g}"
+
+
+# ------------------------------------------------------------------------------------------ studies
+def study_pick_rule(study_or_trials: Any) -> PickRule:
+    """The pick rule stored with a study (its config's ``pick`` section, the score's band and layer
+    rule). A study stored before pick rules existed (no ``pick`` section) keeps its old pick: ``value``."""
+    attrs = study_or_trials.user_attrs if isinstance(study_or_trials, optuna.Study) else {}
+    cfg = attrs.get(STUDY_CONFIG) or {}
+    node = cfg.get("pick")
+    if not isinstance(node, Mapping):
+        return PickRule(kind="value")
+    score = cfg.get("score") or {}
+    band = attrs.get(STUDY_BAND) or score.get("band")
+    min_evals = score.get("min_evals_counted", score.get("min_evals", 50))
+    return PickRule.from_config({**node, "min_evals_counted": min_evals}, band=band)
+
+
+def picked_trial(
+    study_or_trials: optuna.Study | Sequence[FrozenTrial], rule: PickRule | None = None
+) -> tuple[FrozenTrial | None, Pick]:
+    """The trial a study returns and why: ``rule`` (default: the study's, :func:`study_pick_rule`) over
+    its feasible trials of the current score rule. ``value`` — and a two-objective study, a task whose
+    loss is not comparable across trials, or trials without a training loss — fall back to the best
+    per-trial value (:func:`wwtune.record.best_trial`), said so in the reason."""
+    rule = study_pick_rule(study_or_trials) if rule is None else rule
+    multi = isinstance(study_or_trials, optuna.Study) and len(study_or_trials.directions) > 1
+    attrs = study_or_trials.user_attrs if isinstance(study_or_trials, optuna.Study) else {}
+    comparable = bool(attrs.get(STUDY_LOSS_COMPARABLE, True))
+    fallback = None
+    if rule.kind != "value" and (multi or not comparable):
+        fallback = "a two-objective study" if multi else "the task's training loss is not comparable"
+    if rule.kind != "value" and fallback is None:
+        current = {t.number for t in ranked_trials(study_or_trials)}
+        trials = {t.number: t for t in feasible_trials(study_or_trials) if t.number in current}
+        cands = [
+            Candidate(n, TrialRecord(t).final_train_loss, TrialRecord(t).layers(), _value(t))
+            for n, t in trials.items()
+        ]
+        if not trials:
+            return None, Pick(None, rule.name, "no complete, feasible trial")
+        pick = rule.choose(cands)
+        if pick.number is not None:
+            return trials[pick.number], pick
+        fallback = pick.reason
+    best = best_trial(study_or_trials)
+    if best is None:
+        return None, Pick(None, rule.name, "no complete, feasible trial")
+    how = "picked from the Pareto front (score.fit_quantile)" if multi else "best per-trial value"
+    reason = how if fallback is None else f"{how} ({fallback}: {rule.describe()} does not apply)"
+    return best, Pick(best.number, rule.name if fallback is None else "pick.kind=value", reason)
+
+
+def store_pick(study: optuna.Study, rule: PickRule | None = None) -> Pick:
+    """Store the returned trial, its rule and the reason as the study attr :data:`STUDY_PICK`."""
+    _, pick = picked_trial(study, rule)
+    study.set_user_attr(STUDY_PICK, pick.as_attr())
+    return pick
+
+
+def _value(trial: FrozenTrial) -> float | None:
+    values = trial.values
+    return float(values[0]) if values is not None and len(values) == 1 else None

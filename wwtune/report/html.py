@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.outcome import band_distance_text
-from wwtune.ranking import best_trial, earlier_rule_trials, ranked_trials
+from wwtune.pick import STUDY_PICK, picked_trial
+from wwtune.ranking import earlier_rule_trials, ranked_trials
 from wwtune.record import (
     STUDY_ADVICE,
     STUDY_CONFIG,
@@ -158,6 +159,10 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     items.append(("target", band_text(band)))
     if len(study.directions) == 1:
         items.append(("direction", study.direction.name.lower()))
+    pick = study.user_attrs.get(STUDY_PICK)
+    if isinstance(pick, Mapping) and pick.get("number") is not None:
+        items += [("returned trial (the pick)", f"#{pick['number']}"), ("pick rule", pick.get("rule"))]
+        items.append(("why this trial", pick.get("reason")))
     if best is not None and len(best.values) > 1:
         items += [
             ("picked trial (Pareto front)", f"#{best.number}"),
@@ -467,7 +472,7 @@ def render_report(
     if image_format not in ("png", "svg"):
         raise ValueError(f"image_format must be 'png' or 'svg' but got {image_format!r}.")
     band_ = resolve_band(study, band)
-    best = best_trial(study)  # the summary's and best_params.yaml's best: feasible trials only
+    best, _ = picked_trial(study)  # the summary's and best_params.yaml's trial: the study's pick rule
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',
