@@ -61,7 +61,7 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
             heldout_direction,
             loss_comparable=bool(study.user_attrs.get(STUDY_LOSS_COMPARABLE, True)),
             study_pick=None if pick is None else pick.number,
-            study_pick_label=f"the study's pick ({how.rule}; score {kind})",
+            study_pick_label=f"{how.rule}; score {kind}",
         )
     )
     # calibrate once: every data-free selector ranked on the held-out metric, and the override to use
