@@ -178,3 +178,12 @@ def test_best_params_summary_and_study_attr_name_the_pick(tmp_path):
     assert study.user_attrs[STUDY_PICK]["number"] == 2
     text = summary_text(study, cfg)
     assert "Returned trial #2 (the pick)" in text and "Pick rule: pick.kind=loss_group" in text
+
+
+def test_help_carries_the_which_score_table():
+    from wwtune.cli_help import help_text
+
+    text = help_text()
+    assert "score=balanced" in text and "pick=default" in text
+    for override in ("pick=train_loss", "score=fit_band pick=value", "score=band pick=value", "Calibration:"):
+        assert override in text
