@@ -36,7 +36,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from wwtune.ranking import best_trial, feasible_trials, ranked_trials
-from wwtune.record import STUDY_BAND, STUDY_CONFIG, STUDY_LOSS_COMPARABLE, TrialRecord
+from wwtune.record import STUDY_BAND, STUDY_CONFIG, STUDY_LOSS_COMPARABLE, STUDY_PICK, TrialRecord
 from wwtune.score import DEFAULT_BAND, Score
 from wwtune.spectral.fit_rule import failed_fits
 
@@ -51,9 +51,6 @@ __all__ = [
     "store_pick",
     "study_pick_rule",
 ]
-
-#: study attr: the returned trial, its rule and the reason (:meth:`Pick.as_attr`)
-STUDY_PICK = "wwtune.pick"
 
 PICK_KINDS = ("loss_group", "value", "train_loss")
 GUARDS = ("below", "band")
