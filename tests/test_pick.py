@@ -187,3 +187,14 @@ def test_help_carries_the_which_score_table():
     assert "score=balanced" in text and "pick=default" in text
     for override in ("pick=train_loss", "score=fit_band pick=value", "score=band pick=value", "Calibration:"):
         assert override in text
+
+
+def test_a_stored_study_reported_with_another_pick_uses_it():
+    from wwtune.outcome import use_pick
+
+    study = _study({"pick": {"kind": "loss_group", "group": 1.0, "guard": "below"}, "score": {}})
+    use_pick(study, {"pick": {"kind": "train_loss"}})
+    assert picked_trial(study)[0].number == 1 and study.user_attrs[STUDY_PICK]["number"] == 1
+    old = _study({"score": {}})  # stored before pick rules: keeps its value pick under the new defaults
+    use_pick(old, {"pick": {"kind": "loss_group", "group": 0.1, "guard": "below"}})
+    assert picked_trial(old)[0].number == 0

@@ -130,6 +130,9 @@ def _run(cfg: DictConfig) -> None:
             study = run_study(plain, progress_bar=progress_bar, score=score)
         else:
             study = open_existing_study(plain)
+            from wwtune.outcome import use_pick  # lazy, as summary_text above
+
+            use_pick(study, plain)  # pick=... on a stored study's report / advice: that rule, stored
         if mode == "advise":
             from wwtune.advice import format_advice, run_advice  # lazy, as in _write_report
 

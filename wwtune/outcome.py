@@ -37,7 +37,7 @@ from wwtune.search_space import SearchSpace
 from wwtune.storage import describe
 from wwtune.trust import format_trust, trust_report
 
-__all__ = ["calibration_text", "store_trust", "summary_text", "write_best_params"]
+__all__ = ["calibration_text", "store_trust", "summary_text", "use_pick", "write_best_params"]
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +74,18 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     # debug only: the summary prints the trust lines once (the quickstart showed this one twice)
     _logger.debug("%s", report["summary"])
     return report
+
+
+def use_pick(study: optuna.Study, cfg: Mapping[str, Any]) -> None:
+    """A stored study reported or advised with another pick rule (``pick=...`` on the command line): the
+    new rule replaces the stored one (it changes no trial), and the study's pick is stored again. A study
+    stored before pick rules existed (no ``pick`` in its config) keeps its old pick (the best value)."""
+    stored = study.user_attrs.get(STUDY_CONFIG)
+    if not isinstance(stored, Mapping) or "pick" not in stored or cfg.get("pick") in (None, stored["pick"]):
+        return
+    study.set_user_attr(STUDY_CONFIG, json_safe({**stored, "pick": dict(cfg["pick"])}))
+    _, pick = picked_trial(study)
+    study.set_user_attr(STUDY_PICK, pick.as_attr())
 
 
 def calibration_text(study: optuna.Study) -> str:
