@@ -7,9 +7,13 @@ every scalar score, :func:`wwtune.ranking.pareto_pick` for the Pareto pick and
 :func:`wwtune.trust.trust_report` (``study_pick``) for every regret, the training-loss pick, the oracle
 and the expected random regret — so no formula is written twice. No training.
 
-Each run's candidates are its COMPLETE trials (as recorded: trials the recorder's sanity rules failed
-stay out) with a final per-layer table, a final training loss and a finite held-out metric. The α band is
-the run's recorded band (char_lm runs: [3, 4]).
+Each run's candidates are what the product would rank: its COMPLETE trials (as recorded: trials the
+recorder's sanity rules failed stay out) with a final per-layer table, a final training loss and a finite
+held-out metric, that are FEASIBLE under the shipped sanity rules — the loss-drop rule
+(``sanity.min_loss_drop`` of ``conf/config.yaml``, checked by the product's own
+:func:`wwtune.bridge.loss_violation` against the loss before training, ``result.loss_init``). The
+norm-growth rule needs the analysis before training, which the records do not hold (not applied). The
+α band is the run's recorded band (char_lm runs: [3, 4]).
 
     PYTHONPATH=. python benchmarks/bench_selectors.py               # calibration seeds
     PYTHONPATH=. python benchmarks/bench_selectors.py --fresh       # fresh seeds (once, after freezing)
@@ -32,17 +36,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from score_variants import final_layers  # noqa: E402 - the one rebuild of a stored layer table
 
+from wwtune.bridge import loss_violation  # noqa: E402
 from wwtune.ranking import pareto_pick  # noqa: E402
 from wwtune.score import Score  # noqa: E402
 from wwtune.trust import trust_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+#: the shipped loss-drop rule (conf/config.yaml sanity.min_loss_drop): candidates must pass it
+MIN_LOSS_DROP = float(
+    yaml.safe_load((HERE.parent / "conf" / "config.yaml").read_text())["sanity"]["min_loss_drop"]
+)
 #: the frozen default (chosen on the calibration seeds; see the table's "choice" section)
 DEFAULT = "fit_band w=5"
 #: tasks whose training loss is meant to lie (noisy labels, little data, memorisation: issue 11 point 3)
@@ -108,12 +118,23 @@ SELECTORS: dict[str, Callable[[list[dict[str, Any]], tuple[float, float]], int]]
 # --------------------------------------------------------------------------------------------------
 
 
-def candidates(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def infeasible(trial: Mapping[str, Any], min_loss_drop: float | None = None) -> str | None:
+    """Why the shipped sanity rules would mark this recorded trial infeasible, or None (the product's own
+    :func:`wwtune.bridge.loss_violation`, reference: the loss before training when the task returned it)."""
+    reference = (trial.get("result") or {}).get("loss_init")
+    drop = MIN_LOSS_DROP if min_loss_drop is None else min_loss_drop
+    return loss_violation(trial.get("losses") or [], drop, reference)
+
+
+def candidates(run: Mapping[str, Any], feasible_only: bool = True) -> list[dict[str, Any]]:
+    """The trials the product would rank (``feasible_only=False``: as before issue 21, every COMPLETE one)."""
     out = []
     for t in run["trials"]:
         h = t.get("heldout")
         losses = t.get("losses") or []
         if t["state"] != "COMPLETE" or not isinstance(h, (int, float)) or not math.isfinite(h) or not losses:
+            continue
+        if feasible_only and infeasible(t) is not None:
             continue
         layers = final_layers(t)
         if layers is None:
@@ -289,6 +310,36 @@ def targets(rows: list[dict[str, Any]], tasks: list[str]) -> str:
     return "\n".join(out)
 
 
+def changes(runs: list[dict[str, Any]], rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> str:
+    """Issue 21 point 1: what the feasibility filter changed (candidates dropped; mean regrets that moved)."""
+    lines = [
+        "",
+        f"## What the feasibility filter changed (issue 21; sanity.min_loss_drop = {MIN_LOSS_DROP:g})",
+        "",
+        "Candidates before the filter: every COMPLETE trial with a held-out metric (the product would have "
+        "marked the dropped ones infeasible and never ranked them). Mean regret per task, before → after, "
+        "only where it moved (regret is measured against the best *feasible* candidate after the filter).",
+        "",
+    ]
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (t in OVERFITTING, t))
+    for t in tasks:
+        mine = [run for run in runs if run["task"] == t]
+        n_all = sum(len(candidates(run, feasible_only=False)) for run in mine)
+        n_ok = sum(len(candidates(run)) for run in mine)
+        moved = []
+        for sel in dict.fromkeys(r["selector"] for r in rows):
+            a = [r["regret"] for r in before if r["task"] == t and r["selector"] == sel]
+            b = [r["regret"] for r in rows if r["task"] == t and r["selector"] == sel]
+            ma, mb = float(np.mean(a)), float(np.mean(b))
+            if abs(ma - mb) > 1e-12:
+                moved.append(f"{sel} {ma:.4f} → {mb:.4f}")
+        lines.append(
+            f"- {t}: {n_all - n_ok} of {n_all} candidates infeasible; "
+            + ("; ".join(moved) if moved else "no mean regret moved")
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fresh", action="store_true", help="evaluate on the fresh seeds (once, after freezing)")
@@ -307,12 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not fresh:
         runs = [r for r in runs if int(r["seed"]) <= 2]  # calibration seeds only
     rows = [row for run in runs for row in judge(run)]
+    before = [row for run in runs for row in judge(run, candidates(run, feasible_only=False))]
     command = "PYTHONPATH=. python " + " ".join(
         shlex.quote(a)
         for a in ["benchmarks/bench_selectors.py", *(argv if argv is not None else sys.argv[1:])]
     )
     name = "selectors_fresh2" if args.fresh2 else "selectors_fresh" if args.fresh else "selectors"
-    (RESULTS / f"{name}.md").write_text(markdown(rows, command, fresh, second=args.fresh2))
+    text = markdown(rows, command, fresh, second=args.fresh2) + changes(runs, rows, before)
+    (RESULTS / f"{name}.md").write_text(text)
     with open(RESULTS / f"{name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

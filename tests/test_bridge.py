@@ -27,16 +27,27 @@ def mlp(seed=0, width=128):
 
 
 def test_score_model_is_a_float_and_names_the_reason_when_no_layer_is_eligible():
-    value = wwtune.score_model(mlp())
+    # issue 21: the default is the CLI's (score=balanced), which needs the final training loss
+    value = wwtune.score_model(mlp(), train_loss=0.5)
     assert isinstance(value, float) and math.isfinite(value)
-    assert value == wwtune.Score()(wwtune.analyze(mlp(), min_evals=8)).value
+    layers = wwtune.analyze(mlp(), min_evals=8)
+    assert value == wwtune.Score(kind="fit_band", weight=0.5)(layers, train_loss=0.5).value
+    assert wwtune.score_model(mlp(), "band") == wwtune.Score()(layers).value  # α alone, by name
+    by_name = wwtune.score_model(mlp(), "fit_band", train_loss=0.5)
+    assert by_name == wwtune.Score(kind="fit_band", weight=5.0)(layers, train_loss=0.5).value
+    with pytest.raises(ValueError, match=r"needs the model's final training loss: pass train_loss="):
+        wwtune.score_model(mlp())
+    with pytest.raises(ValueError, match=r"one of \[.*'fit_band'.*\] but got 'fitband'"):
+        wwtune.score_model(mlp(), "fitband", train_loss=0.5)
     with pytest.raises(wwtune.NoEligibleLayers, match=r"cannot score the model: .*50"):
-        wwtune.score_model(nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 4)))
+        wwtune.score_model(nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 4)), "band")
     assert wwtune.score_model(nn.Linear(20, 10), wwtune.Score(min_evals=8)) >= 0
 
 
 def plain_objective(trial, task=fast, budget=3, **bridge_kwargs):
-    """A plain Optuna objective around a wwtune-style task, the bridge as its reporter."""
+    """A plain Optuna objective around a wwtune-style task, the bridge as its reporter (score=band, as
+    the tests' study=tiny: the library's default is the CLI's, score=balanced)."""
+    bridge_kwargs.setdefault("objective", "band")
     bridge = wwtune.TrialBridge(trial, budget=budget, **bridge_kwargs)
     params = Params(
         values={"lr": trial.suggest_float("lr", 0.05, 1.0, log=True)}, budget=budget, seed=trial.number

@@ -40,7 +40,7 @@ def test_readme_user_task_study_runs_end_to_end(project):
     run = wwtune("study=example", "study.n_trials=3", cwd=project)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    assert "Study 'example': 3 trials" in out and "Best trial #" in out
+    assert "Study 'example': 3 trials" in out and "Returned trial #" in out
     assert "per-layer alpha" in out and "eligible: num_evals >= 50" in out
     # every layer is listed, the 4-eigenvalue output layer fc2 too (not counted: too few eigenvalues)
     table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("    fc")}
@@ -60,7 +60,7 @@ def test_readme_user_task_study_runs_end_to_end(project):
     report.unlink()
     again = wwtune("study=example", "mode=report", cwd=project)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert report.exists() and "Best trial #" not in again.stdout
+    assert report.exists() and "Returned trial #" not in again.stdout
     more = wwtune("study=example", "study.n_trials=8", "study.report=false", cwd=project)  # resumes
     assert more.returncode == 0, more.stderr[-3000:]
     assert len(load(project, "example").get_trials(states=(TrialState.COMPLETE,))) >= 2

@@ -3,6 +3,7 @@ and the README's three framework examples (tests/examples/), each a scored study
 trust report."""
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def test_lightning_callback_scores_each_epoch_without_a_validation_loop():
     study = optuna.create_study()
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
-    assert trial.state == TrialState.COMPLETE and trial.value == trial.user_attrs["wwtune.score"]
+    # issue 21: the value is the CLI's default score, log10(final training loss) + 0.5 x the α score
+    final_loss = trial.user_attrs["wwtune.losses"][-1][1]
+    expected = math.log10(final_loss) + 0.5 * trial.user_attrs["wwtune.score"]
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(expected)
     assert sorted(trial.intermediate_values) == [1, 2, 3] and trial.user_attrs["wwtune.budget"] == 3
     assert trial.user_attrs["wwtune.layers"]["name"] == ["net.0"]  # net.2 has 4 eigenvalues (< 8)
     losses = [loss for _, loss in trial.user_attrs["wwtune.losses"]]

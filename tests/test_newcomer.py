@@ -56,7 +56,12 @@ def test_a_fresh_clone_sets_up_and_runs_the_quickstart_with_the_readme_commands(
     assert "source .venv/bin/activate" in said  # the venv step is said
     # the documented outputs of the quickstart (README, "Quickstart")
     assert "Study 'quickstart': 4 trials" in quick.stdout
-    for line in ("Best trial #", "per-layer alpha at step 20", "Trust in the α score:", "Best parameters: "):
+    for line in (
+        "Returned trial #",
+        "per-layer alpha at step 20",
+        "Trust in the α score:",
+        "Best parameters: ",
+    ):
         assert line in quick.stdout, line
     assert "Report: studies/quickstart/report.html" in quick.stdout
     for path in ("studies/quickstart/report.html", "studies/quickstart/best_params.yaml"):

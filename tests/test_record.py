@@ -44,7 +44,7 @@ def test_report_summary_and_best_params_name_the_same_best_feasible_trial(tmp_pa
     assert study.best_trial.number == 0  # Optuna's own rule ignores wwtune's feasibility
     assert ranking.best_trial(study).number == 2
     cfg = compose(["study=quickstart", f"study.studies_dir={tmp_path}", "study.name=s"])
-    assert "Best trial #2: score 0.2" in summary_text(study, cfg)
+    assert "Returned trial #2 (the pick): score 0.2" in summary_text(study, cfg)
     path = write_best_params(study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg))
     assert yaml.safe_load(path.read_text())["trial"] == 2
     page = render_report(study)

@@ -195,7 +195,8 @@ def test_layer_table_shows_distance_to_band_and_shades_only_off_target_layers():
     )
     page = _layer_table(df, (2.0, 2.0))
     rows = page.split("<tr")[2:]
-    assert 'class=""' in rows[0] and "-0.01" in rows[0] and "over-trained" in rows[0]  # label kept, no shade
+    # issue 21: an on-target layer reads as the α plot's legend says, not "over-trained"
+    assert 'class=""' in rows[0] and "-0.01" in rows[0] and "on target (within 0.1 of the band)" in rows[0]
     assert 'class="over-trained"' in rows[1] and "-0.50" in rows[1]
     assert "distance to band" in page
 

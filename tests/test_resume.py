@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from wwtune.cli import compose, main
 from wwtune.config import ConfigError
 from wwtune.outcome import summary_text
+from wwtune.pick import picked_trial
 from wwtune.ranking import best_trial, earlier_rule_trials, ranked_trials
 from wwtune.record import best_params_path
 from wwtune.report import render_report
@@ -120,9 +121,11 @@ def test_a_study_continued_under_another_score_rule_ranks_only_the_new_rules_tri
     assert best.number >= 3 and best.value == min(t.value for t in new)
     assert {t.number for t in earlier_rule_trials(study)} == {0, 1, 2}
     assert [t.number for t in ranked_trials(study)] == [3, 4, 5]
+    picked = picked_trial(study)[0]  # issue 21: best_params.yaml names the pick, among the new rule's trials
+    assert picked.number >= 3
     assert (
         yaml.safe_load(best_params_path(study.user_attrs["wwtune.config"]).read_text())["trial"]
-        == best.number
+        == picked.number
     )
     text = summary_text(study, cfg("study.n_trials=6", "study.allow_config_change=true"))
     assert "Scored under an earlier score rule (kept, not ranked): 3 trial(s), #0–#2" in text

@@ -16,6 +16,7 @@ from wwtune.cli import compose
 from wwtune.config import validate_config
 from wwtune.exceptions import ConfigError
 from wwtune.outcome import summary_text
+from wwtune.pick import picked_trial
 from wwtune.ranking import best_trial
 from wwtune.study import run_study
 
@@ -68,12 +69,12 @@ def test_best_params_yaml_round_trips(project):
     c = cfg("study.n_trials=3")
     study = run_study(c)
     doc = yaml.safe_load((project / "studies" / "tiny" / "best_params.yaml").read_text())
-    best = best_trial(study)
+    best = picked_trial(study)[0]  # the returned trial: the pick rule's (issue 21)
     assert doc["trial"] == best.number and doc["score"] == pytest.approx(best.value)
     assert doc["params"] == {"lr": best.params["lr"]}
     assert doc["layers"] == {"fc1": {"lr_mult": best.params["fc1/lr_mult"]}}
     text = summary_text(study, c)
-    assert f"Best trial #{best.number}" in text and "eligible: num_evals >= 50" in text
+    assert f"Returned trial #{best.number} (the pick)" in text and "eligible: num_evals >= 50" in text
     assert "fc1" in text and "spectral analysis" in text
     # the band in words (not "band [2, 2]"), and what a step is
     assert "target α = 2" in text and "band [2, 2]" not in text and "a step is an epoch" in text

@@ -39,6 +39,7 @@ import optuna
 import pandas as pd
 
 from wwtune import exceptions
+from wwtune.config import named_score
 from wwtune.deprecation import moved
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed
 from wwtune.objective import Reporter, check_finite_loss, check_finite_weights
@@ -89,31 +90,49 @@ def analysis_options(score: Score, analysis: AnalysisOptions | Mapping[str, Any]
     return AnalysisOptions.of(**kwargs)
 
 
-def score_model(model: Any, score: Score | None = None, **analysis: Any) -> float:
-    """The α score of ``model`` (lower is better): :func:`wwtune.analyze` then :class:`wwtune.score.Score`.
+def score_model(
+    model: Any, score: Score | str | None = None, train_loss: float | None = None, **analysis: Any
+) -> float:
+    """The score of ``model`` (lower is better): :func:`wwtune.analyze` then :class:`wwtune.score.Score`.
 
     Args:
         model: anything :func:`wwtune.analyze` reads (an ``nn.Module``, a state_dict, a checkpoint file).
-        score: the score to compute; default ``Score()`` (distance of each eligible layer's α to the band
-            (2, 2), layers with at least 50 eigenvalues).
+        score: the score to compute: a :class:`~wwtune.score.Score`, the name of a shipped score config
+            (``"balanced"``, ``"fit_band"``, ``"band"`` …) or None (default): the CLI's default score
+            (``score=balanced``: ``log10(train_loss) + 0.5 × band distance``, band (2, 2), layers with at
+            least 50 eigenvalues). Use ``"band"`` for α alone (no loss needed).
+        train_loss: the model's final training loss; required by the scores that use it (the default,
+            ``fit_band``, ``train_loss``, ``pareto``).
         **analysis: keyword arguments for :func:`wwtune.analyze` (``layers=``, ``randomize=``, ...).
 
     Returns:
         The score as a float.
 
     Raises:
+        ValueError: the score needs ``train_loss`` and none (or a non-finite one) was given, or the name
+            is not a shipped score.
         NoEligibleLayers: no layer is eligible (the message names why: e.g. every layer has fewer than
             ``score.min_evals`` eigenvalues); never returns None.
 
     Example:
         >>> import torch, wwtune
         >>> _ = torch.manual_seed(0)
-        >>> value = wwtune.score_model(torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU()))
-        >>> isinstance(value, float)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU())
+        >>> isinstance(wwtune.score_model(model, train_loss=0.3), float)
         True
     """
-    score = Score() if score is None else score
-    result = score(spectral_analyze(model, analysis_options(score, analysis)))
+    score = named_score(score)
+    if score.uses_train_loss and (
+        train_loss is None or isinstance(train_loss, bool) or not math.isfinite(float(train_loss))
+    ):
+        raise ValueError(
+            f"score_model: score kind {score.kind!r} needs the model's final training loss: pass "
+            f"train_loss=<a finite number> (got {train_loss!r}), or score='band' for α alone."
+        )
+    if score.multi_objective:
+        raise ValueError("score_model returns one number; score kind 'pareto' has two (use 'fit_band').")
+    layers = spectral_analyze(model, analysis_options(score, analysis))
+    result = score(layers, train_loss=None if train_loss is None else float(train_loss))
     if result.value is None:
         raise NoEligibleLayers(f"cannot score the model: {result.reason}")
     return float(result.value)
@@ -329,10 +348,13 @@ class TrialBridge(StudyReporter):
             default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables.
         on_violation: ``"fail"`` (default: :meth:`finish` raises :class:`TrialFailed`) or ``"infeasible"``
             (the trial completes as an Optuna constraint violation).
-        objective: the score :meth:`finish` returns; default the α ``score``; a ``Score(kind="heldout")``
-            returns the held-out metric instead (the α score is still stored for the trust report); a
-            score that uses the training loss (``fit_band``, ``train_loss``, ``pareto``) is computed at each
-            analysis and reported instead of the α score (``pareto``: :meth:`finish` returns two values).
+        objective: the score :meth:`finish` returns — a :class:`~wwtune.score.Score` or a shipped score's
+            name (``"fit_band"``, ``"band"`` …); default None: the CLI's default score (``balanced``:
+            ``log10(final training loss) + 0.5 × band distance``, with the band of ``score``). A
+            ``Score(kind="heldout")`` returns the held-out metric instead (the α score is still stored for
+            the trust report); a score that uses the training loss (``balanced``, ``fit_band``,
+            ``train_loss``, ``pareto``) is computed at each analysis and reported instead of the α score
+            (``pareto``: :meth:`finish` returns two values); ``"band"`` returns the α score itself.
         norm_growth: ``sanity.norm_growth``: an eligible layer with α < 2 whose norm grew more than this many
             times since the first analysis marks the run diverged; default None (off).
         penalty: the value of an infeasible diverged run under ``on_violation="infeasible"``; default None
@@ -343,7 +365,7 @@ class TrialBridge(StudyReporter):
     score: Score = field(default_factory=Score)
     min_loss_drop: float | None = 0.1
     on_violation: str = "fail"
-    objective: Score | None = None
+    objective: Score | str | None = None
     norm_growth: float | None = None
     penalty: float | None = None
     store_every_analysis: bool | None = None  # type: ignore[assignment]
@@ -366,6 +388,8 @@ class TrialBridge(StudyReporter):
                 f"score must be an α Score (kind band_distance, mean_alpha, ...) but got {self.score!r}; "
                 "a held-out objective goes in objective=."
             )
+        if not isinstance(self.objective, Score):  # None: the CLI's default score, with the α score's band
+            self.objective = named_score(self.objective, band=self.score.band)
         self.analysis_kwargs = analysis_options(self.score, self.analysis_kwargs)
         if self.store_every_analysis is None:
             self.store_every_analysis = not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner)

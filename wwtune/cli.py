@@ -84,11 +84,16 @@ def _quiet_optuna(progress_bar: bool) -> None:
 def _write_report(study: Any, cfg: dict[str, Any]) -> None:
     # lazy: the run's modules (torch, optuna, matplotlib) cost seconds that --help, --cfg and a refused
     # override need not pay (docs/architecture.md, "imports")
-    from wwtune.ranking import best_trial_spectra
+    from wwtune.pick import picked_trial
     from wwtune.record import report_path
     from wwtune.report import write_report
+    from wwtune.study_folder import read_trial_spectra, spectra_path, study_folder
 
-    path = write_report(study, report_path(cfg), spectra=best_trial_spectra(study, cfg))
+    picked, _ = picked_trial(study)  # the ESD plots show the returned trial (the pick rule's)
+    spectra = None
+    if picked is not None and spectra_path(study_folder(cfg), picked.number).exists():
+        spectra = read_trial_spectra(spectra_path(study_folder(cfg), picked.number))
+    path = write_report(study, report_path(cfg), spectra=spectra)
     print(f"Report: {path}")
 
 
@@ -125,6 +130,9 @@ def _run(cfg: DictConfig) -> None:
             study = run_study(plain, progress_bar=progress_bar, score=score)
         else:
             study = open_existing_study(plain)
+            from wwtune.outcome import use_pick  # lazy, as summary_text above
+
+            use_pick(study, plain)  # pick=... on a stored study's report / advice: that rule, stored
         if mode == "advise":
             from wwtune.advice import format_advice, run_advice  # lazy, as in _write_report
 
@@ -154,6 +162,12 @@ def _run(cfg: DictConfig) -> None:
         return
     if mode == "optimize":
         print(summary_text(study, plain, score))
+    elif mode == "report":  # a stored study: the same calibration line as its summary printed
+        from wwtune.outcome import calibration_text  # lazy, as summary_text above
+
+        calibration = calibration_text(study)
+        if calibration:
+            print(calibration)
     if mode == "report" or plain["study"].get("report", True):
         try:
             _write_report(study, plain)

@@ -38,6 +38,19 @@ def _config_groups() -> tuple[Path, dict[str, list[str]]]:
     return root, groups
 
 
+#: the "which score for which situation" table of docs/choosing-a-score.md, in the --help's columns
+SITUATIONS = """\
+situation                          use                             default      train loss   fit_band
+short clean runs (digits_mlp)      the default or pick=train_loss  0.013/0.009  0.008/0.009  0.009/0.010
+short clean runs (digits_cnn)      the default or pick=train_loss  0.007/0.033  0.014/0.002  0.008/0.039
+wide teacher-student regression    score=fit_band pick=value       0.082/0.088  0.082/0.088  0.032/0.052
+char-level transformer (char_lm)   pick=train_loss                 0.033/0.082  0.023/0.000  0.323/0.253
+noisy labels (digits_noisy)        score=fit_band pick=value       0.155/0.082  0.194/0.142  0.133/0.058
+tiny corpus LM (char_lm_small)     score=fit_band pick=value       0.544/0.259  0.551/0.327  0.093/0.066
+the literal "weighted average layer alpha": score=band pick=value
+held-out data once: run with it and use the summary's "Calibration:" override"""
+
+
 def help_text() -> str:
     """The page ``wwtune --help`` prints: modes, subcommands, examples, where configs live."""
     root, groups = _config_groups()
@@ -48,6 +61,7 @@ def help_text() -> str:
         )
         for g, c in groups.items()
     )
+    situations = SITUATIONS.replace("\n", "\n  ")
     return f"""\
 usage: wwtune [study=NAME] [mode=optimize|report|advise] [key=value ...]
        wwtune analyze PATH [options]        (see `wwtune analyze --help`)
@@ -75,6 +89,12 @@ examples:
   wwtune analyze model.safetensors --plot plots/           # diagnose a checkpoint
 
 Re-running a command resumes its study; to add trials to a finished study raise study.n_trials.
+
+score (the per-trial value a sampler optimises) and pick (the rule that chooses the returned trial):
+  default: score=balanced (log10 training loss + 0.5 x band distance), pick=default (the 10% lowest
+  training losses, then the fewest layers with alpha below the band). Which for which situation (mean
+  held-out regret, recorded seeds 0-8 / blind seeds 9-11; docs/choosing-a-score.md):
+  {situations}
 
 configs: every key can be overridden as key=value (study.n_trials=10, score.band=[3,4]).
   shipped:  {root}

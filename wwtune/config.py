@@ -16,10 +16,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from importlib import resources
 from typing import Any
 
+import yaml
 from hydra.utils import get_object
 
+from wwtune.pick import PickRule
 from wwtune.schema import (
     ANALYZE_ARGS,
     ConfigError,
@@ -27,6 +30,7 @@ from wwtune.schema import (
     analysis_keys,
     check_section,
     check_value,
+    defaults,
     normalize_config,
     unknown_keys,
 )
@@ -121,6 +125,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         check_section("objective.heldout", heldout)
     if cfg.get("advise") is not None:
         check_section("advise", cfg["advise"])
+    if cfg.get("pick") is not None:
+        check_section("pick", cfg["pick"])
     for section in ("sampler", "pruner"):
         node = cfg.get(section)
         if not isinstance(node, Mapping):
@@ -133,6 +139,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         score = make_score(cfg)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"score: {exc}") from None
+    try:
+        make_pick(cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"pick: {exc}") from None
     try:
         space = SearchSpace.from_config(cfg.get("search_space"))
     except (ValueError, TypeError) as exc:
@@ -215,6 +225,41 @@ def make_score(cfg: Mapping[str, Any]) -> Score:
     if node.get("band") is None:
         node["band"] = cfg["objective"].get("alpha_band")
     return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
+
+
+def default_score_name() -> str:
+    """The CLI's default score config (the ``score`` entry of ``conf/config.yaml``'s defaults list)."""
+    root = resources.files("wwtune.conf")
+    for entry in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, Mapping) and "score" in entry:
+            return str(entry["score"])
+    raise ConfigError("conf/config.yaml names no default score")  # a broken install
+
+
+def named_score(name: str | Score | None = None, band: Any = None) -> Score:
+    """A :class:`Score` from a shipped ``conf/score/<name>.yaml`` (``"fit_band"``, ``"band"``,
+    ``"balanced"`` …); None: the CLI's default score; a :class:`Score` is returned as is. ``band``
+    fills a config without its own band (else the Score default, [2, 2])."""
+    if isinstance(name, Score):
+        return name
+    name = default_score_name() if name is None else name
+    path = resources.files("wwtune.conf") / "score" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        folder = resources.files("wwtune.conf") / "score"
+        shipped = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"score must be a Score or one of {shipped} but got {name!r}.")
+    node = dict(yaml.safe_load(path.read_text()))
+    if node.get("band") is None:
+        node["band"] = band
+    return Score.from_config(node)
+
+
+def make_pick(cfg: Mapping[str, Any]) -> PickRule:
+    """The run's :class:`~wwtune.pick.PickRule` from the ``pick`` section (absent: the schema's defaults),
+    with the score's band and layer rule."""
+    score = make_score(cfg)
+    node = {**defaults("pick"), **dict(cfg.get("pick") or {})}
+    return PickRule.from_config({**node, "min_evals_counted": score.min_evals}, band=score.band)
 
 
 def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:

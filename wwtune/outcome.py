@@ -1,7 +1,7 @@
 """What a finished run leaves behind: ``best_params.yaml``, the trust report and the printed summary.
 
-All three read the study through :mod:`wwtune.record`, and all three name the same best trial
-(:func:`wwtune.record.best_trial`: the best COMPLETE, feasible trial).
+All three read the study through :mod:`wwtune.record`, and all three name the same returned trial
+(:func:`wwtune.pick.picked_trial`: the study's pick rule over its COMPLETE, feasible trials).
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from wwtune.calibrate import format_calibration, rank_selectors
 from wwtune.config import make_score
-from wwtune.ranking import best_trial, constraints, earlier_rule_trials, ranked_trials
+from wwtune.pick import STUDY_PICK, picked_trial
+from wwtune.ranking import constraints, earlier_rule_trials, ranked_trials
 from wwtune.record import (
+    STUDY_BAND,
+    STUDY_CONFIG,
     STUDY_LOSS_COMPARABLE,
     STUDY_SCORE_KIND,
     STUDY_TRUST,
@@ -33,7 +37,7 @@ from wwtune.search_space import SearchSpace
 from wwtune.storage import describe
 from wwtune.trust import format_trust, trust_report
 
-__all__ = ["store_trust", "summary_text", "write_best_params"]
+__all__ = ["calibration_text", "store_trust", "summary_text", "use_pick", "write_best_params"]
 
 _logger = logging.getLogger(__name__)
 
@@ -50,26 +54,60 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     if not any(TrialRecord(t).heldout is not None for t in trials):
         return None
     kind = study.user_attrs.get(STUDY_SCORE_KIND)
-    pick = best_trial(study) if kind in ("heldout", "train_loss", "fit_band", "pareto") else None
+    pick, how = picked_trial(study)
     report = json_safe(
         trust_report(
             trials,
             heldout_direction,
             loss_comparable=bool(study.user_attrs.get(STUDY_LOSS_COMPARABLE, True)),
             study_pick=None if pick is None else pick.number,
-            study_pick_label=kind,
+            study_pick_label=f"{how.rule}; score {kind}",
         )
     )
+    # calibrate once: every data-free selector ranked on the held-out metric, and the override to use
+    cfg = study.user_attrs.get(STUDY_CONFIG) or {}
+    counted = (cfg.get("score") or {}).get("min_evals_counted", 50)
+    report["selectors"] = json_safe(
+        rank_selectors(trials, heldout_direction, study.user_attrs.get(STUDY_BAND), int(counted or 50))
+    )
     study.set_user_attr(STUDY_TRUST, report)
-    _logger.info("%s", report["summary"])
+    # debug only: the summary prints the trust lines once (the quickstart showed this one twice)
+    _logger.debug("%s", report["summary"])
     return report
+
+
+def use_pick(study: optuna.Study, cfg: Mapping[str, Any]) -> None:
+    """A stored study reported or advised with another pick rule (``pick=...`` on the command line): the
+    new rule replaces the stored one (it changes no trial), and the study's pick is stored again. A study
+    stored before pick rules existed (no ``pick`` in its config) keeps its old pick (the best value)."""
+    stored = study.user_attrs.get(STUDY_CONFIG)
+    if not isinstance(stored, Mapping) or "pick" not in stored or cfg.get("pick") in (None, stored["pick"]):
+        return
+    study.set_user_attr(STUDY_CONFIG, json_safe({**stored, "pick": dict(cfg["pick"])}))
+    _, pick = picked_trial(study)
+    study.set_user_attr(STUDY_PICK, pick.as_attr())
+
+
+def calibration_text(study: optuna.Study) -> str:
+    """The stored trust report's selector ranking and the override that would have picked best ("" when
+    the study has no held-out metric); the summary and ``mode=report`` print it."""
+    trust = study.user_attrs.get(STUDY_TRUST) or {}
+    rows = trust.get("selectors")
+    if rows is None and trust:  # a study stored before the ranking existed: rank its trials now
+        cfg = study.user_attrs.get(STUDY_CONFIG) or {}
+        counted = int((cfg.get("score") or {}).get("min_evals_counted", 50) or 50)
+        direction = trust.get("heldout_direction") or ""
+        rows = rank_selectors(ranked_trials(study), direction, study.user_attrs.get(STUDY_BAND), counted)
+    return format_calibration(rows or [], trust.get("n"))
 
 
 def write_best_params(
     study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], score: Score
 ) -> Path | None:
-    """Write ``best_params.yaml`` (params, per-layer settings, fixed values, score); None if no best."""
-    best = best_trial(study)
+    """Write ``best_params.yaml`` (params, per-layer settings, fixed values, score, the pick rule and why it
+    chose this trial; the pick is also stored as the study attr ``wwtune.pick``); None if no trial."""
+    best, pick = picked_trial(study)
+    study.set_user_attr(STUDY_PICK, pick.as_attr())
     if best is None:
         return None
     values, layers = space.split(best.params)
@@ -79,6 +117,8 @@ def write_best_params(
         "score": best.value if len(best.values) == 1 else None,
         **({"scores": list(best.values), "pick_rule": "pareto_pick"} if len(best.values) > 1 else {}),
         "score_rule": score.describe(),
+        "pick": pick.rule,
+        "pick_reason": pick.reason,
         "heldout": TrialRecord(best).heldout,
         "params": json_safe(values),
         "layers": json_safe(layers),
@@ -136,11 +176,12 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | Non
             f"Scored under an earlier score rule (kept, not ranked): {len(earlier)} trial(s), "
             f"#{earlier[0].number}–#{earlier[-1].number} (the study continued with study.allow_config_change)"
         )
-    best = best_trial(study)
+    best, pick = picked_trial(study)
     if best is None:
         lines.append("No complete, feasible trial: no best parameters.")
     else:
         ranked = [t for t in ranked_trials(study) if t.state == TrialState.COMPLETE]
+        lines.append(f"Pick rule: {pick.rule} — {pick.reason}")
         lines += _best_lines(study, cfg, score, best, ranked)
     for label, state in (("Failed", TrialState.FAIL), ("Pruned", TrialState.PRUNED)):
         for t in by_state[state][:5]:
@@ -161,6 +202,9 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | Non
     trust = study.user_attrs.get(STUDY_TRUST)
     if trust:
         lines.append(format_trust(trust))
+        calibration = calibration_text(study)
+        if calibration:
+            lines.append(calibration)
     path = best_params_path(cfg)
     if best is not None and path.exists():
         lines.append(f"Best parameters: {path}")
@@ -179,7 +223,7 @@ def _best_lines(
         else f"picked from the Pareto front: training loss {best.values[0]:.4g}, B {best.values[1]:.4g}"
     )
     lines = [
-        f"Best trial #{best.number}: {value_text}"
+        f"Returned trial #{best.number} (the pick): {value_text}"
         + (
             f", held-out {hname} {heldout:.4g} (stored, not optimised)"
             if heldout is not None and score.kind != "heldout"

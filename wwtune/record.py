@@ -104,7 +104,7 @@ STUDY_CONFIG = "wwtune.config"
 STUDY_BAND = "wwtune.band"
 STUDY_HELDOUT_DIRECTION = "wwtune.heldout_direction"
 STUDY_HELDOUT_NAME = "wwtune.heldout_name"
-STUDY_TRUST = "wwtune.trust"
+STUDY_TRUST, STUDY_PICK = "wwtune.trust", "wwtune.pick"  # the pick: wwtune.pick.Pick.as_attr
 STUDY_ADVICE = "wwtune.advice"
 #: the study's score kind (``pareto``: best_trial is :func:`wwtune.ranking.pareto_pick`)
 STUDY_SCORE_KIND = "wwtune.score_kind"

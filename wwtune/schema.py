@@ -168,6 +168,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pruner": Key(REQUIRED, None, "an Optuna pruner (_target_ node)"),
         "storage": Key(REQUIRED, _section, "where trials are stored"),
         "score": Key(REQUIRED, _section, "the study's objective (wwtune.score)"),
+        "pick": Key(None, _nullable(_section), "the pick rule: which trial the study returns (wwtune.pick)"),
         "sanity": Key(REQUIRED, _section, "rules that fail diverged or non-learning runs"),
         "analysis": Key(None, _nullable(_section), "keyword arguments of wwtune.analyze"),
         "worker_id": Key(None, None, "this worker's id (null: a single worker)"),
@@ -218,6 +219,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trap_weight": Key(0.5, None, "fit_band: weight of the fraction of layers with a correlation trap"),
         "loss_floor": Key(1e-6, None, "fit kinds: the training loss is clipped below at this"),
         "fit_quantile": Key(1.0, None, "pareto: the pick considers losses up to this quantile"),
+    },
+    "pick": {  # values are checked by wwtune.pick.PickRule as well
+        "kind": Key("loss_group", None, "loss_group | train_loss | value"),
+        "group": Key(0.1, None, "loss_group: share of feasible trials, by lowest loss, picked among"),
+        "guard": Key("below", None, "loss_group: below (share of layers with α < band low edge) | band"),
+        "limit": Key(None, None, "loss_group: null = smallest guard; a number: lowest loss with guard <= it"),
     },
     "sanity": {
         "check_weights": Key(True, _kind(bool), "NaN/Inf weights fail the trial"),

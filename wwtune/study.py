@@ -322,7 +322,7 @@ _PER_RUN_KEYS = (
 def _strip_n_trials(cfg: Any) -> Any:
     if not isinstance(cfg, Mapping):
         return cfg
-    out = dict(cfg)
+    out = {k: v for k, v in cfg.items() if k != "pick"}  # the pick changes no trial: any run may change it
     out["study"] = {k: v for k, v in dict(out.get("study") or {}).items() if k not in _PER_RUN_KEYS}
     return out
 

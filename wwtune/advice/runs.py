@@ -17,6 +17,7 @@ import pandas as pd
 from torch import nn
 
 from wwtune.objective import NullReporter, Params, TrainingDiverged, check_finite_weights
+from wwtune.pick import picked_trial
 from wwtune.ranking import feasible_trials, study_value
 from wwtune.record import failed_fits
 from wwtune.schema import SCHEMA
@@ -90,9 +91,12 @@ def pick_candidates(
         )
     decode = params_from_trial or _default_params_from_trial
     ordered = sorted(trials, key=lambda t: (study_value(t), t.number))
-    best = ordered[0]
-    # The median trial; index len // 2 is never the best when there are at least 2 trials.
-    typical = ordered[len(ordered) // 2]
+    # the study's returned trial (its pick rule, wwtune.pick) is the "best" the advisor retrains
+    picked = picked_trial(study)[0] if isinstance(study, optuna.Study) else None
+    best = picked if picked is not None and picked.number in {t.number for t in trials} else ordered[0]
+    # The median trial by value; never the best (at least 2 trials).
+    middle = len(ordered) // 2
+    typical = ordered[middle] if ordered[middle].number != best.number else ordered[middle - 1]
     out = []
     for label, trial in (("best", best), ("typical", typical)):
         values, layers = decode(trial)

@@ -136,9 +136,10 @@ class WWTuneCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         bridge = self.bridge
-        if metrics is not None and bridge is not None and bridge.last_result is not None:
-            if bridge.last_result.value is not None:
-                metrics[SCORE_KEY] = bridge.last_result.value  # read by compute_objective
+        # the study's score (the bridge's objective: the CLI's default uses the training loss), else α's
+        latest = None if bridge is None else (bridge.last_objective or bridge.last_result)
+        if metrics is not None and latest is not None and latest.value is not None:
+            metrics[SCORE_KEY] = latest.value  # read by compute_objective
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.trainer is None or self.bridge is None or self._stopped:

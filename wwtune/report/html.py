@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from wwtune.outcome import band_distance_text
-from wwtune.ranking import best_trial, earlier_rule_trials, ranked_trials
+from wwtune.pick import STUDY_PICK, picked_trial
+from wwtune.ranking import earlier_rule_trials, ranked_trials
 from wwtune.record import (
     STUDY_ADVICE,
     STUDY_CONFIG,
@@ -54,7 +55,8 @@ from wwtune.report.study_plots import (
 from wwtune.report.texts import CSS as _CSS
 from wwtune.report.texts import EXPLAIN
 from wwtune.report.training_plots import training_section
-from wwtune.score import band_text
+from wwtune.schema import SCHEMA
+from wwtune.score import Score, band_text
 from wwtune.trust import trust_report
 from wwtune.version import __version__
 
@@ -158,6 +160,11 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
     items.append(("target", band_text(band)))
     if len(study.directions) == 1:
         items.append(("direction", study.direction.name.lower()))
+    items.append(("score rule", score_words(study)))
+    pick = study.user_attrs.get(STUDY_PICK)
+    if isinstance(pick, Mapping) and pick.get("number") is not None:
+        items += [("returned trial (the pick)", f"#{pick['number']}"), ("pick rule", pick.get("rule"))]
+        items.append(("why this trial", pick.get("reason")))
     if best is not None and len(best.values) > 1:
         items += [
             ("picked trial (Pareto front)", f"#{best.number}"),
@@ -165,10 +172,10 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
             ("its band distance B", best.values[1]),
         ]
     elif best is not None:
-        items += [("best trial", f"#{best.number}"), ("best score", best.value)]
+        items += [("returned trial's score", best.value)]
         heldout = TrialRecord(best).heldout
         if heldout is not None:
-            items.append(("held-out metric of the best trial", heldout))
+            items.append(("held-out metric of the returned trial", heldout))
     train = table["time_train_s"].dropna().sum() if len(table) else 0.0
     analysis = table["time_analysis_s"].dropna().sum() if len(table) else 0.0
     if train > 0:
@@ -207,6 +214,9 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> st
         on_target = _is_num(alpha) and plot_on_target(float(alpha), band)
         if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
+        elif isinstance(warning, str) and warning and warning != "failed":  # as the plot's legend says
+            r = r.copy()
+            r["warning"] = "on target (within 0.1 of the band)"
         if "eligible" in df.columns and not bool(r["eligible"]):
             classes.append("ineligible")
         cells = []
@@ -217,6 +227,24 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> st
             cells.append(_cell(v))
         rows.append(f'<tr class="{_e(" ".join(classes))}">{"".join(cells)}</tr>')
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def score_words(study: optuna.Study, short: bool = False) -> str:
+    """The study's per-trial value in the summary's words (``Score.describe``); ``short``: its name."""
+    config = study.user_attrs.get(STUDY_CONFIG)
+    node = _config_get(config, "score")
+    if not isinstance(node, Mapping):
+        return "score"
+    try:
+        score = Score.from_config({k: v for k, v in node.items() if k in SCHEMA["score"]})
+    except (ValueError, TypeError):
+        return str(node.get("kind", "score"))
+    if not short:
+        return score.describe()
+    names = {"band_distance": "α score (distance to the band)", "train_loss": "training loss",
+             "heldout": "held-out metric", "pareto": "band distance B",
+             "fit_band": f"score: log10(training loss) + {score.weight:g} × band distance"}  # fmt: skip
+    return names.get(score.kind, f"{score.kind} score")
 
 
 def _is_num(x: Any) -> bool:
@@ -237,17 +265,18 @@ def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> st
             if step is not None
             else ""
         )
-        fig = plot_layer_alphas(df, band, title=f"α per layer, best trial #{best.number}")
+        fig = plot_layer_alphas(df, band, title=f"α per layer, returned trial #{best.number} (the pick)")
         body = (
             note
-            + _img(fig, "α per layer of the best trial against the target band", fmt)
+            + _img(fig, "α per layer of the returned trial against the target band", fmt)
             + _layer_table(df, band)
         )
-    return _section("layers", "Layers of the best trial", EXPLAIN["layers"], body)
+    return _section("layers", "Layers of the returned trial (the pick)", EXPLAIN["layers"], body)
 
 
 def _history(study: optuna.Study, band: tuple[float, float], fmt: str) -> str:
-    body = _img(plot_score_history(study), "score of each trial and best so far", fmt)
+    label = score_words(study, short=True)
+    body = _img(plot_score_history(study, score_label=label), "score of each trial and best so far", fmt)
     hist = _section("history", "Score history", EXPLAIN["history"], body)
     heat = _img(plot_alpha_heatmap(study, band=band), "α of each layer in each trial", fmt)
     return hist + _section("heatmap", "α across trials and layers", EXPLAIN["heatmap"], heat)
@@ -292,11 +321,14 @@ def _trust(study: optuna.Study, fmt: str) -> str:
         or _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "heldout", "name")
         or "held-out metric"
     )
+    pick = study.user_attrs.get(STUDY_PICK)
     fig = plot_trust_scatter(
         study,
         trust=trust if isinstance(trust, Mapping) else None,
         heldout_name=str(name),
         heldout_direction=heldout_direction,
+        score_label=score_words(study, short=True),
+        pick=pick.get("number") if isinstance(pick, Mapping) else None,
     )
     scatter = _img(fig, "α score against held-out metric per trial", fmt)
     body += f'<div class="row">{scatter}<div>{table}</div></div>'
@@ -319,7 +351,7 @@ def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
     }
     items: list[tuple[str, Any]] = [(label, trust[k]) for k, label in labels.items() if k in trust]
     for key, label in (
-        ("alpha_best", "trial picked by α"),
+        ("alpha_best", "lowest α score (distance to the band)"),
         ("heldout_best", "best held-out trial"),
         ("median", "median trial"),
     ):
@@ -345,11 +377,19 @@ def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
     if isinstance(e, Mapping):
         items.append(
             (
-                f"trial the study picked (score {e.get('score_kind')})",
+                f"trial the study returned ({e.get('score_kind')})",
                 f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
                 f"regret {_num(trust.get('study_pick_regret'))}",
             )
         )
+    for rank, r in enumerate(trust.get("selectors") or [], 1):  # calibrate once: every data-free selector
+        if isinstance(r, Mapping):
+            items.append(
+                (
+                    f"selector {rank}: {r.get('override')}",
+                    f"#{r.get('trial')}: held-out {_num(r.get('heldout'))}, regret {_num(r.get('regret'))}",
+                )
+            )
     if trust.get("alpha_vs_train_loss"):
         items.append(("α against the training loss", trust["alpha_vs_train_loss"]))
     skip = set(labels) | {
@@ -467,7 +507,7 @@ def render_report(
     if image_format not in ("png", "svg"):
         raise ValueError(f"image_format must be 'png' or 'svg' but got {image_format!r}.")
     band_ = resolve_band(study, band)
-    best = best_trial(study)  # the summary's and best_params.yaml's best: feasible trials only
+    best, _ = picked_trial(study)  # the summary's and best_params.yaml's trial: the study's pick rule
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',

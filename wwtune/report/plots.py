@@ -289,7 +289,7 @@ def plot_layer_alphas(
         )
     xs = np.arange(n)
     labels = {
-        "ok": "no warning",
+        "ok": "no warning, or on target (within 0.1 of the band)",
         "over-trained": "over-trained (α < 2)",
         "under-trained": "under-trained (α > 6)",
     }

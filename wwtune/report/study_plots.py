@@ -47,12 +47,18 @@ def _direction(study_or_trials: Any, direction: str | None) -> str:
     return direction
 
 
-def plot_score_history(study_or_trials: Any, *, direction: str | None = None) -> Figure:
+def plot_score_history(
+    study_or_trials: Any, *, direction: str | None = None, score_label: str = "score"
+) -> Figure:
     """Score of every trial in order, the best score so far, pruned and failed trials marked.
 
     Args:
         study_or_trials: an Optuna study (any storage) or a sequence of ``FrozenTrial``.
         direction: ``"minimize"`` or ``"maximize"``; default: the study's direction (minimize for trials).
+        score_label: the y-axis' name of the per-trial value (the summary's words).
+
+    The y-limits are robust: scores more than 3 inter-quartile ranges beyond the quartiles are drawn as
+    arrows at the edge ("off the scale"), so one outlier does not flatten the others.
 
     Completed trials are blue dots, pruned trials orange triangles at their last reported score, failed
     trials grey crosses along the top edge (Optuna gives them no value, so they are not ranked).
@@ -105,14 +111,38 @@ def plot_score_history(study_or_trials: Any, *, direction: str | None = None) ->
         )
     if not trials:
         ax.text(0.5, 0.5, "no trials yet", ha="center", va="center", transform=ax.transAxes)
+    _robust_ylim(ax, [s for _, s in complete + pruned], [n for n, _ in complete + pruned])
     better = "lower" if direction == "minimize" else "higher"
     ax.set_xlabel("trial number")
-    ax.set_ylabel(f"score ({better} is better)")
+    ax.set_ylabel(f"{score_label} ({better} is better)")
     ax.set_title("Score history")
     ax.grid(alpha=0.3)
     if complete or pruned or failed:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
+
+
+def _robust_ylim(ax: Any, values: list[float], numbers: list[int]) -> None:
+    """Limit the y-axis to the quartiles ± 3 IQR when some scores lie beyond; mark those at the edge."""
+    ys = np.asarray(values, dtype=float)
+    if len(ys) < 4:
+        return
+    q1, q3 = np.percentile(ys, [25, 75])
+    iqr = q3 - q1
+    lo, hi = q1 - 3 * iqr, q3 + 3 * iqr
+    off = (ys < lo) | (ys > hi)
+    if iqr <= 0 or not off.any():
+        return
+    inside = ys[~off]
+    pad = 0.08 * max(float(np.ptp(inside)), 1e-9)
+    bottom, top = float(inside.min()) - pad, float(inside.max()) + pad
+    ax.set_ylim(bottom, top)
+    xs = np.asarray(numbers, dtype=float)[off]
+    edge = np.where(ys[off] > hi, top, bottom)
+    marker = ["^" if y > hi else "v" for y in ys[off]]
+    for x, y, m in zip(xs, edge, marker, strict=True):
+        ax.scatter([x], [y], marker=m, color=COLORS["failed"], s=50, zorder=4, clip_on=False, gid="off_scale")
+    ax.scatter([], [], marker="^", color=COLORS["failed"], label=f"off the scale ({int(off.sum())})")
 
 
 def alpha_matrix(study_or_trials: Any) -> tuple[np.ndarray, list[FrozenTrial], list[str]]:
@@ -218,8 +248,10 @@ def plot_trust_scatter(
     trust: Mapping[str, Any] | None = None,
     heldout_name: str = "held-out metric",
     heldout_direction: str | None = None,
+    score_label: str = "α score",
+    pick: int | None = None,
 ) -> Figure:
-    """α score (x) against the held-out metric (y) of completed trials that have both.
+    """The study's per-trial score (x) against the held-out metric (y) of completed trials that have both.
 
     Args:
         study_or_trials: an Optuna study or a sequence of ``FrozenTrial``.
@@ -227,9 +259,12 @@ def plot_trust_scatter(
         heldout_name: axis label for the held-out metric.
         heldout_direction: ``"maximize"`` or ``"minimize"``; default the study's ``wwtune.heldout_direction``,
             else maximize.
+        score_label: the x-axis' name of the per-trial value (the summary's words; default "α score").
+        pick: the trial the study returned (its pick rule), starred as such; None: the lowest score is
+            starred, labelled "lowest <score_label>".
 
-    The trial the α score would pick (lowest score) is a red star; the trial the held-out metric would pick
-    is circled green. When they coincide, trusting α cost nothing on this study.
+    The star is the trial the study returns (or the lowest score); the trial the held-out metric would pick
+    is circled green. When they coincide, trusting the pick cost nothing on this study.
     """
     if heldout_direction is None:
         heldout_direction = study_attr(study_or_trials, STUDY_HELDOUT_DIRECTION, "maximize")
@@ -261,18 +296,21 @@ def plot_trust_scatter(
         arr[:, 1], arr[:, 2], color=COLORS["ok"], s=32, zorder=3, label="completed trial", gid="trials"
     )
     i_alpha = int(np.argmin(arr[:, 1]))
+    star = f"lowest {score_label}"
+    if pick is not None and pick in arr[:, 0].astype(int).tolist():
+        i_alpha, star = arr[:, 0].astype(int).tolist().index(pick), "returned by the pick rule"
     i_held = int(np.argmax(arr[:, 2]) if heldout_direction == "maximize" else np.argmin(arr[:, 2]))
     picked = {"marker": "*", "color": COLORS["fit"], "zorder": 4, "gid": "alpha_best"}
     held = {"marker": "o", "facecolors": "none", "linewidths": 2, "edgecolors": COLORS["band"], "zorder": 5}
     for i, style, label in (
-        (i_alpha, picked, "picked by α score"),
+        (i_alpha, picked, star),
         (i_held, {**held, "gid": "heldout_best"}, "best held-out"),
     ):
         ax.scatter(arr[i, 1], arr[i, 2], s=260, label=f"{label} (#{int(arr[i, 0])})", **style)
-    ax.set_xlabel("α score (lower = picked first)")
+    ax.set_xlabel(f"{score_label} (lower is better)")
     ax.set_ylabel(f"{heldout_name} ({'higher' if heldout_direction == 'maximize' else 'lower'} is better)")
     ax.set_title(
-        f"Does the α score agree with held-out data? (n = {len(points)})" + _trust_line(trust),
+        f"Does the {score_label} agree with held-out data? (n = {len(points)})" + _trust_line(trust),
         fontsize="medium",
     )
     ax.grid(alpha=0.3)

@@ -11,13 +11,14 @@ EXPLAIN = {
         "blew up."
     ),
     "summary": (
-        "A trial is one training run with one choice of hyperparameters; its score is how far its layers' α "
-        "is from the target (lower is better, 0 = on target)."
+        "A trial is one training run with one choice of hyperparameters; its score is the per-trial value "
+        "named in 'score rule' below (lower is better). The returned trial is chosen by the 'pick rule', "
+        "which may use every trial, so it need not be the trial with the best score."
     ),
-    "params": "The settings of the best-scoring run: use these to train your final model.",
+    "params": "The settings of the returned run (the pick): use these to train your final model.",
     "layers": (
-        "α of each layer of the best run against the target; layers with too few eigenvalues are listed "
-        "but not counted in the score."
+        "α of each layer of the returned run (the pick) against the target; layers with too few "
+        "eigenvalues are listed but not counted in the score."
     ),
     "history": (
         "Each dot is one run in the order it was tried; the green line is the best score found so far, so "
