@@ -3,9 +3,11 @@
 The keys and their value rules are declared once, in :mod:`wwtune.schema`; :func:`validate_config` applies
 them and the rules that join sections (a score direction against ``study.direction``, ``score=heldout``
 against ``objective.heldout``, ``_target_`` nodes against their target's signature). It raises
-:class:`ConfigError` naming the key, the value and what is allowed. :func:`make_score` builds the run's
-one :class:`~wwtune.score.Score`; :func:`analysis_kwargs` turns ``analysis`` into :func:`wwtune.analyze`'s
-keyword arguments; :func:`load_task` imports the ``objective.task`` function.
+:class:`ConfigError` naming the key, the value and what is allowed. :func:`load_config` parses a config
+once into a :class:`~wwtune.schema.StudyConfig`; :func:`make_score` (from :mod:`wwtune.factories`, beside
+the storage, sampler and pruner) builds the run's one :class:`~wwtune.score.Score`;
+:func:`analysis_kwargs` turns ``analysis`` into :func:`wwtune.analyze`'s keyword arguments;
+:func:`load_task` imports the ``objective.task`` function.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from hydra.utils import get_object
 
+from wwtune.factories import make_score
 from wwtune.schema import (
     ANALYZE_ARGS,
     ConfigError,
@@ -205,16 +208,6 @@ def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[
 def analysis_options(cfg: Mapping[str, Any], score: Score | None = None) -> AnalysisOptions:
     """:func:`analysis_kwargs` as the validated :class:`~wwtune.spectral.analyze.AnalysisOptions`."""
     return AnalysisOptions.of(**analysis_kwargs(cfg, score))
-
-
-def make_score(cfg: Mapping[str, Any]) -> Score:
-    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction); a
-    score config without a band takes the task's (``objective.alpha_band``)."""
-    heldout = cfg["objective"].get("heldout") or {}
-    node = dict(normalize_config(cfg)["score"])
-    if node.get("band") is None:
-        node["band"] = cfg["objective"].get("alpha_band")
-    return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
 
 
 def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
