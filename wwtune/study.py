@@ -187,7 +187,7 @@ def open_study(
             f"Study {name!r} in storage has directions {stored} but score "
             f"{score.kind!r} needs {score.directions}; use another study.name."
         )
-    _name_metric(study, score, config)
+    _name_metric(study, score, config.objective.get("heldout"))
     stale = fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
@@ -344,9 +344,9 @@ def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
         ) from None
 
 
-def _name_metric(study: optuna.Study, score: Score, cfg: Mapping[str, Any]) -> None:
+def _name_metric(study: optuna.Study, score: Score, heldout_section: Mapping[str, Any] | None) -> None:
     """Name the objective for optuna-dashboard (else it shows "Objective 0")."""
-    heldout = (cfg["objective"].get("heldout") or {}).get("name", "held-out metric")
+    heldout = (heldout_section or {}).get("name", "held-out metric")
     if score.kind == "heldout":
         names = [heldout]
     elif score.multi_objective:
