@@ -90,7 +90,11 @@ def check(detail: dict, n: int) -> list[dict]:
 
 
 def test_dashboard_opens_the_journal_file_and_shows_trial_figures(project: Path) -> None:
-    run_study(compose(["study=tiny", "study.n_trials=2", "study.artifacts=true"]))
+    from wwtune.report.artifacts import attach_layer_figure
+
+    run_study(
+        compose(["study=tiny", "study.n_trials=2", "study.artifacts=true"]), draw_trial=attach_layer_figure
+    )
     folder = project / "studies" / "tiny"
     detail = dashboard_study(str(folder / "journal.log"), "--artifact-dir", str(folder / "artifacts"))
     for t in check(detail, 2):

@@ -111,7 +111,7 @@ def test_the_shipped_defaults_separate_the_value_from_the_pick():
 
 def test_the_library_defaults_are_the_cli_defaults():
     import wwtune
-    from wwtune.config import named_score
+    from wwtune.score import named_score
 
     cli = make_score(compose([]))
     lib = named_score()

@@ -381,7 +381,9 @@ def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(p
 def test_artifacts_switch_attaches_each_trials_layer_figure(project):
     from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 
-    study = run_study(cfg("study.n_trials=2", "study.artifacts=true"))
+    from wwtune.report.artifacts import attach_layer_figure
+
+    study = run_study(cfg("study.n_trials=2", "study.artifacts=true"), draw_trial=attach_layer_figure)
     store = FileSystemArtifactStore(str(project / "studies" / "tiny" / "artifacts"))
     finished = [t for t in study.trials if "wwtune.layers" in t.user_attrs]
     assert finished
@@ -394,6 +396,22 @@ def test_artifacts_switch_attaches_each_trials_layer_figure(project):
         download_artifact(artifact_store=store, file_path=str(out), artifact_id=metas[0].artifact_id)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 2000
     # off by default: no folder, no artifacts
-    plain = run_study(cfg("study.n_trials=1", "study.name=plain"))
+    plain = run_study(cfg("study.n_trials=1", "study.name=plain"), draw_trial=attach_layer_figure)
     assert not (project / "studies" / "plain" / "artifacts").exists()
     assert get_all_artifact_meta(plain.trials[0], storage=plain._storage) == []
+
+
+def test_the_trial_runner_draws_only_through_the_callback_it_is_given(project, caplog):
+    """The running-studies floor draws nothing: study.artifacts calls the showing layer's draw_trial."""
+    calls = []
+
+    def draw(trial, table, band, folder):
+        calls.append((trial.number, list(table["name"]), tuple(band), folder.name))
+
+    run_study(cfg("study.n_trials=2", "study.artifacts=true", "study.name=drawn"), draw_trial=draw)
+    assert [c[0] for c in calls] == [0, 1] and all(c[1] and c[3] == "artifacts" for c in calls)
+    # no callback: nothing drawn, and the run says how to get the figures
+    with caplog.at_level("WARNING", logger="wwtune.study"):
+        run_study(cfg("study.n_trials=1", "study.artifacts=true", "study.name=undrawn"))
+    assert not (project / "studies" / "undrawn" / "artifacts").exists()
+    assert "draw_trial=wwtune.report.artifacts.attach_layer_figure" in caplog.text

@@ -39,14 +39,13 @@ import optuna
 import pandas as pd
 
 from wwtune import exceptions
-from wwtune.config import named_score
 from wwtune.deprecation import moved
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed
+from wwtune.layer_rules import LayerTable, diverged_reason
 from wwtune.objective import Reporter, check_finite_loss, check_finite_weights
-from wwtune.pruners import LayerTable, diverged_reason
 from wwtune.record import TrialWriter, json_safe
 from wwtune.schema import ON_VIOLATION
-from wwtune.score import Score, ScoreResult, layers_record
+from wwtune.score import Score, ScoreResult, layers_record, named_score
 from wwtune.spectral import AnalysisOptions
 from wwtune.spectral import analyze as spectral_analyze
 

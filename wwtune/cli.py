@@ -106,6 +106,7 @@ def _run(cfg: DictConfig) -> None:
     from wwtune.diskio import WriteError
     from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
+    from wwtune.report.artifacts import attach_layer_figure
     from wwtune.study import open_existing_study, run_study, shows_progress_bar
     from wwtune.sweeper_migration import check_sweeper_node
     from wwtune.workers import resolve_worker_id
@@ -127,7 +128,7 @@ def _run(cfg: DictConfig) -> None:
         plain = load_config(plain)  # the one parse of the run's config
         score = make_score(plain)  # the run's one Score, handed to the study, the advisor and the summary
         if mode == "optimize":
-            study = run_study(plain, progress_bar=progress_bar, score=score)
+            study = run_study(plain, progress_bar=progress_bar, score=score, draw_trial=attach_layer_figure)
         else:
             study = open_existing_study(plain)
             from wwtune.outcome import use_pick  # lazy, as summary_text above

@@ -3,9 +3,11 @@
 The keys and their value rules are declared once, in :mod:`wwtune.schema`; :func:`validate_config` applies
 them and the rules that join sections (a score direction against ``study.direction``, ``score=heldout``
 against ``objective.heldout``, ``_target_`` nodes against their target's signature). It raises
-:class:`ConfigError` naming the key, the value and what is allowed. :func:`make_score` builds the run's
-one :class:`~wwtune.score.Score`; :func:`analysis_kwargs` turns ``analysis`` into :func:`wwtune.analyze`'s
-keyword arguments; :func:`load_task` imports the ``objective.task`` function.
+:class:`ConfigError` naming the key, the value and what is allowed. :func:`load_config` parses a config
+once into a :class:`~wwtune.schema.StudyConfig`; :func:`make_score` (from :mod:`wwtune.factories`, beside
+the storage, sampler and pruner) builds the run's one :class:`~wwtune.score.Score`;
+:func:`analysis_kwargs` turns ``analysis`` into :func:`wwtune.analyze`'s keyword arguments;
+:func:`load_task` imports the ``objective.task`` function.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from importlib import resources
 from typing import Any
 
-import yaml
 from hydra.utils import get_object
 
+from wwtune.factories import make_score
 from wwtune.pick import PickRule
 from wwtune.schema import (
     ANALYZE_ARGS,
@@ -215,43 +216,6 @@ def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[
 def analysis_options(cfg: Mapping[str, Any], score: Score | None = None) -> AnalysisOptions:
     """:func:`analysis_kwargs` as the validated :class:`~wwtune.spectral.analyze.AnalysisOptions`."""
     return AnalysisOptions.of(**analysis_kwargs(cfg, score))
-
-
-def make_score(cfg: Mapping[str, Any]) -> Score:
-    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction); a
-    score config without a band takes the task's (``objective.alpha_band``)."""
-    heldout = cfg["objective"].get("heldout") or {}
-    node = dict(normalize_config(cfg)["score"])
-    if node.get("band") is None:
-        node["band"] = cfg["objective"].get("alpha_band")
-    return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
-
-
-def default_score_name() -> str:
-    """The CLI's default score config (the ``score`` entry of ``conf/config.yaml``'s defaults list)."""
-    root = resources.files("wwtune.conf")
-    for entry in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
-        if isinstance(entry, Mapping) and "score" in entry:
-            return str(entry["score"])
-    raise ConfigError("conf/config.yaml names no default score")  # a broken install
-
-
-def named_score(name: str | Score | None = None, band: Any = None) -> Score:
-    """A :class:`Score` from a shipped ``conf/score/<name>.yaml`` (``"fit_band"``, ``"band"``,
-    ``"balanced"`` …); None: the CLI's default score; a :class:`Score` is returned as is. ``band``
-    fills a config without its own band (else the Score default, [2, 2])."""
-    if isinstance(name, Score):
-        return name
-    name = default_score_name() if name is None else name
-    path = resources.files("wwtune.conf") / "score" / f"{name}.yaml"
-    if not isinstance(name, str) or not path.is_file():
-        folder = resources.files("wwtune.conf") / "score"
-        shipped = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-        raise ValueError(f"score must be a Score or one of {shipped} but got {name!r}.")
-    node = dict(yaml.safe_load(path.read_text()))
-    if node.get("band") is None:
-        node["band"] = band
-    return Score.from_config(node)
 
 
 def make_pick(cfg: Mapping[str, Any]) -> PickRule:

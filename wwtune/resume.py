@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, check_distribution_compatibil
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from wwtune.config import ConfigError
+from wwtune.exceptions import ConfigError
 from wwtune.ranking import earlier_rule_trials, ranked_trials
 from wwtune.record import STUDY_LEGACY_RULE, STUDY_SCORE_RULE, json_safe
 

@@ -46,14 +46,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from wwtune.deprecation import moved
 from wwtune.diskio import json_safe
-from wwtune.schema import SCHEMA, normalize_config
+from wwtune.schema import SCHEMA, ConfigError, normalize_config
 from wwtune.spectral.fit_rule import failed_fits
 
 __all__ = [
@@ -464,3 +466,30 @@ def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, An
         [json_safe(v) for v in layers["num_traps"]] if "num_traps" in layers.columns else None
     )
     return record
+
+
+def default_score_name() -> str:
+    """The CLI's default score config (the ``score`` entry of ``conf/config.yaml``'s defaults list)."""
+    root = resources.files("wwtune.conf")
+    for entry in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, Mapping) and "score" in entry:
+            return str(entry["score"])
+    raise ConfigError("conf/config.yaml names no default score")  # a broken install
+
+
+def named_score(name: str | Score | None = None, band: Any = None) -> Score:
+    """A :class:`Score` from a shipped ``conf/score/<name>.yaml`` (``"fit_band"``, ``"band"``,
+    ``"balanced"`` …); None: the CLI's default score; a :class:`Score` is returned as is. ``band``
+    fills a config without its own band (else the Score default, [2, 2])."""
+    if isinstance(name, Score):
+        return name
+    name = default_score_name() if name is None else name
+    path = resources.files("wwtune.conf") / "score" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        folder = resources.files("wwtune.conf") / "score"
+        shipped = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"score must be a Score or one of {shipped} but got {name!r}.")
+    node = dict(yaml.safe_load(path.read_text()))
+    if node.get("band") is None:
+        node["band"] = band
+    return Score.from_config(node)

@@ -23,16 +23,14 @@ Library code logs; the CLI prints the summary.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
+import dataclasses
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
 import torch
-from hydra.utils import get_object, instantiate
 from optuna.trial import TrialState
 
 from wwtune.config import (
@@ -40,12 +38,11 @@ from wwtune.config import (
     load_config,
     load_task,
     loss_comparable,
-    make_score,
 )
 from wwtune.deprecation import moved
+from wwtune.factories import make_pruner, make_sampler, make_score, make_storage
 from wwtune.journal import write_error_in
 from wwtune.outcome import store_trust, write_best_params
-from wwtune.ranking import constraints
 from wwtune.reaping import fail_stale_trials, reap_dead_workers
 from wwtune.record import STUDY_CONFIG, json_safe, studies_dir, write_study_attrs
 from wwtune.resume import (
@@ -53,18 +50,22 @@ from wwtune.resume import (
     check_config_change,
     distribution_clash,
     record_score_rule,
-    resumed_seed,
     score_rule,
     stored_trial_count,
 )
+from wwtune.schema import StudyConfig
 from wwtune.score import Score
-from wwtune.search_space import SearchSpace, SearchSpaceError
-from wwtune.storage import StorageError, describe, make_storage, redact_config
-from wwtune.trial import HAS_SET_CONSTRAINT, TrialRunner
-from wwtune.workers import WORKER_ID_ENV, StudyTrialCap, resolve_worker_id, worker_seed
+from wwtune.search_space import SearchSpace
+from wwtune.storage import describe, redact_config
+from wwtune.trial import DrawTrial, TrialRunner
+from wwtune.workers import WORKER_ID_ENV, StudyTrialCap, resolve_worker_id
 
 __all__ = [
+    "OpenStudy",
+    "finish",
     "open_existing_study",
+    "open_study",
+    "optimise",
     "run_study",
     "shows_progress_bar",
 ]
@@ -101,29 +102,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'wwtune.study' has no attribute {name!r}")
 
 
-#: Optional packages some Optuna samplers import only when they first sample.
-_SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
-
-
-def _instantiate(section: str, node: Mapping[str, Any], **extra: Any) -> Any:
-    """Build ``node`` with Hydra; a bad argument value becomes a :class:`ConfigError` naming the section."""
-    try:
-        return _build(node, **extra)
-    except Exception as exc:  # noqa: BLE001 - Hydra wraps the target's own ValueError/TypeError
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{section}: cannot build {node['_target_']}: {cause}") from None
-
-
-def _build(node: Mapping[str, Any], **extra: Any) -> Any:
-    target = get_object(node["_target_"])
-    try:
-        accepted = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        accepted = {}
-    extra = {k: v for k, v in extra.items() if k in accepted and k not in node}
-    return instantiate(dict(node), **extra)
-
-
 def shows_progress_bar(progress_bar: bool, worker_id: int | None) -> bool:
     """Whether a run shows Optuna's progress bar: asked for, and a lone worker (a worker with an id runs
     an open-ended share of the study, which a bar cannot show; it logs the study-wide count instead)."""
@@ -131,12 +109,19 @@ def shows_progress_bar(progress_bar: bool, worker_id: int | None) -> bool:
 
 
 def run_study(
-    cfg: Mapping[str, Any], *, progress_bar: bool = False, score: Score | None = None
+    cfg: Mapping[str, Any],
+    *,
+    progress_bar: bool = False,
+    score: Score | None = None,
+    draw_trial: DrawTrial | None = None,
 ) -> optuna.Study:
-    """Create or resume the study described by the composed config ``cfg`` and run its missing trials.
+    """Create or resume the study described by the composed config ``cfg`` and run its missing trials:
+    :func:`open_study`, then :func:`optimise`, then :func:`finish`.
 
     ``score`` is the run's :class:`~wwtune.score.Score` when the caller built it already (the CLI hands
-    the same one to the summary); by default it is built from ``cfg``.
+    the same one to the summary); by default it is built from ``cfg``. ``draw_trial`` is the figure the
+    showing layer attaches to each trial when ``study.artifacts=true``
+    (:func:`wwtune.report.artifacts.attach_layer_figure`; the CLI passes it): this module draws nothing.
 
     Example (a tiny task; the CLI composes ``cfg`` from ``conf/``):
 
@@ -148,51 +133,46 @@ def run_study(
             cfg = compose(["study=quickstart", "study.n_trials=2", "storage.url=/tmp/q.log"])
             study = run_study(cfg)
     """
-    cfg = load_config(cfg)  # normalised and validated once (a StudyConfig from the CLI is taken as it is)
+    run = open_study(cfg, progress_bar=progress_bar, score=score)
+    optimise(run, draw_trial)
+    return finish(run)
+
+
+@dataclasses.dataclass
+class OpenStudy:
+    """A study opened for a run (:func:`open_study`): what :func:`optimise` and :func:`finish` need."""
+
+    study: optuna.Study
+    config: StudyConfig
+    score: Score
+    space: SearchSpace
+    task_fn: Callable[..., Any]
+    worker_id: int | None
+    cap: StudyTrialCap
+    progress_bar: bool
+
+
+def open_study(
+    cfg: Mapping[str, Any], *, progress_bar: bool = False, score: Score | None = None
+) -> OpenStudy:
+    """Parse ``cfg`` (once), open or resume its study in its storage (failing the trials of workers that
+    died), check a resumed study's config and store the study's attrs."""
+    config = load_config(cfg)  # normalised and validated once (a StudyConfig is taken as it is)
     try:
-        worker_id = resolve_worker_id(cfg.get("worker_id"))
+        worker_id = resolve_worker_id(config.get("worker_id"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    study_cfg = cfg["study"]
+    study_cfg = config.study
     name = str(study_cfg["name"])
-    score = score or make_score(cfg)
-    space = SearchSpace.from_config(cfg.get("search_space"))
-    task_fn = load_task(cfg["objective"]["task"])
-    infeasible = cfg["sanity"].get("on_violation", "infeasible") == "infeasible"
-    # each worker samples with its own seed (worker 0 / no id: the study seed itself)
-    sampler_node = dict(cfg["sampler"])
-    if sampler_node.get("seed") is not None:
-        try:
-            sampler_node["seed"] = worker_seed(sampler_node["seed"], worker_id)
-        except ValueError as exc:
-            raise ConfigError(f"sampler.seed: {exc}") from None
-    extra: dict[str, Any] = {"seed": worker_seed(study_cfg["seed"], worker_id)}
-    if infeasible and not HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
-        extra["constraints_func"] = constraints
-    if cfg["sampler"]["_target_"].rsplit(".", 1)[-1] == "GridSampler":
-        try:
-            extra["search_space"] = space.grid()
-        except SearchSpaceError as exc:
-            raise ConfigError(str(exc)) from None
-    target = cfg["sampler"]["_target_"].rsplit(".", 1)[-1]
-    needs = _SAMPLER_PACKAGES.get(target)
-    if needs and importlib.util.find_spec(needs) is None:
-        raise ConfigError(
-            f"{target} needs the {needs!r} package (pip install {needs}); install it or "
-            "pick another sampler: tpe, random, gp, grid."
-        )
-    sampler = _instantiate("sampler", sampler_node, **extra)
-    pruner = _instantiate("pruner", cfg["pruner"])
-    try:
-        storage = make_storage(cfg["storage"], name, studies_dir(cfg))
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from None
+    score = score or make_score(config)
+    space = SearchSpace.from_config(config.get("search_space"))
+    task_fn = load_task(config.objective["task"])
+    sampler = make_sampler(config, space, worker_id)  # a bad sampler fails before the storage is made
+    pruner = make_pruner(config)
+    storage = make_storage(config)
     n_existing = stored_trial_count(storage, name)
     if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
-        if sampler_node.get("seed") is not None:
-            sampler_node["seed"] = resumed_seed(sampler_node["seed"], n_existing)
-        extra["seed"] = resumed_seed(extra["seed"], n_existing)
-        sampler = _instantiate("sampler", sampler_node, **extra)
+        sampler = make_sampler(config, space, worker_id, n_existing)
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
@@ -207,7 +187,7 @@ def run_study(
             f"Study {name!r} in storage has directions {stored} but score "
             f"{score.kind!r} needs {score.directions}; use another study.name."
         )
-    _name_metric(study, score, cfg)
+    _name_metric(study, score, config.objective.get("heldout"))
     stale = fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
@@ -219,37 +199,14 @@ def run_study(
             name,
             WORKER_ID_ENV,
         )
-    if cfg["storage"].get("kind") == "sqlite" and (
+    if config.storage.get("kind") == "sqlite" and (
         worker_id is not None or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ):
         _logger.warning(
             "storage=sqlite is not safe for several workers (locked database, lost updates); use "
             "storage=journal on one machine or storage=postgres across machines."
         )
-    previous = study.user_attrs.get(STUDY_CONFIG)
-    # the study's config: no password (storage.url redacted), no per-worker id
-    plain = json_safe({k: v for k, v in redact_config(cfg).items() if k != "worker_id"})
-    if previous is not None:
-        check_config_change(
-            name,
-            _strip_n_trials(previous),
-            _strip_n_trials(plain),
-            distribution_clash(space.dimensions, study.get_trials(deepcopy=False)),
-            bool(study_cfg.get("allow_config_change")),
-        )
-    heldout = cfg["objective"].get("heldout")
-    earlier = record_score_rule(study, previous, score_rule(plain))
-    if earlier:  # study.allow_config_change=true under another score: its values are not comparable
-        _logger.warning(
-            "Study %r: %d trial(s) were scored under an earlier score rule; they are kept but not "
-            "ranked: the summary, best_params.yaml, the report, the trust report and the sampler use only "
-            "trials scored under the current one.",
-            name,
-            len(earlier),
-        )
-        study.sampler = CurrentRuleSampler(study.sampler)
-    write_study_attrs(study, plain, score.band, heldout, score.kind, loss_comparable(cfg, task_fn))
-
+    _store_study_attrs(study, config, score, space, task_fn)
     threads = study_cfg.get("torch_threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -260,12 +217,53 @@ def run_study(
         timeout_s=study_cfg.get("timeout"),
         log_progress=not shows_progress_bar(progress_bar, worker_id),
     )
+    return OpenStudy(study, config, score, space, task_fn, worker_id, cap, progress_bar)
+
+
+def _store_study_attrs(
+    study: optuna.Study, config: StudyConfig, score: Score, space: SearchSpace, task_fn: Callable[..., Any]
+) -> None:
+    """The study's config (no password, no per-worker id) and score rule; a resumed study's config check."""
+    name = study.study_name
+    previous = study.user_attrs.get(STUDY_CONFIG)
+    plain = json_safe({k: v for k, v in redact_config(config).items() if k != "worker_id"})
+    if previous is not None:
+        check_config_change(
+            name,
+            _strip_n_trials(previous),
+            _strip_n_trials(plain),
+            distribution_clash(space.dimensions, study.get_trials(deepcopy=False)),
+            bool(config.study.get("allow_config_change")),
+        )
+    earlier = record_score_rule(study, previous, score_rule(plain))
+    if earlier:  # study.allow_config_change=true under another score: its values are not comparable
+        _logger.warning(
+            "Study %r: %d trial(s) were scored under an earlier score rule; they are kept but not "
+            "ranked: the summary, best_params.yaml, the report, the trust report and the sampler use only "
+            "trials scored under the current one.",
+            name,
+            len(earlier),
+        )
+        study.sampler = CurrentRuleSampler(study.sampler)
+    heldout = config.objective.get("heldout")
+    write_study_attrs(study, plain, score.band, heldout, score.kind, loss_comparable(config, task_fn))
+
+
+def optimise(run: OpenStudy, draw_trial: DrawTrial | None = None) -> None:
+    """Run the study's missing trials (:class:`~wwtune.trial.TrialRunner`) up to its study-wide cap."""
+    study, config, score, worker_id, cap = run.study, run.config, run.score, run.worker_id, run.cap
+    name = study.study_name
+    if config.study.get("artifacts") and draw_trial is None:
+        _logger.warning(
+            "study.artifacts=true but no figure drawing was passed (draw_trial): no figures are attached; "
+            "pass draw_trial=wwtune.report.artifacts.attach_layer_figure, as the CLI does."
+        )
     n_total, done = cap.n_trials, cap.count(study)
     remaining = n_total - done
     _logger.info(
         "Study %r (%s): %d of %d trials done; %s.",
         name,
-        describe(cfg["storage"], name, studies_dir(cfg)),
+        describe(config.storage, name, studies_dir(config)),
         done,
         n_total,
         score.describe(),
@@ -283,26 +281,33 @@ def run_study(
         )
     if remaining > 0 and not cap.wait_for_room(study):
         remaining = 0  # the other workers' running trials fill the study
-    if remaining > 0:
-        # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
-        # runs until the cap says stop, so it also runs trials re-queued from workers that died.
-        try:
-            study.optimize(
-                TrialRunner(cfg, task_fn, space, score, worker_id, cap),
-                n_trials=remaining if worker_id is None else None,
-                timeout=study_cfg.get("timeout"),
-                catch=(Exception,),
-                callbacks=[cap],
-                show_progress_bar=shows_progress_bar(progress_bar, worker_id),
-            )
-        except Exception as exc:  # Optuna hides a failed write behind "Should not reach": name the write
-            lost = write_error_in(exc)
-            if lost is None or lost is exc:
-                raise
-            raise lost from None
-    write_best_params(study, space, cfg, score)
-    store_trust(study, heldout.get("direction") if heldout else None)
-    return study
+    if remaining <= 0:
+        return
+    # A lone worker runs at most the missing trials (and can show a progress bar); a worker with an id
+    # runs until the cap says stop, so it also runs trials re-queued from workers that died.
+    runner = TrialRunner(config, run.task_fn, run.space, score, worker_id, cap, draw_trial=draw_trial)
+    try:
+        study.optimize(
+            runner,
+            n_trials=remaining if worker_id is None else None,
+            timeout=config.study.get("timeout"),
+            catch=(Exception,),
+            callbacks=[cap],
+            show_progress_bar=shows_progress_bar(run.progress_bar, worker_id),
+        )
+    except Exception as exc:  # Optuna hides a failed write behind "Should not reach": name the write
+        lost = write_error_in(exc)
+        if lost is None or lost is exc:
+            raise
+        raise lost from None
+
+
+def finish(run: OpenStudy) -> optuna.Study:
+    """After the trials: ``best_params.yaml`` and the trust report (when the task has a held-out metric)."""
+    write_best_params(run.study, run.space, run.config, run.score)
+    heldout = run.config.objective.get("heldout")
+    store_trust(run.study, heldout.get("direction") if heldout else None)
+    return run.study
 
 
 #: study settings that may change from run to run of one study without changing what it searches
@@ -329,13 +334,9 @@ def _strip_n_trials(cfg: Any) -> Any:
 
 def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
     """The stored study the config names (``mode=advise`` / ``mode=report``); ConfigError if there is none."""
-    study_cfg = cfg["study"]
-    name, folder = str(study_cfg["name"]), studies_dir(cfg)
+    name, folder = str(cfg["study"]["name"]), studies_dir(cfg)
     try:
-        storage = make_storage(cfg["storage"], name, folder)
-        return optuna.load_study(study_name=name, storage=storage)
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from None
+        return optuna.load_study(study_name=name, storage=make_storage(cfg))
     except KeyError:
         raise ConfigError(
             f"No study named {name!r} in {describe(cfg['storage'], name, folder)}; run it first "
@@ -343,9 +344,9 @@ def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
         ) from None
 
 
-def _name_metric(study: optuna.Study, score: Score, cfg: Mapping[str, Any]) -> None:
+def _name_metric(study: optuna.Study, score: Score, heldout_section: Mapping[str, Any] | None) -> None:
     """Name the objective for optuna-dashboard (else it shows "Objective 0")."""
-    heldout = (cfg["objective"].get("heldout") or {}).get("name", "held-out metric")
+    heldout = (heldout_section or {}).get("name", "held-out metric")
     if score.kind == "heldout":
         names = [heldout]
     elif score.multi_objective:

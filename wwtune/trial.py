@@ -13,10 +13,10 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 
 from wwtune.bridge import (
     HAS_SET_CONSTRAINT,
@@ -39,16 +39,24 @@ from wwtune.record import (
     study_folder,
     write_trial_spectra,
 )
-from wwtune.report.artifacts import attach_figures
-from wwtune.report.plots import plot_layer_alphas
 from wwtune.resume import score_rule
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
 
-__all__ = ["HAS_SET_CONSTRAINT", "TrialFailed", "TrialRunner", "loss_violation", "norm_violation"]
+__all__ = [
+    "HAS_SET_CONSTRAINT",
+    "DrawTrial",
+    "TrialFailed",
+    "TrialRunner",
+    "loss_violation",
+    "norm_violation",
+]
 
 _logger = logging.getLogger(__name__)
+
+#: the showing layer's figure for a running trial: ``(trial, layer table, α band, artifacts folder)``
+DrawTrial = Callable[[optuna.trial.Trial, Any, Any, Path], None]
 
 
 class TrialRunner:
@@ -61,6 +69,9 @@ class TrialRunner:
         score: the run's one :class:`~wwtune.score.Score` (the study's objective).
         worker_id: this worker's id, stored with each trial (None: a lone worker).
         cap: the study-wide trial cap (None: no cap check before a trial starts).
+        draw_trial: with ``study.artifacts=true``, the figure drawing the showing layer hands in:
+            ``draw_trial(trial, layer_table, band, artifacts_dir)`` attaches the trial's figure while it
+            runs (e.g. :func:`wwtune.report.artifacts.attach_layer_figure`); the runner draws nothing itself.
     """
 
     def __init__(
@@ -71,6 +82,7 @@ class TrialRunner:
         score: Score,
         worker_id: int | None = None,
         cap: StudyTrialCap | None = None,
+        draw_trial: DrawTrial | None = None,
     ) -> None:
         self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
         self.worker_id, self.cap = worker_id, cap
@@ -84,7 +96,9 @@ class TrialRunner:
         timeout = cfg["study"].get("timeout")
         self.study_deadline = None if timeout is None else time.monotonic() + float(timeout)
         self.folder = study_folder(cfg)
-        self.artifacts_dir = self.folder / "artifacts" if cfg["study"].get("artifacts", False) else None
+        artifacts = bool(cfg["study"].get("artifacts", False)) and draw_trial is not None
+        self.artifacts_dir = self.folder / "artifacts" if artifacts else None
+        self.draw_trial = draw_trial
         self.spectra_dir = self.folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
         sanity = cfg["sanity"]
         self.min_loss_drop = sanity.get("min_loss_drop")
@@ -220,11 +234,8 @@ class TrialRunner:
         if table is None:
             return
         try:
-            assert self.artifacts_dir is not None
-            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-            figure = plot_layer_alphas(table, self.score.band)
-            name = f"trial{trial.number}_layer_alphas_step{table.attrs.get('step')}"
-            attach_figures(trial, {name: figure}, FileSystemArtifactStore(str(self.artifacts_dir)))
+            assert self.artifacts_dir is not None and self.draw_trial is not None
+            self.draw_trial(trial, table, self.score.band, self.artifacts_dir)
         except Exception:  # noqa: BLE001 - a figure is never worth a trial
             _logger.warning("Trial %d: could not attach its figure\n%s", trial.number, traceback.format_exc())
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import optuna
 from matplotlib.figure import Figure
-from optuna.artifacts import upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial
 
-from wwtune.report.plots import save_figure
+from wwtune.report.plots import plot_layer_alphas, save_figure
 
-__all__ = ["attach_figures"]
+__all__ = ["attach_figures", "attach_layer_figure"]
 
 logger = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -83,3 +83,16 @@ def attach_figures(
                 )
     logger.debug("attached %d figure file(s): %s", len(uploaded), sorted(uploaded))
     return uploaded
+
+
+def attach_layer_figure(trial: Trial, table: object, band: object, artifacts_dir: Path) -> None:
+    """Attach a running trial's α-per-layer figure (its latest layer table) as an Optuna artifact in
+    ``artifacts_dir``: the drawing the showing layer hands the trial runner when ``study.artifacts=true``
+    (``run_study(cfg, draw_trial=attach_layer_figure)``; the CLI does). The file is
+    ``trial<N>_layer_alphas_step<S>.png``."""
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    figure = plot_layer_alphas(table, band)  # type: ignore[arg-type]
+    step = getattr(table, "attrs", {}).get("step")
+    name = f"trial{trial.number}_layer_alphas_step{step}"
+    attach_figures(trial, {name: figure}, FileSystemArtifactStore(str(artifacts_dir)))
