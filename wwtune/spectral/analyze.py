@@ -489,13 +489,10 @@ def describe(
             f"describe() got an unexpected keyword argument {extra[0]!r} (WeightWatcher's describe() does "
             "not take it either; analysis options belong to analyze())"
         )
-    opts = AnalysisOptions.of(
-        layers=layers,
-        layer_types=layer_types,
-        min_evals=min_evals,
-        max_evals=max_evals,
-        device="cpu",
-        **allowed,
-    )
+    given = {"min_evals": min_evals, "max_evals": max_evals}  # only those that differ from the defaults
+    given = {
+        k: v for k, v in given.items() if v != {"min_evals": DEFAULT_MIN_EVALS}.get(k, DEFAULT_MAX_EVALS)
+    }
+    opts = AnalysisOptions.of(layers=layers, layer_types=layer_types, device="cpu", **given, **allowed)
     rows = [_identity(s) for s in select_specs(weight_specs(source), opts)]
     return pd.DataFrame(rows, columns=list(DESCRIBE_COLUMNS))
