@@ -195,7 +195,8 @@ def test_layer_table_shows_distance_to_band_and_shades_only_off_target_layers():
     )
     table = _layer_table(df, (2.0, 2.0))  # the table's data; report.html.j2 draws it
     rows = [(r["classes"], [c["text"] for c in r["cells"]]) for r in table["rows"]]
-    assert rows[0][0] == "" and "-0.01" in rows[0][1] and "over-trained" in rows[0][1]  # label kept, no shade
+    # issue 21: an on-target layer reads as the α plot's legend says, not "over-trained"
+    assert rows[0][0] == "" and "-0.01" in rows[0][1] and "on target (within 0.1 of the band)" in rows[0][1]
     assert rows[1][0] == "over-trained" and "-0.50" in rows[1][1]
     assert "distance to band" in table["head"]
 
