@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from wwtune.record import (
     fit_failed,
 )
 from wwtune.report.advice_plot import plot_advice
+from wwtune.report.cells import cell, num, text, trust_items
 from wwtune.report.data import layers_frame, resolve_band, trials_table
 from wwtune.report.plots import (
     figure_data_uri,
@@ -95,35 +95,8 @@ Section = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _text(x: Any) -> str:
-    return "" if x is None else str(x)
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return _text(x)
-    if math.isnan(v):
-        return "–"
-    return f"{v:.{digits}g}"
-
-
-def _cell(x: Any) -> dict[str, Any]:
-    """A table cell: its text and whether it is a number (right-aligned)."""
-    if isinstance(x, (bool, np.bool_, int, float, np.integer, np.floating)):
-        return {"text": _num(x), "num": True}
-    if x is None:
-        return {"text": "–", "num": False}
-    return {"text": _text(x), "num": False}
-
-
 def _kv_table(items: Sequence[tuple[str, Any]]) -> Block:
-    return {"kind": "kv", "items": [(_text(k), _cell(v)) for k, v in items]}
+    return {"kind": "kv", "items": [(text(k), cell(v)) for k, v in items]}
 
 
 def _note(text: str) -> Block:
@@ -229,7 +202,7 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> Bl
         classes = []
         warning = r.get("warning")
         alpha = r.get("alpha")
-        on_target = _is_num(alpha) and plot_on_target(float(alpha), band)
+        on_target = _isnum(alpha) and plot_on_target(float(alpha), band)
         if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
         elif isinstance(warning, str) and warning and warning != "failed":  # as the plot's legend says
@@ -242,7 +215,7 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> Bl
             v = r[c]
             if c == "alpha" and fit_failed(v, r.get("status")):
                 v = "fit failed"
-            cells.append(_cell(v))
+            cells.append(cell(v))
         rows.append({"classes": " ".join(classes), "cells": cells})
     return {"kind": "table", "head": head, "rows": rows}
 
@@ -265,7 +238,7 @@ def score_words(study: optuna.Study, short: bool = False) -> str:
     return names.get(score.kind, f"{score.kind} score")
 
 
-def _is_num(x: Any) -> bool:
+def _isnum(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
@@ -334,9 +307,9 @@ def _trust(study: optuna.Study, fmt: str) -> list[Section]:
         labels = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}
         label = {**labels, "mixed": "α ranked trials, but its pick was poor"}.get(verdict, verdict)
         body.append(
-            {"kind": "badge", "verdict": verdict, "label": label, "text": _text(trust.get("summary", ""))}
+            {"kind": "badge", "verdict": verdict, "label": label, "text": text(trust.get("summary", ""))}
         )
-        table = [_kv_table(_trust_items(trust))]
+        table = [_kv_table(trust_items(trust))]
     else:
         table = []
     name = (
@@ -356,87 +329,6 @@ def _trust(study: optuna.Study, fmt: str) -> list[Section]:
     scatter = _img(fig, "α score against held-out metric per trial", fmt)
     body.append({"kind": "row", "blocks": [scatter, {"kind": "div", "blocks": table}]})
     return _section("trust", "Can the α score be trusted here?", EXPLAIN["trust"], body)
-
-
-def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The trust report's numbers as labelled rows; unknown scalar keys are listed as they are."""
-    labels = {
-        "n": "trials compared",
-        "spearman": "Spearman correlation (+1 = perfect agreement)",
-        "spearman_p": "Spearman p-value",
-        "kendall": "Kendall correlation",
-        "kendall_p": "Kendall p-value",
-        "regret": "held-out loss from trusting α (regret)",
-        "regret_vs_median": "regret as a share of the best-vs-median gap",
-        "random_regret": "regret of a random pick, for comparison",
-        "convention": "sign convention",
-        "reason": "why this verdict",
-    }
-    items: list[tuple[str, Any]] = [(label, trust[k]) for k, label in labels.items() if k in trust]
-    for key, label in (
-        ("alpha_best", "lowest α score (distance to the band)"),
-        ("heldout_best", "best held-out trial"),
-        ("median", "median trial"),
-    ):
-        e = trust.get(key)
-        if isinstance(e, Mapping):
-            items.append(
-                (label, f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, score {_num(e.get('score'))}")
-            )
-    e = trust.get("train_loss_best")
-    if isinstance(e, Mapping):
-        items.append(
-            (
-                "trial with the lowest final training loss",
-                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
-                f"training loss {_num(e.get('train_loss'))}, regret {_num(trust.get('train_loss_regret'))}",
-            )
-        )
-    elif trust.get("train_loss_unavailable"):
-        items.append(
-            ("trial with the lowest final training loss", f"unavailable: {trust['train_loss_unavailable']}")
-        )
-    e = trust.get("study_pick")
-    if isinstance(e, Mapping):
-        items.append(
-            (
-                f"trial the study returned ({e.get('score_kind')})",
-                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
-                f"regret {_num(trust.get('study_pick_regret'))}",
-            )
-        )
-    for rank, r in enumerate(trust.get("selectors") or [], 1):  # calibrate once: every data-free selector
-        if isinstance(r, Mapping):
-            items.append(
-                (
-                    f"selector {rank}: {r.get('override')}",
-                    f"#{r.get('trial')}: held-out {_num(r.get('heldout'))}, regret {_num(r.get('regret'))}",
-                )
-            )
-    if trust.get("alpha_vs_train_loss"):
-        items.append(("α against the training loss", trust["alpha_vs_train_loss"]))
-    skip = set(labels) | {
-        "alpha_best",
-        "train_loss_best",
-        "train_loss_regret",
-        "train_loss_unavailable",
-        "study_pick",
-        "study_pick_regret",
-        "alpha_vs_train_loss",
-        "heldout_best",
-        "median",
-        "verdict",
-        "summary",
-        "n_excluded",
-        "heldout_direction",
-        "score_direction",
-        "min_trials",
-        "p_threshold",
-    }
-    for k, v in trust.items():
-        if k not in skip and (v is None or isinstance(v, (str, int, float, bool))):
-            items.append((k, v))
-    return items
 
 
 def _advice(study: optuna.Study, fmt: str) -> list[Section]:
@@ -501,13 +393,13 @@ def _trials(study: optuna.Study) -> list[Section]:
     rows = []
     for r in shown.itertuples(index=False):
         p = ", ".join(
-            f"{k}={_num(v) if _is_num(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
+            f"{k}={num(v) if _isnum(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
         )
         reason = next((x for x in (r.fail_reason, r.prune_reason) if isinstance(x, str) and x), "")
-        cells = [_cell(f"#{r.number}"), _cell(r.state.lower()), _cell(r.score)]
+        cells = [cell(f"#{r.number}"), cell(r.state.lower()), cell(r.score)]
         if has_heldout:
-            cells.append(_cell(r.heldout))
-        cells += [_cell(p), _cell(reason)]
+            cells.append(cell(r.heldout))
+        cells += [cell(p), cell(reason)]
         rows.append({"classes": None, "cells": cells})
     return _section(
         "trials", "All trials", EXPLAIN["trials"], [*note, {"kind": "table", "head": head, "rows": rows}]
