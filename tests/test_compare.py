@@ -381,7 +381,7 @@ def test_progress_line_counts_layers() -> None:
         deadline = time.monotonic() + 10  # wait on the condition, bounded
         while "3/6" not in stream.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert "comparing a vs b … [##########..........] 3/6 layers (enc.2)" in stream.getvalue()
+    assert "comparing a vs b …  50%|##########          | 3/6 layers (enc.2) " in stream.getvalue()
 
 
 def test_docstring_examples_run() -> None:

@@ -158,10 +158,12 @@ def test_the_top_level_is_the_analysis_the_bridge_the_score_and_the_pruner():
         "TrialBridge",
         "TrialFailed",
         "TrialPruned",
+        "WeightWatcherOptionError",  # issue 23: a WeightWatcher argument wwtune refuses
         "WwtuneError",
         "__version__",
         "analyze",
         "compare",
+        "describe",  # issue 23: WeightWatcher's describe()
         "load_study",
         "score_model",
         "summary",

@@ -43,3 +43,4 @@ def test_wheel_builds_without_packaging_warnings_and_carries_every_config(tmp_pa
         f"wwtune/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")
     }
     assert shipped and shipped <= names, sorted(shipped - names)
+    assert "wwtune/report/templates/report.html.j2" in names  # report.html's Jinja2 template

@@ -98,8 +98,8 @@ def test_all_study_text_is_escaped():
         assert raw not in page
     for text in (
         "&lt;b&gt;relu&lt;/b&gt;",
-        "loss &lt;nan&gt; &amp; &#x27;worse&#x27;",
-        "fc&quot;1",
+        "loss &lt;nan&gt; &amp; &#39;worse&#39;",  # Jinja2's autoescape (markupsafe) spells ' and " so
+        "fc&#34;1",
         "&lt;img src=x onerror=alert(2)&gt;",
     ):
         assert text in page
@@ -193,12 +193,12 @@ def test_layer_table_shows_distance_to_band_and_shades_only_off_target_layers():
     df = pd.DataFrame(
         {"name": ["fc1", "fc2"], "alpha": [1.994, 1.5], "warning": ["over-trained", "over-trained"]}
     )
-    page = _layer_table(df, (2.0, 2.0))
-    rows = page.split("<tr")[2:]
+    table = _layer_table(df, (2.0, 2.0))  # the table's data; report.html.j2 draws it
+    rows = [(r["classes"], [c["text"] for c in r["cells"]]) for r in table["rows"]]
     # issue 21: an on-target layer reads as the α plot's legend says, not "over-trained"
-    assert 'class=""' in rows[0] and "-0.01" in rows[0] and "on target (within 0.1 of the band)" in rows[0]
-    assert 'class="over-trained"' in rows[1] and "-0.50" in rows[1]
-    assert "distance to band" in page
+    assert rows[0][0] == "" and "-0.01" in rows[0][1] and "on target (within 0.1 of the band)" in rows[0][1]
+    assert rows[1][0] == "over-trained" and "-0.50" in rows[1][1]
+    assert "distance to band" in table["head"]
 
 
 def test_pareto_study_report_plots_the_front_and_marks_the_pick():
@@ -215,3 +215,27 @@ def test_pareto_study_report_plots_the_front_and_marks_the_pick():
     assert {"trials", "front", "pick"} <= gids
     front = next(ln for ln in fig.axes[0].lines if ln.get_gid() == "front")
     assert list(front.get_xdata()) == [0.05, 0.1, 0.2]  # (0.3, 0.3) is dominated by (0.2, 0.1)
+
+
+def test_report_comes_from_the_shipped_jinja2_template_and_a_user_template_replaces_it(study, tmp_path):
+    from importlib import resources
+
+    shipped = resources.files("wwtune.report") / "templates" / "report.html.j2"
+    assert shipped.is_file()  # package data: the template ships with the package
+    mine = tmp_path / "mine.html.j2"
+    mine.write_text(
+        shipped.read_text(encoding="utf-8").replace("<main>", "<main><p id='house'>{{ study_name }}</p>")
+    )
+    study.set_user_attr("unused", 1)
+    page = write_report(study, tmp_path / "r.html", template=mine).read_text(encoding="utf-8")
+    assert f"<p id='house'>{html.escape(study.study_name)}</p>" in page
+    assert parse_page(page).sections[:2] == ["summary", "params"]
+    with pytest.raises(FileNotFoundError, match="report template not found: 'nope.j2'"):
+        render_report(study, template="nope.j2")
+
+
+def test_a_user_template_is_autoescaped_too(tmp_path):
+    s = optuna.create_study(study_name="<b>x</b>")
+    t = tmp_path / "t.html.j2"
+    t.write_text("{{ study_name }}")
+    assert render_report(s, template=t) == "&lt;b&gt;x&lt;/b&gt;\n"

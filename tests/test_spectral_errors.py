@@ -98,7 +98,8 @@ def test_model_without_analyzable_layer() -> None:
         (
             {"fit": "truncated"},
             ValueError,
-            "fit must be one of \\['power_law', 'hill'\\] but got 'truncated'",
+            "fit must be one of \\['power_law', 'hill', 'truncated_power_law', 'PL', 'TPL', 'E_TPL'\\] "
+            "but got 'truncated'",
         ),
         (
             {"dtype": "float16"},

@@ -26,7 +26,7 @@ def svd_evals(mats: list[np.ndarray], scale: float = 1.0) -> np.ndarray:
 
 
 def evals_of(df: pd.DataFrame, name: str) -> np.ndarray:
-    return df.set_index("name").loc[name, "evals"]
+    return df.set_index("longname").loc[name, "evals"]
 
 
 class Conv1D(nn.Module):
@@ -71,7 +71,7 @@ def df(net: Net) -> pd.DataFrame:
 
 def test_every_documented_column_present_and_names_are_module_paths(df: pd.DataFrame) -> None:
     assert set(ALWAYS) <= set(df.columns) and set(df.columns) <= set(COLUMNS)
-    assert list(df["name"]) == [
+    assert list(df["longname"]) == [
         "embed",
         "encoder.0.query",
         "encoder.0.c_attn",
@@ -90,7 +90,7 @@ def test_every_documented_column_present_and_names_are_module_paths(df: pd.DataF
         "c3",
         "head",
     ]
-    types = dict(zip(df["name"], df["layer_type"], strict=True))
+    types = dict(zip(df["longname"], df["layer_type"], strict=True))
     assert types["embed"] == "embedding" and types["c1"] == "conv1d" and types["c2"] == "conv2d"
     assert types["c3"] == "conv3d" and types["encoder.0.c_attn"] == "dense"
 
@@ -101,7 +101,7 @@ def test_dense_embedding_and_hf_conv1d_evals(net: Net, df: pd.DataFrame) -> None
     )
     cw = net.encoder[0].c_attn.weight.detach().numpy()
     np.testing.assert_allclose(evals_of(df, "encoder.0.c_attn"), svd_evals([cw]), rtol=1e-9, atol=1e-9)
-    row = df.set_index("name").loc["encoder.0.c_attn"]
+    row = df.set_index("longname").loc["encoder.0.c_attn"]
     assert (row.N, row.M, row.rf, row.num_evals) == (72, 24, 1, 24)
 
 
@@ -119,16 +119,16 @@ def test_conv_slices_pooled_and_halved_without_nm_swap(net: Net, df: pd.DataFram
     slices = w.reshape(out_, in_, -1)
     ref = svd_evals([slices[:, :, p] for p in range(slices.shape[2])], scale=0.5)
     np.testing.assert_allclose(evals_of(df, name), ref, rtol=1e-9, atol=1e-12)
-    row = df.set_index("name").loc[name]
+    row = df.set_index("longname").loc[name]
     assert (row.N, row.M) == (max(out_, in_), min(out_, in_))
     assert row.rf == slices.shape[2] and row.num_evals == min(out_, in_) * slices.shape[2]
 
 
 def test_state_dict_gives_the_same_rows_typed_by_shape(net: Net, df: pd.DataFrame) -> None:
     sd = analyze(net.state_dict(), keep_evals=True, device="cpu")
-    assert sorted(sd["name"]) == sorted(df["name"])
-    a, b = df.set_index("name"), sd.set_index("name")
-    for name in df["name"]:
+    assert sorted(sd["longname"]) == sorted(df["longname"])
+    a, b = df.set_index("longname"), sd.set_index("longname")
+    for name in df["longname"]:
         np.testing.assert_array_equal(a.loc[name, "evals"], b.loc[name, "evals"])
     assert b.loc["embed", "layer_type"] == "embedding" and b.loc["c2", "layer_type"] == "conv2d"
     assert b.loc["encoder.0.c_attn", "layer_type"] == "dense"
@@ -139,8 +139,8 @@ def test_pt_file_wrapped_checkpoint_and_safetensors(tmp_path: Path, net: Net, df
     st_path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(st_path))
     for src in (tmp_path / "ckpt.pth", st_path):
-        got = analyze(src, device="cpu").set_index("name")
-        ref = df.set_index("name")
+        got = analyze(src, device="cpu").set_index("longname")
+        ref = df.set_index("longname")
         np.testing.assert_allclose(got.loc[ref.index, "alpha"], ref["alpha"], rtol=1e-12)
 
 
@@ -186,8 +186,8 @@ def test_sharded_hf_folder_reads_each_tensor_once(
             return self.inner.get_tensor(k)
 
     monkeypatch.setattr(safetensors, "safe_open", Spy)
-    got = analyze(tmp_path, device="cpu").set_index("name")
-    ref = df.set_index("name")
+    got = analyze(tmp_path, device="cpu").set_index("longname")
+    ref = df.set_index("longname")
     np.testing.assert_allclose(got.loc[ref.index, "alpha"], ref["alpha"], rtol=1e-12)
     # only weight matrices are read (no biases/norms), each exactly once, in_proj once per q/k/v
     assert all(k.endswith("weight") for k in loads)
@@ -207,11 +207,11 @@ def test_batched_grams_and_chunked_conversion_match_one_by_one(monkeypatch: pyte
 
 def test_selection_by_pattern_type_and_eval_counts(net: Net) -> None:
     got = analyze(net, layers="encoder.*.attn.*", device="cpu")
-    assert all(n.startswith(("encoder.0.attn", "encoder.1.attn")) for n in got["name"]) and len(got) == 8
-    assert set(analyze(net, layer_types=["conv2d", "conv3d"], device="cpu")["name"]) == {"c2", "c3"}
+    assert all(n.startswith(("encoder.0.attn", "encoder.1.attn")) for n in got["longname"]) and len(got) == 8
+    assert set(analyze(net, layer_types=["conv2d", "conv3d"], device="cpu")["longname"]) == {"c2", "c3"}
     got = analyze(net, min_evals=30, max_evals=128, device="cpu")
-    assert got["num_evals"].between(30, 128).all() and set(got["name"]) == {"c1", "c2", "c3"}
-    assert "head" in set(analyze(net, device="cpu")["name"])  # 10 evals ≥ default min_evals=8
+    assert got["num_evals"].between(30, 128).all() and set(got["longname"]) == {"c1", "c2", "c3"}
+    assert "head" in set(analyze(net, device="cpu")["longname"])  # 10 evals ≥ default min_evals=8
 
 
 def test_float32_option_close_to_float64(net: Net, df: pd.DataFrame) -> None:
@@ -248,7 +248,7 @@ def test_hf_folder_with_pytorch_bin_and_non_weight_entries(tmp_path: Path) -> No
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # has an int64 num_batches_tracked
     torch.save({"lr": 0.1}, tmp_path / "training_args.bin")  # ignored: not weights
     got = analyze(tmp_path, device="cpu")
-    assert list(got["name"]) == ["0", "2"]
+    assert list(got["longname"]) == ["0", "2"]
     np.testing.assert_allclose(got["alpha"], analyze(model, device="cpu")["alpha"], rtol=1e-12)
 
 

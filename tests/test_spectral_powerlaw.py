@@ -38,6 +38,10 @@ def naive_fit(evals: np.ndarray) -> tuple[float, float, float, int]:
         score = d - 0.868 / math.sqrt(k) if n < 20 else d
         if score < best[0]:
             best = (score, i, a)
+    if best[1] == -1 and n < 8:  # no tail of 8: WeightWatcher fits the whole spectrum
+        s = np.sum(np.log(x / x[0]))
+        if s > 1e-12 and 1 + (n - 1) / s > 1:
+            best = (0.0, 0, 1 + (n - 1) / s)
     _, i, a = best
     j = np.arange(i, n)
     d = float(np.max(np.abs(1 - (x[i:] / x[i]) ** (1 - a) - (j - i) / (n - i))))

@@ -25,28 +25,42 @@ def test_layer_id_is_the_index_in_named_modules_and_longname_the_full_path():
     index = {name: i for i, (name, _) in enumerate(m.named_modules())}
     df = wwtune.analyze(m)
     assert list(df.columns[:3]) == ["layer_id", "name", "longname"]
-    assert (df["longname"] == df["name"]).all()
-    owner = [n.rsplit(".in_proj.", 1)[0] for n in df["name"]]  # MHA's q/k/v rows belong to the MHA module
+    assert list(df["name"]) == [n.rsplit(".in_proj.", 1)[0].rsplit(".", 1)[-1] for n in df["longname"]]
+    owner = [n.rsplit(".in_proj.", 1)[0] for n in df["longname"]]  # MHA's q/k/v rows belong to the MHA module
     assert list(df["layer_id"]) == [index[o] for o in owner]
     assert list(df["layer_id"]) == [1, 4, 6, 6, 6, 7, 8]
 
 
 def test_state_dict_layer_ids_follow_the_order_of_its_modules():
+    # WeightWatcher 0.7.7 on Sequential(Linear, LayerNorm, Linear, Embedding).state_dict(): ids 1, 3, 4
+    # (the LayerNorm's weight takes an id), names = longnames = the key prefixes
+    torch.manual_seed(0)
+    sd = nn.Sequential(
+        nn.Linear(64, 48), nn.LayerNorm(48), nn.Linear(48, 32), nn.Embedding(100, 16)
+    ).state_dict()
+    got = wwtune.analyze(sd)
+    assert list(got["layer_id"]) == [1, 3, 4] and list(got["name"]) == list(got["longname"]) == [
+        "0",
+        "2",
+        "3",
+    ]
     df = wwtune.analyze(model().state_dict())
-    assert list(df["layer_id"]) == [0, 1, 2, 2, 2, 3, 4]
+    assert list(df["layer_id"]) == [1, 2, 3, 3, 3, 4, 5]  # WeightWatcher numbers a state_dict from 1
 
 
 def test_integer_ids_select_layers_alone_or_with_patterns():
     m = model()
-    assert list(wwtune.analyze(m, layers=[4])["name"]) == ["2.0"]
-    assert list(wwtune.analyze(m, layers=4)["name"]) == ["2.0"]
-    assert list(wwtune.analyze(m, layers=[1, "3.out*"])["name"]) == ["0", "3.out_proj"]
+    assert list(wwtune.analyze(m, layers=[4])["longname"]) == ["2.0"]
+    assert list(wwtune.analyze(m, layers=4)["longname"]) == ["2.0"]
+    assert list(wwtune.analyze(m, layers=[1, "3.out*"])["longname"]) == ["0", "3.out_proj"]
     with pytest.raises(
         ValueError, match=r"no weight matrix has layer_id \[2\]; ids with weights: 1: 0, 4: 2.0"
     ):
         wwtune.analyze(m, layers=[2])  # the ReLU
-    with pytest.raises(ValueError, match=r"layer ids are indices in model.named_modules\(\) .* got \[-1\]"):
-        wwtune.analyze(m, layers=[-1])
+    # WeightWatcher: negative ids skip those layers
+    assert list(wwtune.analyze(m, layers=[-1, -6])["longname"]) == ["2.0", "3.out_proj", "4"]
+    with pytest.raises(ValueError, match=r"negative ids .* cannot be mixed"):
+        wwtune.analyze(m, layers=[-1, 4])
     with pytest.raises(TypeError, match="layers must be a pattern string, a layer_id integer"):
         wwtune.analyze(m, layers=[True])
 

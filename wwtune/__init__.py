@@ -15,7 +15,7 @@ from wwtune.compare import write_baseline as write_baseline
 from wwtune.exceptions import NoEligibleLayers, Pruned, TrainingDiverged, TrialFailed, WwtuneError
 from wwtune.execution import analyze as run_analysis
 from wwtune.objective import NullReporter, Params, Reporter, task
-from wwtune.spectral import COLUMNS, AnalysisOptions, summary
+from wwtune.spectral import COLUMNS, AnalysisOptions, WeightWatcherOptionError, describe, summary
 from wwtune.training import EarlyFreezing, TempBalance
 from wwtune.version import __version__
 
@@ -139,10 +139,12 @@ __all__ = [
     "TrialBridge",
     "TrialFailed",
     "TrialPruned",
+    "WeightWatcherOptionError",
     "WwtuneError",
     "__version__",
     "analyze",
     "compare",
+    "describe",
     "load_study",
     "score_model",
     "summary",

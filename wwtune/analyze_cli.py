@@ -20,22 +20,25 @@ from typing import IO, Any
 
 import pandas as pd
 
-from wwtune.cli_common import Parser as _Parser
-from wwtune.cli_common import Progress as _Progress
-from wwtune.cli_common import UsageError as _UsageError
 from wwtune.cli_common import (
+    STDOUT,
+    HelpFormatter,
     add_analysis_options,
     add_execution_options,
     add_plot_format_option,
     add_quiet_debug_options,
     analysis_options,
     band_arg,
+    check_outputs,
     csv_list,
     fmt,
     output_path,
     render_table,
     run_cli,
 )
+from wwtune.cli_common import Parser as _Parser
+from wwtune.cli_common import Progress as _Progress
+from wwtune.cli_common import UsageError as _UsageError
 from wwtune.execution import analyze
 from wwtune.spectral import summary
 
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Spectral diagnostics (power-law α per layer, WeightWatcher's "
         "conventions) of a checkpoint, from its weights alone.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "path", metavar="PATH", help="a .pt/.pth/.bin/.safetensors checkpoint or a Hugging Face model folder"
@@ -89,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--csv",
         metavar="FILE",
-        help="where to write every column as CSV (default: ./<checkpoint name>_analysis.csv)",
+        help="where to write every column as CSV, '-' for stdout (the table then goes to stderr) "
+        "(default: ./<checkpoint name>_analysis.csv)",
     )
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
     p.add_argument(
@@ -142,7 +146,13 @@ def format_table(df: pd.DataFrame, extra: Sequence[str] = ()) -> str:
     cols = list(dict.fromkeys(cols))
     body = [["layer", "shape", *cols]]
     for _, row in df.iterrows():
-        body.append([str(row["name"]), _shape(row), *(_fmt(row[c], c) for c in cols)])
+        body.append(
+            [
+                str(row["longname"] if "longname" in row else row["name"]),
+                _shape(row),
+                *(_fmt(row[c], c) for c in cols),
+            ]
+        )
     numeric = [False, False] + [pd.api.types.is_numeric_dtype(df[c]) for c in cols]
     return render_table(body, numeric)
 
@@ -166,12 +176,9 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     path = Path(args.path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {args.path!r}")
-    csv_path = None if args.no_csv else (Path(args.csv) if args.csv else default_csv_path(path))
-    if csv_path is not None:
-        if csv_path.is_dir():
-            raise _UsageError(f"--csv must be a file path but {str(csv_path)!r} is a folder")
-        if not csv_path.parent.is_dir():
-            raise _UsageError(f"--csv: folder {str(csv_path.parent)!r} does not exist")
+    csv_path = None if args.no_csv else (args.csv if args.csv else default_csv_path(path))
+    human = stderr if check_outputs([("--csv", csv_path)]) else stdout  # '-': the CSV owns stdout
+    csv_out: Any = stdout if str(csv_path) == STDOUT else csv_path
     extra = list(args.columns or [])
     if args.mp_fit:
         extra += MP_TABLE_COLUMNS
@@ -188,20 +195,20 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     unknown = [c for c in (args.columns or []) if c not in df.columns]
     if unknown:
         raise _UsageError(f"--columns: unknown column(s) {unknown}; available: {', '.join(df.columns)}")
-    stdout.write(format_table(df, extra) + "\n")
-    stdout.flush()
+    human.write(format_table(df, extra) + "\n")
+    human.flush()
     # eigenvalue arrays (kept for plots) go into the CSV only with --keep-evals, as JSON lists
     table = df if args.keep_evals else df.drop(columns=["evals"], errors="ignore")
     if csv_path is not None and args.keep_evals:
         from wwtune.compare import write_baseline  # lazy: only with --keep-evals
 
-        write_baseline(table, csv_path)
+        write_baseline(table, csv_out)
     elif csv_path is not None:
-        table.to_csv(csv_path, index=False)
+        table.to_csv(csv_out, index=False)
     if not args.quiet:
         for line in _summary_lines(df, progress.elapsed):
             stderr.write(line + "\n")
-        if csv_path is not None:
+        if csv_path is not None and csv_out is not stdout:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.plot:
         from wwtune.report import save_model_plots  # lazy: matplotlib only when plots are asked for

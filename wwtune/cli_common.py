@@ -14,17 +14,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from wwtune.exceptions import UsageError
 from wwtune.spectral.analyze import DEFAULT_MAX_EVALS, DEFAULT_MIN_EVALS, FITS, AnalysisOptions
 from wwtune.spectral.columns import LAYER_TYPES
 
 __all__ = [
+    "STDOUT",
+    "HelpFormatter",
     "Parser",
     "Progress",
     "UsageError",
     "add_analysis_options",
     "add_execution_options",
     "analysis_options",
+    "check_outputs",
+    "github_annotation",
     "band_arg",
     "csv_list",
     "fmt",
@@ -40,6 +47,51 @@ __all__ = [
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D102 - argparse hook
         raise UsageError(message)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each default printed once: not where the help text already says its default, and not
+    for options whose default is "not given" (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
+#: the path that means standard output
+STDOUT = "-"
+
+
+def check_outputs(outputs: Sequence[tuple[str, Path | str | None]]) -> bool:
+    """Check ``(option, path)`` outputs: a file in an existing folder, or ``-`` (stdout) for one of them.
+
+    Returns whether one of them is stdout (then the human-readable text goes to stderr).
+    """
+    to_stdout = [opt for opt, target in outputs if target is not None and str(target) == STDOUT]
+    if len(to_stdout) > 1:
+        raise UsageError(f"only one output can be '-' (stdout) but {' and '.join(to_stdout)} both are")
+    for opt, target in outputs:
+        if target is None or str(target) == STDOUT:
+            continue
+        target = Path(target)
+        if target.is_dir():
+            raise UsageError(f"{opt} must be a file path or '-' (stdout) but {str(target)!r} is a folder")
+        if not target.parent.is_dir():
+            raise UsageError(f"{opt}: folder {str(target.parent)!r} does not exist")
+    return bool(to_stdout)
+
+
+def _gh_escape(text: str, prop: bool = False) -> str:
+    out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return out.replace(":", "%3A").replace(",", "%2C") if prop else out
+
+
+def github_annotation(level: str, message: str, *, file: str | None = None, title: str | None = None) -> str:
+    """One GitHub Actions workflow command (``::error file=…,title=…::message``), escaped."""
+    props = [f"{k}={_gh_escape(v, prop=True)}" for k, v in (("file", file), ("title", title)) if v]
+    return f"::{level}{' ' + ','.join(props) if props else ''}::{_gh_escape(message)}"
 
 
 def csv_list(text: str) -> list[str]:
@@ -128,7 +180,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         "--fit",
         choices=sorted(FITS),
         default="power_law",
-        help="power-law fit (WeightWatcher's) or the Hill estimator with xmin = median",
+        help="power_law: WeightWatcher's power-law fit ('PL'); hill: the Hill estimator with xmin = median; "
+        "truncated_power_law: WeightWatcher's 'TPL' (adds Lambda)",
     )
     p.add_argument(
         "--dtype",
@@ -230,9 +283,13 @@ def render_table(body: list[list[str]], numeric: Sequence[bool]) -> str:
 
 
 class Progress:
-    """Progress on stderr while the work runs: elapsed time, and ``done/total`` layers once :meth:`update`
-    was called (carriage-return updates on a terminal, a line every `line_every` seconds otherwise);
-    silent for work shorter than `delay` seconds."""
+    """Progress on stderr while the work runs, drawn by tqdm: the elapsed time, then ``done/total`` layers
+    once :meth:`update` was called; silent for work shorter than `delay` seconds. On a terminal the bar is
+    redrawn every second, otherwise every `line_every` seconds. While it runs, ``wwtune`` log records go
+    through ``tqdm.contrib.logging.logging_redirect_tqdm`` so they do not tear the bar.
+
+    What tqdm does not do is the redraw while one long layer runs (it draws on updates only): a small
+    ticker thread refreshes the elapsed time."""
 
     def __init__(
         self,
@@ -247,49 +304,69 @@ class Progress:
         self.delay, self.line_every = delay, line_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._shown = False
-        self._count = ""
+        self._bar: tqdm | None = None
+        self._redirect: Any = None
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
         self.start = 0.0
 
     def __enter__(self) -> Progress:
         self.start = time.perf_counter()
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+        if not self.enabled:
+            return self
+        self._bar = tqdm(
+            total=None,
+            desc=f"{self.verb} {self.what}",
+            file=self.stream,
+            delay=self.delay,
+            mininterval=1.0 if self._tty else self.line_every,
+            leave=False,
+            bar_format=_BAR_UNKNOWN,
+            dynamic_ncols=self._tty,
+        )
+        self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("wwtune")])
+        self._redirect.__enter__()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def update(self, done: int, total: int, name: str = "") -> None:
         """Record that ``done`` of ``total`` layers are finished (``name``: the last one)."""
-        width = 20
-        filled = int(width * done / total) if total else width
-        self._count = f" [{'#' * filled}{'.' * (width - filled)}] {done}/{total} layers" + (
-            f" ({name})" if name else ""
-        )
+        bar = self._bar
+        if bar is None:
+            return
+        with bar.get_lock():
+            bar.total, bar.n = total, done
+            label = f" ({name})".replace("{", "{{").replace("}", "}}") if name else ""
+            bar.bar_format = _BAR_KNOWN.replace("{name}", label)
+        if self._tty and self.elapsed >= self.delay:
+            bar.refresh()
 
     def _run(self) -> None:
-        tty = bool(getattr(self.stream, "isatty", lambda: False)())
         if self._stop.wait(self.delay):
             return
-        while True:
-            elapsed = time.perf_counter() - self.start
-            msg = f"{self.verb} {self.what} …{self._count} {elapsed:.0f} s"
-            self.stream.write(f"\r\033[K{msg}" if tty else f"{msg}\n")
-            self.stream.flush()
-            self._shown = tty
-            if self._stop.wait(1.0 if tty else self.line_every):
+        while self._bar is not None:
+            self._bar.refresh()
+            if self._stop.wait(1.0 if self._tty else self.line_every):
                 return
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self._shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+        if self._bar is not None:
+            self._bar.close()
 
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+#: tqdm's bar formats: "analyzing model.pt … 3 s" before the first layer is done (the README test drops
+#: this heartbeat), then the bar with done/total layers
+_BAR_UNKNOWN = "{desc} … {elapsed_s:.0f} s"
+_BAR_KNOWN = "{desc} … {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} layers{name} {elapsed_s:.0f} s"
 
 
 def one_line(exc: BaseException) -> str:

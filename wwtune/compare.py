@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -189,7 +189,11 @@ def _baseline_rows(base: Any, opts: AnalysisOptions) -> list[dict[str, Any]]:
         ]
     rows = df.to_dict("records")
     if opts.layer_patterns is not None:
-        rows = [r for r in rows if any(fnmatch.fnmatchcase(str(r["name"]), p) for p in opts.layer_patterns)]
+        rows = [
+            r
+            for r in rows
+            if any(fnmatch.fnmatchcase(str(r.get("longname") or r["name"]), p) for p in opts.layer_patterns)
+        ]
     if opts.layer_types is not None:
         rows = [r for r in rows if r["layer_type"] in opts.layer_types]
     return [r for r in rows if opts.min_evals <= int(r["num_evals"]) <= opts.max_evals]
@@ -200,10 +204,10 @@ def _held(spec: WeightSpec, w: torch.Tensor) -> WeightSpec:
     return WeightSpec(spec.name, spec.layer_type, spec.shape, lambda: w)
 
 
-def write_baseline(df: pd.DataFrame, path: str | Path) -> Path:
+def write_baseline(df: pd.DataFrame, path: str | Path | IO[str]) -> Path | IO[str]:
     """Write an :func:`wwtune.analyze` result as a CSV baseline for :func:`compare`, eigenvalues included
     (``keep_evals=True``: the ``evals`` column as JSON lists), so that a later compare against it has the
-    spectral distances too. Returns the path.
+    spectral distances too. Returns the path (``path`` may also be an open text stream, e.g. stdout).
 
     Example::
 
@@ -214,6 +218,9 @@ def write_baseline(df: pd.DataFrame, path: str | Path) -> Path:
         out["evals"] = [
             json.dumps([float(x) for x in np.asarray(v)]) if v is not None else "" for v in out["evals"]
         ]
+    if hasattr(path, "write"):
+        out.to_csv(path, index=False)
+        return path
     path = Path(path)
     out.to_csv(path, index=False)
     return path
@@ -313,7 +320,7 @@ def compare(
     new_specs = select_specs(weight_specs(new), opts)
     if _is_baseline_table(base):
         base_rows = _baseline_rows(base, opts)
-        base_side = {str(r["name"]): _Side(r) for r in base_rows}
+        base_side = {str(r.get("longname") or r["name"]): _Side(r) for r in base_rows}
     else:
         base_side = {
             s.name: _Side({"name": s.name, "layer_type": s.layer_type, "N": s.N, "M": s.M, "rf": s.rf}, s)

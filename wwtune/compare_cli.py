@@ -13,6 +13,11 @@ the layers that changed most and a summary line on stdout, writes every column a
     wwtune compare base.safetensors new.safetensors
     wwtune compare base_folder/ new_folder/ --fail-on 'crossed,alpha-shift>0.5' --json report.json
     wwtune compare baseline_analysis.csv new.safetensors --plot plots/
+    wwtune compare base.pt new.pt --json - --format github   # a CI step: JSON on stdout, PR annotations
+
+``-`` as a path is stdout (``--json -``, ``--csv -``); the table then goes to stderr. The JSON carries the
+inputs, the rules, ``passed`` and every layer; ``--format github`` adds one ``::error`` annotation per
+flagged layer.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import IO, Any
 import pandas as pd
 
 from wwtune.cli_common import (
+    STDOUT,
+    HelpFormatter,
     Parser,
     Progress,
     UsageError,
@@ -36,7 +43,9 @@ from wwtune.cli_common import (
     add_quiet_debug_options,
     analysis_options,
     band_arg,
+    check_outputs,
     fmt,
+    github_annotation,
     int_at_least,
     output_path,
     render_table,
@@ -79,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare two versions of a model layer by layer from their weights "
         "alone: what changed, and did a layer break (e.g. after compression or retraining)? Exit "
         "status 0: no --fail-on rule fired, 1: some fired, 2: error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "base",
@@ -113,10 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="show every layer in the table, unchanged ones too")
     out = p.add_mutually_exclusive_group()
     out.add_argument(
-        "--csv", metavar="FILE", help="where to write every column as CSV (default: ./<NEW name>_compare.csv)"
+        "--csv",
+        metavar="FILE",
+        help="where to write every column as CSV, '-' for stdout (default: ./<NEW name>_compare.csv)",
     )
     out.add_argument("--no-csv", action="store_true", help="do not write a CSV")
-    p.add_argument("--json", metavar="FILE", help="also write the summary and every layer as JSON")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the inputs, the rules, passed (true/false), the summary and every layer as JSON; "
+        "'-' for stdout (the table then goes to stderr)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "github"),
+        default="text",
+        help="github: also one GitHub Actions annotation (::error file=NEW::…) per layer flagged by "
+        "--fail-on, shown on the pull request",
+    )
     p.add_argument(
         "--plot",
         metavar="DIR",
@@ -217,12 +240,9 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         args.randomize = True  # the rule needs the correlation-trap analysis
         if not args.quiet:
             stderr.write("--fail-on new-trap: correlation traps need --randomize; turned on\n")
-    csv_path = None if args.no_csv else (Path(args.csv) if args.csv else default_csv_path(args.new))
-    for opt, target in (("--csv", csv_path), ("--json", Path(args.json) if args.json else None)):
-        if target is not None and target.is_dir():
-            raise UsageError(f"{opt} must be a file path but {str(target)!r} is a folder")
-        if target is not None and not target.parent.is_dir():
-            raise UsageError(f"{opt}: folder {str(target.parent)!r} does not exist")
+    csv_path = None if args.no_csv else (args.csv if args.csv else default_csv_path(args.new))
+    # with '-' one output owns stdout: the table and the summary line go to stderr
+    human = stderr if check_outputs((("--csv", csv_path), ("--json", args.json))) else stdout
     what = f"{args.base} vs {args.new}"
     with Progress(what, stderr, enabled=not args.quiet, verb="comparing") as progress:
         df = compare(
@@ -237,17 +257,34 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         )
     fired = check_rules(df, rules_text) if rules_text else pd.Series([""] * len(df), index=df.index)
     summary = _summary(df, fired, rules_text, progress.elapsed)
-    stdout.write(format_changes(df, fired, None if args.all else args.top) + "\n")
-    stdout.write(_summary_line(summary) + "\n")
-    stdout.flush()
+    human.write(format_changes(df, fired, None if args.all else args.top) + "\n")
+    human.write(_summary_line(summary) + "\n")
+    if args.format == "github":
+        for line in _annotations(df, fired, args.new):
+            human.write(line + "\n")
+    human.flush()
     table = df.drop(columns=["evals_base", "evals_new"], errors="ignore").assign(fail_on=fired)
     if csv_path is not None:
-        table.to_csv(csv_path, index=False)
-        if not args.quiet:
+        table.to_csv(stdout if str(csv_path) == STDOUT else csv_path, index=False)
+        if not args.quiet and str(csv_path) != STDOUT:
             stderr.write(f"CSV ({len(table.columns)} columns): {csv_path}\n")
     if args.json:
-        report = json_safe({"summary": summary, "layers": table.to_dict("records")})
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        report = json_safe(
+            {
+                "inputs": {"base": str(args.base), "new": str(args.new)},
+                "fail_on": rules_text,
+                "rules": [{"rule": name, "threshold": value} for name, value in rules],
+                "passed": not summary["flagged"],
+                "summary": summary,
+                "layers": table.to_dict("records"),
+            }
+        )
+        text = json.dumps(report, indent=1) + "\n"
+        if args.json == STDOUT:
+            stdout.write(text)
+            stdout.flush()
+        else:
+            Path(args.json).write_text(text)
     if args.plot:
         # lazy: matplotlib only when plots are asked for
         from wwtune.report.compare_plots import save_compare_plots
@@ -259,6 +296,25 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         if not args.quiet:
             stderr.write(f"plots ({len(paths)} files): {args.plot}\n")
     return 1 if summary["flagged"] else 0
+
+
+def _annotations(df: pd.DataFrame, fired: pd.Series, new: str) -> list[str]:
+    """One GitHub Actions ``::error`` line per flagged layer (file: the NEW checkpoint)."""
+    lines = []
+    for i, row in df.iterrows():
+        if not fired[i]:
+            continue
+        a, b = row.get("alpha_base"), row.get("alpha_new")
+        alphas = f" (α {a:.3f} → {b:.3f})" if isinstance(a, float) and isinstance(b, float) else ""
+        lines.append(
+            github_annotation(
+                "error",
+                f"layer {row['name']}: --fail-on {fired[i]}{alphas}",
+                file=str(new),
+                title=f"wwtune compare: {row['name']}",
+            )
+        )
+    return lines
 
 
 def main(

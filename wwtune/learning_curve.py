@@ -1,13 +1,15 @@
-"""Learning curves and the data-vs-tuning verdict: pure statistics (numpy only, no training, no Optuna).
+"""Learning curves and the data-vs-tuning verdict: pure statistics (numpy, scipy; no training, no Optuna).
 
 * :func:`fit_power_law` fits the saturating power law ``L(n) = a + b·(n / n_ref)^(−c)`` (``b ≥ 0``,
   ``c`` in a bounded range) to losses measured at several data sizes, by least squares: for a fixed
-  ``c`` the model is linear in ``(a, b)``, so ``c`` is profiled on a grid and refined by golden-section
-  search.
-* :func:`data_gain` bootstraps that fit (resampling the runs within each data size) and returns the
-  expected loss drop from ``n_from`` to ``n_to`` (e.g. 1× → 2× the data) with a percentile interval.
+  ``c`` the model is linear in ``(a, b)``, so ``c`` is profiled on a grid and refined by
+  ``scipy.optimize.minimize_scalar`` (bounded, on the bracket around the best grid point).
+* :func:`data_gain` bootstraps that fit with ``scipy.stats.bootstrap`` (each data size one sample, so the
+  runs are resampled within each size) and returns the expected loss drop from ``n_from`` to ``n_to``
+  (e.g. 1× → 2× the data) with a percentile interval.
 * :func:`paired_gain` is the mean of paired differences (e.g. current vs better configuration on the same
-  splits), bootstrapped over the pairs, clipped at 0 from below when asked (one can always keep the
+  splits), bootstrapped over the pairs (``scipy.stats.bootstrap``), clipped at 0 from below when asked
+  (one can always keep the
   current configuration).
 * :func:`compare_gains` gives the verdict: "more data" when the data gain's interval lies above the
   tuning gain's, "more tuning" when below, "inconclusive" only when the two intervals overlap.
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import optimize, stats
 
 __all__ = [
     "COMPARE_RULES",
@@ -129,7 +132,7 @@ def fit_power_law(
             arbitrary and reported as the lower bound).
         n_ref: the size at which ``a + b`` is the predicted loss (default: the largest ``n``); only
             conditions the numbers.
-        grid: points of the log-spaced profile grid over ``c`` before the golden-section refinement.
+        grid: points of the log-spaced profile grid over ``c`` before the bounded scalar refinement.
 
     Raises ``ValueError`` on non-finite input, non-positive sizes, fewer than 3 distinct sizes or a bad
     ``c_range``.
@@ -149,21 +152,10 @@ def fit_power_law(
     cs = np.geomspace(lo, hi, int(grid))
     values = [rss(float(c)) for c in cs]
     i = int(np.argmin(values))
-    left, right = cs[max(i - 1, 0)], cs[min(i + 1, len(cs) - 1)]
-    # golden-section search on the bracket around the best grid point
-    g = (math.sqrt(5) - 1) / 2
-    x1, x2 = right - g * (right - left), left + g * (right - left)
-    f1, f2 = rss(x1), rss(x2)
-    for _ in range(30):
-        if f1 <= f2:
-            right, x2, f2 = x2, x1, f1
-            x1 = right - g * (right - left)
-            f1 = rss(x1)
-        else:
-            left, x1, f1 = x1, x2, f2
-            x2 = left + g * (right - left)
-            f2 = rss(x2)
-    best_c = min(((cs[i], values[i]), (x1, f1), (x2, f2)), key=lambda t: t[1])[0]
+    left, right = float(cs[max(i - 1, 0)]), float(cs[min(i + 1, len(cs) - 1)])
+    # refined on the bracket around the best grid point (Brent's bounded method)
+    res = optimize.minimize_scalar(rss, bounds=(left, right), method="bounded", options={"xatol": 1e-9})
+    best_c = min(((cs[i], values[i]), (res.x, res.fun)), key=lambda t: t[1])[0]
     a, b, r = _fit_fixed_c(np.exp(-float(best_c) * logu), la)
     c_out = float(best_c) if b > 0 else lo
     return PowerLaw(float(a), float(b), c_out, ref, float(r), int(na.size))
@@ -204,12 +196,35 @@ def data_gain(
     if not (0 < n_from < n_to):
         raise ValueError(f"need 0 < n_from < n_to but got n_from={n_from!r}, n_to={n_to!r}.")
     estimate = fit_power_law(na, la, c_range=c_range).gain(n_from, n_to)
-    groups = [np.flatnonzero(na == v) for v in np.unique(na)]
-    rng = np.random.default_rng(seed)
-    samples = np.empty(int(n_boot))
-    for k in range(int(n_boot)):
-        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
-        samples[k] = fit_power_law(na[idx], la[idx], c_range=c_range).gain(n_from, n_to)
+    sizes = np.unique(na)
+    groups = [la[na == v] for v in sizes]
+    # one bootstrap sample per data size (scipy resamples each on its own: within-size resampling); a
+    # size with a single run cannot be resampled and is kept as it is
+    many = [k for k, g in enumerate(groups) if g.size > 1]
+    single = [k for k in range(len(groups)) if k not in many]
+    fixed_n = np.concatenate([np.empty(0), *(np.full(groups[k].size, sizes[k]) for k in single)])
+    fixed_l = np.concatenate([np.empty(0), *(groups[k] for k in single)])
+    many_n = [np.full(groups[k].size, sizes[k]) for k in many]
+
+    def gain(*resampled: np.ndarray) -> float:
+        n_all = np.concatenate([fixed_n, *many_n])
+        l_all = np.concatenate([fixed_l, *resampled])
+        return fit_power_law(n_all, l_all, c_range=c_range).gain(n_from, n_to)
+
+    if many:
+        res = stats.bootstrap(
+            [groups[k] for k in many],
+            gain,
+            n_resamples=int(n_boot),
+            vectorized=False,
+            paired=False,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        samples = np.asarray(res.bootstrap_distribution, dtype=float)
+    else:  # one run per size: every resample is the data itself
+        samples = np.full(int(n_boot), estimate)
     low, high = _interval(samples, level)
     return Gain(float(estimate), low, high, float(level), int(n_boot), tuple(samples.tolist()))
 
@@ -237,8 +252,19 @@ def paired_gain(
         raise ValueError("current and better must be finite.")
     _check_level(level, n_boot)
     d = ca - ba
-    rng = np.random.default_rng(seed)
-    samples = rng.choice(d, size=(int(n_boot), d.size), replace=True).mean(axis=1)
+    if d.size > 1:
+        res = stats.bootstrap(
+            (d,),
+            np.mean,
+            n_resamples=int(n_boot),
+            vectorized=True,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        samples = np.asarray(res.bootstrap_distribution, dtype=float)
+    else:  # one pair: every resample is that pair
+        samples = np.full(int(n_boot), float(d[0]))
     low, high = _interval(samples, level)
     est = float(d.mean())
     if clip_at_zero:

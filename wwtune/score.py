@@ -453,8 +453,9 @@ def layers_record(layers: pd.DataFrame, score: Score, step: int) -> dict[str, An
     """
     record: dict[str, Any] = {"step": int(step)}
     eligible = score.eligible(layers["num_evals"].to_numpy()) if len(layers) else np.zeros(0, bool)
+    label = "longname" if "longname" in layers.columns else "name"  # the full path: unique per layer
     record["name"] = (
-        [str(n) for n in layers["name"]] if "name" in layers.columns else [str(i) for i in range(len(layers))]
+        [str(n) for n in layers[label]] if label in layers.columns else [str(i) for i in range(len(layers))]
     )
     for column in ("alpha", "num_evals"):
         record[column] = [json_safe(v) for v in layers[column]]

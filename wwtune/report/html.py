@@ -1,24 +1,28 @@
 """One self-contained ``report.html`` per study: summary, best parameters, layers, plots, trust, advice.
 
 The page embeds every figure as a base64 ``data:`` URI, carries its own CSS, loads nothing from the
-network and needs no JavaScript. All text that comes from the study (names, parameters, reasons, advice)
-is HTML-escaped. Each section opens with one plain-language sentence for a reader who has never heard
-of α.
+network and needs no JavaScript. Each section opens with one plain-language sentence for a reader who has
+never heard of α. The functions here gather each section's content as plain data (blocks: key-value
+tables, tables, images, notes); the Jinja2 template ``templates/report.html.j2`` (shipped in the package)
+turns them into HTML with autoescaping, so all text that comes from the study (names, parameters,
+reasons, advice) is HTML-escaped. ``template=`` takes a user's own copy of that template.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import html
+import functools
 import logging
-import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import optuna
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
@@ -36,6 +40,7 @@ from wwtune.record import (
     fit_failed,
 )
 from wwtune.report.advice_plot import plot_advice
+from wwtune.report.cells import cell, num, text, trust_items
 from wwtune.report.data import layers_frame, resolve_band, trials_table
 from wwtune.report.plots import (
     figure_data_uri,
@@ -82,48 +87,30 @@ LAYER_COLUMNS = {
 MAX_ESD_LAYERS = 12
 #: Most trials listed in the trials table (best by score first beyond that).
 MAX_TRIAL_ROWS = 300
+#: The report's template, shipped in the package (``wwtune/report/templates/``).
+TEMPLATE = "report.html.j2"
+
+Block = dict[str, Any]
+Section = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+def _kv_table(items: Sequence[tuple[str, Any]]) -> Block:
+    return {"kind": "kv", "items": [(text(k), cell(v)) for k, v in items]}
 
 
-def _num(x: Any, digits: int = 4) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return _e(x)
-    if math.isnan(v):
-        return "–"
-    return f"{v:.{digits}g}"
+def _note(text: str) -> Block:
+    return {"kind": "note", "text": text}
 
 
-def _cell(x: Any) -> str:
-    if isinstance(x, (bool, np.bool_, int, float, np.integer, np.floating)):
-        return f'<td class="num">{_num(x)}</td>'
-    if x is None:
-        return "<td>–</td>"
-    return f"<td>{_e(x)}</td>"
-
-
-def _kv_table(items: Sequence[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><td>{_e(k)}</td>{_cell(v)}</tr>" for k, v in items)
-    return f'<table class="kv">{rows}</table>'
-
-
-def _img(fig: Figure, alt: str, fmt: str) -> str:
+def _img(fig: Figure, alt: str, fmt: str) -> Block:
     uri = figure_data_uri(fig, fmt)
     fig.clear()
-    return f'<img src="{uri}" alt="{_e(alt)}">'
+    return {"kind": "img", "uri": uri, "alt": alt}
 
 
-def _section(sid: str, title: str, explain: str, body: str) -> str:
-    return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2><p class="explain">{_e(explain)}</p>{body}</section>'
+def _section(sid: str, title: str, explain: str, blocks: list[Block]) -> list[Section]:
+    return [{"id": sid, "title": title, "explain": explain, "blocks": blocks}]
 
 
 def _config_get(config: Any, *keys: str) -> Any:
@@ -135,7 +122,7 @@ def _config_get(config: Any, *keys: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- sections
-def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, float]) -> str:
+def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, float]) -> list[Section]:
     table = trials_table(study)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     config = study.user_attrs.get(STUDY_CONFIG)
@@ -182,36 +169,40 @@ def _summary(study: optuna.Study, best: FrozenTrial | None, band: tuple[float, f
         items.append(("training time, all trials (s)", float(train)))
         items.append(("spectral analysis time (s)", float(analysis)))
         items.append(("analysis share of the time", f"{100 * analysis / (train + analysis):.1f} %"))
-    body = _kv_table(items)
+    body = [_kv_table(items)]
     if best is None and len(study.directions) > 1:
-        body += '<p class="note">A multi-objective study has no single best trial.</p>'
+        body.append(_note("A multi-objective study has no single best trial."))
     elif best is None:
-        body += '<p class="note">No trial has completed yet, so there is no best trial.</p>'
+        body.append(_note("No trial has completed yet, so there is no best trial."))
     return _section("summary", "Summary", EXPLAIN["summary"], body)
 
 
-def _params(study: optuna.Study, best: FrozenTrial | None) -> str:
+def _params(study: optuna.Study, best: FrozenTrial | None) -> list[Section]:
     if best is None:
-        return ""
-    body = _kv_table(sorted(best.params.items())) if best.params else "<p>No searched parameters.</p>"
+        return []
+    body = (
+        [_kv_table(sorted(best.params.items()))]
+        if best.params
+        else [{"kind": "p", "text": "No searched parameters."}]
+    )
     fixed = _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "fixed")
     if isinstance(fixed, Mapping) and fixed:
-        body += "<p class='note'>Fixed (not searched):</p>" + _kv_table(sorted(fixed.items()))
+        body += [_note("Fixed (not searched):"), _kv_table(sorted(fixed.items()))]
     return _section("params", f"Best parameters (trial #{best.number})", EXPLAIN["params"], body)
 
 
-def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> str:
+def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> Block:
     """The per-layer table; a row is shaded over/under-trained only when α is off the band by > ON_TARGET."""
     if "alpha" in df.columns:
         df = df.assign(to_band=[band_distance_text(a, band) for a in df["alpha"]])
     cols = [c for c in LAYER_COLUMNS if c in df.columns]
-    head = "".join(f"<th>{_e(LAYER_COLUMNS[c])}</th>" for c in cols)
+    head = [LAYER_COLUMNS[c] for c in cols]
     rows = []
     for _, r in df.iterrows():
         classes = []
         warning = r.get("warning")
         alpha = r.get("alpha")
-        on_target = _is_num(alpha) and plot_on_target(float(alpha), band)
+        on_target = _isnum(alpha) and plot_on_target(float(alpha), band)
         if isinstance(warning, str) and warning and not (on_target and warning != "failed"):
             classes.append(warning)
         elif isinstance(warning, str) and warning and warning != "failed":  # as the plot's legend says
@@ -224,9 +215,9 @@ def _layer_table(df: pd.DataFrame, band: tuple[float, float] = (2.0, 2.0)) -> st
             v = r[c]
             if c == "alpha" and fit_failed(v, r.get("status")):
                 v = "fit failed"
-            cells.append(_cell(v))
-        rows.append(f'<tr class="{_e(" ".join(classes))}">{"".join(cells)}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+            cells.append(cell(v))
+        rows.append({"classes": " ".join(classes), "cells": cells})
+    return {"kind": "table", "head": head, "rows": rows}
 
 
 def score_words(study: optuna.Study, short: bool = False) -> str:
@@ -247,50 +238,53 @@ def score_words(study: optuna.Study, short: bool = False) -> str:
     return names.get(score.kind, f"{score.kind} score")
 
 
-def _is_num(x: Any) -> bool:
+def _isnum(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
-def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> str:
+def _layers(best: FrozenTrial | None, band: tuple[float, float], fmt: str) -> list[Section]:
     if best is None:
-        return ""
+        return []
     df = layers_frame(best)
     if df is None or df.empty:
-        body = "<p>The best trial stored no per-layer diagnostics.</p>"
+        body = [{"kind": "p", "text": "The best trial stored no per-layer diagnostics."}]
     else:
         step = df.attrs.get("step")
-        note = (
-            f"<p class='note'>Measured at step {_e(step)}, the run's last analysis (a step is one report of "
-            "the training task: an epoch in the bundled tasks).</p>"
+        body = (
+            [
+                _note(
+                    f"Measured at step {step}, the run's last analysis (a step is one report of the "
+                    "training task: an epoch in the bundled tasks)."
+                )
+            ]
             if step is not None
-            else ""
+            else []
         )
         fig = plot_layer_alphas(df, band, title=f"α per layer, returned trial #{best.number} (the pick)")
-        body = (
-            note
-            + _img(fig, "α per layer of the returned trial against the target band", fmt)
-            + _layer_table(df, band)
-        )
+        body += [
+            _img(fig, "α per layer of the returned trial against the target band", fmt),
+            _layer_table(df, band),
+        ]
     return _section("layers", "Layers of the returned trial (the pick)", EXPLAIN["layers"], body)
 
 
-def _history(study: optuna.Study, band: tuple[float, float], fmt: str) -> str:
+def _history(study: optuna.Study, band: tuple[float, float], fmt: str) -> list[Section]:
     label = score_words(study, short=True)
-    body = _img(plot_score_history(study, score_label=label), "score of each trial and best so far", fmt)
+    body = [_img(plot_score_history(study, score_label=label), "score of each trial and best so far", fmt)]
     hist = _section("history", "Score history", EXPLAIN["history"], body)
-    heat = _img(plot_alpha_heatmap(study, band=band), "α of each layer in each trial", fmt)
+    heat = [_img(plot_alpha_heatmap(study, band=band), "α of each layer in each trial", fmt)]
     return hist + _section("heatmap", "α across trials and layers", EXPLAIN["heatmap"], heat)
 
 
-def _pareto(study: optuna.Study, best: FrozenTrial | None, fmt: str) -> str:
+def _pareto(study: optuna.Study, best: FrozenTrial | None, fmt: str) -> list[Section]:
     if len(study.directions) != 2:
-        return ""
+        return []
     fig = plot_pareto_front(study, None if best is None else best.number)
-    body = _img(fig, "Pareto front: training loss against band distance, the pick marked", fmt)
+    body = [_img(fig, "Pareto front: training loss against band distance, the pick marked", fmt)]
     return _section("pareto", "Pareto front: fit against spectra", EXPLAIN["pareto"], body)
 
 
-def _trust(study: optuna.Study, fmt: str) -> str:
+def _trust(study: optuna.Study, fmt: str) -> list[Section]:
     trust = study.user_attrs.get(STUDY_TRUST)
     heldout_direction = study.user_attrs.get(STUDY_HELDOUT_DIRECTION, "maximize")
     if heldout_direction not in ("minimize", "maximize"):
@@ -300,22 +294,24 @@ def _trust(study: optuna.Study, fmt: str) -> str:
         for t in study.get_trials(deepcopy=False)
     )
     if not isinstance(trust, Mapping) and not has_heldout:
-        return _section("trust", "Can the α score be trusted here?", EXPLAIN["no_trust"], "")
-    body = ""
+        return _section("trust", "Can the α score be trusted here?", EXPLAIN["no_trust"], [])
+    body: list[Block] = []
     if not isinstance(trust, Mapping) and len(study.directions) == 1:
         # The study stored no trust report (e.g. the run was interrupted): measure it now, the same way.
         trust = trust_report(
             ranked_trials(study), heldout_direction, score_direction=study.direction.name.lower()
         )
-        body += "<p class='note'>Trust report computed for this page from the stored trials.</p>"
+        body.append(_note("Trust report computed for this page from the stored trials."))
     if isinstance(trust, Mapping):
         verdict = str(trust.get("verdict", "inconclusive"))
         labels = {"well": "α ranked trials well", "poorly": "α ranked trials poorly"}
         label = {**labels, "mixed": "α ranked trials, but its pick was poor"}.get(verdict, verdict)
-        body += f'<p><span class="badge {_e(verdict)}">{_e(label)}</span> {_e(trust.get("summary", ""))}</p>'
-        table = _kv_table(_trust_items(trust))
+        body.append(
+            {"kind": "badge", "verdict": verdict, "label": label, "text": text(trust.get("summary", ""))}
+        )
+        table = [_kv_table(trust_items(trust))]
     else:
-        table = ""
+        table = []
     name = (
         study.user_attrs.get(STUDY_HELDOUT_NAME)
         or _config_get(study.user_attrs.get(STUDY_CONFIG), "objective", "heldout", "name")
@@ -331,166 +327,98 @@ def _trust(study: optuna.Study, fmt: str) -> str:
         pick=pick.get("number") if isinstance(pick, Mapping) else None,
     )
     scatter = _img(fig, "α score against held-out metric per trial", fmt)
-    body += f'<div class="row">{scatter}<div>{table}</div></div>'
+    body.append({"kind": "row", "blocks": [scatter, {"kind": "div", "blocks": table}]})
     return _section("trust", "Can the α score be trusted here?", EXPLAIN["trust"], body)
 
 
-def _trust_items(trust: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The trust report's numbers as labelled rows; unknown scalar keys are listed as they are."""
-    labels = {
-        "n": "trials compared",
-        "spearman": "Spearman correlation (+1 = perfect agreement)",
-        "spearman_p": "Spearman p-value",
-        "kendall": "Kendall correlation",
-        "kendall_p": "Kendall p-value",
-        "regret": "held-out loss from trusting α (regret)",
-        "regret_vs_median": "regret as a share of the best-vs-median gap",
-        "random_regret": "regret of a random pick, for comparison",
-        "convention": "sign convention",
-        "reason": "why this verdict",
-    }
-    items: list[tuple[str, Any]] = [(label, trust[k]) for k, label in labels.items() if k in trust]
-    for key, label in (
-        ("alpha_best", "lowest α score (distance to the band)"),
-        ("heldout_best", "best held-out trial"),
-        ("median", "median trial"),
-    ):
-        e = trust.get(key)
-        if isinstance(e, Mapping):
-            items.append(
-                (label, f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, score {_num(e.get('score'))}")
-            )
-    e = trust.get("train_loss_best")
-    if isinstance(e, Mapping):
-        items.append(
-            (
-                "trial with the lowest final training loss",
-                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
-                f"training loss {_num(e.get('train_loss'))}, regret {_num(trust.get('train_loss_regret'))}",
-            )
-        )
-    elif trust.get("train_loss_unavailable"):
-        items.append(
-            ("trial with the lowest final training loss", f"unavailable: {trust['train_loss_unavailable']}")
-        )
-    e = trust.get("study_pick")
-    if isinstance(e, Mapping):
-        items.append(
-            (
-                f"trial the study returned ({e.get('score_kind')})",
-                f"#{e.get('trial')}: held-out {_num(e.get('heldout'))}, "
-                f"regret {_num(trust.get('study_pick_regret'))}",
-            )
-        )
-    for rank, r in enumerate(trust.get("selectors") or [], 1):  # calibrate once: every data-free selector
-        if isinstance(r, Mapping):
-            items.append(
-                (
-                    f"selector {rank}: {r.get('override')}",
-                    f"#{r.get('trial')}: held-out {_num(r.get('heldout'))}, regret {_num(r.get('regret'))}",
-                )
-            )
-    if trust.get("alpha_vs_train_loss"):
-        items.append(("α against the training loss", trust["alpha_vs_train_loss"]))
-    skip = set(labels) | {
-        "alpha_best",
-        "train_loss_best",
-        "train_loss_regret",
-        "train_loss_unavailable",
-        "study_pick",
-        "study_pick_regret",
-        "alpha_vs_train_loss",
-        "heldout_best",
-        "median",
-        "verdict",
-        "summary",
-        "n_excluded",
-        "heldout_direction",
-        "score_direction",
-        "min_trials",
-        "p_threshold",
-    }
-    for k, v in trust.items():
-        if k not in skip and (v is None or isinstance(v, (str, int, float, bool))):
-            items.append((k, v))
-    return items
-
-
-def _advice(study: optuna.Study, fmt: str) -> str:
+def _advice(study: optuna.Study, fmt: str) -> list[Section]:
     advice = study.user_attrs.get(STUDY_ADVICE)
     if not isinstance(advice, Mapping):
-        return ""
-    body = ""
+        return []
+    body: list[Block] = []
     for key in ("verdict", "summary", "explanation"):
         if isinstance(advice.get(key), str):
-            body += (
-                f"<p><strong>{_e(advice[key])}</strong></p>"
-                if key == "verdict"
-                else f"<p>{_e(advice[key])}</p>"
-            )
+            body.append({"kind": "strong" if key == "verdict" else "p", "text": advice[key]})
     if "data_fraction" in advice and "score" in advice:
         try:
-            body += _img(plot_advice(advice), "score against fraction of the training data", fmt)
+            body.append(_img(plot_advice(advice), "score against fraction of the training data", fmt))
         except (TypeError, ValueError) as err:  # a malformed advice dict must not lose the whole report
             logger.warning("advice plot skipped: %s", err)
-            body += f"<p class='note'>Advice plot skipped: {_e(err)}</p>"
+            body.append(_note(f"Advice plot skipped: {err}"))
     scalars = [
         (k, v)
         for k, v in advice.items()
         if k not in ("verdict", "summary", "explanation") and (v is None or isinstance(v, (str, int, float)))
     ]
     if scalars:
-        body += _kv_table(scalars)
+        body.append(_kv_table(scalars))
     return _section("advice", "More data or more tuning?", EXPLAIN["advice"], body)
 
 
-def _spectra(spectra: pd.DataFrame | None, fmt: str) -> str:
+def _spectra(spectra: pd.DataFrame | None, fmt: str) -> list[Section]:
     if spectra is None:
-        return ""
+        return []
     if "evals" not in spectra.columns:
         raise ValueError("spectra must come from analyze(..., keep_evals=True): it has no 'evals' column.")
     imgs = []
     for _, row in spectra.head(MAX_ESD_LAYERS).iterrows():
         evals = np.asarray(row["evals"], dtype=float)
+        label = row["longname"] if "longname" in row else row["name"]
         if np.count_nonzero(evals > 1e-5):
-            imgs.append(_img(plot_esd(evals, row), f"log-log spectrum of {row['name']}", fmt))
+            imgs.append(_img(plot_esd(evals, row), f"log-log spectrum of {label}", fmt))
         if "sigma_mp" in spectra.columns:
-            imgs.append(_img(plot_esd_linear(evals, row), f"linear spectrum of {row['name']}", fmt))
+            imgs.append(_img(plot_esd_linear(evals, row), f"linear spectrum of {label}", fmt))
     more = len(spectra) - MAX_ESD_LAYERS
-    note = f"<p class='note'>{more} more layer(s) not drawn.</p>" if more > 0 else ""
+    note = [_note(f"{more} more layer(s) not drawn.")] if more > 0 else []
     return _section(
         "spectra",
         "Layer spectra of the best model",
         EXPLAIN["spectra"],
-        f'<div class="grid">{"".join(imgs)}</div>{note}',
+        [{"kind": "grid", "blocks": imgs}, *note],
     )
 
 
-def _trials(study: optuna.Study) -> str:
+def _trials(study: optuna.Study) -> list[Section]:
     table = trials_table(study)
     if table.empty:
-        return ""
+        return []
     params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
     shown = table
-    note = ""
+    note: list[Block] = []
     if len(table) > MAX_TRIAL_ROWS:
         shown = table.sort_values("score", na_position="last").head(MAX_TRIAL_ROWS).sort_values("number")
-        note = f"<p class='note'>Showing the {MAX_TRIAL_ROWS} best-scoring of {len(table)} trials.</p>"
+        note = [_note(f"Showing the {MAX_TRIAL_ROWS} best-scoring of {len(table)} trials.")]
     has_heldout = table["heldout"].notna().any()
-    head = "<tr><th>trial</th><th>state</th><th>score</th>" + ("<th>held-out</th>" if has_heldout else "")
-    head += "<th>parameters</th><th>note</th></tr>"
+    head = ["trial", "state", "score", *(["held-out"] if has_heldout else []), "parameters", "note"]
     rows = []
     for r in shown.itertuples(index=False):
         p = ", ".join(
-            f"{k}={_num(v) if _is_num(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
+            f"{k}={num(v) if _isnum(v) else v}" for k, v in sorted(params.get(r.number, {}).items())
         )
         reason = next((x for x in (r.fail_reason, r.prune_reason) if isinstance(x, str) and x), "")
-        cells = [f"<td>#{r.number}</td>", f"<td>{_e(r.state.lower())}</td>", _cell(r.score)]
+        cells = [cell(f"#{r.number}"), cell(r.state.lower()), cell(r.score)]
         if has_heldout:
-            cells.append(_cell(r.heldout))
-        cells += [f"<td>{_e(p)}</td>", f"<td>{_e(reason)}</td>"]
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    return _section("trials", "All trials", EXPLAIN["trials"], f"{note}<table>{head}{''.join(rows)}</table>")
+            cells.append(cell(r.heldout))
+        cells += [cell(p), cell(reason)]
+        rows.append({"classes": None, "cells": cells})
+    return _section(
+        "trials", "All trials", EXPLAIN["trials"], [*note, {"kind": "table", "head": head, "rows": rows}]
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _template(path: str | None) -> jinja2.Template:
+    """The shipped template (``path`` None) or a user's template file, with HTML autoescaping on."""
+    if path is None:
+        loader: jinja2.BaseLoader = jinja2.PackageLoader("wwtune.report", "templates")
+        name = TEMPLATE
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"report template not found: {path!r}")
+        loader, name = jinja2.FileSystemLoader(str(file.parent)), file.name
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template(name)
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -500,6 +428,7 @@ def render_report(
     spectra: pd.DataFrame | None = None,
     band: Sequence[float] | None = None,
     image_format: str = "png",
+    template: str | os.PathLike[str] | None = None,
 ) -> str:
     """The study report as one HTML string (see :func:`write_report`)."""
     if not isinstance(study, optuna.Study):
@@ -509,26 +438,31 @@ def render_report(
     band_ = resolve_band(study, band)
     best, _ = picked_trial(study)  # the summary's and best_params.yaml's trial: the study's pick rule
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # each entry of `sections` is one group: two sections side by side (class "pair") or one
     sections = [
-        f'<div class="pair">{_summary(study, best, band_)}{_params(study, best)}</div>',
-        _layers(best, band_, image_format),
-        _history(study, band_, image_format),
-        _pareto(study, best, image_format),
-        _trust(study, image_format),
-        _advice(study, image_format),
-        _spectra(spectra, image_format),
-        training_section(study.trials, best, image_format),
-        _trials(study),
+        _summary(study, best, band_) + _params(study, best),
+        *(
+            [s]
+            for s in _layers(best, band_, image_format)
+            + _history(study, band_, image_format)
+            + _pareto(study, best, image_format)
+            + _trust(study, image_format)
+            + _advice(study, image_format)
+            + _spectra(spectra, image_format)
+        ),
+        # issue 22's section comes rendered (escaped there): passed through as it is
+        *([Markup(training)] if (training := training_section(study.trials, best, image_format)) else []),  # noqa: S704
+        *([s] for s in _trials(study)),
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>wwtune report: {_e(study.study_name)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>wwtune report: {_e(study.study_name)}</h1><p>{_e(EXPLAIN['intro'])}</p></header>"
-        f"<main>{''.join(sections)}</main>"
-        f"<footer>Generated {_e(when)} by wwtune {_e(__version__)}. This page is self-contained: "
-        "no network access and no scripts.</footer></body></html>\n"
+    page = _template(None if template is None else os.fspath(template)).render(
+        study_name=study.study_name,
+        css=Markup(_CSS),  # noqa: S704 - wwtune's own stylesheet (a constant), not study text
+        intro=EXPLAIN["intro"],
+        sections=sections,
+        generated=when,
+        version=__version__,
     )
+    return page + "\n"
 
 
 def write_report(
@@ -538,6 +472,7 @@ def write_report(
     spectra: pd.DataFrame | None = None,
     band: Sequence[float] | None = None,
     image_format: str = "png",
+    template: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of ``study`` to ``out_path`` and return the path.
 
@@ -551,6 +486,8 @@ def write_report(
             (at most :data:`MAX_ESD_LAYERS`). Default: none.
         band: target α band ``[low, high]``; default the study's ``wwtune.band``, else ``[2, 2]``.
         image_format: ``"png"`` (default) or ``"svg"`` for the embedded figures.
+        template: a Jinja2 template file to use instead of the shipped ``templates/report.html.j2`` (start
+            from a copy of it; the context it gets is described in ``docs/report-template.md``).
 
     Example::
 
@@ -562,7 +499,7 @@ def write_report(
         write_report(study, "studies/demo/report.html")
         # a stored study: write_report(optuna.load_study(study_name=..., storage=...), path)
     """
-    text = render_report(study, spectra=spectra, band=band, image_format=image_format)
+    text = render_report(study, spectra=spectra, band=band, image_format=image_format, template=template)
     # whole file under a unique name, then renamed: several workers finishing together never interleave
     out = atomic_write_text(out_path, text)
     logger.info("wrote study report %s (%d kB)", out, len(text) // 1024)

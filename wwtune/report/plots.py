@@ -76,7 +76,7 @@ def plot_esd(evals: Any, row: Any) -> Figure:
     x = x[x > FIT_FLOOR]
     if x.size == 0:
         raise ValueError(f"evals has no eigenvalue above {FIT_FLOOR}; nothing to plot on log axes.")
-    name = str(_row_get(row, "name", "layer"))
+    name = str(_row_get(row, "longname", _row_get(row, "name", "layer")))
     fig = new_figure()
     ax = fig.add_subplot()
     lo, hi = x[0], x[-1]
@@ -154,7 +154,7 @@ def plot_esd_linear(evals: Any, row: Any) -> Figure:
         fig = plot_esd_linear(df.loc[0, "evals"], df.loc[0])
     """
     x = _as_evals(evals)
-    name = str(_row_get(row, "name", "layer"))
+    name = str(_row_get(row, "longname", _row_get(row, "name", "layer")))
     sigma = finite_or_none(_row_get(row, "sigma_mp"))
     q = finite_or_none(_row_get(row, "Q"))
     has_mp = sigma is not None and sigma > 0 and q is not None and q > 0
@@ -252,6 +252,8 @@ def plot_layer_alphas(
     Failed fits are drawn as grey crosses at the bottom edge, never as a small α.
     """
     df = pd.DataFrame(df) if not isinstance(df, pd.DataFrame) else df
+    if "longname" in df.columns:  # an analyze() table: label layers by their full path
+        df = df.assign(name=df["longname"])
     missing = [c for c in ("name", "alpha") if c not in df.columns]
     if missing:
         raise ValueError(f"df is missing column(s) {missing}; it needs at least 'name' and 'alpha'.")
@@ -368,7 +370,8 @@ def save_model_plots(
     written += save_figure(fig, out / "layer_alphas", formats)
     if "evals" in df.columns:
         for _, row in df.iterrows():
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(row["name"]))
+            label = row["longname"] if "longname" in row else row["name"]
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(label))
             evals = np.asarray(row["evals"], dtype=float)
             if np.count_nonzero(evals > FIT_FLOOR):
                 written += save_figure(plot_esd(evals, row), out / f"esd_{safe}", formats)

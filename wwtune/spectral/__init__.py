@@ -13,7 +13,9 @@ analyzed layer; columns documented in ``wwtune.spectral.columns.COLUMNS``; alway
 ``name, layer_type, N, M, Q, rf, num_evals, alpha, xmin, xmax, D, sigma, num_pl_spikes,
 alpha_weighted, log_norm, log_spectral_norm, log_alpha_norm, stable_rank, entropy, matrix_rank,
 rank_loss, weak_rank_loss, lambda_max, status, warning`` (and ``norm, spectral_norm, sv_max,
-fail_reason``). ``status`` is "success" or "failed" (alpha = -1 then, the other fit columns NaN, and
+fail_reason, sv_min, has_esd``); ``name`` is WeightWatcher's short name, ``longname`` the full path;
+WeightWatcher's other analyze() arguments are taken or refused (``wwtune.spectral.ww_args``).
+``status`` is "success" or "failed" (alpha = -1 then, the other fit columns NaN, and
 ``fail_reason`` says why: NaN/Inf weights, a (near-)zero or rank-1 matrix, a degenerate fit);
 ``warning`` is "", "over-trained", "under-trained" or "failed".
 ``mp_fit=True`` adds ``num_spikes, sigma_mp, mp_softrank, bulk_max, bulk_min, W_scale``;
@@ -26,8 +28,9 @@ analyzable layer (after the filters) raises ValueError.
     summary(df) -> dict   # model-level means (WeightWatcher's get_summary) over successful layers
 """
 
-from wwtune.spectral.analyze import AnalysisOptions, analyze
+from wwtune.spectral.analyze import AnalysisOptions, analyze, describe
 from wwtune.spectral.columns import COLUMNS
 from wwtune.spectral.metrics import summary
+from wwtune.spectral.ww_args import WeightWatcherOptionError
 
-__all__ = ["COLUMNS", "AnalysisOptions", "analyze", "summary"]
+__all__ = ["COLUMNS", "AnalysisOptions", "WeightWatcherOptionError", "analyze", "describe", "summary"]

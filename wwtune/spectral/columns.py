@@ -2,9 +2,9 @@
 
 Names follow WeightWatcher 0.7.7 wherever the quantity is the same (``layer_id``, ``longname``, ``alpha``,
 ``alpha_weighted``, ``log_norm``, ``log_spectral_norm``, ``spectral_norm``, ``stable_rank``, ``D``, ``xmin``,
-``xmax``, ``num_pl_spikes``, ``num_spikes``, ``sigma_mp``, ``mp_softrank``, ``rand_distance``, …). Where
-they differ: wwtune's ``name`` is always the full module path (the same value as ``longname``, whereas
-WeightWatcher's ``name`` may be a shorter label); ``layer_type`` is a plain string ('dense', 'conv2d', …)
+``xmax``, ``num_pl_spikes``, ``num_spikes``, ``sigma_mp``, ``mp_softrank``, ``rand_distance``, …). ``name`` is
+WeightWatcher's short name and ``longname`` the full path (since wwtune 0.x, see CHANGELOG.md). Where they
+differ: ``layer_type`` is a plain string ('dense', 'conv2d', …)
 instead of WeightWatcher's LAYER_TYPE enum. λ are the eigenvalues of WᵀW (squared
 singular values, not divided by N) pooled over a layer's matrices (conv: all kernel positions, each
 slice scaled by 1/√2 as WeightWatcher does, so conv eigenvalues are halved).
@@ -12,7 +12,15 @@ slice scaled by 1/√2 as WeightWatcher does, so conv eigenvalues are halved).
 
 from __future__ import annotations
 
-__all__ = ["ALWAYS", "COLUMNS", "LAYER_TYPES", "MP_COLUMNS", "RANDOMIZE_COLUMNS", "WARNINGS"]
+__all__ = [
+    "ALWAYS",
+    "COLUMNS",
+    "DESCRIBE_COLUMNS",
+    "LAYER_TYPES",
+    "MP_COLUMNS",
+    "RANDOMIZE_COLUMNS",
+    "WARNINGS",
+]
 
 #: Values of ``layer_type``.
 LAYER_TYPES = ("dense", "embedding", "conv1d", "conv2d", "conv3d")
@@ -24,10 +32,11 @@ COLUMNS: dict[str, str] = {
     "layer_id": "WeightWatcher's layer_id: the index of the layer's module in model.named_modules() (0 is "
     "the model itself; MHA q/k/v rows share their module's id); for a state_dict or file, the order of "
     "the weights' modules in it. Integer ids select layers in analyze(layers=[...])",
-    "name": "full module path / state-dict prefix, e.g. 'encoder.layer.0.attention.self.query'; "
+    "name": "WeightWatcher's name: for an nn.Module, the last part of the module path (e.g. 'query'); for a "
+    "state_dict, file or folder, the full key prefix (the same as longname). Not unique: use longname to "
+    "tell layers apart",
+    "longname": "full module path / state-dict prefix, e.g. 'encoder.layer.0.attention.self.query'; "
     "nn.MultiheadAttention's packed in_proj gives '<mha>.in_proj.q', '.k', '.v'",
-    "longname": "WeightWatcher's longname (its full module path): the same value as name, which in wwtune "
-    "is already the full path",
     "layer_type": "one of 'dense' (Linear, HF Conv1D, MHA q/k/v, 2-D state-dict tensors), 'embedding', "
     "'conv1d', 'conv2d', 'conv3d'",
     "N": "larger side of the (per kernel position) weight matrix",
@@ -48,6 +57,13 @@ COLUMNS: dict[str, str] = {
     "lambda_max": "largest eigenvalue",
     "spectral_norm": "largest eigenvalue (WeightWatcher's name; = lambda_max)",
     "sv_max": "largest singular value, sqrt(lambda_max)",
+    "sv_min": "WeightWatcher's sv_min: the smallest singular value (conv: the largest of the kernel "
+    "positions' smallest singular values, scaled like the eigenvalues)",
+    "has_esd": "True when the layer's eigenvalues were computed (False: non-finite weights)",
+    "Lambda": "fit='TPL'/'E_TPL': truncation rate Λ of the truncated power law (alpha is then the TPL α)",
+    "num_fingers": "fix_fingers='clip_xmax': how many top eigenvalues were clipped as fingers (0: none)",
+    "raw_alpha": "fix_fingers='clip_xmax': alpha before any clipping",
+    "rand_num_spikes": "randomize: WeightWatcher's second name of num_traps (the same value)",
     "log_spectral_norm": "log10(lambda_max)",
     "alpha_weighted": "alpha * log10(lambda_max) (α-hat)",
     "log_alpha_norm": "log10(Σ λ^alpha)",
@@ -108,9 +124,20 @@ ALWAYS = (
     "norm",
     "spectral_norm",
     "sv_max",
+    "sv_min",
+    "has_esd",
     "status",
     "warning",
     "fail_reason",
 )
 MP_COLUMNS = ("num_spikes", "sigma_mp", "mp_softrank", "bulk_max", "bulk_min", "W_scale")
-RANDOMIZE_COLUMNS = ("num_traps", "rand_distance", "max_rand_eval", "rand_bulk_max", "rand_sigma_mp")
+RANDOMIZE_COLUMNS = (
+    "num_traps",
+    "rand_num_spikes",
+    "rand_distance",
+    "max_rand_eval",
+    "rand_bulk_max",
+    "rand_sigma_mp",
+)
+#: The columns of ``describe()``: what is known before any eigenvalue is computed.
+DESCRIBE_COLUMNS = ("layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals")

@@ -50,6 +50,9 @@ class LayerESD:
 
     evals: np.ndarray | None
     reason: str = ""
+    #: WeightWatcher's sv_min: the largest of the kernel positions' smallest singular values (dense: the
+    #: smallest singular value)
+    sv_min: float = float("nan")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -186,8 +189,11 @@ def compute_esds(specs: Sequence[WeightSpec], *, device: torch.device, dtype: to
             pos += rf
         ev = gram_eigvals(buf)
         for idx, start, rf in spans:
-            vals = ev[start : start + rf].ravel()
+            block = ev[start : start + rf]
+            vals = block.ravel()
+            low = float(block.min(axis=1).max())
             if specs[idx].layer_type.startswith("conv"):
                 vals = vals * CONV_EVAL_SCALE
-            results[idx] = LayerESD(np.sort(vals) if rf > 1 else vals)
+                low *= CONV_EVAL_SCALE
+            results[idx] = LayerESD(np.sort(vals) if rf > 1 else vals, sv_min=float(np.sqrt(low)))
     return results

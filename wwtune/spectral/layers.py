@@ -41,6 +41,10 @@ class WeightSpec:
     load: Callable[[], torch.Tensor]
     #: index of the owning module in ``model.named_modules()`` (WeightWatcher's layer_id); None: not a module
     layer_id: int | None = None
+    #: WeightWatcher's ``name`` for a module's weight: the last part of the module path (None: the full name)
+    short_name: str | None = None
+    #: for one kernel position of an unpooled conv layer (WeightWatcher's ``pool=False``): the layer's rf
+    slice_of_rf: int | None = None
 
     @property
     def rf(self) -> int:
@@ -121,6 +125,7 @@ def _module_specs(model: nn.Module) -> list[WeightSpec]:
     for layer_id, (mname, mod) in enumerate(model.named_modules()):
         for spec in _one_module_specs(mname, mod):
             spec.layer_id = layer_id
+            spec.short_name = mname.rsplit(".", 1)[-1] if mname else spec.name
             specs.append(spec)
     return specs
 
@@ -177,6 +182,19 @@ def _key_spec(key: str, shape: tuple[int, ...], load: Callable[[], torch.Tensor]
     return [WeightSpec(name, _CONV_TYPES[len(shape)], shape, load)]
 
 
+def _number_by_keys(specs: list[WeightSpec], keys: list[str]) -> list[WeightSpec]:
+    """WeightWatcher's layer_id for a state_dict: its weight entries (any shape, norms included) numbered
+    from 1 by module, in the order of the keys; a spec gets the number of the module its key names."""
+    ids: dict[str, int] = {}
+    for key in keys:
+        if key.rsplit(".", 1)[-1].endswith("weight"):
+            ids.setdefault(key.rsplit(".", 1)[0] if "." in key else "", len(ids) + 1)
+    for s in specs:
+        module = s.name.rsplit(".in_proj", 1)[0] if ".in_proj." in s.name else s.name
+        s.layer_id = ids.get(module)
+    return specs
+
+
 def _state_dict_specs(sd: Mapping[str, Any], where: str = "the state_dict") -> list[WeightSpec]:
     specs: list[WeightSpec] = []
     skipped: list[tuple[str, str]] = []
@@ -186,7 +204,7 @@ def _state_dict_specs(sd: Mapping[str, Any], where: str = "the state_dict") -> l
         elif isinstance(t, torch.Tensor) and _key_spec(str(key), tuple(t.shape), _const(t)):
             skipped.append((str(key), str(t.dtype).replace("torch.", "")))
     _log_skipped(skipped, where)
-    return specs
+    return _number_by_keys(specs, [str(k) for k in sd])
 
 
 def _log_skipped(skipped: list[tuple[str, str]], where: str) -> None:
@@ -288,7 +306,7 @@ def _safetensors_specs(path: Path) -> list[WeightSpec]:
     for key, shape, dtype in entries:
         if str(dtype).upper().startswith(("F", "BF")):
             specs += _key_spec(key, shape, FileTensor(str(path), key))
-    return specs
+    return _number_by_keys(specs, [k for k, _, _ in entries])
 
 
 def _file_specs(path: Path) -> list[WeightSpec]:
@@ -360,6 +378,9 @@ def _shard_specs(folder: Path, shards: list[str], weight_map: Mapping[str, str])
             broken.append(f"{shard}: {e}")
     if broken and not specs:
         raise ValueError(f"no shard of {str(folder)!r} could be read: {'; '.join(broken)}")
+    if len(shards) > 1:
+        for s in specs:  # numbered again over all shards, in the order of their modules
+            s.layer_id = None
     return specs
 
 

@@ -45,6 +45,7 @@ def layer_metrics(
     N: int,
     fit: PowerLawFit,  # noqa: N803
     eps: float = _EPS64,
+    tolerance: float = _WEAK_RANK_THRESHOLD,
 ) -> dict[str, float | int]:
     """Norm, rank and entropy metrics of one layer's eigenvalues (all of them, zeros included).
 
@@ -80,7 +81,7 @@ def layer_metrics(
         "entropy": entropy,
         "matrix_rank": rank,
         "rank_loss": num - rank,
-        "weak_rank_loss": int(np.count_nonzero(ev < _WEAK_RANK_THRESHOLD)),
+        "weak_rank_loss": int(np.count_nonzero(ev < tolerance)),
     }
 
 

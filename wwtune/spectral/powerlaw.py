@@ -11,7 +11,8 @@ candidate of smallest D. Done naively this is O(n²); here it stays exact but ch
   and the last level (stride 1) is the exact D of the few candidates left.
 
 Spectra with fewer than 20 eigenvalues follow WeightWatcher's small-sample rule (k ≥ 8, α_i = 1 +
-(k-1)/Σ ln(x_j/x_i), minimise D - 0.868/√k). ``fit_hill`` is the Hill estimator with xmin = the median.
+(k-1)/Σ ln(x_j/x_i), minimise D - 0.868/√k; fewer than 8 eigenvalues: the whole spectrum is the tail).
+``fit_hill`` is the Hill estimator with xmin = the median.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FIT_THRESHOLD", "SMALL_SPECTRUM", "PowerLawFit", "fit_hill", "fit_power_law", "ks_distance"]
+__all__ = [
+    "FIT_THRESHOLD",
+    "SMALL_SPECTRUM",
+    "PowerLawFit",
+    "fit_hill",
+    "fit_power_law",
+    "fit_power_law_xmin_range",
+    "ks_distance",
+]
 
 #: Eigenvalues at or below this are not fitted (WeightWatcher's ``evals_thresh``).
 FIT_THRESHOLD = 1e-5
@@ -177,6 +186,12 @@ def _fit_small(x: np.ndarray) -> PowerLawFit:
         score = d - _SMALL_PENALTY / math.sqrt(k)
         if score < best_score:
             best_i, best_score, best_a, best_d = i, score, a, d
+    if best_i < 0 and n < _SMALL_MIN_TAIL:
+        # WeightWatcher's fallback when no tail of 8 exists: the whole spectrum is the tail
+        s = float(np.sum(L - L[0]))
+        a = 1.0 + (n - 1) / s if s > 1e-12 else 0.0
+        if a > 1.0:
+            best_i, best_a, best_d = 0, a, _ks_exact_one(L, a, 0)
     if best_i < 0:
         return _failed(
             f"degenerate fit: no tail of at least {_SMALL_MIN_TAIL} eigenvalues "
@@ -243,3 +258,36 @@ def fit_hill(evals: np.ndarray) -> PowerLawFit:
     a = 1.0 + k / s
     d = _ks_exact_one(L, a, i)
     return PowerLawFit(a, xmin, float(x[-1]), d, (a - 1.0) / math.sqrt(k), k, "success")
+
+
+def fit_power_law_xmin_range(evals: np.ndarray, low: float, high: float) -> PowerLawFit:
+    """The power-law fit with xmin searched only among the eigenvalues in [``low``, ``high``].
+
+    Same estimator as :func:`fit_power_law` (α_i = 1 + k / Σ ln(x_j / x_i), the first candidate of smallest
+    exact D), restricted to a range of xmin: WeightWatcher's ``fix_fingers='xmin_peak'``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = (1 - np.random.default_rng(0).random(4000)) ** (-1 / 2.0)   # Pareto, density exponent 3
+        >>> round(fit_power_law_xmin_range(x, 1.0, 1.5).alpha, 1)
+        3.0
+    """
+    x = _prepare(evals)
+    n = x.size
+    if n < 2:
+        return _too_few(x)
+    L = np.log(x)
+    k = n - np.arange(n, dtype=np.float64)
+    tail = np.cumsum(L[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = 1.0 + k / (tail - k * L)
+    cand = np.flatnonzero((x[:-1] >= low) & (x[:-1] <= high))
+    cand = cand[np.isfinite(a[cand]) & (a[cand] > 1.0)]
+    if not cand.size:
+        return _failed(f"no candidate xmin in [{low:g}, {high:g}] gives alpha > 1", float(x[-1]))
+    d = _ks_block(L, a, cand, 1)[0]
+    i = int(cand[int(np.argmin(d))])
+    ai, kk = float(a[i]), n - i
+    return PowerLawFit(
+        ai, float(x[i]), float(x[-1]), float(d.min()), (ai - 1.0) / math.sqrt(kk), kk, "success"
+    )
