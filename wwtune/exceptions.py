@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "LayerFailed",
     "NoEligibleLayers",
     "Pruned",
     "TrainingDiverged",
@@ -105,3 +106,11 @@ class SweeperMoved(WwtuneError, ValueError):
 
 class UsageError(WwtuneError):
     """A bad command line: reported like argparse's own errors (exit status 2)."""
+
+
+class LayerFailed(WwtuneError, RuntimeError):
+    """A layer's analysis failed in a worker (an exception, or the worker process died); names the layer."""
+
+    def __init__(self, layer: str, why: str) -> None:
+        super().__init__(f"layer {layer!r}: {why}")
+        self.layer = layer

@@ -14,17 +14,10 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
+from wwtune.exceptions import LayerFailed
 from wwtune.spectral.layers import WeightSpec
 
 __all__ = ["HeldTensor", "LayerFailed", "Task", "run_task", "ship"]
-
-
-class LayerFailed(RuntimeError):
-    """A layer's analysis failed in a worker (an exception, or the worker process died); names the layer."""
-
-    def __init__(self, layer: str, why: str) -> None:
-        super().__init__(f"layer {layer!r}: {why}")
-        self.layer = layer
 
 
 @dataclass(frozen=True)
