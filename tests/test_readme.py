@@ -200,8 +200,7 @@ def test_the_readme_is_a_front_page():
     assert first <= 22, f"the first command is on line {first}"
     assert any(b.runs_as_pasted for b in parse(text))
     for link in re.findall(r"\]\((docs/[^)#]+)", text):  # every guide page it links exists
-        if link != "docs/errors.md":  # written by another change of this wave
-            assert (readme.ROOT / link).exists(), link
+        assert (readme.ROOT / link).exists(), link
 
 
 def test_the_config_group_table_names_the_shipped_defaults():
