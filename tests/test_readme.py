@@ -216,7 +216,7 @@ def test_the_config_group_table_names_the_shipped_defaults():
         assert shipped.get(group) == choice, (
             f"docs/tune.md says {group}={choice} is the default, conf says {shipped.get(group)}"
         )
-    assert said["score"] == "fit_band"
+    assert {"score", "sampler", "pick"} <= set(said)
 
 
 def test_the_guide_task_is_the_tested_example():
