@@ -92,6 +92,14 @@ def test_drift_checks_catch_a_changed_number_but_not_a_time():
         == []
     )
     assert readme.drift_shape(summary, "Study 'q': 6 trials — 6 complete\nTime: training 1 s\n")
+    # a reduced run ranks other selectors first and words its verdict otherwise: indented unlabelled lines
+    ranked = (
+        "Study 'q': 40 trials\n  pick=default  #16 regret 0.002\n  On this task the α score added nothing\n"
+    )
+    assert readme.drift_shape(ranked, "Study 'q': 6 trials\n  On this task the α score did worse\n") == []
+    assert readme.drift_shape(
+        "  trials compared: 40\n", "  compared 6\n"
+    )  # a labelled line is still required
 
 
 def test_shell_variables_carry_over_to_later_blocks(tmp_path):
