@@ -1,9 +1,14 @@
-"""Run README.md's code blocks as pasted and rewrite its shown outputs from the current code.
+"""Run the code blocks of README.md and of every page docs/*.md as pasted, and rewrite their shown outputs
+from the current code.
 
-    .venv/bin/python docs/readme_outputs.py            # every block, full size; rewrites ```text outputs
+    .venv/bin/python docs/readme_outputs.py            # every page, every block, full size; rewrites outputs
     .venv/bin/python docs/readme_outputs.py --check    # the same, but only reports drift (exit 1)
+    .venv/bin/python docs/readme_outputs.py docs/compare.md   # one page (or several)
 
-The conventions it reads (tests/test_readme.py enforces them on every push):
+Each page runs in a scratch folder of its own, its blocks in order: a page needs nothing another page made.
+A new page under docs/ is picked up by its name alone (tests/test_readme.py globs docs/*.md too).
+
+The conventions it reads (tests/test_readme.py enforces them on every push, on every page):
 
 * every code block is fenced with a language: ``bash``, ``python``, ``yaml`` or ``text``;
 * a ``bash`` or ``python`` block runs as pasted, in order, in one scratch folder (the venv's ``bin`` first on
@@ -19,7 +24,11 @@ The conventions it reads (tests/test_readme.py enforces them on every push):
   pasted (or reduced) and checks the output for drift: numbers within a tolerance for a block that ran as
   pasted, the key lines in order for a reduced run.
 
-The coordinator reruns this script after merging README sections; a block's output that cannot be
+Progress output ("comparing a vs b … [####....] 8/39 layers 3 s", shown only when a step takes over a
+second) is dropped from both the shown and the printed side, so the check does not depend on how fast or
+busy the machine is.
+
+The coordinator reruns this script after merging pages; a block's output that cannot be
 produced here (a server elsewhere) belongs after a not-run block without a CI clause: it is left alone.
 """
 
@@ -32,11 +41,13 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 LANGS = ("bash", "python", "yaml", "text")
 RUNNABLE = ("bash", "python")
 
@@ -49,7 +60,22 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
 
 
 class ReadmeError(ValueError):
-    """README.md breaks a block convention; the message lists every place (line numbers are 1-based)."""
+    """A page breaks a block convention; the message names the page and lists every place (line numbers are
+    1-based)."""
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages whose blocks run: README.md, then every docs/*.md (sorted), whatever their number."""
+    readme = root / "README.md"
+    return ([readme] if readme.exists() else []) + sorted((root / "docs").glob("*.md"))
+
+
+def page_name(path: Path, root: Path = ROOT) -> str:
+    """``README.md``, ``docs/compare.md``: the page as a reader finds it in the repository."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @dataclass
@@ -68,8 +94,9 @@ class Block:
         return self.lang in RUNNABLE and self.not_run is None and self.path is None
 
 
-def parse(text: str) -> list[Block]:
-    """The README's fenced blocks with their markers; ReadmeError on any convention broken."""
+def parse(text: str, name: str = "README.md") -> list[Block]:
+    """A page's fenced blocks with their markers; ReadmeError (naming ``name`` and each line) on any
+    convention broken."""
     lines = text.splitlines()
     problems: list[str] = []
     blocks: list[Block] = []
@@ -139,7 +166,7 @@ def parse(text: str) -> list[Block]:
         elif block.lang == "text":
             block.output_of, last_code = last_code, None
     if problems:
-        raise ReadmeError("README.md:\n  " + "\n  ".join(problems))
+        raise ReadmeError(f"{name}:\n  " + "\n  ".join(f"{name} {p}" for p in problems))
     return blocks
 
 
@@ -231,18 +258,22 @@ def run_block(block: Block, code: str, workdir: Path, timeout: float, shell_vars
 
 
 _PROGRESS = re.compile(r"\d+%\|.*\|")
-_HEARTBEAT = re.compile(r"… \d+(?:\.\d+)? s$")  # "analyzing model … 3 s": shown only when a step is slow
+# the CLIs' progress line (wwtune.cli_common.Progress), printed only when a step takes over a second, so on a
+# busy machine and not on a quiet one: "analyzing model … 3 s", "comparing a vs b … [####....] 8/39 layers
+# (encoder.layer.1.x) 2 s"
+_HEARTBEAT = re.compile(r" …(?: \[[#.]*\] \d+/\d+ layers(?: \(.*\))?)? \d+(?:\.\d+)? s$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's "clear line" around a progress line
 # a third-party library's own warning (e.g. lightning's deprecation notes), with a path of this machine
 _LIBRARY_WARNING = re.compile(r"/site-packages/[^:]+:\d+: ")
 _LOG_LINE = re.compile(r"^\[(?:[IWED] )?\d{4}-\d\d-\d\d[ T][\d:,.]+\]")
 
 
 def clean(output: str) -> str:
-    """Drop progress-bar frames, "… N s" heartbeats, timestamped log lines and other libraries' warnings;
-    keep the rest as printed."""
+    """Drop progress-bar frames, progress lines ("… N s"), timestamped log lines and other libraries'
+    warnings; keep the rest as printed. The same input gives the same output however long each step took."""
     lines = []
-    for line in output.splitlines():
-        line = line.rsplit("\r", 1)[-1].rstrip()
+    for line in output.replace("\r\n", "\n").split("\n"):  # a lone "\r" redraws its line: keep the last frame
+        line = _ANSI.sub("", line.rsplit("\r", 1)[-1]).rstrip()
         if (
             _PROGRESS.search(line)
             or _LOG_LINE.match(line)
@@ -274,9 +305,11 @@ def place_file(block: Block, workdir: Path) -> str | None:
     return None
 
 
-def run_all(blocks: list[Block], workdir: Path, *, full: bool, timeout: float) -> dict[int, Ran]:
-    """Run the blocks in order in ``workdir``: as pasted, or (``full=False``) reduced where the README says
-    CI runs them reduced; with ``full=True`` also the not-run blocks whose output the README shows."""
+def run_all(
+    blocks: list[Block], workdir: Path, *, full: bool, timeout: float, name: str = "README.md"
+) -> dict[int, Ran]:
+    """Run the blocks in order in ``workdir``: as pasted, or reduced where the page says CI runs them reduced;
+    with ``full=True`` the not-run blocks whose output the page shows run as pasted (full size)."""
     shown = {b.output_of for b in blocks if b.lang == "text" and b.output_of is not None}
     results: dict[int, Ran] = {}
     shell_vars = ""
@@ -292,14 +325,20 @@ def run_all(blocks: list[Block], workdir: Path, *, full: bool, timeout: float) -
             code = block.text
         elif full and k in shown:
             code = block.text
-        elif not full and block.ci_args:
+        elif block.ci_args:  # later blocks may need what it makes (a study): run it as CI does
             code = reduced(block)
         else:
             continue
+        started = time.perf_counter()
         results[k] = run_block(block, code, workdir, timeout, shell_vars if block.lang == "bash" else "")
         if block.lang == "bash" and results[k].returncode == 0:
             shell_vars += "".join(f"{x}\n" for x in code.splitlines() if _ASSIGNMENT.match(x))
-        print(f"README line {block.line}: exit {results[k].returncode}", file=sys.stderr, flush=True)
+        took = time.perf_counter() - started
+        print(
+            f"{name} line {block.line}: exit {results[k].returncode} ({took:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -322,8 +361,9 @@ def _split(line: str) -> tuple[list[str], list[tuple[float, bool]]]:
 
 
 def drift_close(shown: str, actual: str, rtol: float = 2e-3) -> list[str]:
-    """Line by line: the same words, numbers within ``rtol`` (times and rates may differ freely)."""
-    a, b = shown.rstrip("\n").splitlines(), actual.rstrip("\n").splitlines()
+    """Line by line: the same words, numbers within ``rtol`` (times and rates may differ freely); progress
+    lines are dropped from both sides first."""
+    a, b = clean(shown).rstrip("\n").splitlines(), clean(actual).rstrip("\n").splitlines()
     problems = []
     if len(a) != len(b):
         problems.append(f"{len(a)} lines shown, {len(b)} printed")
@@ -346,14 +386,24 @@ def key(line: str) -> str:
     return head[: colon + 1] if colon >= 0 else head
 
 
+def drift(block: Block, ran: Ran) -> list[str]:
+    """What differs between a text block and a fresh run of its command: as pasted, line by line with
+    numbers close; reduced (fewer trials), the shown lines' keys in order."""
+    return (drift_close if ran.as_pasted else drift_shape)(block.text, ran.output)
+
+
 def drift_shape(shown: str, actual: str) -> list[str]:
-    """Every shown line's key is printed, in the same order (a reduced run: other numbers, same lines)."""
-    printed = [key(x) for x in actual.splitlines()]
+    """Every shown line's key is printed, in the same order (a reduced run: other numbers, same lines), except
+    indented lines without a label (``key: …``), whose presence depends on the trials; progress lines are
+    dropped from both sides first."""
+    printed = [key(x) for x in clean(actual).splitlines()]
     at, problems = 0, []
-    for line in shown.splitlines():
+    for line in clean(shown).splitlines():
         k = key(line)
         if len(k.strip()) < 3:
             continue
+        if line.startswith(" ") and ":" not in k:  # an indented unlabelled line (a ranked list's row, a
+            continue  # verdict sentence): which rows and words appear depends on the trials
         try:
             at = printed.index(k, at) + 1
         except ValueError:
@@ -362,11 +412,11 @@ def drift_shape(shown: str, actual: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# rewriting the README
+# rewriting a page
 
 
 def rewrite(text: str, blocks: list[Block], results: dict[int, Ran]) -> tuple[str, list[str]]:
-    """README text with each text block replaced by its block's fresh output; and the blocks that failed."""
+    """A page's text with each text block replaced by its block's fresh output; and the blocks that failed."""
     lines = text.splitlines()
     failed = [
         f"line {r.block.line}: exit {r.returncode}\n{r.output[-2000:]}"
@@ -385,26 +435,38 @@ def rewrite(text: str, blocks: list[Block], results: dict[int, Ran]) -> tuple[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="*", type=Path, help="pages to run (default: README.md and docs/*.md)")
     parser.add_argument("--check", action="store_true", help="report drift, change nothing")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per block (default 900)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
     args = parser.parse_args(argv)
-    text = README.read_text()
-    blocks = parse(text)
-    workdir = Path(tempfile.mkdtemp(prefix="wwtune_readme_"))
-    results = run_all(blocks, workdir, full=True, timeout=args.timeout)
-    new, failed = rewrite(text, blocks, results)
-    for problem in failed:
-        print(f"README {problem}", file=sys.stderr)
-    if args.keep:
-        print(f"scratch folder: {workdir}", file=sys.stderr)
-    if args.check:
-        drift = new != text
-        print("README outputs: " + ("drift" if drift else "up to date"), file=sys.stderr)
-        return 1 if drift or failed else 0
-    README.write_text(new)
-    print(f"README.md rewritten ({sum(b.lang == 'text' for b in blocks)} text blocks)", file=sys.stderr)
-    return 1 if failed else 0
+    status = 0
+    for path in args.pages or pages():
+        name = page_name(path)
+        text = path.read_text()
+        blocks = parse(text, name)
+        if not any(b.lang in RUNNABLE or b.path for b in blocks):
+            continue
+        workdir = Path(tempfile.mkdtemp(prefix="wwtune_readme_"))
+        results = run_all(blocks, workdir, full=True, timeout=args.timeout, name=name)
+        new, failed = rewrite(text, blocks, results)
+        for problem in failed:
+            print(f"{name} {problem}", file=sys.stderr)
+        if args.keep:
+            print(f"{name}: scratch folder {workdir}", file=sys.stderr)
+        if args.check:
+            drifted = new != text and any(
+                drift(b, results[b.output_of])
+                for b in blocks
+                if b.lang == "text" and results.get(b.output_of) and not results[b.output_of].returncode
+            )
+            print(f"{name} outputs: " + ("drift" if drifted else "up to date"), file=sys.stderr)
+            status |= 1 if drifted or failed else 0
+            continue
+        path.write_text(new)
+        print(f"{name} rewritten ({sum(b.lang == 'text' for b in blocks)} text blocks)", file=sys.stderr)
+        status |= 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":

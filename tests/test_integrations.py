@@ -1,6 +1,6 @@
 """Lightning and Hugging Face Trainer callbacks run for real on CPU (extras wwtune[lightning,huggingface]),
-and the README's three framework examples (tests/examples/), each a scored study with a pruned trial and the
-trust report."""
+and the three framework examples of docs/integrations.md (tests/examples/), each a scored study with a
+pruned trial and the trust report."""
 
 import logging
 import math
@@ -223,7 +223,7 @@ def test_readme_huggingface_example(capsys):
 
 @pytest.mark.parametrize("name", ["plain_optuna", "lightning_example", "huggingface_example"])
 def test_readme_shows_each_example_file_verbatim(name):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text()  # the guide's page
     code = (Path(__file__).parent / "examples" / f"{name}.py").read_text().rstrip()
     assert f"tests/examples/{name}.py verbatim" in readme
     assert f"```python\n{code}\n```" in readme

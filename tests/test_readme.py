@@ -1,14 +1,19 @@
-"""README.md is tested: its blocks follow the conventions of docs/readme_outputs.py, every bash and python
-block runs as pasted (or reduced, where the README says CI runs it reduced), config blocks match the files
-they name, and each shown output still matches what the current code prints."""
+"""README.md and every guide page docs/*.md are tested: their blocks follow the conventions of
+docs/readme_outputs.py, every bash and python block runs as pasted (or reduced, where the page says CI runs it
+reduced), config blocks match the files they name, and each shown output still matches what the current code
+prints. A new page under docs/ is picked up by its name alone."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
+import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("readme_outputs", ROOT / "docs" / "readme_outputs.py")
@@ -17,8 +22,8 @@ sys.modules["readme_outputs"] = readme
 _spec.loader.exec_module(readme)
 
 
-def parse(text: str):
-    return readme.parse(text)
+def parse(text: str, name: str = "README.md"):
+    return readme.parse(text, name)
 
 
 # ------------------------------------------------------------------------------------ the conventions
@@ -87,6 +92,14 @@ def test_drift_checks_catch_a_changed_number_but_not_a_time():
         == []
     )
     assert readme.drift_shape(summary, "Study 'q': 6 trials — 6 complete\nTime: training 1 s\n")
+    # a reduced run ranks other selectors first and words its verdict otherwise: indented unlabelled lines
+    ranked = (
+        "Study 'q': 40 trials\n  pick=default  #16 regret 0.002\n  On this task the α score added nothing\n"
+    )
+    assert readme.drift_shape(ranked, "Study 'q': 6 trials\n  On this task the α score did worse\n") == []
+    assert readme.drift_shape(
+        "  trials compared: 40\n", "  compared 6\n"
+    )  # a labelled line is still required
 
 
 def test_shell_variables_carry_over_to_later_blocks(tmp_path):
@@ -97,38 +110,150 @@ def test_shell_variables_carry_over_to_later_blocks(tmp_path):
     assert results[1].output == "5y\n" and results[1].as_pasted
 
 
+def test_a_page_that_breaks_a_convention_is_named_with_its_line():
+    with pytest.raises(readme.ReadmeError, match=r"docs/new\.md line 3: code block language '\(none\)'"):
+        readme.parse("# A page\n\n```\nls\n```\n", "docs/new.md")
+
+
+def test_every_page_under_docs_is_picked_up(tmp_path):
+    (tmp_path / "docs").mkdir()
+    for name in ("README.md", "docs/zeta.md", "docs/alpha.md", "docs/notes.txt"):
+        (tmp_path / name).write_text("# x\n")
+    found = [readme.page_name(p, tmp_path) for p in readme.pages(tmp_path)]
+    assert found == ["README.md", "docs/alpha.md", "docs/zeta.md"]
+    assert {"README.md", "docs/analyze.md", "docs/tune.md"} <= set(map(readme.page_name, readme.pages()))
+
+
 def test_the_cleaner_drops_progress_bars_and_log_lines():
     raw = "[2026-12-02 01:09:13,814][wwtune.study][INFO] - Study\n 40%|████ | 2/5 [00:04<00:05]\rdone\nkept\n"
     assert readme.clean(raw) == "done\nkept\n"
     assert readme.clean("analyzing /x/model … 1 s\nlayer  alpha\n") == "layer  alpha\n"
 
 
-# ------------------------------------------------------------------------------------ the README itself
+SHOWN_COMPARE = """layer  α base  α new  verdict
+fc1     4.363  4.160  spectrum changed
+2 layers compared in 0.9 s: 1 unchanged
+exit status: 1
+"""
 
 
-def test_the_readme_follows_the_conventions():
-    blocks = parse(readme.README.read_text())
-    assert any(b.runs_as_pasted for b in blocks)
+def _printed_with_progress(line_every: float) -> str:
+    """What `wwtune compare` prints on a machine where the comparison took longer than the progress line's
+    delay: the real progress line (wwtune.cli_common.Progress, its delay set to 0), then the same output."""
+    from wwtune.cli_common import Progress
+
+    class Stream(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wrote = threading.Event()
+
+        def write(self, text: str) -> int:
+            self.wrote.set()
+            return super().write(text)
+
+    err = Stream()
+    progress = Progress(
+        "base.safetensors vs new.safetensors",
+        err,
+        enabled=True,
+        delay=0.0,
+        line_every=line_every,
+        verb="comparing",
+    )
+    progress.update(12, 39, "encoder.layer.1.attention.self.key")  # 12 of 39 layers done when the line shows
+    with progress:
+        assert err.wrote.wait(30), "the progress line never came"
+    assert "12/39 layers" in err.getvalue()
+    assert "comparing base.safetensors vs new.safetensors …" in err.getvalue()
+    table, rest = SHOWN_COMPARE.split("2 layers", 1)
+    return table + err.getvalue() + "2 layers" + rest.replace("0.9 s", "3.2 s")
+
+
+def test_a_progress_line_on_a_busy_machine_is_not_drift():
+    """Issue 24: the progress line appears only when a step takes over a second, so on a busy machine the
+    printed output had a line the shown output lacked. The check drops it from both sides."""
+    printed = _printed_with_progress(line_every=10.0)
+    assert readme.clean(printed) == readme.clean(SHOWN_COMPARE).replace("0.9 s", "3.2 s")
+    assert readme.drift_close(SHOWN_COMPARE, printed) == []
+    assert readme.drift_shape(SHOWN_COMPARE, printed) == []
+    # a terminal's carriage-return frames and "clear line" codes too
+    tty = SHOWN_COMPARE.replace(
+        "2 layers", "\r\x1b[Kcomparing a vs b … [####................] 8/39 layers 2 s\r\x1b[K2 layers"
+    )
+    assert readme.drift_close(SHOWN_COMPARE, tty) == []
+    # and a real change is still drift
+    assert readme.drift_close(SHOWN_COMPARE, printed.replace("4.160", "4.9"))
+
+
+# ------------------------------------------------------------------------------------ the pages themselves
+
+PAGES = readme.pages()
+PAGE_IDS = [readme.page_name(p) for p in PAGES]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_page_follows_the_conventions(page):
+    name = readme.page_name(page)
+    blocks = readme.parse(page.read_text(), name)
     for block in blocks:  # an output nobody produces would silently go stale
         if block.lang == "text":
-            assert block.output_of is not None, f"README line {block.line}: a text block without its command"
+            assert block.output_of is not None, f"{name} line {block.line}: a text block without its command"
 
 
-def test_the_readme_task_is_the_tested_example():
-    blocks = parse(readme.README.read_text())
+def test_the_readme_is_a_front_page():
+    text = readme.README.read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 450, f"README.md has {len(lines)} lines; the guide belongs in docs/"
+    first = next(n for n, line in enumerate(lines, 1) if line.startswith("```bash"))
+    assert first <= 22, f"the first command is on line {first}"
+    assert any(b.runs_as_pasted for b in parse(text))
+    for link in re.findall(r"\]\((docs/[^)#]+)", text):  # every guide page it links exists
+        assert (readme.ROOT / link).exists(), link
+
+
+def test_the_config_group_table_names_the_shipped_defaults():
+    """docs/tune.md's config-group table says which choice is the default: the one conf/config.yaml sets."""
+    shipped = {}
+    for entry in yaml.safe_load((readme.ROOT / "conf" / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict):
+            shipped.update(entry)
+    text = (readme.DOCS / "tune.md").read_text()
+    said = dict(re.findall(r"^\| `(\w+)` \| [^|]*?`(\w+)` \(default\)", text, flags=re.M))
+    assert said, "no '(default)' in docs/tune.md's config-group table"
+    for group, choice in said.items():
+        assert shipped.get(group) == choice, (
+            f"docs/tune.md says {group}={choice} is the default, conf says {shipped.get(group)}"
+        )
+    assert {"score", "sampler", "pick"} <= set(said)
+
+
+def test_the_guide_task_is_the_tested_example():
+    blocks = parse((readme.DOCS / "tune.md").read_text(), "docs/tune.md")
     (task,) = [b for b in blocks if b.path == "user_task_example.py"]
     code = task.text.split("\n", 1)[1]  # without its "# user_task_example.py" line
     assert code in (ROOT / "tests" / "user_task_example.py").read_text()
 
 
+# files each page's runs must leave in its scratch folder (the outputs the page says they write)
+DOCUMENTED_OUTPUTS = {
+    "README.md": ["studies/quickstart/report.html", "studies/quickstart/best_params.yaml"],
+    "docs/analyze.md": ["minilm.csv", "plots/layer_alphas.png"],
+    "docs/compare.md": ["compressed.safetensors", "report.json", "baseline.csv"],
+    "docs/tune.md": ["studies/quickstart/report.html", "studies/example/best_params.yaml"],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_every_readme_block_runs_and_its_outputs_have_not_drifted(tmp_path):
-    text = readme.README.read_text()
-    blocks = parse(text)
-    results = readme.run_all(blocks, tmp_path, full=False, timeout=400)
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_block_runs_and_its_outputs_have_not_drifted(page, tmp_path):
+    name = readme.page_name(page)
+    blocks = readme.parse(page.read_text(), name)
+    if not any(b.lang in readme.RUNNABLE or b.path for b in blocks):
+        pytest.skip(f"{name} has no block to run")
+    results = readme.run_all(blocks, tmp_path, full=False, timeout=400, name=name)
     failed = [
-        f"README line {r.block.line} (exit {r.returncode}):\n{r.code}\n--- output ---\n{r.output[-3000:]}"
+        f"{name} line {r.block.line} (exit {r.returncode}):\n{r.code}\n--- output ---\n{r.output[-3000:]}"
         for r in results.values()
         if r.returncode != 0
     ]
@@ -138,16 +263,15 @@ def test_every_readme_block_runs_and_its_outputs_have_not_drifted(tmp_path):
         ran = results.get(block.output_of) if block.lang == "text" else None
         if ran is None:
             continue
-        as_pasted = ran.as_pasted
-        problems = (readme.drift_close if as_pasted else readme.drift_shape)(block.text, ran.output)
+        problems = readme.drift(block, ran)
         if problems:
-            how = "as pasted" if as_pasted else "reduced"
+            how = "as pasted" if ran.as_pasted else "reduced"
             drift.append(
-                f"README line {block.line} (output of line {ran.block.line}, run {how}):\n  "
+                f"{name} line {block.line} (output of line {ran.block.line}, run {how}):\n  "
                 + "\n  ".join(problems)
             )
-    assert not drift, "\n\n".join(drift) + "\n\nRegenerate with: .venv/bin/python docs/readme_outputs.py"
-    # the documented outputs of the runs exist
-    for path in ("studies/quickstart/report.html", "studies/quickstart/best_params.yaml", "minilm.csv"):
-        assert (tmp_path / path).exists(), path
-    assert list((tmp_path / "plots").glob("layer_alphas.png"))
+    assert not drift, (
+        "\n\n".join(drift) + f"\n\nRegenerate with: .venv/bin/python docs/readme_outputs.py {name}"
+    )
+    for path in DOCUMENTED_OUTPUTS.get(name, []):
+        assert (tmp_path / path).exists(), f"{name}: {path} was not written"
