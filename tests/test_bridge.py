@@ -200,7 +200,8 @@ def test_short_runs_need_a_fall_at_every_report_instead_of_the_fixed_fraction():
     assert "short run (3 loss values < 5)" in wwtune.bridge.short_run_note([[1, 0.7]] * 3, 0.1, None)
     # a short run whose loss rose once: fails, and the reason names the short-run form
     reason = wwtune.bridge.loss_violation([[1, 0.70], [2, 0.71], [3, 0.69]], 0.1)
-    assert reason.startswith("training loss did not fall by sanity.min_loss_drop=0.1") and "short run" in reason
+    assert reason.startswith("training loss did not fall by sanity.min_loss_drop=0.1")
+    assert "short run" in reason
     # the reference before training counts as a loss value; at 5 values the fixed fraction applies again
     long = [[s, 1.0 - 0.01 * s] for s in range(1, 5)]
     assert "drop 4.0%" in wwtune.bridge.loss_violation(long, 0.1, reference=1.0)
