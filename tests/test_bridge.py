@@ -67,6 +67,7 @@ def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):
     study.optimize(plain_objective, n_trials=2)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE and isinstance(trial.value, float)
+
     # the fingerprint of the config's score rule; α per layer (flat attrs) differ with the analysed layers
     def kept(attrs):
         return {k for k in attrs if not k.startswith("wwtune.alpha.")}
