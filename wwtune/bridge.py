@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,7 +320,8 @@ class StudyReporter(Reporter):
                 reported = self.last_objective = self.objective(layers, train_loss=loss)
             if self.report_to_optuna and reported.value is not None:
                 self.trial.report(reported.value, step)
-                if self.trial.should_prune():
+                # the final step is never pruned: the run is over, pruning would only discard it
+                if step < self.budget and self.trial.should_prune():
                     raise TrialPruned(self.prune_reason(step, reported.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
@@ -423,6 +425,12 @@ class TrialBridge(StudyReporter):
         every = self.report_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"report_every must be a positive integer but got {self.report_every!r}.")
+        if every > self.budget:
+            warnings.warn(
+                f"report_every={every} exceeds budget={self.budget}: the weights are analysed at the final "
+                "step only, so no pruner can stop a run early; set report_every <= budget.",
+                stacklevel=3,
+            )
         if self.on_violation not in ON_VIOLATION:
             raise ValueError(
                 f"on_violation must be one of {list(ON_VIOLATION)} but got {self.on_violation!r}."
