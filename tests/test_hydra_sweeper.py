@@ -1,0 +1,99 @@
+"""`hydra/sweeper=wwtune` tunes a user's own @hydra.main app (tests/hydra_app) with Optuna, in
+hydra-optuna-sweeper's search-space syntax; the plugin is found by Hydra from the (editable) install."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from wwtune.hydra_sweeper import SweeperError, sweep, sweep_space
+from wwtune.storage import as_storage
+
+APP = Path(__file__).parent / "hydra_app" / "app.py"
+
+
+def test_the_sweeper_tunes_a_users_hydra_app(tmp_path):
+    # params from the app's config (lr, width), one from the command line (epochs), the width 4 fails:
+    # its layers are too small to score, so that trial fails with the reason and the study goes on
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(APP),
+            "-m",
+            f"hydra.sweep.dir={tmp_path}",
+            "epochs=range(1, 3)",
+            "width=choice(32, 4)",
+            "seed=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="app", storage=as_storage(tmp_path / "journal.log"))
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        seen = tmp_path / str(trial.number) / "seen.json"
+        if trial.state == TrialState.COMPLETE:
+            job = json.loads(seen.read_text())  # what the job ran with and returned
+            assert job == {**trial.params, "value": trial.value}
+            assert 0.01 <= job["lr"] <= 0.5 and job["epochs"] in (1, 2, 3) and job["width"] == 32
+        else:
+            assert trial.state == TrialState.FAIL and trial.params["width"] == 4 and not seen.exists()
+            reason = trial.user_attrs["wwtune.fail_reason"]
+            assert reason.startswith("the app raised ValueError: no analyzable")
+    states = {t.state for t in study.trials}
+    assert states == {TrialState.COMPLETE, TrialState.FAIL}
+    results = (tmp_path / "optimization_results.yaml").read_text()
+    assert f"best_value: {study.best_value}" in results and "best_params:" in results
+
+
+def test_hydra_finds_the_plugin_without_importing_wwtune():
+    code = (
+        "import sys; from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
+        "print([p.__name__ for p in Plugins.instance().discover(Sweeper)], "
+        "'wwtune' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert "'WWTuneSweeper'" in out.stdout and out.stdout.strip().endswith("False False"), out.stdout
+
+
+def test_sweep_space_reads_the_sweepers_syntax():
+    keys, space, fixed = sweep_space(
+        {"lr": "tag(log, interval(1e-3, 1e-1))", "+opt": "choice(sgd, adam)"},
+        ["epochs=3", "lr=interval(0.1, 0.2)", "+depth=1,2,3", "model.width=range(32, 128, step=32)"],
+    )
+    assert fixed == ["epochs=3"]
+    assert keys == {"lr": "lr", "opt": "+opt", "depth": "+depth", "model.width": "model.width"}
+    assert space["lr"] == "interval(0.1, 0.2)"  # the command line replaces the config's entry
+    assert space["depth"] == "1,2,3" and space["model.width"] == "range(32, 128, step=32)"
+
+
+class _Config:
+    class hydra:  # noqa: N801 - the composed config's hydra node, as the sweeper reads it
+        class sweep:  # noqa: N801
+            dir = "unused"
+
+        class job:  # noqa: N801
+            name = "app"
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"sampler": "bayes", "params": {"x": "interval(0, 1)"}}, r"sampler must be one of .* got 'bayes'"),
+        ({"direction": "down", "params": {"x": "interval(0, 1)"}}, r"direction must be .* but got 'down'"),
+        ({"params": {}}, r"nothing to search: set hydra.sweeper.params"),
+        ({"n_trials": 0, "params": {"x": "interval(0, 1)"}}, r"n_trials and n_jobs must be >= 1 but got 0"),
+    ],
+)
+def test_bad_sweeper_settings_are_one_line(settings, match, tmp_path):
+    _Config.hydra.sweep.dir = str(tmp_path)
+    with pytest.raises(SweeperError, match=match):
+        sweep(settings, _Config, launcher=None, arguments=[])
