@@ -97,3 +97,64 @@ def test_bad_sweeper_settings_are_one_line(settings, match, tmp_path):
     _Config.hydra.sweep.dir = str(tmp_path)
     with pytest.raises(SweeperError, match=match):
         sweep(settings, _Config, launcher=None, arguments=[])
+
+
+# --------------------------------------------------------- wwtune's own CLI: search spaces and -m grids
+OWN_SPACE = """# @package _global_
+defaults:
+  - override /search_space: tiny
+study:
+  name: mine
+search_space:
+  params:
+    lr: {type: float, low: 0.01, high: 0.1}
+    momentum: "interval(0.5, 0.9)"
+"""
+
+
+def test_a_studys_own_search_space_replaces_the_groups_unless_it_extends(project):
+    from wwtune.cli import compose
+
+    (project / "conf" / "study" / "mine.yaml").write_text(OWN_SPACE)
+    space = compose(["study=mine"])["search_space"]
+    # the study's lr replaces the group's whole entry (its log: true is not merged in)
+    assert space["params"] == {
+        "lr": {"type": "float", "low": 0.01, "high": 0.1},
+        "momentum": "interval(0.5, 0.9)",
+    }
+    assert set(space["layers"]) == {"fc1"}  # the study gave no layers: the group's stay
+    (project / "conf" / "study" / "mine.yaml").write_text(OWN_SPACE.replace("lr:", "wd:"))
+    assert set(compose(["study=mine"])["search_space"]["params"]) == {"wd", "momentum"}  # not the group's lr
+    extended = compose(["study=mine", "++search_space.extend=true"])["search_space"]
+    assert set(extended["params"]) == {"lr", "wd", "momentum"}
+    # a command-line override edits the space key by key, as any Hydra override
+    edited = compose(["study=mine", "search_space.params.lr='interval(0.1, 0.2)'"])["search_space"]
+    assert edited["params"]["lr"] == "interval(0.1, 0.2)" and set(edited["params"]) == {
+        "lr",
+        "wd",
+        "momentum",
+    }
+    # without a space of its own, a study searches the group's, edited by the command line
+    tiny = compose(["study=tiny", "search_space.params.lr='choice(0.1, 0.3)'"])["search_space"]
+    assert tiny["params"] == {"lr": "choice(0.1, 0.3)"} and set(tiny["layers"]) == {"fc1"}
+
+
+def test_a_multirun_grid_gives_each_job_its_own_study(project):
+    from wwtune.cli import main
+
+    code = main(["-m", "study=tiny", "study.n_trials=1", "study.report=false", "study.seed=3,4"])
+    assert code == 0
+    names = sorted(p.name for p in (project / "studies").iterdir())
+    assert names == ["tiny.seed-3", "tiny.seed-4"]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=as_storage(project / "studies" / name))
+        assert len(study.trials) == 1
+
+
+def testswept_keys_name_the_grid_but_not_workers_or_named_studies():
+    from wwtune.cli import swept_keys
+
+    assert swept_keys(["-m", "objective.fixed.hidden=128,256", "study=tiny"]) == ["objective.fixed.hidden"]
+    assert swept_keys(["-m", "worker_id=0,1", "hydra/launcher=joblib"]) == []
+    assert swept_keys(["-m", "study.seed=0,1", "study.name=s${study.seed}"]) == []
+    assert swept_keys(["study.seed=0"]) == []
