@@ -158,3 +158,10 @@ def testswept_keys_name_the_grid_but_not_workers_or_named_studies():
     assert swept_keys(["-m", "worker_id=0,1", "hydra/launcher=joblib"]) == []
     assert swept_keys(["-m", "study.seed=0,1", "study.name=s${study.seed}"]) == []
     assert swept_keys(["study.seed=0"]) == []
+
+
+def test_wwtunes_own_cli_names_what_the_sweeper_is_for():
+    from wwtune.sweeper_migration import check_overrides
+
+    message = check_overrides(["study=quickstart", "hydra/sweeper=wwtune"])
+    assert message.startswith("hydra/sweeper=wwtune tunes your own @hydra.main app")

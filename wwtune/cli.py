@@ -420,7 +420,11 @@ def own_search_space(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     if not isinstance(space, dict) or space.get("extend"):
         return cfg
     rest = [o for o in overrides if not o.lstrip("+~").startswith("search_space")]
-    written = hydra_compose(config_name=CONFIG_NAME, overrides=[*rest, "~search_space"]).get("search_space")
+    try:
+        without_group = hydra_compose(config_name=CONFIG_NAME, overrides=[*rest, "~search_space"])
+    except HydraException:  # no search_space group to leave out (a config without one): nothing to replace
+        return cfg
+    written = without_group.get("search_space")
     written = OmegaConf.to_container(written, resolve=True) if written is not None else {}
     named: dict[str, set[str]] = {"params": set(), "layers": set()}
     for override in overrides:
