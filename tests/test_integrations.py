@@ -281,13 +281,19 @@ def test_hf_callback_attached_twice_acts_once_in_hyperparameter_search(tmp_path)
     args = _hf_args(tmp_path, num_train_epochs=2, logging_strategy="epoch")
     trainer = Trainer(model_init=ex.model_init, args=args, train_dataset=ex.train)
     trainer.remove_callback(PrinterCallback)
-    cb = wwtune_hf.WWTuneCallback(trainer, min_loss_drop=None)
+    finished = []  # the held-out metric is computed once per trial, when the trial is finished
+
+    def heldout(model):
+        finished.append(1)
+        return ex.heldout_accuracy(model)
+
+    cb = wwtune_hf.WWTuneCallback(trainer, heldout=heldout, min_loss_drop=None)
     trainer.add_callback(cb)  # the usual call, after the callback attached itself
     trainer.hyperparameter_search(
         backend="optuna", hp_space=ex.hp_space, n_trials=1, compute_objective=wwtune_hf.compute_objective
     )
     trial = cb.study.trials[0]
-    assert trial.state == TrialState.COMPLETE
+    assert trial.state == TrialState.COMPLETE and len(finished) == 1
     assert [step for step, _ in trial.user_attrs["wwtune.losses"]] == [8, 16]  # once per epoch end
 
 
