@@ -10,7 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from wwtune.hydra_sweeper import SweeperError, sweep, sweep_space
+from wwtune.exceptions import ConfigError
+from wwtune.hydra_sweeper import sweep, sweep_space
 from wwtune.storage import as_storage
 
 APP = Path(__file__).parent / "hydra_app" / "app.py"
@@ -95,7 +96,7 @@ class _Config:
 )
 def test_bad_sweeper_settings_are_one_line(settings, match, tmp_path):
     _Config.hydra.sweep.dir = str(tmp_path)
-    with pytest.raises(SweeperError, match=match):
+    with pytest.raises(ConfigError, match=match):
         sweep(settings, _Config, launcher=None, arguments=[])
 
 

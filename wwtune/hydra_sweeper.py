@@ -27,11 +27,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from wwtune.record import TrialWriter, atomic_write_text
+from wwtune.diskio import atomic_write_text
+from wwtune.exceptions import ConfigError
+from wwtune.record import TrialWriter
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.storage import as_storage
 
-__all__ = ["SAMPLERS", "SweeperError", "sweep", "sweep_space"]
+__all__ = ["SAMPLERS", "sweep", "sweep_space"]
 
 _logger = logging.getLogger(__name__)
 
@@ -40,14 +42,10 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "grid")
 _DIRECTIONS = ("minimize", "maximize")
 
 
-class SweeperError(ValueError):
-    """A ``hydra/sweeper=wwtune`` setting is wrong; the message names it and what is allowed."""
-
-
 def _key(override: Any) -> str:
     """The override's key as written, with its ``+``/``++`` prefix (``~`` deletions are refused)."""
     if override.type == OverrideType.DEL:
-        raise SweeperError(f"{override.input_line!r}: a deletion cannot be swept.")
+        raise ConfigError(f"{override.input_line!r}: a deletion cannot be swept.")
     return override.input_line.split("=", 1)[0].strip()
 
 
@@ -88,7 +86,7 @@ def _override_value(value: Any) -> str:
 
 def _sampler(name: str, seed: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
     if name not in SAMPLERS:
-        raise SweeperError(f"hydra.sweeper.sampler must be one of {list(SAMPLERS)} but got {name!r}.")
+        raise ConfigError(f"hydra.sweeper.sampler must be one of {list(SAMPLERS)} but got {name!r}.")
     seed = None if seed is None else int(seed)
     if name == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
@@ -104,7 +102,7 @@ def _sampler(name: str, seed: Any, space: SearchSpace) -> optuna.samplers.BaseSa
 def _directions(direction: Any) -> list[str]:
     directions = [direction] if isinstance(direction, str) else list(direction or ())
     if not directions or any(d not in _DIRECTIONS for d in directions):
-        raise SweeperError(
+        raise ConfigError(
             f"hydra.sweeper.direction must be {' or '.join(_DIRECTIONS)} (or a list of them) but got "
             f"{direction!r}."
         )
@@ -135,14 +133,14 @@ def sweep(settings: Mapping[str, Any], config: DictConfig, launcher: Any, argume
     directions = _directions(settings.get("direction", "minimize"))
     n_trials, n_jobs = int(settings.get("n_trials", 20)), int(settings.get("n_jobs", 1))
     if n_trials < 1 or n_jobs < 1:
-        raise SweeperError(f"hydra.sweeper.n_trials and n_jobs must be >= 1 but got {n_trials}, {n_jobs}.")
+        raise ConfigError(f"hydra.sweeper.n_trials and n_jobs must be >= 1 but got {n_trials}, {n_jobs}.")
     keys, params, fixed = sweep_space(settings.get("params"), arguments)
     try:
         space = SearchSpace(params)
     except SearchSpaceError as exc:
-        raise SweeperError(f"hydra.sweeper.params / command-line sweeps: {exc}") from None
+        raise ConfigError(f"hydra.sweeper.params / command-line sweeps: {exc}") from None
     if not space.names:
-        raise SweeperError(
+        raise ConfigError(
             "hydra/sweeper=wwtune has nothing to search: set hydra.sweeper.params or pass a sweep such as "
             "'lr=interval(0.01, 0.5)' with -m."
         )

@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
+from wwtune.ranking import constraints
 from wwtune.record import (
     ALPHA_PREFIX,
     FAIL_REASON,
@@ -30,7 +31,6 @@ from wwtune.record import (
     PRUNE_REASON,
     SCORE,
     TrialRecord,
-    constraints,
     fit_failed,
 )
 

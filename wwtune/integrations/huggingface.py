@@ -46,7 +46,8 @@ from typing import Any
 import optuna
 from transformers import TrainerCallback
 
-from wwtune.bridge import Diverged, TrialBridge, TrialPruned
+from wwtune.bridge import TrialBridge, TrialPruned
+from wwtune.exceptions import TrainingDiverged
 from wwtune.score import Score
 
 __all__ = ["SCORE_KEY", "WWTuneCallback", "compute_objective"]
@@ -163,11 +164,11 @@ class WWTuneCallback(TrainerCallback):
             return
         try:
             self.bridge.report(step, model, loss)
-        except Diverged as exc:
+        except TrainingDiverged as exc:
             if self.bridge.on_violation == "fail":
                 self._stopped = True
                 raise
-            self._diverged = str(exc)  # infeasible: stop here, finish() completes it with the penalty
+            self._diverged = exc.reason  # infeasible: stop here, finish() completes it with the penalty
             control.should_training_stop = True
         except (TrialPruned, Exception):
             self._stopped = True

@@ -35,7 +35,8 @@ from typing import Any
 import lightning.pytorch as pl
 import optuna
 
-from wwtune.bridge import Diverged, TrialBridge
+from wwtune.bridge import TrialBridge
+from wwtune.exceptions import TrainingDiverged
 from wwtune.score import Score
 
 __all__ = ["WWTuneCallback"]
@@ -127,10 +128,10 @@ class WWTuneCallback(pl.Callback):
         bridge = self._bridge(trainer)
         try:
             bridge.report(trainer.current_epoch + 1, pl_module, loss)
-        except Diverged as exc:
+        except TrainingDiverged as exc:
             if bridge.on_violation == "fail":
                 raise
-            self.diverged = str(exc)  # infeasible: stop here; finish() completes it with the penalty
+            self.diverged = exc.reason  # infeasible: stop here; finish() completes it with the penalty
             trainer.should_stop = True
 
     def finish(self, result: Mapping[str, Any] | None = None, *, heldout: float | None = None) -> float:
