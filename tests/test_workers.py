@@ -326,7 +326,7 @@ def test_a_worker_without_an_id_beside_running_workers_is_warned(project: Path, 
     try:
         trial = study.ask()
         live = {"host": socket.gethostname(), "pid": other.pid, "worker_id": None}
-        trial.set_user_attr("wwtune.worker", live)  # as studies before 0.2 stored it: still read
+        trial.set_user_attr("wwtune.worker", live)  # as older studies stored it: still read
         # it then waits for that trial's slot, saying so, until study.timeout; the live trial is left alone
         start = time.monotonic()
         again = run_study({**cfg, "study": {**cfg["study"], "timeout": 3}})

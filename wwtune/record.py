@@ -88,7 +88,7 @@ BUDGET = "wwtune.budget"
 #: ``[[step, loss], ...]`` as reported
 LOSSES = "wwtune.losses"
 #: ``{"host", "pid", "worker_id", ...}`` of the process that ran the trial: a *system* attr (bookkeeping,
-#: kept out of ``trials_dataframe()``'s user attrs); read from the user attrs too (studies before 0.2)
+#: kept out of ``trials_dataframe()``'s user attrs); read from the user attrs too (older studies)
 WORKER = "wwtune.worker"
 FAIL_REASON = "wwtune.fail_reason"
 PRUNE_REASON = "wwtune.prune_reason"
