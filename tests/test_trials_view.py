@@ -57,7 +57,8 @@ def test_wwtune_trials_dataframe_expands_the_record(study):
     layers = wwtune.record.TrialRecord(study.trials[0]).layers()
     assert df.loc[0, "alpha.0"] == pytest.approx(layers["alpha"][0])
     assert df.loc[0, "mean_alpha"] == pytest.approx(layers["alpha"].mean())  # both layers eligible
-    assert df.loc[0, "alpha_score"] == study.trials[0].value and df.loc[0, "train_loss"] > 0
+    assert df.loc[0, "alpha_score"] == study.trials[0].user_attrs["wwtune.score"]  # the value is the score's
+    assert df.loc[0, "train_loss"] > 0
     assert df.sort_values("alpha.0")["number"].notna().all()  # sortable like any float column
     assert list(wwtune.trials_dataframe(optuna.create_study()).columns) == []
     with pytest.raises(TypeError, match="needs an optuna.Study but got list"):
