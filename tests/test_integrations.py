@@ -104,6 +104,84 @@ def test_lightning_callback_names_the_missing_loss_metric():
         fit(WWTuneCallback(trial), TrainOnly(log_as="loss"), epochs=1)
 
 
+class StepLogged(TrainOnly):
+    """Logs as Lightning's docs teach (``self.log("train_loss", loss)``), ``on_epoch`` as given; keeps each
+    batch's loss and size, and can turn the loss to NaN from an epoch on (a diverging run)."""
+
+    def __init__(self, lr=0.1, on_epoch=None, nan_from_epoch=None):
+        super().__init__(lr=lr)
+        self.on_epoch, self.nan_from_epoch, self.batches = on_epoch, nan_from_epoch, []
+
+    def training_step(self, batch, batch_idx):
+        loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+        if self.nan_from_epoch is not None and self.current_epoch + 1 >= self.nan_from_epoch:
+            loss = loss * float("nan")
+        self.batches.append((self.current_epoch + 1, loss.item(), len(batch[0])))
+        kwargs = {} if self.on_epoch is None else {"on_epoch": self.on_epoch}
+        self.log("train_loss", loss, **kwargs)
+        return loss
+
+
+def fit_batches(callback, module, epochs=3):
+    """fit() on 500 samples in batches of 64 (the last batch has 52): a mean differs from the last batch."""
+    lightning.seed_everything(0, verbose=False)
+    trainer = lightning.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    x, y = teacher(500)
+    trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=64))
+    return trainer
+
+
+def test_lightning_callback_reads_the_epoch_mean_of_the_training_loss():
+    def objective(trial):
+        cb = WWTuneCallback(trial)
+        fit_batches(cb, module)
+        return cb.finish()
+
+    module = StepLogged(on_epoch=True)  # Lightning keeps train_loss_step and train_loss_epoch
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)
+    stored = [loss for _, loss in study.trials[0].user_attrs["wwtune.losses"]]
+    for epoch, loss in enumerate(stored, start=1):
+        batches = [(loss, n) for e, loss, n in module.batches if e == epoch]
+        mean = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
+        assert loss == pytest.approx(mean, rel=1e-5) and loss != pytest.approx(batches[-1][0], rel=1e-3)
+
+
+def test_lightning_callback_refuses_a_loss_logged_per_step_only():
+    trial = optuna.create_study().ask()
+    with pytest.raises(ValueError, match=r"'train_loss' is logged per step only .*on_epoch=True"):
+        fit_batches(WWTuneCallback(trial), StepLogged(), epochs=1)
+
+
+def test_lightning_defaults_keep_the_study_going_as_the_cli_does():
+    def objective(trial):
+        cb = WWTuneCallback(trial)
+        trainer = fit_batches(cb, modules[trial.number], epochs=3)
+        assert cb.finish() == cb.finish()  # finish runs once
+        return cb.finish() if trainer.current_epoch else float("nan")
+
+    # a run that does not learn (lr 0): infeasible; a diverging one: stopped at epoch 2, infeasible, worst
+    modules = [StepLogged(lr=0.0, on_epoch=True), StepLogged(on_epoch=True, nan_from_epoch=2)]
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=2)  # no catch=: neither ends the study
+    flat, diverged = study.trials
+    assert flat.state == diverged.state == TrialState.COMPLETE
+    assert "did not fall" in flat.user_attrs["wwtune.infeasible_reason"]
+    assert diverged.value == float("inf") and diverged.user_attrs["wwtune.infeasible_reason"].startswith(
+        "diverged: training loss became nan at step 2"
+    )
+    assert max(e for e, _, _ in modules[1].batches) == 2  # training stopped at the diverged epoch
+    assert flat.system_attrs["constraints"] == diverged.system_attrs["constraints"] == [1.0]
+
+
 # ------------------------------------------------------------------------------------------ Hugging Face
 def test_hf_hyperparameter_search_runs_without_an_eval_dataset(monkeypatch, tmp_path):
     import huggingface_example as ex
@@ -180,6 +258,76 @@ def test_hf_callback_in_an_own_objective_prunes_with_the_reason(tmp_path, layer_
     else:
         assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [8]
         assert "ThresholdPruner pruned the trial at step 8" in reason["message"]
+
+
+def _hf_args(tmp_path, **kwargs):
+    from transformers import TrainingArguments
+
+    base = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=64,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    return TrainingArguments(**{**base, **kwargs})
+
+
+def test_hf_callback_attached_twice_acts_once_in_hyperparameter_search(tmp_path):
+    import huggingface_example as ex
+    from transformers import PrinterCallback, Trainer
+
+    args = _hf_args(tmp_path, num_train_epochs=2, logging_strategy="epoch")
+    trainer = Trainer(model_init=ex.model_init, args=args, train_dataset=ex.train)
+    trainer.remove_callback(PrinterCallback)
+    finished = []  # the held-out metric is computed once per trial, when the trial is finished
+
+    def heldout(model):
+        finished.append(1)
+        return ex.heldout_accuracy(model)
+
+    cb = wwtune_hf.WWTuneCallback(trainer, heldout=heldout, min_loss_drop=None)
+    trainer.add_callback(cb)  # the usual call, after the callback attached itself
+    trainer.hyperparameter_search(
+        backend="optuna", hp_space=ex.hp_space, n_trials=1, compute_objective=wwtune_hf.compute_objective
+    )
+    trial = cb.study.trials[0]
+    assert trial.state == TrialState.COMPLETE and len(finished) == 1
+    assert [step for step, _ in trial.user_attrs["wwtune.losses"]] == [8, 16]  # once per epoch end
+
+
+def test_hf_own_objective_callbacks_list_three_epochs_no_eval_set(tmp_path):
+    """A 3-epoch fine-tune with no eval set: Trainer(callbacks=[cb]) (and add_callback again) works, acts
+    once, and the small loss drop of a short run does not end the trial (the short-run rule)."""
+    import huggingface_example as ex
+    from transformers import PrinterCallback, Trainer
+
+    def objective(trial):
+        cb = wwtune_hf.WWTuneCallback(trial=trial)
+        args = _hf_args(tmp_path, num_train_epochs=3, learning_rate=3e-4, logging_strategy="epoch")
+        trainer = Trainer(model=ex.model_init(), args=args, train_dataset=ex.train, callbacks=[cb])
+        trainer.add_callback(cb)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+        value = cb.finish(heldout=ex.heldout_accuracy(trainer.model))
+        assert cb.finish() == value
+        return value
+
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)  # the defaults: no catch= needed
+    trial = study.trials[0]
+    losses = trial.user_attrs["wwtune.losses"]
+    assert trial.state == TrialState.COMPLETE and [step for step, _ in losses] == [8, 16, 24]
+    drop = (losses[0][1] - losses[-1][1]) / losses[0][1]
+    assert 0 < drop < 0.1, losses  # below the fixed 10%, yet feasible: it fell at every epoch
+    assert trial.user_attrs["wwtune.constraint"] == [0.0]
+    assert "short run (3 loss values < 5)" in trial.user_attrs["wwtune.loss_rule"]
+
+
+def test_hf_callback_without_trial_or_trainer_names_both_ways():
+    with pytest.raises(ValueError, match=r"WWTuneCallback\(trial=trial\) in Trainer\(callbacks=\[cb\]\)"):
+        wwtune_hf.WWTuneCallback()
 
 
 def test_compute_objective_reads_the_score_and_names_what_is_missing():

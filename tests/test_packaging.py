@@ -44,3 +44,6 @@ def test_wheel_builds_without_packaging_warnings_and_carries_every_config(tmp_pa
     }
     assert shipped and shipped <= names, sorted(shipped - names)
     assert "wwtune/report/templates/report.html.j2" in names  # report.html's Jinja2 template
+    # the Hydra sweeper plugin, inside the hydra_plugins namespace package (which must stay one)
+    assert "hydra_plugins/wwtune_sweeper/wwtune_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names

@@ -120,7 +120,7 @@ def check_study(study: optuna.Study, cap: int) -> list[optuna.trial.FrozenTrial]
 
 
 def worker_ids(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
-    return {t.user_attrs["wwtune.worker"]["worker_id"] for t in trials}
+    return {t.system_attrs["wwtune.worker"]["worker_id"] for t in trials}
 
 
 # --- several workers, no faults ---------------------------------------------------------------------
@@ -197,7 +197,7 @@ def _kill_mid_trial(
         except (KeyError, FileNotFoundError):  # the study is not created yet
             running = []
         for t in running:
-            if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
+            if t.system_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(10)
                 return t
@@ -326,7 +326,7 @@ def test_a_worker_without_an_id_beside_running_workers_is_warned(project: Path, 
     try:
         trial = study.ask()
         live = {"host": socket.gethostname(), "pid": other.pid, "worker_id": None}
-        trial.set_user_attr("wwtune.worker", live)
+        trial.set_user_attr("wwtune.worker", live)  # as older studies stored it: still read
         # it then waits for that trial's slot, saying so, until study.timeout; the live trial is left alone
         start = time.monotonic()
         again = run_study({**cfg, "study": {**cfg["study"], "timeout": 3}})

@@ -105,6 +105,7 @@ _LAZY = {
     "format_trust": "wwtune.trust",
     "score_model": "wwtune.bridge",
     "store_trust": "wwtune.outcome",
+    "trials_dataframe": "wwtune.trials_table",
     "write_report": "wwtune.report",
 }
 
@@ -122,7 +123,8 @@ def __getattr__(name: str) -> Any:
 
 #: the public face: the analysis, the task contract, the bridge, the score, the pruner and the errors.
 #: ``check_rules``, ``write_baseline`` (wwtune.compare), ``format_trust`` (wwtune.trust), ``store_trust``
-#: (wwtune.outcome) and ``write_report`` (wwtune.report) are still reachable here but live in their modules.
+#: (wwtune.outcome), ``write_report`` (wwtune.report) and ``trials_dataframe`` (wwtune.trials_table) are
+#: reachable here but live in their modules.
 __all__ = [
     "COLUMNS",
     "AlphaPruner",

@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
     "TrialBridge",
     "TrialFailed",
     "TrialPruned",
+    "LOSS_RULE_MIN_REPORTS",
     "analysis_options",
     "loss_violation",
     "norm_violation",
@@ -137,12 +139,40 @@ def score_model(
     return float(result.value)
 
 
+#: the loss-drop rule's full form needs this many loss values (the loss before training counts as one);
+#: a shorter run (a 3-epoch fine-tune) passes when its loss fell at every report instead
+LOSS_RULE_MIN_REPORTS = 5
+
+
+def loss_values(losses: list[list[float]], reference: float | None) -> list[float]:
+    """The losses the loss-drop rule reads: the loss before training (when given), then each report's."""
+    values = [float(loss) for _, loss in losses]
+    return values if reference is None else [float(reference), *values]
+
+
+def short_run_note(
+    losses: list[list[float]], min_loss_drop: float | None, reference: float | None
+) -> str | None:
+    """Why the loss-drop rule takes its short-run form for this run, or None (full form, or rule off)."""
+    n = len(loss_values(losses, reference))
+    if not min_loss_drop or n < 2 or n >= LOSS_RULE_MIN_REPORTS:
+        return None
+    return (
+        f"short run ({n} loss values < {LOSS_RULE_MIN_REPORTS}): the loss-drop rule asks for a fall at every "
+        f"report instead of min_loss_drop={min_loss_drop:g}"
+    )
+
+
 def loss_violation(
     losses: list[list[float]], min_loss_drop: float | None, reference: float | None = None
 ) -> str | None:
     """Why the loss-drop rule fails, or None: the last reported loss compared with the loss before
     training (``reference``, from ``report(0, ...)``) when the task gave it, else with the first reported
-    loss — so a run whose first epoch blew the loss up does not pass because it came down afterwards."""
+    loss — so a run whose first epoch blew the loss up does not pass because it came down afterwards.
+
+    A run with fewer than :data:`LOSS_RULE_MIN_REPORTS` loss values (the reference included) is too short
+    for a fixed fraction (a 3-epoch fine-tune falls by 0.5–2%): it passes when its loss fell at every
+    report, a fall that the run's own report-to-report noise would not produce (:func:`short_run_note`)."""
     if not min_loss_drop or not losses:
         return None
     if reference is not None:
@@ -155,13 +185,17 @@ def loss_violation(
     if first <= 0:
         return None
     drop = (first - last) / first
-    if drop < min_loss_drop:
-        return (
-            f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
-            f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
-            f"(drop {drop:.1%})"
-        )
-    return None
+    if drop >= min_loss_drop:
+        return None
+    short = short_run_note(losses, min_loss_drop, reference)
+    values = loss_values(losses, reference)
+    if short is not None and all(b < a for a, b in zip(values, values[1:], strict=False)):
+        return None
+    return (
+        f"training loss did not fall by sanity.min_loss_drop={min_loss_drop:g}: "
+        f"{first:.4g} {where} -> {last:.4g} at step {losses[-1][0]} "
+        f"(drop {drop:.1%})" + (f"; {short}, and it did not" if short else "")
+    )
 
 
 def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | None:
@@ -286,7 +320,8 @@ class StudyReporter(Reporter):
                 reported = self.last_objective = self.objective(layers, train_loss=loss)
             if self.report_to_optuna and reported.value is not None:
                 self.trial.report(reported.value, step)
-                if self.trial.should_prune():
+                # the final step is never pruned: the run is over, pruning would only discard it
+                if step < self.budget and self.trial.should_prune():
                     raise TrialPruned(self.prune_reason(step, reported.value)["message"], step)
         finally:
             self.analysis_s += time.perf_counter() - start
@@ -344,9 +379,14 @@ class TrialBridge(StudyReporter):
             ``min_evals`` 8 (small layers are listed, not counted).
         check_weights: NaN/Inf in any weight at an analysis fails the trial; default True.
         min_loss_drop: :meth:`finish` requires the last reported loss to be this fraction below the first;
-            default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables.
-        on_violation: ``"fail"`` (default: :meth:`finish` raises :class:`TrialFailed`) or ``"infeasible"``
-            (the trial completes as an Optuna constraint violation).
+            default 0.1 (the CLI's ``sanity.min_loss_drop``); None disables. A run with fewer than
+            :data:`LOSS_RULE_MIN_REPORTS` loss values need only fall at every report (logged, and stored
+            as ``wwtune.loss_rule``).
+        on_violation: ``"infeasible"`` (default, as the CLI's ``sanity.on_violation``: a run whose loss did
+            not fall completes as an Optuna constraint violation, so the study goes on and constrained
+            samplers learn from it) or ``"fail"`` (:meth:`finish` raises :class:`TrialFailed`). A NaN/Inf
+            loss or weight raises :class:`TrialFailed` from :meth:`report` in both modes (reason stored; pass
+            ``catch=(wwtune.TrialFailed,)``), unless the caller completes it (``keeps_diverged``).
         objective: the score :meth:`finish` returns — a :class:`~wwtune.score.Score` or a shipped score's
             name (``"fit_band"``, ``"band"`` …); default None: the CLI's default score (``balanced``:
             ``log10(final training loss) + 0.5 × band distance``, with the band of ``score``). A
@@ -358,17 +398,26 @@ class TrialBridge(StudyReporter):
             times since the first analysis marks the run diverged; default None (off).
         penalty: the value of an infeasible diverged run under ``on_violation="infeasible"``; default None
             (the worst value of the objective's direction).
+        keeps_diverged: the caller completes a diverged run itself with :meth:`infeasible_penalty` under
+            ``on_violation="infeasible"`` (the CLI's runner, the Lightning and Hugging Face callbacks), so
+            :meth:`report` stores no fail reason for it; default False.
+
+    :meth:`finish` runs once: a second call returns the first call's value (a callback and the user's
+    objective may both call it).
     """
 
     budget: int = 0
     score: Score = field(default_factory=Score)
     min_loss_drop: float | None = 0.1
-    on_violation: str = "fail"
+    on_violation: str = "infeasible"
     objective: Score | str | None = None
     norm_growth: float | None = None
     penalty: float | None = None
     store_every_analysis: bool | None = None  # type: ignore[assignment]
     started: float = field(default_factory=time.perf_counter)
+    keeps_diverged: bool = False
+    finished: Any = field(default=None, init=False)
+    flat_step: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -376,6 +425,12 @@ class TrialBridge(StudyReporter):
         every = self.report_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"report_every must be a positive integer but got {self.report_every!r}.")
+        if every > self.budget:
+            warnings.warn(
+                f"report_every={every} exceeds budget={self.budget}: the weights are analysed at the final "
+                "step only, so no pruner can stop a run early; set report_every <= budget.",
+                stacklevel=3,
+            )
         if self.on_violation not in ON_VIOLATION:
             raise ValueError(
                 f"on_violation must be one of {list(ON_VIOLATION)} but got {self.on_violation!r}."
@@ -402,17 +457,23 @@ class TrialBridge(StudyReporter):
         except TrainingDiverged as exc:
             self.close()
             reason = f"diverged: {exc}"
-            if self.on_violation == "fail":  # else the caller completes it as infeasible_penalty(reason)
+            recorded = self.on_violation == "fail" or not self.keeps_diverged  # else: infeasible_penalty
+            if recorded:
                 self.writer.fail_reason(reason)
-            raise TrainingDiverged(reason, reason=reason, recorded=self.on_violation == "fail") from None
+            raise TrainingDiverged(reason, reason=reason, recorded=recorded) from None
         except TrialPruned:
             self.close()
             raise
 
     def close(self) -> None:
-        """Store what the trial has so far: the latest layer table, the losses and the time split."""
+        """Store what the trial has so far: the latest layer table (and its α per layer as flat attrs), the
+        losses and the time split."""
         start = time.perf_counter()
+        record = self.latest_layers()
         self.flush_layers()
+        if record is not None and record.get("step") != self.flat_step:
+            self.writer.alphas(record)
+            self.flat_step = record.get("step")
         self.analysis_s += time.perf_counter() - start
         wall = time.perf_counter() - self.started
         self.writer.losses(self.losses)
@@ -438,6 +499,12 @@ class TrialBridge(StudyReporter):
             TrialFailed: no report was made, the loss did not fall (``on_violation="fail"``) or the score
                 cannot be computed (no eligible layer); the reason is stored in ``wwtune.fail_reason``.
         """
+        if self.finished is None:
+            self.finished = [self.end(result, heldout)]
+        return self.finished[0]
+
+    def end(self, result: Mapping[str, Any] | None, heldout: float | None) -> Any:
+        """:meth:`finish`'s work (run once)."""
         if result is not None and not isinstance(result, Mapping):
             self.fail(f"the task must return a dict or None but returned {type(result).__name__}")
         result = dict(result or {})
@@ -465,6 +532,10 @@ class TrialBridge(StudyReporter):
             if self.on_violation == "fail":
                 self.fail(diverged)
             return self.infeasible_penalty(diverged)
+        short = short_run_note(self.losses, self.min_loss_drop, self.reference_loss)
+        if short is not None:
+            writer.loss_rule(short)
+            _logger.info("Trial %d: %s.", self.trial.number, short)
         violation = loss_violation(self.losses, self.min_loss_drop, self.reference_loss)
         if violation is not None:
             if self.on_violation == "fail":

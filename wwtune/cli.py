@@ -117,6 +117,10 @@ def _run(cfg: DictConfig) -> None:
         _exit_code[0] = 2
         return
     plain: dict[str, Any] = normalize_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    hydra_cfg = HydraConfig.get()
+    searchpath = [o for o in hydra_cfg.overrides.hydra if o.lstrip("+").startswith("hydra.searchpath")]
+    plain = own_search_space(plain, [*searchpath, *hydra_cfg.overrides.task])
+    _job_study_name(plain, hydra_cfg)
     progress_bar = bool(plain.get("study", {}).get("progress_bar", True))
     mode = plain.get("mode", "optimize")
     try:
@@ -263,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = sys.argv
     sys.argv = ["wwtune", *args]
     _exit_code[0] = 0
+    os.environ[SWEPT_ENV] = ",".join(swept_keys(args))  # read by each job (joblib workers too)
     try:
         _hydra_entry()
     except SystemExit as exc:  # Hydra exits on its own errors (unknown group choice, bad override)
@@ -399,6 +404,78 @@ def _unknown_override(args: Sequence[str]) -> str | None:
 
 def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The composed config as a plain dict, for use from Python (no run directory, no logging set-up)."""
+    overrides = _with_user_conf(overrides)
     with initialize_config_module(config_module="wwtune.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=_with_user_conf(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
+        return own_search_space(OmegaConf.to_container(cfg, resolve=True), overrides)  # type: ignore[arg-type]
+
+
+def own_search_space(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A ``search_space`` written in a study or user config **replaces** the selected ``search_space``
+    group's entries (its ``params``, and its ``layers`` when it gives layers) instead of merging into them,
+    unless it sets ``search_space.extend: true``. Command-line overrides of ``search_space.params.<name>``
+    / ``search_space.layers.<pattern>`` edit the result key by key, as any Hydra override. (Composes the
+    config once more without the group, inside Hydra's current context, to see what the configs wrote.)"""
+    space = cfg.get("search_space")
+    if not isinstance(space, dict) or space.get("extend"):
+        return cfg
+    rest = [o for o in overrides if not o.lstrip("+~").startswith("search_space")]
+    try:
+        without_group = hydra_compose(config_name=CONFIG_NAME, overrides=[*rest, "~search_space"])
+    except HydraException:  # no search_space group to leave out (a config without one): nothing to replace
+        return cfg
+    written = without_group.get("search_space")
+    written = OmegaConf.to_container(written, resolve=True) if written is not None else {}
+    named: dict[str, set[str]] = {"params": set(), "layers": set()}
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~").split(".")
+        if len(key) >= 3 and key[0] == "search_space" and key[1] in named:
+            named[key[1]].add(key[2])
+    for part, keys in named.items():
+        mine = written.get(part) if isinstance(written, dict) else None
+        if mine and isinstance(space.get(part), dict):
+            # an entry the config wrote replaces the group's whole entry (no key-by-key merge of specs)
+            space[part] = {
+                k: (mine[k] if k in mine and k not in keys else v)
+                for k, v in space[part].items()
+                if k in mine or k in keys
+            }
+    return cfg
+
+
+#: the keys a ``-m`` command line sweeps (other than ``worker_id`` and ``study.name``), for each job's study
+SWEPT_ENV = "WWTUNE_SWEPT_KEYS"
+
+
+def swept_keys(args: Sequence[str]) -> list[str]:
+    """The keys ``-m`` sweeps that would otherwise run every job on one study (``-m worker_id=0,1`` is
+    several workers on one study, meant; a swept or interpolated ``study.name`` names each job's own)."""
+    if not any(a in ("-m", "--multirun") for a in args):
+        return []
+    keys: list[str] = []
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        try:
+            override = OverridesParser.create().parse_overrides([arg])[0]
+        except HydraException:
+            continue  # Hydra reports its own parse errors
+        key = override.get_key_element().lstrip("+~")
+        if key == "study.name" and (override.is_sweep_override() or "${" in arg):
+            return []
+        if override.is_sweep_override() and key != "worker_id":
+            keys.append(key)
+    return keys
+
+
+def _job_study_name(plain: dict[str, Any], hydra_cfg: Any) -> None:
+    """In a ``-m`` job over other keys than ``worker_id``: the study name gets the job's swept values
+    (``quickstart.hidden-128``), so the jobs of a grid do not run (and refuse to resume) one study."""
+    keys = [k for k in os.environ.get(SWEPT_ENV, "").split(",") if k]
+    if not keys or str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+        return
+    values = {o.partition("=")[0].lstrip("+~"): o.partition("=")[2] for o in hydra_cfg.overrides.task}
+    suffix = "_".join(f"{k.rsplit('.', 1)[-1]}-{values.get(k, '')}" for k in keys)
+    name = plain["study"]["name"] + "." + re.sub(r"[^\w.-]", "_", suffix)
+    logging.getLogger(__name__).warning("-m job %d: study.name=%s", hydra_cfg.job.num, name)
+    plain["study"]["name"] = name

@@ -87,13 +87,19 @@ RESULT = "wwtune.result"
 BUDGET = "wwtune.budget"
 #: ``[[step, loss], ...]`` as reported
 LOSSES = "wwtune.losses"
-#: ``{"host", "pid", "worker_id"}`` of the process that ran the trial
+#: ``{"host", "pid", "worker_id", ...}`` of the process that ran the trial: a *system* attr (bookkeeping,
+#: kept out of ``trials_dataframe()``'s user attrs); read from the user attrs too (older studies)
 WORKER = "wwtune.worker"
 FAIL_REASON = "wwtune.fail_reason"
 PRUNE_REASON = "wwtune.prune_reason"
 INFEASIBLE_REASON = "wwtune.infeasible_reason"
-#: ``[c]`` with c > 0 for a trial kept as infeasible (sanity.on_violation=infeasible)
-CONSTRAINT = "wwtune.constraint"
+#: ``[c]`` with c > 0 for a trial kept as infeasible (sanity.on_violation=infeasible); also stored as
+#: Optuna's own ``constraints`` system attr (:data:`OPTUNA_CONSTRAINTS`, what optuna-dashboard shows)
+CONSTRAINT, OPTUNA_CONSTRAINTS = "wwtune.constraint", "constraints"
+#: the loss-drop rule's short-run form, when it applied (:func:`wwtune.bridge.short_run_note`)
+LOSS_RULE = "wwtune.loss_rule"
+#: each layer's final α as a flat float attr ``wwtune.alpha.<layer>`` (:meth:`TrialWriter.alphas`)
+ALPHA_PREFIX = "wwtune.alpha."
 #: the loss before training (``report(0, ...)``), the reference of the loss-drop rule
 REFERENCE_LOSS = "wwtune.reference_loss"
 TIME_TRAIN = "wwtune.time_train_s"
@@ -128,7 +134,8 @@ class TrialWriter:
         """The trial's budget, the process running it (``worker``: the caller's
         :func:`wwtune.reaping.process_identity`) and its score rule."""
         self._set(BUDGET, int(budget))
-        self._set(WORKER, dict(worker))
+        # bookkeeping, out of the user attrs; Optuna offers no public per-trial system attr setter
+        self.trial.storage.set_trial_system_attr(self.trial._trial_id, WORKER, dict(worker))
         if score_rule is not None:
             self._set(SCORE_RULE, score_rule)
 
@@ -169,8 +176,23 @@ class TrialWriter:
     def reference_loss(self, value: float) -> None:
         self._set(REFERENCE_LOSS, value)
 
+    def loss_rule(self, note: str) -> None:
+        self._set(LOSS_RULE, note)
+
+    def alphas(self, record: Mapping[str, Any]) -> None:
+        """Each layer's α of a :func:`wwtune.score.layers_record` as its own float attr
+        ``wwtune.alpha.<layer>`` (None where the fit failed): sortable and plottable in
+        ``trials_dataframe()`` and optuna-dashboard."""
+        for name, alpha, status in zip(record["name"], record["alpha"], record["status"], strict=True):
+            self._set(ALPHA_PREFIX + name, None if fit_failed(alpha, status) else float(alpha))
+
     def constraint(self, violated: bool) -> None:
+        """``[1.0]`` (violated) or ``[0.0]``: wwtune's attr and Optuna's ``constraints`` system attr
+        (positive = violated, as a sampler's ``constraints_func`` stores it), which optuna-dashboard shows."""
         self._set(CONSTRAINT, [1.0 if violated else 0.0])
+        self.trial.storage.set_trial_system_attr(
+            self.trial._trial_id, OPTUNA_CONSTRAINTS, [1.0 if violated else 0.0]
+        )
 
 
 def fail_trial_in_storage(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
@@ -279,7 +301,7 @@ class TrialRecord:
     @property
     def worker(self) -> Mapping[str, Any]:
         """``{"host", "pid", "worker_id"}`` of the process that ran it (empty when unknown)."""
-        return self.attrs.get(WORKER) or {}
+        return getattr(self.trial, "system_attrs", {}).get(WORKER) or self.attrs.get(WORKER) or {}
 
     def time_train_s(self, default: Any = None) -> Any:
         return self.attrs.get(TIME_TRAIN, default)

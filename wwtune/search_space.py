@@ -288,11 +288,17 @@ class SearchSpace:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> SearchSpace:
-        """Build from the composed ``search_space`` node (keys ``params`` and ``layers`` only)."""
+        """Build from the composed ``search_space`` node: keys ``params``, ``layers`` and ``extend`` (whether
+        a study's own space extends the selected group's instead of replacing it, read at composition by
+        :func:`wwtune.cli.own_search_space`)."""
         cfg = {} if cfg is None else cfg
-        unknown = sorted(set(cfg) - {"params", "layers"})
+        unknown = sorted(set(cfg) - {"params", "layers", "extend"})
         if unknown:
-            raise SearchSpaceError(f"Unknown search_space key(s) {unknown}; allowed: ['layers', 'params'].")
+            raise SearchSpaceError(
+                f"Unknown search_space key(s) {unknown}; allowed: ['extend', 'layers', 'params']."
+            )
+        if not isinstance(cfg.get("extend", False), bool):
+            raise SearchSpaceError(f"search_space.extend must be true or false but got {cfg['extend']!r}.")
         return cls(cfg.get("params"), cfg.get("layers"))
 
     def _add(self, name: str, entry: str, spec: Any, layer: tuple[str, str] | None) -> None:

@@ -169,6 +169,12 @@ def check_overrides(args: Sequence[str]) -> str | None:
     for arg in plain:
         key, _, value = arg.partition("=")
         name = key.lstrip("+~")
+        if name == "hydra/sweeper" and value == "wwtune":
+            return (
+                "hydra/sweeper=wwtune tunes your own @hydra.main app (docs/hydra-sweeper.md); "
+                "`python -m wwtune` runs its Optuna study itself: drop the override and put the search "
+                "space under search_space.params."
+            )
         if name == "hydra/sweeper" and value != "basic":
             return _selected_message({})
         if name.startswith("hydra.sweeper.params."):

@@ -162,6 +162,7 @@ class TrialRunner:
             norm_growth=self.norm_growth,
             penalty=self.penalty,
             started=start,
+            keeps_diverged=True,
         )
         try:
             try:

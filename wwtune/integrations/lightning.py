@@ -6,11 +6,23 @@ and the epoch's training loss, through :class:`wwtune.TrialBridge`::
 
     def objective(trial):
         model = MyModule(lr=trial.suggest_float("lr", 1e-3, 0.3, log=True))
-        wwtune_cb = WWTuneCallback(trial)                  # monitor="train_loss" (logged with on_epoch=True)
+        wwtune_cb = WWTuneCallback(trial)                  # reads "train_loss", logged with on_epoch=True
         trainer = lightning.Trainer(max_epochs=6, callbacks=[wwtune_cb], logger=False,
                                     enable_checkpointing=False, enable_progress_bar=False)
         trainer.fit(model, train_dataloaders=loader)       # may raise optuna.TrialPruned (reason stored)
         return wwtune_cb.finish(heldout=accuracy(model))   # the α score, a float
+
+**The training loss it reads** is the epoch mean of the metric named ``monitor`` (default ``"train_loss"``):
+``train_loss_epoch`` when ``training_step`` logs ``self.log("train_loss", loss, on_epoch=True)`` (Lightning
+then keeps ``train_loss_step`` and ``train_loss_epoch``), or ``train_loss`` itself when it is logged with
+``on_step=False, on_epoch=True``. A metric logged per step only (``self.log``'s default in
+``training_step``) holds the last batch's loss, not the epoch's: the callback stops with a one-line error
+saying to add ``on_epoch=True``, as it does when the metric is not logged at all.
+
+Defaults as the CLI's: a run whose loss did not fall completes as infeasible (``on_violation="infeasible"``;
+runs shorter than :data:`wwtune.bridge.LOSS_RULE_MIN_REPORTS` epochs need only fall at every epoch); a
+NaN/Inf loss stops training (``trainer.should_stop``) and :meth:`WWTuneCallback.finish` completes the trial
+as infeasible with the worst value. :meth:`WWTuneCallback.finish` runs once.
 
 Requires ``lightning`` (``pip install 'wwtune[lightning]'``).
 """
@@ -24,6 +36,7 @@ import lightning.pytorch as pl
 import optuna
 
 from wwtune.bridge import TrialBridge
+from wwtune.exceptions import TrainingDiverged
 from wwtune.score import Score
 
 __all__ = ["WWTuneCallback"]
@@ -34,8 +47,8 @@ class WWTuneCallback(pl.Callback):
 
     Args:
         trial: the Optuna trial of this run.
-        monitor: the logged training loss in ``trainer.callback_metrics``; default ``"train_loss"`` (log
-            it with ``self.log("train_loss", loss, on_epoch=True)``).
+        monitor: the logged training loss whose epoch mean is read (see the module docstring); default
+            ``"train_loss"`` (log it with ``self.log("train_loss", loss, on_epoch=True)``).
         budget: the number of epochs the pruner's warm-up is a fraction of; default the Trainer's
             ``max_epochs``.
         report_every: analyse every this many epochs (and at the last); default 1.
@@ -43,8 +56,9 @@ class WWTuneCallback(pl.Callback):
         **bridge: further :class:`wwtune.TrialBridge` arguments (``min_loss_drop``, ``on_violation``,
             ``analysis_kwargs``, ``check_weights``, ``objective``).
 
-    Raises ``optuna.TrialPruned`` out of ``trainer.fit`` when the study's pruner says so and
-    :class:`wwtune.TrialFailed` on a NaN/Inf loss or weights (reasons stored in the trial).
+    Raises ``optuna.TrialPruned`` out of ``trainer.fit`` when the study's pruner says so (reason stored);
+    a NaN/Inf loss or weights stop the run, completed as infeasible by :meth:`finish`
+    (``on_violation="fail"``: :class:`wwtune.TrialFailed` is raised instead).
     """
 
     def __init__(
@@ -64,6 +78,7 @@ class WWTuneCallback(pl.Callback):
         self.score = Score() if score is None else score
         self.bridge_kwargs = bridge
         self.bridge: TrialBridge | None = None
+        self.diverged: str | None = None
 
     def _bridge(self, trainer: pl.Trainer) -> TrialBridge:
         if self.bridge is None:
@@ -78,26 +93,53 @@ class WWTuneCallback(pl.Callback):
                 score=self.score,
                 budget=int(budget),
                 report_every=self.report_every,
-                **self.bridge_kwargs,
+                **{"keeps_diverged": True, **self.bridge_kwargs},
             )
         return self.bridge
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._bridge(trainer)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if self.monitor not in metrics:
+    def epoch_loss(self, trainer: pl.Trainer) -> float:
+        """The epoch mean of the ``monitor`` metric (see the module docstring), or a one-line error."""
+        metrics, epoch, key = trainer.callback_metrics, trainer.current_epoch + 1, self.monitor
+        fix = f"log it in training_step with self.log({key!r}, loss, on_epoch=True)"
+        if f"{key}_epoch" in metrics:  # logged with on_step=True and on_epoch=True
+            return float(metrics[f"{key}_epoch"])
+        if key not in metrics:
             raise KeyError(
-                f"WWTuneCallback(monitor={self.monitor!r}): no such logged metric at epoch "
-                f"{trainer.current_epoch + 1}; logged: {sorted(metrics)}. Log the training loss with "
-                f"self.log({self.monitor!r}, loss, on_epoch=True) in training_step."
+                f"WWTuneCallback(monitor={key!r}): no such logged metric at epoch {epoch}; logged: "
+                f"{sorted(metrics)}; {fix}."
             )
-        loss = float(metrics[self.monitor])
-        self._bridge(trainer).report(trainer.current_epoch + 1, pl_module, loss)
+        # how the metric was logged: Lightning keeps it in its result collection only (no public API)
+        results = getattr(trainer, "_results", None)
+        logged = [m.meta for name, m in (results or {}).items() if name.rsplit(".", 1)[-1] == key]
+        if logged and not any(meta.on_epoch for meta in logged):
+            raise ValueError(
+                f"WWTuneCallback(monitor={key!r}) reads the epoch's mean training loss, but {key!r} is "
+                f"logged per step only (its value is the last batch's loss); {fix}."
+            )
+        return float(metrics[key])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.diverged is not None:
+            return
+        loss = self.epoch_loss(trainer)
+        bridge = self._bridge(trainer)
+        try:
+            bridge.report(trainer.current_epoch + 1, pl_module, loss)
+        except TrainingDiverged as exc:
+            if bridge.on_violation == "fail":
+                raise
+            self.diverged = exc.reason  # infeasible: stop here; finish() completes it with the penalty
+            trainer.should_stop = True
 
     def finish(self, result: Mapping[str, Any] | None = None, *, heldout: float | None = None) -> float:
         """End the trial after ``trainer.fit``: see :meth:`wwtune.TrialBridge.finish`; returns the score."""
         if self.bridge is None:
             raise RuntimeError("WWTuneCallback.finish() before trainer.fit(): the callback never ran.")
+        if self.diverged is not None:
+            if self.bridge.finished is None:
+                self.bridge.finished = [self.bridge.infeasible_penalty(self.diverged)]
+            return self.bridge.finished[0]
         return self.bridge.finish(result, heldout=heldout)

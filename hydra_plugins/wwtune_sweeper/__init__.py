@@ -1,0 +1,1 @@
+"""``hydra/sweeper=wwtune``: tune a user's own ``@hydra.main`` app with Optuna (see docs/hydra-sweeper.md)."""
