@@ -263,6 +263,41 @@ def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Pa
     assert len(journal_study(project).trials) == len(study.trials), "a finished study runs no extra trial"
 
 
+def test_a_killed_worker_not_yet_reaped_does_not_stall_the_others(project: Path) -> None:
+    """Start two workers, kill one, wait for them in order: the killed one stays a zombie until it is waited
+    for, and the survivor must not wait on its trial (issue 24.1)."""
+    cap = 8
+    env = {"WWTUNE_TEST_EPOCH_SLEEP": "0.15"}
+    survivor = start_worker(project, 0, f"study.n_trials={cap}", **env)
+    victim = start_worker(project, 1, f"study.n_trials={cap}", **env)
+    deadline = time.monotonic() + 60
+    killed = None
+    while killed is None:  # SIGKILL the victim mid-trial and do *not* wait for it: it stays a zombie
+        assert time.monotonic() < deadline and victim.poll() is None, "the victim never got mid-trial"
+        try:
+            running = journal_study(project).get_trials(states=(TrialState.RUNNING,))
+        except (KeyError, FileNotFoundError):
+            running = []
+        for t in running:
+            if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = t
+                break
+        time.sleep(0.1)  # a poll interval, not a wait for an outcome
+    try:
+        survivor.wait(timeout=90)  # before the fix: waited at the cap until the zombie was reaped
+    finally:
+        victim.wait(10)
+        survivor.kill()
+    log = (project / "worker0.log").read_text()
+    assert survivor.returncode == 0, log[-3000:]
+    study = journal_study(project)
+    complete = check_study(study, cap)
+    assert len(complete) == cap
+    assert study.trials[killed.number].user_attrs["wwtune.fail_reason"].startswith("interrupted")
+    assert "at once on this host" not in log
+
+
 # --- bad storage settings fail fast, and say so without the password --------------------------------
 
 

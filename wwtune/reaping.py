@@ -92,7 +92,11 @@ def reap_dead_workers(study: optuna.Study) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+    """Whether a process with this pid runs on this host.
+
+    A process that has ended but that its parent has not reaped yet (a zombie: ``Z`` or ``X`` in
+    ``/proc/<pid>/stat``) still answers ``kill(pid, 0)`` but runs nothing: it counts as dead.
+    """
     if pid <= 0:
         return False
     try:
@@ -100,8 +104,19 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _proc_state(pid) not in ("Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (``/proc/<pid>/stat`` field 3), or None where unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[0] if fields else None
 
 
 #: this process's token, stored with each trial it runs
