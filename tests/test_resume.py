@@ -52,6 +52,19 @@ def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project
     run_study(cfg("study.n_trials=3", "score.band=[2,3]", "study.trial_timeout=100"))
 
 
+def test_the_same_study_by_another_path_is_no_change_and_a_refused_run_writes_nothing(project):
+    """Issue 24.6: ``study.studies_dir`` says where the study lives, not what it is."""
+    run_study(cfg("study.n_trials=1"))
+    journal = project / "studies" / "tiny" / "journal.log"
+    for where in ("studies", str(project / "studies"), "./studies/"):
+        study = run_study(cfg("study.n_trials=1", f"study.studies_dir={where}"))
+        assert len(study.trials) == 1
+    before = journal.read_bytes()
+    with pytest.raises(ConfigError, match="changed: objective.budget"):
+        run_study(cfg("study.n_trials=2", "objective.budget=4"))
+    assert journal.read_bytes() == before, "a refused run wrote to the journal"
+
+
 def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(project):
     run_study(cfg("study.n_trials=1"))
     with pytest.raises(ConfigError, match=r"search space of 'lr' changed"):

@@ -173,14 +173,7 @@ def open_study(
     n_existing = stored_trial_count(storage, name)
     if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
         sampler = make_sampler(config, space, worker_id, n_existing)
-    study = optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        study_name=name,
-        directions=score.directions,
-        load_if_exists=True,
-    )
+    study = _open_or_create(storage, name, sampler, pruner, score.directions)
     stored = [d.name.lower() for d in study.directions]
     if stored != score.directions:
         raise ConfigError(
@@ -318,10 +311,30 @@ _PER_RUN_KEYS = (
     "allow_config_change",
     "progress_bar",
     "report",
+    "studies_dir",  # where the study lives is not part of its configuration
     "artifacts",
     "spectra",
     "torch_threads",
 )
+
+
+def _open_or_create(
+    storage: Any, name: str, sampler: Any, pruner: Any, directions: list[str]
+) -> optuna.Study:
+    """The stored study ``name``, loaded without writing (so a run refused next leaves the storage as it
+    was), or a new one."""
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            study_name=name,
+            directions=directions,
+            load_if_exists=True,  # another worker may create it at the same moment
+        )
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
 
 def _strip_n_trials(cfg: Any) -> Any:
