@@ -102,8 +102,9 @@ def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
     assert counted_trials(study.trials) == 0
 
 
-@pytest.mark.parametrize("value", [0, -1, "abc", True])
+@pytest.mark.parametrize("value", [0, -1, "abc", True, "1e9999", "-1e9999", "nan", "2e8"])
 def test_bad_trial_timeout_is_named(project, value):
+    """1e9999 is inf to YAML: before the bound, every trial then failed with OverflowError (issue 24.8)."""
     with pytest.raises(ConfigError, match="study.trial_timeout must be a positive number of seconds"):
         run_study(cfg(f"study.trial_timeout={str(value).lower()}"))
 
