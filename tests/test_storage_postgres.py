@@ -118,6 +118,17 @@ def test_malformed_urls_fail_with_a_clear_message(url: str, message: str) -> Non
         raise err
 
 
+@pytest.mark.parametrize("password", ["pa@ss_zz8", "@lead", "trail@", "a@b@c_tail9"])
+def test_a_raw_at_sign_in_the_password_leaks_no_part_of_it(password: str) -> None:
+    """Issue 24.7: a raw '@' made the driver print the password's tail as a host name it cannot find."""
+    err, elapsed = _fails_fast(f"postgresql://wwt:{password}@127.0.0.1/db")
+    assert elapsed < FAST_S
+    shown = _rendered(err)
+    assert "raw '@'" in shown and "%40" in shown and "wwt:***@127.0.0.1/db" in shown
+    for part in [password, *password.split("@")]:
+        assert len(part) < 3 or part not in shown.replace("127.0.0.1", ""), part
+
+
 # --- against the real server ------------------------------------------------------------------------
 
 

@@ -90,6 +90,12 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 def _normalise(url: str) -> tuple[str, str | None]:
     """(URL with an explicit, installed driver, [password forms]) or a :class:`StorageConnectionError`."""
+    netloc = url.partition("://")[2].split("/", 1)[0]
+    if netloc.count("@") > 1:  # a raw '@' in the password: parsed, part of it would become the host name
+        raise StorageConnectionError(
+            f"storage URL {redact_url(url)!r} has a raw '@' in its user name or password; write it "
+            "percent-encoded as %40 (the password is never shown)."
+        )
     try:
         parsed = make_url(url)
     except Exception:
