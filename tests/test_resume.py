@@ -92,6 +92,26 @@ def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):
     assert reasons == {"timed out: ran longer than study.trial_timeout=1 s; stopped"}
 
 
+@pytest.mark.parametrize(
+    ("task", "says"),
+    [
+        ("own_alarm_reports", "timed out: ran longer than study.trial_timeout=1 s; stopped"),
+        ("own_alarm_silent", "the task replaced the SIGALRM handler"),
+    ],
+)
+def test_a_task_with_its_own_sigalrm_handler_cannot_switch_the_trial_timeout_off(project, task, says):
+    """Issue 24.9: before, such a task ran past study.trial_timeout unstopped (and a task that returned
+    then completed as if in time)."""
+    start = time.monotonic()
+    study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=1", "study.trial_timeout=1"))
+    assert time.monotonic() - start < 25  # own_alarm_reports gives up on its own only after 30 s
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["wwtune.fail_reason"].startswith("timed out: ")
+    assert says in trial.user_attrs["wwtune.fail_reason"]
+    assert "never called reporter.report" not in trial.user_attrs["wwtune.fail_reason"]
+
+
 def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
     study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=3", "study.timeout=2"))
     assert len(study.trials) == 1 and study.trials[0].state == TrialState.FAIL

@@ -26,7 +26,7 @@ from wwtune.bridge import (
     norm_violation,
 )
 from wwtune.config import analysis_options
-from wwtune.deadline import TrialTimeout, trial_alarm
+from wwtune.deadline import TrialTimeout, check_alarm, trial_alarm
 from wwtune.diskio import WriteError
 from wwtune.exceptions import Pruned, TrainingDiverged, TrialFailed
 from wwtune.objective import Params
@@ -57,6 +57,15 @@ _logger = logging.getLogger(__name__)
 
 #: the showing layer's figure for a running trial: ``(trial, layer table, α band, artifacts folder)``
 DrawTrial = Callable[[optuna.trial.Trial, Any, Any, Path], None]
+
+
+class _TimedBridge(TrialBridge):
+    """The bridge the CLI's tasks get: each report also checks the trial's time limit
+    (:func:`wwtune.deadline.check_alarm`), so a task that takes SIGALRM over cannot switch it off."""
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        check_alarm()
+        super().report(step, model, loss)
 
 
 class TrialRunner:
@@ -147,7 +156,7 @@ class TrialRunner:
             data_fraction=self.data_fraction,
         )
         # the same bridge a user's own loop uses (wwtune.TrialBridge): one implementation of the record
-        reporter = TrialBridge(
+        reporter = _TimedBridge(
             trial,
             score=self.alpha_score,
             budget=self.budget,
