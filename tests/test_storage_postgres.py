@@ -129,6 +129,34 @@ def test_a_raw_at_sign_in_the_password_leaks_no_part_of_it(password: str) -> Non
         assert len(part) < 3 or part not in shown.replace("127.0.0.1", ""), part
 
 
+def test_a_trial_failed_by_heartbeat_has_its_reason_and_no_experimental_warning(tmp_path) -> None:
+    """Issue 24.9: Optuna's heartbeat check failed trials with no reason stored, and warned in every
+    worker's log that it is experimental. Same RDB storage class as PostgreSQL's, on SQLite."""
+    import warnings
+
+    from wwtune.postgres import HeartbeatReasonStorage
+    from wwtune.reaping import reap_dead_workers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        url = f"sqlite:///{tmp_path / 's.db'}"
+        storage = HeartbeatReasonStorage(url, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # then its worker dies: no more beats
+    deadline = time.monotonic() + 30
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        while study.trials[0].state == optuna.trial.TrialState.RUNNING:
+            assert time.monotonic() < deadline, "the silent trial was never failed"
+            reap_dead_workers(study)
+            time.sleep(0.05)  # a poll interval, not a wait for an outcome
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    reason = study.trials[0].user_attrs["wwtune.fail_reason"]
+    assert reason.startswith("interrupted: no heartbeat from its worker for over 1 s")
+    assert not [w for w in seen if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+
+
 # --- against the real server ------------------------------------------------------------------------
 
 

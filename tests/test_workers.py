@@ -234,8 +234,11 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     study = optuna.load_study(study_name="wtiny", storage=storage)
     complete = check_study(study, cap)
     dead = study.trials[killed.number]
-    # failed by the heartbeat check (no reason of ours: the same-host replacement left it alone), not early
-    assert dead.state == TrialState.FAIL and "wwtune.fail_reason" not in dead.user_attrs
+    # failed by the heartbeat check (the same-host replacement left it alone), not early, with its reason
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["wwtune.fail_reason"].startswith("interrupted: no heartbeat from its worker")
+    logs = "".join(p.read_text() for p in project.glob("worker*.log"))
+    assert "ExperimentalWarning" not in logs
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params

@@ -16,6 +16,7 @@ import datetime
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from wwtune.workers import INTERRUPTED
 
 __all__ = [
     "RUN_TOKEN",
+    "fail_silent_trials",
     "fail_stale_trials",
     "pid_alive",
     "process_identity",
@@ -87,8 +89,17 @@ def running_here(study_name: str, number: int) -> Iterator[None]:
 
 def reap_dead_workers(study: optuna.Study) -> None:
     """Fail the RUNNING trials of dead workers: by heartbeat (PostgreSQL; re-queues them) or by pid here."""
-    optuna.storages.fail_stale_trials(study)
+    fail_silent_trials(study)
     fail_stale_trials(study)
+
+
+def fail_silent_trials(study: optuna.Study) -> None:
+    """On a storage with heartbeats: Optuna's check that fails (and re-queues) the trials whose heartbeat
+    stopped, without the warning that it is experimental in every worker's log (the reason each gets is
+    stored by :class:`wwtune.postgres.HeartbeatReasonStorage`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def pid_alive(pid: int) -> bool:
