@@ -47,7 +47,15 @@ class _DropNanFailures(logging.Filter):
         if any(s in message for s in _REDUNDANT):
             return False
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and _write_error_in(exc) is not None:
+            return False  # a full disk: the CLI says it in one line (`wwtune: write error: ...`)
         return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in message
+
+
+def _write_error_in(exc: BaseException) -> Any:
+    from wwtune.journal import write_error_in  # lazy, as in _write_report
+
+    return write_error_in(exc)
 
 
 class _TqdmHandler(logging.StreamHandler):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,15 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from wwtune.deadline import signals_held
 from wwtune.diskio import WriteError
 from wwtune.exceptions import JournalCorrupt, JournalWriteError
-from wwtune.journal_records import FIRST, body_crc, check_line, describe_line, last_line, seal_logs
+from wwtune.journal_records import (
+    CREATE_TRIAL,
+    FIRST,
+    body_crc,
+    check_line,
+    describe_line,
+    last_line,
+    seal_logs,
+)
 
 __all__ = [
     "JournalCorrupt",
@@ -190,10 +199,22 @@ class SafeJournalFileBackend(JournalFileBackend):
 
     An append writes the records, flushes and fsyncs under the journal lock; if any of that fails, the file
     is truncated back to its size before the append (still under the lock) and :class:`JournalWriteError`
-    is raised. Reading is Optuna's own.
+    is raised. Reading is Optuna's own. With ``creator_attrs``, each record creating a trial to run now
+    carries those user attrs itself (merged over a template's), in the same line.
     """
 
+    def __init__(
+        self,
+        file_path: str,
+        lock_obj: Any = None,
+        creator_attrs: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(file_path, lock_obj)
+        self._creator_attrs = creator_attrs
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if self._creator_attrs is not None:
+            logs = [self._stamped(log) for log in logs]
         try:
             self._lock.acquire()
         except OSError as exc:  # the lock is a symlink beside the journal: it needs an inode too
@@ -225,6 +246,17 @@ class SafeJournalFileBackend(JournalFileBackend):
                 os.close(fd)
         finally:
             self._lock.release()
+
+    def _stamped(self, log: dict[str, Any]) -> dict[str, Any]:
+        """``log`` with the creator's attrs when it creates a trial that runs now (not an enqueued one)."""
+        if log.get("op_code") != CREATE_TRIAL or log.get("state", _RUNNING) != _RUNNING:
+            return log
+        assert self._creator_attrs is not None
+        return {**log, "user_attrs": {**(log.get("user_attrs") or {}), **self._creator_attrs()}}
+
+
+#: Optuna's TrialState.RUNNING as stored in a journal record
+_RUNNING = 0
 
 
 def _roll_back(fd: int, size: int) -> None:

@@ -43,8 +43,8 @@ from wwtune.deprecation import moved
 from wwtune.factories import make_pruner, make_sampler, make_score, make_storage
 from wwtune.journal import write_error_in
 from wwtune.outcome import store_trust, write_best_params
-from wwtune.reaping import fail_stale_trials, reap_dead_workers
-from wwtune.record import STUDY_CONFIG, json_safe, studies_dir, write_study_attrs
+from wwtune.reaping import fail_stale_trials, process_identity, reap_dead_workers
+from wwtune.record import STUDY_CONFIG, WORKER, json_safe, studies_dir, write_study_attrs
 from wwtune.resume import (
     CurrentRuleSampler,
     check_config_change,
@@ -169,7 +169,9 @@ def open_study(
     task_fn = load_task(config.objective["task"])
     sampler = make_sampler(config, space, worker_id)  # a bad sampler fails before the storage is made
     pruner = make_pruner(config)
-    storage = make_storage(config)
+    # each trial's creation record names its worker, so a trial is never left without one (a full disk
+    # between creating a trial and its first attrs) and waited on as another worker's
+    storage = make_storage(config, creator_attrs=lambda: {WORKER: process_identity(worker_id)})
     n_existing = stored_trial_count(storage, name)
     if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
         sampler = make_sampler(config, space, worker_id, n_existing)

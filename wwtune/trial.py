@@ -9,6 +9,7 @@ infeasible instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -136,6 +137,12 @@ class TrialRunner:
             # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
             _logger.warning("Trial %d failed: %s", trial.number, exc)
             return float("nan")
+        except WriteError:
+            # the run stops here; the trial, cut short by the storage, does not count: say so if a short
+            # record still fits (else it stays RUNNING and the next run fails it as interrupted)
+            with contextlib.suppress(WriteError):
+                TrialWriter(trial).fail_reason(f"{INTERRUPTED}: the study's storage could not be written")
+            raise
 
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
