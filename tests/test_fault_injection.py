@@ -226,26 +226,48 @@ class _FillingDisk:
         monkeypatch.setattr("wwtune.journal._write", write)
 
 
-def test_disk_full_mid_trial_is_one_line_and_the_cut_trial_does_not_count(project, monkeypatch, capfd):
+#: ``python -c`` launcher: the CLI with the journal's writes failing (ENOSPC) from the next trial's creation
+#: on for every record over 400 bytes (a nearly full disk: the per-layer table no longer fits, a reason does)
+_FULL_CLI = """
+import errno, os, sys
+import wwtune.journal
+from wwtune.cli import main
+real, full = os.write, []
+def write(fd, data):
+    data = bytes(data)
+    if not full and data.startswith(b'{"op_code":4,'):
+        full.append(True)
+        return real(fd, data)
+    if full and len(data) > 400:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(fd, data)
+wwtune.journal._write = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_disk_full_mid_trial_is_one_line_and_the_cut_trial_does_not_count(project):
     """Issue 24.5: Optuna's traceback printed before `wwtune: write error`, and the cut trial was stored
     FAIL without a reason, counted towards study.n_trials."""
-    from wwtune.cli import main
-
     run_study(compose([*ARGS, "study.n_trials=2"]))
     kept = complete(load())
-    disk = _FillingDisk(monkeypatch, over=400)  # the per-layer table no longer fits; a reason still does
-    disk.armed = True
-    capfd.readouterr()
-    assert main([*ARGS, "study.n_trials=4"]) == 1
-    err = capfd.readouterr().err
-    assert disk.failed
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("wwtune: write error:") and "No space left on device" in lines[-1]
-    assert "Traceback" not in err and "because of the following error" not in err, err
+    run = subprocess.run(
+        [sys.executable, "-c", _FULL_CLI, *ARGS, "study.n_trials=4"],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    output = run.stdout + run.stderr  # Hydra logs to the console's stdout
+    errors = [line for line in run.stderr.splitlines() if line.startswith("wwtune:")]
+    assert len(errors) == 1 and errors[0].startswith("wwtune: write error:"), run.stderr[-3000:]
+    assert "No space left on device" in errors[0]
+    assert "Traceback" not in output and "because of the following error" not in output, output[-3000:]
     cut = load().trials[-1]
     assert cut.state == TrialState.FAIL
     assert cut.user_attrs["wwtune.fail_reason"].startswith("interrupted: the study's storage could not")
-    disk.armed = disk.full = False
     check(run_study(compose([*ARGS, "study.n_trials=4"])), kept, n_trials=4)
     assert len(complete(load())) == 4  # the cut trial did not count: 4 complete ones were run
 
