@@ -173,3 +173,17 @@ def own_alarm_silent(params: Params, reporter: Reporter) -> dict:
         time.sleep(0.01)
     reporter.report(2, model, 0.5)  # the last report: within its own work, past the trial's limit
     return {}
+
+
+def catches_base_exception(params: Params, reporter: Reporter) -> None:
+    """Swallows every exception (BaseException too) around its work, then reports; gives up after 30 s."""
+    model = _model(params)
+    deadline, step = time.monotonic() + 30, 0
+    while time.monotonic() < deadline:
+        step += 1
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001, S110 - the point of this task
+            pass
+        reporter.report(step, model, 1.0 / step)
+    raise RuntimeError("the task was not stopped by any time limit")

@@ -52,9 +52,11 @@ class _Alarm:
     def __init__(self, fire: Any, deadline: float, message: str, study_wide: bool) -> None:
         self.fire, self.deadline, self.message, self.study_wide = fire, deadline, message, study_wide
         self.replaced = False  # the task replaced the SIGALRM handler or cleared the timer
+        self.fired = False  # the alarm raised TrialTimeout in the task (which may have caught it)
 
 
 _ARMED: list[_Alarm] = []
+_CAUGHT = "the task caught the stop and ran on"
 _REPLACED = (
     "the task replaced the SIGALRM handler (or cleared the timer) that enforces the time limit, so it was "
     "not stopped on time"
@@ -75,6 +77,8 @@ def check_alarm() -> None:
         return
     alarm = _ARMED[-1]
     left = alarm.deadline - time.monotonic()
+    if alarm.fired:  # the task caught the stop and reports on: stop it again
+        raise TrialTimeout(f"{alarm.message} ({_CAUGHT})", alarm.study_wide)
     if not _taken(alarm):
         return
     if not alarm.replaced:
@@ -111,6 +115,7 @@ def trial_alarm(seconds: float | None, message: str, *, study_wide: bool = False
 
     def fire(signum: int, frame: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        alarm.fired = True
         raise TrialTimeout(message, study_wide)
 
     alarm = _Alarm(fire, time.monotonic() + float(seconds), message, study_wide)
@@ -126,6 +131,8 @@ def trial_alarm(seconds: float | None, message: str, *, study_wide: bool = False
         taken = _taken(alarm)
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if ended and alarm.fired:
+        raise TrialTimeout(f"{message} ({_CAUGHT})", study_wide)
     if ended and (taken or alarm.replaced) and time.monotonic() >= alarm.deadline:
         raise TrialTimeout(f"{message} ({_REPLACED})", study_wide)
 
