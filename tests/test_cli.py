@@ -110,7 +110,7 @@ def test_cfg_job_prints_composed_config(project):
         (("study=tiny", "sampler=tpf"), "did you mean sampler=tpe?"),
         (("study=quickstrat",), "did you mean study=quickstart?"),
         (("study=tiny", "sampler=nosuch"), "did you mean one of cmaes, gp, grid, nsga2, random, tpe?"),
-        (("study=tiny", "score=nosuch"), "did you mean one of band, fit_band,"),
+        (("study=tiny", "score=nosuch"), "did you mean one of "),
         (("study=tiny", "storage=nosuch"), "did you mean one of journal, postgres, sqlite?"),
     ],
 )
@@ -119,7 +119,7 @@ def test_unknown_group_choice_is_one_line_with_did_you_mean_and_exit_2(project, 
     run = wwtune(*args, cwd=project)
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("wwtune: configuration error: ") and run.stderr.count("\n") == 1
-    assert says in run.stderr
+    assert says in run.stderr and ("fit_band" in run.stderr or "score" not in args[-1])
     assert not (project / "studies").exists()
 
 
