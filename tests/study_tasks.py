@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import torch
@@ -141,3 +142,48 @@ def wait_for_ctrl_c(params: Params, reporter: Reporter) -> dict:
     while time.monotonic() < deadline:
         time.sleep(0.02)
     raise RuntimeError("no SIGINT came within 120 s")
+
+
+def reports_only_step_0(params: Params, reporter: Reporter) -> None:
+    """Reports the untrained model (step 0) and nothing after."""
+    reporter.report(0, _model(params), 1.0)
+
+
+def own_alarm_reports(params: Params, reporter: Reporter) -> None:
+    """Installs its own SIGALRM handler (which ignores the alarm), then keeps reporting; gives up after
+    30 s, so a time limit the handler switched off fails the test instead of hanging it."""
+    model = _model(params)
+    reporter.report(1, model, 1.0)
+    signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    deadline, step = time.monotonic() + 30, 1
+    while time.monotonic() < deadline:
+        step += 1
+        reporter.report(step, model, 1.0 / step)
+        time.sleep(0.05)
+    raise RuntimeError("the task was not stopped by any time limit")
+
+
+def own_alarm_silent(params: Params, reporter: Reporter) -> dict:
+    """Reports once, installs its own SIGALRM handler, then works 3 s without reporting and returns."""
+    model = _model(params)
+    reporter.report(1, model, 1.0)
+    signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    reporter.report(2, model, 0.5)  # the last report: within its own work, past the trial's limit
+    return {}
+
+
+def catches_base_exception(params: Params, reporter: Reporter) -> None:
+    """Swallows every exception (BaseException too) around its work, then reports; gives up after 30 s."""
+    model = _model(params)
+    deadline, step = time.monotonic() + 30, 0
+    while time.monotonic() < deadline:
+        step += 1
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001, S110 - the point of this task
+            pass
+        reporter.report(step, model, 1.0 / step)
+    raise RuntimeError("the task was not stopped by any time limit")

@@ -105,6 +105,53 @@ def test_shard_entries_outside_the_folder_are_refused(tmp_path: Path) -> None:
     assert "../other.safetensors" in str(err.value)
 
 
+def test_a_weight_file_linking_outside_the_folder_is_refused_like_the_same_shard_entry(
+    tmp_path: Path,
+) -> None:
+    """Issue 24.8: a model.safetensors link out of the folder was read silently, the same link named in the
+    index refused. Both refused now; a Hugging Face hub cache snapshot (links into its blobs/) still loads."""
+    save_file(weights(), str(tmp_path / "other.safetensors"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="link outside it") as err:
+        analyze(folder)
+    assert "model.safetensors" in str(err.value) and str(folder) in str(err.value)
+    _sharded(folder, {"a.weight": "model.safetensors"})  # the same link named in an index
+    with pytest.raises(ValueError, match="outside the model folder"):
+        analyze(folder)
+    hub = tmp_path / "models--x--y"
+    (hub / "blobs").mkdir(parents=True)
+    save_file(weights(), str(hub / "blobs" / "0123abcd"))
+    snapshot = hub / "snapshots" / "rev1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to("../../blobs/0123abcd")
+    assert sorted(analyze(snapshot, min_evals=8)["name"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        b"[]",
+        b'{"weight_map": 1}',
+        b'{"weight_map": {"a.weight": 1}}',
+        b'{"weight_map": {"a.weight": null}}',
+        b"{",
+    ],
+)
+def test_a_malformed_shard_index_is_one_error_naming_the_file(tmp_path: Path, index: bytes) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors.index.json").write_bytes(index)
+    with pytest.raises(ValueError, match="is not a valid shard index") as err:
+        analyze(folder)
+    assert str(folder / "model.safetensors.index.json") in str(err.value) and "PosixPath" not in str(
+        err.value
+    )
+    code, message = run([str(folder), "--no-csv"])
+    assert code != 0 and "is not a valid shard index" in message and "Traceback" not in message
+
+
 def test_a_corrupt_shard_is_reported_and_the_other_shards_analysed(tmp_path: Path, caplog) -> None:
     folder = tmp_path / "model"
     _sharded(

@@ -104,12 +104,43 @@ def test_cfg_job_prints_composed_config(project):
     assert not (project / "studies").exists()
 
 
-def test_unknown_group_choice_lists_the_choices(project):
-    run = wwtune("study=tiny", "sampler=tpf", cwd=project)
-    assert run.returncode != 0
-    assert "Could not find 'sampler/tpf'" in run.stderr
-    for choice in ("cmaes", "gp", "grid", "random", "tpe"):
-        assert choice in run.stderr
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("study=tiny", "sampler=tpf"), "did you mean sampler=tpe?"),
+        (("study=quickstrat",), "did you mean study=quickstart?"),
+        (("study=tiny", "sampler=nosuch"), "did you mean one of cmaes, gp, grid, nsga2, random, tpe?"),
+        (("study=tiny", "score=nosuch"), "did you mean one of "),
+        (("study=tiny", "storage=nosuch"), "did you mean one of journal, postgres, sqlite?"),
+    ],
+)
+def test_unknown_group_choice_is_one_line_with_did_you_mean_and_exit_2(project, args, says):
+    """Issues 23.5 / 24.8: as a misspelled key, one line and exit 2 (was Hydra's 10–19 lines, exit 1)."""
+    run = wwtune(*args, cwd=project)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("wwtune: configuration error: ") and run.stderr.count("\n") == 1
+    assert says in run.stderr and ("fit_band" in run.stderr or "score" not in args[-1])
+    assert not (project / "studies").exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["study.n_trials=0", "study.seed=-1", "objective.budget=0", "study.trial_timeout=1e9999"],
+)
+def test_a_run_refused_after_hydra_starts_leaves_no_run_folder(project, override):
+    """Hydra writes .hydra/*.yaml and cli.log before wwtune sees the config: a refusal removes them."""
+    run = wwtune("study=tiny", "study.name=fresh", override, cwd=project)
+    assert run.returncode == 2 and run.stderr.startswith("wwtune: configuration error: "), run.stderr
+    assert run.stderr.count("\n") == 1
+    left = [p for p in (project / "studies").rglob("*")] if (project / "studies").exists() else []
+    assert not left, left
+    if override != "study.n_trials=0":
+        return
+    # an existing study's folder keeps its earlier runs' folders, and gains none
+    (project / "studies" / "tiny" / "hydra" / "earlier").mkdir(parents=True)
+    run = wwtune("study=tiny", override, cwd=project)
+    assert run.returncode == 2
+    assert [p.name for p in (project / "studies" / "tiny" / "hydra").iterdir()] == ["earlier"]
 
 
 def test_misspelled_key_in_a_user_yaml_is_named(project):

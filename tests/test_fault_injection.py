@@ -5,6 +5,7 @@ Bounded: at most 4 kills, none started after 60 s; a 6 MB tmpfs. Waits are on co
 content), polled with bounded deadlines, never fixed sleeps.
 """
 
+import errno
 import os
 import random
 import signal
@@ -202,3 +203,95 @@ def test_pid_reuse_does_not_keep_a_dead_workers_trial_running(project):
         if t.number in stale:
             assert t.state == TrialState.FAIL
             assert t.user_attrs["wwtune.fail_reason"].startswith("interrupted: worker process")
+
+
+class _FillingDisk:
+    """``os.write`` in wwtune.journal, once armed, failing with ENOSPC from the next trial's creation on:
+    for every record over ``over`` bytes (a nearly full disk: small ones still fit; 0: all of them)."""
+
+    def __init__(self, monkeypatch, over: int):
+        self.armed, self.full, self.over, self.failed = False, False, over, 0
+        real = os.write
+
+        def write(fd, data):
+            data = bytes(data)
+            if self.armed and not self.full and data.startswith(b'{"op_code":4,'):
+                self.full = True  # the creation fits; the disk is full after it
+                return real(fd, data)
+            if self.full and len(data) > self.over:
+                self.failed += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(fd, data)
+
+        monkeypatch.setattr("wwtune.journal._write", write)
+
+
+#: ``python -c`` launcher: the CLI with the journal's writes failing (ENOSPC) from the next trial's creation
+#: on for every record over 400 bytes (a nearly full disk: the per-layer table no longer fits, a reason does)
+_FULL_CLI = """
+import errno, os, sys
+import wwtune.journal
+from wwtune.cli import main
+real, full = os.write, []
+def write(fd, data):
+    data = bytes(data)
+    if not full and data.startswith(b'{"op_code":4,'):
+        full.append(True)
+        return real(fd, data)
+    if full and len(data) > 400:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(fd, data)
+wwtune.journal._write = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_disk_full_mid_trial_is_one_line_and_the_cut_trial_does_not_count(project):
+    """Issue 24.5: Optuna's traceback printed before `wwtune: write error`, and the cut trial was stored
+    FAIL without a reason, counted towards study.n_trials."""
+    run_study(compose([*ARGS, "study.n_trials=2"]))
+    kept = complete(load())
+    run = subprocess.run(
+        [sys.executable, "-c", _FULL_CLI, *ARGS, "study.n_trials=4"],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    output = run.stdout + run.stderr  # Hydra logs to the console's stdout
+    errors = [line for line in run.stderr.splitlines() if line.startswith("wwtune:")]
+    assert len(errors) == 1 and errors[0].startswith("wwtune: write error:"), run.stderr[-3000:]
+    assert "No space left on device" in errors[0]
+    assert "Traceback" not in output and "because of the following error" not in output, output[-3000:]
+    cut = load().trials[-1]
+    assert cut.state == TrialState.FAIL
+    assert cut.user_attrs["wwtune.fail_reason"].startswith("interrupted: the study's storage could not")
+    check(run_study(compose([*ARGS, "study.n_trials=4"])), kept, n_trials=4)
+    assert len(complete(load())) == 4  # the cut trial did not count: 4 complete ones were run
+
+
+def test_disk_full_right_after_a_trial_is_created_leaves_no_trial_without_its_worker(
+    project, monkeypatch, caplog
+):
+    """Issue 24.5: a trial created just before the disk filled had no worker record, so a resume warned
+    "Other workers are running trials" and waited a minute on it."""
+    from wwtune.diskio import WriteError
+
+    run_study(compose([*ARGS, "study.n_trials=2"]))
+    kept = complete(load())
+    disk = _FillingDisk(monkeypatch, over=0)
+    disk.armed = True
+    with pytest.raises(WriteError):
+        run_study(compose([*ARGS, "study.n_trials=4"]))
+    orphan = load().trials[-1]
+    assert orphan.state == TrialState.RUNNING  # nothing more could be written about it
+    assert orphan.user_attrs["wwtune.worker"]["pid"] == os.getpid()  # ... but its creation names its worker
+    disk.armed = disk.full = False
+    with caplog.at_level("WARNING"):
+        study = run_study(compose([*ARGS, "study.n_trials=4"]))
+    assert "Other workers are running trials" not in caplog.text
+    check(study, kept, n_trials=4)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert study.trials[orphan.number].user_attrs["wwtune.fail_reason"].startswith("interrupted: worker")

@@ -52,6 +52,19 @@ def test_a_changed_config_under_the_same_name_is_refused_naming_the_keys(project
     run_study(cfg("study.n_trials=3", "score.band=[2,3]", "study.trial_timeout=100"))
 
 
+def test_the_same_study_by_another_path_is_no_change_and_a_refused_run_writes_nothing(project):
+    """Issue 24.6: ``study.studies_dir`` says where the study lives, not what it is."""
+    run_study(cfg("study.n_trials=1"))
+    journal = project / "studies" / "tiny" / "journal.log"
+    for where in ("studies", str(project / "studies"), "./studies/"):
+        study = run_study(cfg("study.n_trials=1", f"study.studies_dir={where}"))
+        assert len(study.trials) == 1
+    before = journal.read_bytes()
+    with pytest.raises(ConfigError, match="changed: objective.budget"):
+        run_study(cfg("study.n_trials=2", "objective.budget=4"))
+    assert journal.read_bytes() == before, "a refused run wrote to the journal"
+
+
 def test_a_changed_search_distribution_is_refused_even_when_changes_are_allowed(project):
     run_study(cfg("study.n_trials=1"))
     with pytest.raises(ConfigError, match=r"search space of 'lr' changed"):
@@ -79,6 +92,29 @@ def test_trial_timeout_fails_a_hung_trial_with_the_reason_stored(project):
     assert reasons == {"timed out: ran longer than study.trial_timeout=1 s; stopped"}
 
 
+@pytest.mark.parametrize(
+    ("task", "says"),
+    [
+        ("own_alarm_reports", "timed out: ran longer than study.trial_timeout=1 s; stopped"),
+        ("own_alarm_silent", "the task replaced the SIGALRM handler"),
+        # stopped where the alarm lands: in its work (caught, then stopped again at its next report) or in
+        # a report (stopped there): either way timed out, never run on to its end
+        ("catches_base_exception", "ran longer than study.trial_timeout=1 s"),
+    ],
+)
+def test_a_task_with_its_own_sigalrm_handler_cannot_switch_the_trial_timeout_off(project, task, says):
+    """Issue 24.9: before, such a task ran past study.trial_timeout unstopped (and a task that returned
+    then completed as if in time)."""
+    start = time.monotonic()
+    study = run_study(cfg(f"objective.task=study_tasks:{task}", "study.n_trials=1", "study.trial_timeout=1"))
+    assert time.monotonic() - start < 25  # own_alarm_reports gives up on its own only after 30 s
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["wwtune.fail_reason"].startswith("timed out: ")
+    assert says in trial.user_attrs["wwtune.fail_reason"]
+    assert "never called reporter.report" not in trial.user_attrs["wwtune.fail_reason"]
+
+
 def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
     study = run_study(cfg("objective.task=study_tasks:hang", "study.n_trials=3", "study.timeout=2"))
     assert len(study.trials) == 1 and study.trials[0].state == TrialState.FAIL
@@ -89,8 +125,9 @@ def test_study_timeout_stops_a_running_trial_and_it_does_not_count(project):
     assert counted_trials(study.trials) == 0
 
 
-@pytest.mark.parametrize("value", [0, -1, "abc", True])
+@pytest.mark.parametrize("value", [0, -1, "abc", True, "1e9999", "-1e9999", "nan", "2e8"])
 def test_bad_trial_timeout_is_named(project, value):
+    """1e9999 is inf to YAML: before the bound, every trial then failed with OverflowError (issue 24.8)."""
     with pytest.raises(ConfigError, match="study.trial_timeout must be a positive number of seconds"):
         run_study(cfg(f"study.trial_timeout={str(value).lower()}"))
 

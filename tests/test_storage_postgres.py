@@ -118,6 +118,45 @@ def test_malformed_urls_fail_with_a_clear_message(url: str, message: str) -> Non
         raise err
 
 
+@pytest.mark.parametrize("password", ["pa@ss_zz8", "@lead", "trail@", "a@b@c_tail9"])
+def test_a_raw_at_sign_in_the_password_leaks_no_part_of_it(password: str) -> None:
+    """Issue 24.7: a raw '@' made the driver print the password's tail as a host name it cannot find."""
+    err, elapsed = _fails_fast(f"postgresql://wwt:{password}@127.0.0.1/db")
+    assert elapsed < FAST_S
+    shown = _rendered(err)
+    assert "raw '@'" in shown and "%40" in shown and "wwt:***@127.0.0.1/db" in shown
+    for part in [password, *password.split("@")]:
+        assert len(part) < 3 or part not in shown.replace("127.0.0.1", ""), part
+
+
+def test_a_trial_failed_by_heartbeat_has_its_reason_and_no_experimental_warning(tmp_path) -> None:
+    """Issue 24.9: Optuna's heartbeat check failed trials with no reason stored, and warned in every
+    worker's log that it is experimental. Same RDB storage class as PostgreSQL's, on SQLite."""
+    import warnings
+
+    from wwtune.postgres import HeartbeatReasonStorage
+    from wwtune.reaping import reap_dead_workers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        url = f"sqlite:///{tmp_path / 's.db'}"
+        storage = HeartbeatReasonStorage(url, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # then its worker dies: no more beats
+    deadline = time.monotonic() + 30
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        while study.trials[0].state == optuna.trial.TrialState.RUNNING:
+            assert time.monotonic() < deadline, "the silent trial was never failed"
+            reap_dead_workers(study)
+            time.sleep(0.05)  # a poll interval, not a wait for an outcome
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    reason = study.trials[0].user_attrs["wwtune.fail_reason"]
+    assert reason.startswith("interrupted: no heartbeat from its worker for over 1 s")
+    assert not [w for w in seen if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+
+
 # --- against the real server ------------------------------------------------------------------------
 
 

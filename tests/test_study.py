@@ -137,6 +137,7 @@ def test_crashing_task_fails_only_its_trials(project):
         ("nan_weights", "diverged: weights of 'fc1.weight' became NaN/Inf at step 1"),
         ("flat_loss", "training loss did not fall by sanity.min_loss_drop=0.1"),
         ("never_reports", "never called reporter.report"),
+        ("reports_only_step_0", "called reporter.report only at step 0"),
         ("not_a_dict", "must return a dict or None but returned int"),
     ],
 )

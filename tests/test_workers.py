@@ -234,8 +234,11 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried_on_postgres
     study = optuna.load_study(study_name="wtiny", storage=storage)
     complete = check_study(study, cap)
     dead = study.trials[killed.number]
-    # failed by the heartbeat check (no reason of ours: the same-host replacement left it alone), not early
-    assert dead.state == TrialState.FAIL and "wwtune.fail_reason" not in dead.user_attrs
+    # failed by the heartbeat check (the same-host replacement left it alone), not early, with its reason
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["wwtune.fail_reason"].startswith("interrupted: no heartbeat from its worker")
+    logs = "".join(p.read_text() for p in project.glob("worker*.log"))
+    assert "ExperimentalWarning" not in logs
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params
@@ -261,6 +264,41 @@ def test_killed_worker_leaves_the_journal_readable_and_others_finish(project: Pa
     monkeypatch.chdir(project)
     run_study(compose(["study=wtiny", f"study.n_trials={cap}"]))
     assert len(journal_study(project).trials) == len(study.trials), "a finished study runs no extra trial"
+
+
+def test_a_killed_worker_not_yet_reaped_does_not_stall_the_others(project: Path) -> None:
+    """Start two workers, kill one, wait for them in order: the killed one stays a zombie until it is waited
+    for, and the survivor must not wait on its trial (issue 24.1)."""
+    cap = 8
+    env = {"WWTUNE_TEST_EPOCH_SLEEP": "0.3"}
+    survivor = start_worker(project, 0, f"study.n_trials={cap}", **env)
+    victim = start_worker(project, 1, f"study.n_trials={cap}", **env)
+    deadline = time.monotonic() + 150  # two workers starting on loaded shared cores
+    killed = None
+    while killed is None:  # SIGKILL the victim mid-trial and do *not* wait for it: it stays a zombie
+        assert time.monotonic() < deadline and victim.poll() is None, "the victim never got mid-trial"
+        try:
+            running = journal_study(project).get_trials(states=(TrialState.RUNNING,))
+        except (KeyError, FileNotFoundError):
+            running = []
+        for t in running:
+            if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = t
+                break
+        time.sleep(0.1)  # a poll interval, not a wait for an outcome
+    try:
+        survivor.wait(timeout=90)  # before the fix: waited at the cap until the zombie was reaped
+    finally:
+        victim.wait(10)
+        survivor.kill()
+    log = (project / "worker0.log").read_text()
+    assert survivor.returncode == 0, log[-3000:]
+    study = journal_study(project)
+    complete = check_study(study, cap)
+    assert len(complete) == cap
+    assert study.trials[killed.number].user_attrs["wwtune.fail_reason"].startswith("interrupted")
+    assert "at once on this host" not in log
 
 
 # --- bad storage settings fail fast, and say so without the password --------------------------------

@@ -197,3 +197,31 @@ def test_concurrent_workers_that_check_admission_stop_at_exactly_n() -> None:
 def test_cap_validates_n_trials(n, error, message) -> None:
     with pytest.raises(error, match=message):
         StudyTrialCap(n)
+
+
+def test_a_killed_but_unreaped_worker_is_not_alive() -> None:
+    """A zombie (ended, not yet waited for by its parent) still answers kill(pid, 0) but runs nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from wwtune.reaping import pid_alive, process_identity, worker_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        record = {**process_identity(), "pid": child.pid, "token": "another run"}
+        record["started"] = int(open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+        assert pid_alive(child.pid) and worker_alive(record)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while "Z" != open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0]:
+            assert time.monotonic() < deadline, "the killed child never became a zombie"
+            time.sleep(0.01)  # a poll interval, not a wait for an outcome
+        os.kill(child.pid, 0)  # the zombie still answers signal 0 ...
+        assert not pid_alive(child.pid)  # ... but is not alive
+        assert not worker_alive(record)
+    finally:
+        child.kill()
+        child.wait(10)

@@ -1,5 +1,6 @@
 """`python -m wwtune` / `wwtune`: `wwtune analyze PATH ...` for a diagnosis, `wwtune compare BASE NEW ...` for
-two versions of a model, else a Hydra-configured study."""
+two versions of a model, `wwtune repair-journal PATH` to mend a refused journal, else a Hydra-configured
+study."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
         from wwtune.compare_cli import main as compare_main  # lazy, as above
 
         return compare_main(args[1:])
+    if args and args[0] == "repair-journal":
+        from wwtune.journal_repair import main as repair_main  # lazy, as above
+
+        return repair_main(args[1:])
     from wwtune.cli_help import HELP_FLAGS, VERSION_FLAGS, help_text, version_text  # lazy, as above
 
     if any(a in VERSION_FLAGS for a in args):  # before Hydra, whose --version names only itself

@@ -212,6 +212,21 @@ def norm_violation(reporter: StudyReporter, norm_growth: float | None) -> str | 
     return None if reason is None else f"diverged: {reason['message']}"
 
 
+def _no_analysis(reporter: StudyReporter) -> str:
+    """Why a trial has no analysed step, said as it is (not "never called report" when it did)."""
+    if not reporter.losses and reporter.reference_loss is None:
+        return "the task never called reporter.report(step, model, loss)"
+    if not reporter.losses:
+        return (
+            "the task called reporter.report only at step 0 (before training); report at least one step "
+            ">= 1 with the trained model"
+        )
+    return (
+        f"the task reported up to step {reporter.last_step}, but no analysis of its model completed "
+        "(interrupted, or the model has no analysable layer)"
+    )
+
+
 @dataclass
 class StudyReporter(Reporter):
     """Analyses the model every ``report_every`` steps (and at ``budget``), scores it and reports to Optuna.
@@ -521,7 +536,7 @@ class TrialBridge(StudyReporter):
         if result:
             writer.result(result)
         if self.last_result is None:
-            self.fail("the task never called reporter.report(step, model, loss)")
+            self.fail(_no_analysis(self))
         alpha = self.last_result
         if alpha.value is not None:
             writer.score(alpha.value)

@@ -8,9 +8,11 @@ composed config; ``--help`` and ``--version`` are answered before Hydra (``wwtun
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +47,15 @@ class _DropNanFailures(logging.Filter):
         if any(s in message for s in _REDUNDANT):
             return False
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and _write_error_in(exc) is not None:
+            return False  # a full disk: the CLI says it in one line (`wwtune: write error: ...`)
         return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in message
+
+
+def _write_error_in(exc: BaseException) -> Any:
+    from wwtune.journal import write_error_in  # lazy, as in _write_report
+
+    return write_error_in(exc)
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -115,6 +125,7 @@ def _run(cfg: DictConfig) -> None:
     if moved:
         print(f"wwtune: configuration error: {moved}", file=sys.stderr)
         _exit_code[0] = 2
+        _forget_run_folder()
         return
     plain: dict[str, Any] = normalize_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     hydra_cfg = HydraConfig.get()
@@ -149,10 +160,12 @@ def _run(cfg: DictConfig) -> None:
     except ConfigError as exc:
         print(f"wwtune: configuration error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
+        _forget_run_folder()
         return
     except StorageConnectionError as exc:  # unreachable server, wrong password: no traceback, no secret
         print(f"wwtune: storage error: {exc}", file=sys.stderr)
         _exit_code[0] = 2
+        _forget_run_folder()
         return
     except WriteError as exc:  # a full disk: one line naming the file; the study stays readable
         print(f"wwtune: write error: {exc}", file=sys.stderr)
@@ -181,6 +194,31 @@ def _run(cfg: DictConfig) -> None:
             _exit_code[0] = 1
             return
     _exit_code[0] = 0
+
+
+def _forget_run_folder() -> None:
+    """A refused run leaves nothing behind: remove the run folder Hydra wrote before wwtune saw the config
+    (``.hydra/*.yaml``, the job's log) and the folders above it that are left empty (``hydra/``, the
+    study's folder when this run made it)."""
+    from hydra.core.hydra_config import HydraConfig  # lazy, as in _write_report
+
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir).absolute()
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # the job log: closed and detached, so nothing reopens it
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == out:
+            root.removeHandler(handler)
+            handler.close()
+            Path(handler.baseFilename).unlink(missing_ok=True)
+    if hc.output_subdir:
+        shutil.rmtree(out / str(hc.output_subdir), ignore_errors=True)
+    folder = out
+    for _ in range(3):  # <time>/, hydra/, <studies_dir>/<name>/: each only when empty
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
@@ -380,6 +418,9 @@ def _unknown_override(args: Sequence[str]) -> str | None:
         compose(overrides)
         return None
     except HydraException as exc:
+        choice = _unknown_choice(str(exc))
+        if choice:
+            return choice
         found = re.search(r"Could not override '([^']+)'", str(exc))
     except Exception:  # noqa: BLE001 - not a missing key; Hydra's own message stands
         return None
@@ -400,6 +441,24 @@ def _unknown_override(args: Sequence[str]) -> str | None:
     except ConfigError as err:
         return f"{err} (To add a key the config does not have, write +{key}=...)"
     return None
+
+
+def _unknown_choice(message: str) -> str | None:
+    """For Hydra's "Could not find 'group/choice'" (``sampler=nosuch``, ``study=quickstrat``): one line
+    naming the bad choice, a close match and the choices there are; None for any other error."""
+    found = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
+    if not found:
+        return None
+    group, choice = found.groups()
+    listed = re.search(rf"Available options in '{re.escape(group)}':\n((?:\t[^\n]*\n?)*)", message)
+    options = sorted(line.strip() for line in listed.group(1).splitlines() if line.strip()) if listed else []
+    close = difflib.get_close_matches(choice, options, n=1)
+    head = f"{group}={choice}: there is no {group} config named {choice!r}"
+    if close:
+        return f"{head}; did you mean {group}={close[0]}? Choices: {', '.join(options)}."
+    if options:
+        return f"{head}; did you mean one of {', '.join(options)}?"
+    return f"{head}."
 
 
 def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:

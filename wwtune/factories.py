@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -33,11 +33,15 @@ __all__ = ["make_pruner", "make_sampler", "make_score", "make_storage"]
 SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
 
-def make_storage(config: Mapping[str, Any]) -> BaseStorage:
+def make_storage(
+    config: Mapping[str, Any], creator_attrs: Callable[[], Mapping[str, Any]] | None = None
+) -> BaseStorage:
     """The Optuna storage of the study ``config`` names (its ``storage`` section, ``study.name`` and
-    ``study.studies_dir``; :func:`wwtune.storage.make_storage` builds it)."""
+    ``study.studies_dir``; :func:`wwtune.storage.make_storage` builds it, ``creator_attrs`` included)."""
     try:
-        return storages.make_storage(config["storage"], str(config["study"]["name"]), studies_dir(config))
+        return storages.make_storage(
+            config["storage"], str(config["study"]["name"]), studies_dir(config), creator_attrs=creator_attrs
+        )
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
 

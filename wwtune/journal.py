@@ -5,22 +5,23 @@ disk) leaves a *torn tail*: the last line incomplete. Optuna skips a torn last l
 the next append lands straight after it, so the broken line ends up in the middle, where Optuna refuses
 the whole file. Two things here keep that from happening:
 
-* :func:`repair_journal`, called before a study's journal is opened: a torn tail is cut back to the last
-  complete record (its bytes kept in a backup file beside the journal, with a warning saying how many
-  were dropped); a broken record *followed by* complete ones is refused with :class:`JournalCorrupt`
-  (which records to keep is the user's call, not ours).
+* :func:`repair_journal`, called before a study's journal is opened: a torn tail — or a last line that is
+  valid JSON but no journal record (``{}``, ``42``, an unknown op code) — is cut back to the last complete
+  record (its bytes kept in a backup file beside the journal, with a warning naming the lines dropped); a
+  broken record *followed by* complete ones, or a record whose seal shows it was changed, deleted or
+  duplicated (:mod:`wwtune.journal_records`), is refused with :class:`JournalCorrupt`, which points to
+  ``wwtune repair-journal`` (:mod:`wwtune.journal_repair`).
 * :class:`SafeJournalFileBackend`: an append that fails (``ENOSPC``, ``EFBIG``, ...) is rolled back to
   the file's previous end under the journal lock, and raises :class:`JournalWriteError` naming the file
-  and what was not written, so the journal stays readable.
+  and what was not written, so the journal stays readable. Each record it writes is sealed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from wwtune.deadline import signals_held
 from wwtune.diskio import WriteError
 from wwtune.exceptions import JournalCorrupt, JournalWriteError
+from wwtune.journal_records import (
+    CREATE_TRIAL,
+    FIRST,
+    body_crc,
+    check_line,
+    describe_line,
+    last_line,
+    seal_logs,
+)
 
 __all__ = [
     "JournalCorrupt",
@@ -46,36 +56,14 @@ _write = os.write
 TORN_SUFFIX = ".torn"
 
 
-def _records(f: Any, offset: int) -> Iterator[tuple[int, int, bool]]:
-    """``(start, end, complete)`` for each line of ``f`` from byte ``offset``: complete when it ends in a
-    newline and parses as JSON."""
-    f.seek(offset)
-    pos = offset
-    for line in f:
-        end = pos + len(line)
-        complete = line.endswith(b"\n")
-        if complete:
-            try:
-                json.loads(line)
-            except ValueError:
-                complete = False
-        yield pos, end, complete
-        pos = end
+class _Scan:
+    """What :func:`_scan` found: where the good records end, and what is wrong after them."""
 
-
-def _scan(path: Path, offset: int = 0) -> tuple[int, int | None]:
-    """``(good_end, bad_line)``: where the complete records end, and the 1-based line number of a broken
-    record that complete records follow (None when the file is clean or only its tail is torn)."""
-    good_end, first_bad = offset, None
-    with open(path, "rb") as f:
-        for number, (_start, end, complete) in enumerate(_records(f, offset), start=1):
-            if complete and first_bad is not None:
-                return good_end, first_bad
-            if complete:
-                good_end = end
-            elif first_bad is None:
-                first_bad = number
-    return good_end, None
+    def __init__(self, good_end: int, prev: str) -> None:
+        self.good_end = good_end  # byte offset after the last good record
+        self.prev = prev  # body CRC of that record (what the next sealed record names)
+        self.tail: list[str] = []  # descriptions of the broken lines after it, none followed by a good one
+        self.refusal: str | None = None  # why the file is refused (a problem that a tail cut cannot mend)
 
 
 def _line_number(path: Path, offset: int) -> int:
@@ -83,14 +71,48 @@ def _line_number(path: Path, offset: int) -> int:
         return f.read(offset).count(b"\n") + 1
 
 
+def _scan(path: Path, offset: int = 0, prev: str = FIRST) -> _Scan:
+    """Check every line of the journal from byte ``offset`` (after a line of CRC ``prev``)."""
+    scan = _Scan(offset, prev)
+    number = _line_number(path, offset) - 1
+    pending: list[tuple[int, str, str]] = []  # broken lines (number, description, why) after good_end
+    with open(path, "rb") as f:
+        f.seek(offset)
+        pos, last = offset, prev
+        for line in f:
+            number += 1
+            end = pos + len(line)
+            if line.endswith(b"\n"):
+                kind, detail = check_line(line, last)
+            else:
+                kind, detail = "torn", "cut short"
+            if kind == "ok" and not pending:
+                scan.good_end, scan.prev = end, body_crc(line)
+            elif kind in ("ok", "changed", "out of place") and pending:
+                first, desc, why = pending[0]
+                scan.refusal = f"line {first} ({desc}): {why}, yet complete records follow it"
+                return scan
+            elif kind in ("changed", "out of place"):
+                scan.refusal = f"line {number} ({describe_line(line)}): {kind}, {detail}"
+                return scan
+            else:
+                why = "a record cut short" if kind == "torn" else f"not a journal record: {detail}"
+                pending.append((number, describe_line(line), why))
+            last = body_crc(line)
+            pos = end
+    scan.tail = [f"line {n}: {desc}, {why}" for n, desc, why in pending]
+    return scan
+
+
 def repair_journal(path: str | os.PathLike[str]) -> int:
     """Make the journal at ``path`` safe to append to; returns the number of bytes dropped (0: untouched).
 
-    A torn tail (an incomplete last line, or several broken lines with no complete record after them) is
-    truncated to the end of the last complete record, under the journal's own lock so a worker's append
-    in progress is never mistaken for a torn one. The dropped bytes are kept in ``<path>.torn.<time>``
-    first (nothing is cut if that backup cannot be written). A broken record followed by complete ones
-    raises :class:`JournalCorrupt`. A missing or empty file is left alone.
+    A torn tail (an incomplete last line, a last line that is JSON but no journal record, or several such
+    lines with no complete record after them) is truncated to the end of the last complete record, under
+    the journal's own lock so a worker's append in progress is never mistaken for a torn one. The dropped
+    bytes are kept in ``<path>.torn.<time>`` first (nothing is cut if that backup cannot be written). A
+    broken record followed by complete ones, or a sealed record that was changed or is out of place, raises
+    :class:`JournalCorrupt`. A missing or empty file is left alone.
 
     Example:
         .. code-block:: python
@@ -100,9 +122,10 @@ def repair_journal(path: str | os.PathLike[str]) -> int:
             from wwtune.journal import repair_journal
 
             path = Path(tempfile.mkdtemp()) / "journal.log"
-            path.write_bytes(b'{"op_code": 0}\\n{"op_co')   # a write cut short
+            study = b'{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}\\n'
+            path.write_bytes(study + b'{"op_co')            # a write cut short
             assert repair_journal(path) == 7                 # warns, keeps the 7 bytes in journal.log.torn.*
-            assert path.read_bytes() == b'{"op_code": 0}\\n'
+            assert path.read_bytes() == study
     """
     path = Path(path)
     try:
@@ -111,18 +134,19 @@ def repair_journal(path: str | os.PathLike[str]) -> int:
         return 0
     if size == 0:
         return 0
-    good_end, bad_line = _scan(path)
-    if bad_line is not None:
-        raise JournalCorrupt(_corrupt_message(path, bad_line))
-    if good_end == size:
+    scan = _scan(path)
+    if scan.refusal:
+        raise JournalCorrupt(_corrupt_message(path, scan.refusal))
+    if scan.good_end == size:
         return 0
     # A torn tail, or another worker's append in progress: look again holding the journal's lock.
     lock = JournalFileSymlinkLock(str(path.absolute()))
     lock.acquire()
     try:
-        good_end, bad_line = _scan(path, good_end)
-        if bad_line is not None:  # records appended meanwhile after a broken one
-            raise JournalCorrupt(_corrupt_message(path, _line_number(path, good_end)))
+        scan = _scan(path, scan.good_end, scan.prev)
+        if scan.refusal:  # records appended meanwhile after a broken one
+            raise JournalCorrupt(_corrupt_message(path, scan.refusal))
+        good_end = scan.good_end
         size = path.stat().st_size
         if good_end == size:
             return 0
@@ -150,20 +174,23 @@ def repair_journal(path: str | os.PathLike[str]) -> int:
     finally:
         lock.release()
     _logger.warning(
-        "The journal %s ended in a torn record (an interrupted or failed write): dropped its last %d "
-        "byte(s), back to the last complete record; the dropped bytes are kept in %s.",
+        "The journal %s ended in a torn record (an interrupted or failed write) or one that is not a "
+        "journal record (%s): dropped its last %d byte(s), back to the last complete record; the dropped "
+        "bytes are kept in %s.",
         path,
+        "; ".join(scan.tail) or "cut short",
         len(torn),
         backup,
     )
     return len(torn)
 
 
-def _corrupt_message(path: Path, line: int) -> str:
+def _corrupt_message(path: Path, refusal: str) -> str:
     return (
-        f"the journal {str(path)!r} has a broken record at line {line}, followed by complete ones, so "
-        "Optuna cannot read it; wwtune does not guess which records to keep. Copy the file, then delete "
-        f"that line (sed -i '{line}d' {path}) and run again."
+        f"the journal {str(path)!r} has a broken record at {refusal}. Its study cannot be read as it was "
+        f"written, and wwtune does not guess. `wwtune repair-journal {path}` keeps a copy of the file, "
+        "keeps every consistent record (no trial renumbered) and lists each record it drops; or restore "
+        "the journal from a backup."
     )
 
 
@@ -172,11 +199,22 @@ class SafeJournalFileBackend(JournalFileBackend):
 
     An append writes the records, flushes and fsyncs under the journal lock; if any of that fails, the file
     is truncated back to its size before the append (still under the lock) and :class:`JournalWriteError`
-    is raised. Reading is Optuna's own.
+    is raised. Reading is Optuna's own. With ``creator_attrs``, each record creating a trial to run now
+    carries those user attrs itself (merged over a template's), in the same line.
     """
 
+    def __init__(
+        self,
+        file_path: str,
+        lock_obj: Any = None,
+        creator_attrs: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(file_path, lock_obj)
+        self._creator_attrs = creator_attrs
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+        if self._creator_attrs is not None:
+            logs = [self._stamped(log) for log in logs]
         try:
             self._lock.acquire()
         except OSError as exc:  # the lock is a symlink beside the journal: it needs an inode too
@@ -185,9 +223,11 @@ class SafeJournalFileBackend(JournalFileBackend):
                 f"record(s): {exc.strerror or exc}. The journal is unchanged; free some space and run again."
             ) from None
         try:
-            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self._file_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 start = os.fstat(fd).st_size
+                # sealed under the lock: each record names the line before it (wwtune.journal_records)
+                data = seal_logs(logs, body_crc(last_line(fd, start)) if start else FIRST)
                 try:
                     with signals_held():  # a trial timeout or Ctrl-C lands after the record, never inside
                         view = memoryview(data)
@@ -206,6 +246,17 @@ class SafeJournalFileBackend(JournalFileBackend):
                 os.close(fd)
         finally:
             self._lock.release()
+
+    def _stamped(self, log: dict[str, Any]) -> dict[str, Any]:
+        """``log`` with the creator's attrs when it creates a trial that runs now (not an enqueued one)."""
+        if log.get("op_code") != CREATE_TRIAL or log.get("state", _RUNNING) != _RUNNING:
+            return log
+        assert self._creator_attrs is not None
+        return {**log, "user_attrs": {**(log.get("user_attrs") or {}), **self._creator_attrs()}}
+
+
+#: Optuna's TrialState.RUNNING as stored in a journal record
+_RUNNING = 0
 
 
 def _roll_back(fd: int, size: int) -> None:

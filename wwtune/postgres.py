@@ -12,6 +12,7 @@ an environment variable, never from a config file, and is only ever shown redact
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -27,6 +28,8 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from wwtune.exceptions import StorageConnectionError
+from wwtune.record import FAIL_REASON
+from wwtune.workers import INTERRUPTED
 
 __all__ = [
     "CONFIG_KEYS",
@@ -51,6 +54,27 @@ _URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 
 #: Key of the PostgreSQL advisory lock that serialises the creation of Optuna's tables.
 _SCHEMA_LOCK_KEY = 0x7777_7475_6E65_0001
+
+
+class HeartbeatReasonStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose heartbeat check stores why it fails a trial.
+
+    Optuna fails a RUNNING trial whose heartbeat stopped (at the start of any worker's next trial) without
+    a word; each such trial found here gets its reason (``wwtune.fail_reason``) first, while it can still
+    be changed, so the summary and the report say what happened instead of "no reason stored".
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)  # Optuna's default: two beats
+        reason = (
+            f"{INTERRUPTED}: no heartbeat from its worker for over {grace:g} s (grace period): "
+            "the worker died or hung"
+        )
+        for trial_id in stale:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, KeyError):
+                self.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+        return stale
 
 
 def redact_url(url: str) -> str:
@@ -90,6 +114,12 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 def _normalise(url: str) -> tuple[str, str | None]:
     """(URL with an explicit, installed driver, [password forms]) or a :class:`StorageConnectionError`."""
+    netloc = url.partition("://")[2].split("/", 1)[0]
+    if netloc.count("@") > 1:  # a raw '@' in the password: parsed, part of it would become the host name
+        raise StorageConnectionError(
+            f"storage URL {redact_url(url)!r} has a raw '@' in its user name or password; write it "
+            "percent-encoded as %40 (the password is never shown)."
+        )
     try:
         parsed = make_url(url)
     except Exception:
@@ -226,7 +256,7 @@ def postgres_storage(
             try:
                 with engine.connect() as lock:
                     lock.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({_SCHEMA_LOCK_KEY})"))
-                    storage = optuna.storages.RDBStorage(
+                    storage = HeartbeatReasonStorage(
                         driver_url,
                         engine_kwargs=kwargs,
                         heartbeat_interval=heartbeat_interval,

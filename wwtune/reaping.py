@@ -16,6 +16,7 @@ import datetime
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from wwtune.workers import INTERRUPTED
 
 __all__ = [
     "RUN_TOKEN",
+    "fail_silent_trials",
     "fail_stale_trials",
     "pid_alive",
     "process_identity",
@@ -87,12 +89,25 @@ def running_here(study_name: str, number: int) -> Iterator[None]:
 
 def reap_dead_workers(study: optuna.Study) -> None:
     """Fail the RUNNING trials of dead workers: by heartbeat (PostgreSQL; re-queues them) or by pid here."""
-    optuna.storages.fail_stale_trials(study)
+    fail_silent_trials(study)
     fail_stale_trials(study)
 
 
+def fail_silent_trials(study: optuna.Study) -> None:
+    """On a storage with heartbeats: Optuna's check that fails (and re-queues) the trials whose heartbeat
+    stopped, without the warning that it is experimental in every worker's log (the reason each gets is
+    stored by :class:`wwtune.postgres.HeartbeatReasonStorage`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+    """Whether a process with this pid runs on this host.
+
+    A process that has ended but that its parent has not reaped yet (a zombie: ``Z`` or ``X`` in
+    ``/proc/<pid>/stat``) still answers ``kill(pid, 0)`` but runs nothing: it counts as dead.
+    """
     if pid <= 0:
         return False
     try:
@@ -100,8 +115,19 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _proc_state(pid) not in ("Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (``/proc/<pid>/stat`` field 3), or None where unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[0] if fields else None
 
 
 #: this process's token, stored with each trial it runs

@@ -109,9 +109,16 @@ def _number(low: float, high: float, text: str, *, low_open: bool = False, high_
     return check
 
 
+#: the longest time limit a timer can be armed with (the system timer overflows a little above 1e9 s)
+MAX_SECONDS = 1e8
+
+
 def _positive_seconds(key: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key} must be a positive number of seconds or null but got {value!r}.")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= MAX_SECONDS:
+        raise ConfigError(
+            f"{key} must be a positive number of seconds up to {MAX_SECONDS:g} (about 3 years) or null "
+            f"but got {value!r}."
+        )
 
 
 def _task(key: str, value: Any) -> None:

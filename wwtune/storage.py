@@ -15,6 +15,7 @@ config keys it accepts.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -75,7 +76,9 @@ def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
         raise StorageError(str(exc)) from None
 
 
-def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
+def _journal(
+    cfg: Mapping[str, Any], folder: Path, creator_attrs: Callable[[], Mapping[str, Any]] | None = None
+) -> BaseStorage:
     path = Path(cfg["url"]) if cfg.get("url") else folder / "journal.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # before anything is appended: a torn tail would end up mid-file, where Optuna refuses it
@@ -85,7 +88,7 @@ def _journal(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
     # Absolute on purpose: Optuna's lock is a symlink to this path, and it frees the lock of a worker killed
     # while writing only if the link resolves (grace period, 30 s); a relative link dangles, and every
     # other worker would wait forever.
-    return JournalStorage(SafeJournalFileBackend(str(path.absolute())))
+    return JournalStorage(SafeJournalFileBackend(str(path.absolute()), creator_attrs=creator_attrs))
 
 
 def _rdb(cfg: Mapping[str, Any], folder: Path) -> BaseStorage:
@@ -134,8 +137,16 @@ register("rdb", _rdb)
 register("postgres", _postgres, POSTGRES_KEYS)
 
 
-def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.PathLike[str]) -> BaseStorage:
+def make_storage(
+    cfg: Mapping[str, Any],
+    study_name: str,
+    studies_dir: str | os.PathLike[str],
+    creator_attrs: Callable[[], Mapping[str, Any]] | None = None,
+) -> BaseStorage:
     """Build the Optuna storage for ``cfg`` (the composed ``storage`` node).
+
+    ``creator_attrs`` (journal only): user attrs written into each new trial's creation record itself
+    (the worker's identity), so no trial exists without them.
 
     Example:
 
@@ -157,8 +168,11 @@ def make_storage(cfg: Mapping[str, Any], study_name: str, studies_dir: str | os.
         raise StorageError(
             f"Unknown storage setting(s) {unknown} for storage.kind={kind!r}; allowed: {list(_KEYS[kind])}."
         )
+    builder = _BUILDERS[kind]
+    if builder is _journal and creator_attrs is not None:
+        builder = functools.partial(_journal, creator_attrs=creator_attrs)
     try:
-        return _BUILDERS[kind](cfg, study_dir(studies_dir, study_name))
+        return builder(cfg, study_dir(studies_dir, study_name))
     except OSError as exc:  # a folder that cannot be created, a read-only file system, ...
         where = cfg.get("url") or study_dir(studies_dir, study_name)
         raise StorageError(

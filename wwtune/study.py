@@ -43,8 +43,8 @@ from wwtune.deprecation import moved
 from wwtune.factories import make_pruner, make_sampler, make_score, make_storage
 from wwtune.journal import write_error_in
 from wwtune.outcome import store_trust, write_best_params
-from wwtune.reaping import fail_stale_trials, reap_dead_workers
-from wwtune.record import STUDY_CONFIG, json_safe, studies_dir, write_study_attrs
+from wwtune.reaping import fail_stale_trials, process_identity, reap_dead_workers
+from wwtune.record import STUDY_CONFIG, WORKER, json_safe, studies_dir, write_study_attrs
 from wwtune.resume import (
     CurrentRuleSampler,
     check_config_change,
@@ -169,18 +169,13 @@ def open_study(
     task_fn = load_task(config.objective["task"])
     sampler = make_sampler(config, space, worker_id)  # a bad sampler fails before the storage is made
     pruner = make_pruner(config)
-    storage = make_storage(config)
+    # each trial's creation record names its worker, so a trial is never left without one (a full disk
+    # between creating a trial and its first attrs) and waited on as another worker's
+    storage = make_storage(config, creator_attrs=lambda: {WORKER: process_identity(worker_id)})
     n_existing = stored_trial_count(storage, name)
     if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
         sampler = make_sampler(config, space, worker_id, n_existing)
-    study = optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        study_name=name,
-        directions=score.directions,
-        load_if_exists=True,
-    )
+    study = _open_or_create(storage, name, sampler, pruner, score.directions)
     stored = [d.name.lower() for d in study.directions]
     if stored != score.directions:
         raise ConfigError(
@@ -318,10 +313,30 @@ _PER_RUN_KEYS = (
     "allow_config_change",
     "progress_bar",
     "report",
+    "studies_dir",  # where the study lives is not part of its configuration
     "artifacts",
     "spectra",
     "torch_threads",
 )
+
+
+def _open_or_create(
+    storage: Any, name: str, sampler: Any, pruner: Any, directions: list[str]
+) -> optuna.Study:
+    """The stored study ``name``, loaded without writing (so a run refused next leaves the storage as it
+    was), or a new one."""
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            study_name=name,
+            directions=directions,
+            load_if_exists=True,  # another worker may create it at the same moment
+        )
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
 
 def _strip_n_trials(cfg: Any) -> Any:

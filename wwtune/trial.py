@@ -9,6 +9,7 @@ infeasible instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -26,7 +27,7 @@ from wwtune.bridge import (
     norm_violation,
 )
 from wwtune.config import analysis_options
-from wwtune.deadline import TrialTimeout, trial_alarm
+from wwtune.deadline import TrialTimeout, check_alarm, trial_alarm
 from wwtune.diskio import WriteError
 from wwtune.exceptions import Pruned, TrainingDiverged, TrialFailed
 from wwtune.objective import Params
@@ -57,6 +58,15 @@ _logger = logging.getLogger(__name__)
 
 #: the showing layer's figure for a running trial: ``(trial, layer table, α band, artifacts folder)``
 DrawTrial = Callable[[optuna.trial.Trial, Any, Any, Path], None]
+
+
+class _TimedBridge(TrialBridge):
+    """The bridge the CLI's tasks get: each report also checks the trial's time limit
+    (:func:`wwtune.deadline.check_alarm`), so a task that takes SIGALRM over cannot switch it off."""
+
+    def report(self, step: int, model: Any, loss: float) -> None:
+        check_alarm()
+        super().report(step, model, loss)
 
 
 class TrialRunner:
@@ -127,6 +137,12 @@ class TrialRunner:
             # NaN makes Optuna record FAIL without re-logging a traceback; the reason is in the user attrs
             _logger.warning("Trial %d failed: %s", trial.number, exc)
             return float("nan")
+        except WriteError:
+            # the run stops here; the trial, cut short by the storage, does not count: say so if a short
+            # record still fits (else it stays RUNNING and the next run fails it as interrupted)
+            with contextlib.suppress(WriteError):
+                TrialWriter(trial).fail_reason(f"{INTERRUPTED}: the study's storage could not be written")
+            raise
 
     def _run(self, trial: optuna.trial.Trial) -> float:
         start = time.perf_counter()
@@ -147,7 +163,7 @@ class TrialRunner:
             data_fraction=self.data_fraction,
         )
         # the same bridge a user's own loop uses (wwtune.TrialBridge): one implementation of the record
-        reporter = TrialBridge(
+        reporter = _TimedBridge(
             trial,
             score=self.alpha_score,
             budget=self.budget,

@@ -213,8 +213,8 @@ class StudyTrialCap(MaxTrialsCallback):
                 logged_at = now
                 _logger.info(
                     "%d of %d trials finished and other workers are running trial(s) %s: waiting for "
-                    "them (a dead worker's trial is freed by its heartbeat grace period, or at once on this "
-                    "host).",
+                    "them (a dead worker's trial is failed after its heartbeat grace period on PostgreSQL, "
+                    "or on this host once its process is found ended).",
                     counted,
                     self._n_trials,
                     ", ".join(f"#{n}" for n in running),

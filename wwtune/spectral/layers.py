@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,18 +322,47 @@ def _file_specs(path: Path) -> list[WeightSpec]:
     )
 
 
+def _roots(folder: Path) -> list[Path]:
+    """Where a model folder's weight files may live: the folder itself, and for a Hugging Face hub cache
+    snapshot (``.../snapshots/<revision>``, whose files are links into the repository's ``blobs/``) that
+    ``blobs/`` folder."""
+    inside = folder.resolve()
+    return [inside, inside.parent.parent / "blobs"] if inside.parent.name == "snapshots" else [inside]
+
+
+def _outside(folder: Path, names: Sequence[str]) -> list[str]:
+    """The entries of ``names`` whose file (links followed) lies outside ``folder`` (:func:`_roots`)."""
+    roots = _roots(folder)
+    return [n for n in names if not any((folder / n).resolve().is_relative_to(r) for r in roots)]
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of a shard index file, checked: tensor name -> shard file name."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{str(index)!r} is not a valid shard index ({type(e).__name__}: {e}).") from None
+    bad = (
+        [f"weight_map is a {type(weight_map).__name__}"]
+        if not isinstance(weight_map, dict)
+        else [f"{k!r}: {v!r}" for k, v in weight_map.items() if not isinstance(v, str) or not v]
+    )
+    if bad:
+        raise ValueError(
+            f"{str(index)!r} is not a valid shard index: weight_map must map tensor names to shard file "
+            f"names, but has {', '.join(bad[:3])}" + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        )
+    return weight_map
+
+
 def _folder_specs(folder: Path) -> list[WeightSpec]:
     """A Hugging Face folder: sharded or single safetensors preferred, else PyTorch .bin/.pt files."""
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError) as e:
-                raise ValueError(f"{str(index)!r} is not a valid shard index ({e}).") from None
+            weight_map = _weight_map(index)
             shards = sorted(set(weight_map.values()))
-            inside = folder.resolve()
-            outside = [s for s in shards if not (folder / s).resolve().is_relative_to(inside)]
+            outside = _outside(folder, shards)
             if outside:
                 raise ValueError(
                     f"{str(index)!r} lists shard(s) outside the model folder: {outside}; "
@@ -354,6 +383,12 @@ def _folder_specs(folder: Path) -> list[WeightSpec]:
         )
     if not files:
         raise FileNotFoundError(f"no weight files ({', '.join(FILE_SUFFIXES)}) in folder {str(folder)!r}.")
+    outside = _outside(folder, [f.name for f in files])
+    if outside:  # as a shard index naming such a file: a link out of the folder is refused, not followed
+        raise ValueError(
+            f"the model folder {str(folder)!r} holds weight file(s) that link outside it: {outside}; "
+            "weight files must lie inside the folder."
+        )
     return [s for f in files for s in _file_specs(f)]
 
 
