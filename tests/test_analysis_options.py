@@ -37,13 +37,13 @@ def test_defaults_and_normalised_values():
     [
         ({"min_evals": 0}, ValueError, "min_evals cannot be less than 1 but got 0"),
         ({"min_evals": 9, "max_evals": 8}, ValueError, "max_evals cannot be less than min_evals"),
-        ({"fit": "ols"}, ValueError, "fit must be one of \\['power_law', 'hill'\\] but got 'ols'"),
+        ({"fit": "ols"}, ValueError, "fit must be one of \\['power_law', 'hill', .*\\] but got 'ols'"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
         ({"layer_types": ["lstm"]}, ValueError, "layer_types must be among"),
         ({"mp_fit": "yes"}, TypeError, "mp_fit must be True or False but got 'yes'"),
         ({"seed": 1.5}, TypeError, "seed must be an integer but got 1.5"),
         ({"layers": []}, TypeError, "layers must be a pattern string"),
-        ({"min_evalz": 3}, TypeError, "unknown analysis option\\(s\\) \\['min_evalz'\\]"),
+        ({"min_evalz": 3}, TypeError, "unexpected keyword argument 'min_evalz'.*did you mean 'min_evals'"),
     ],
 )
 def test_bad_values_fail_once_naming_the_value(changes, error, message):
@@ -70,7 +70,7 @@ def test_analyze_takes_the_options_object_or_the_names():
 
 
 def test_the_maths_draws_nothing():
-    with pytest.raises(TypeError, match=r"unknown analysis option\(s\) \['plot'\]"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'plot' \(an option of wwtune.analyze"):
         spectral_analyze(_model(), plot=True)
 
 
@@ -78,7 +78,7 @@ def test_compare_takes_the_same_object():
     model = _model()
     df = wwtune.compare(model, model, AnalysisOptions(layers="2"))
     assert list(df["name"]) == ["2"] and list(df["verdict"]) == ["unchanged"]
-    with pytest.raises(TypeError, match="unknown analysis option"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
         wwtune.compare(model, model, nonsense=1)
 
 

@@ -74,7 +74,7 @@ def test_workers_give_the_serial_dataframe_for_a_module(extra):
     parallel = analyze(model, workers=2, progress=lambda d, t, n: seen.append((d, t, n)), **extra)
     pd.testing.assert_frame_equal(parallel, serial, check_exact=True)
     assert [d for d, _, _ in seen] == list(range(1, len(serial) + 1))
-    assert sorted(n for _, _, n in seen) == sorted(serial["name"])
+    assert sorted(n for _, _, n in seen) == sorted(serial["longname"])
 
 
 def test_workers_give_the_serial_dataframe_for_sharded_safetensors(folder):

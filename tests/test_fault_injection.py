@@ -287,7 +287,7 @@ def test_disk_full_right_after_a_trial_is_created_leaves_no_trial_without_its_wo
         run_study(compose([*ARGS, "study.n_trials=4"]))
     orphan = load().trials[-1]
     assert orphan.state == TrialState.RUNNING  # nothing more could be written about it
-    assert orphan.user_attrs["wwtune.worker"]["pid"] == os.getpid()  # ... but its creation names its worker
+    assert orphan.system_attrs["wwtune.worker"]["pid"] == os.getpid()  # ... but its creation names its worker
     disk.armed = disk.full = False
     with caplog.at_level("WARNING"):
         study = run_study(compose([*ARGS, "study.n_trials=4"]))

@@ -282,7 +282,7 @@ def test_a_killed_worker_not_yet_reaped_does_not_stall_the_others(project: Path)
         except (KeyError, FileNotFoundError):
             running = []
         for t in running:
-            if t.user_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
+            if t.system_attrs.get("wwtune.worker", {}).get("pid") == victim.pid and t.intermediate_values:
                 os.kill(victim.pid, signal.SIGKILL)
                 killed = t
                 break

@@ -200,7 +200,7 @@ class SafeJournalFileBackend(JournalFileBackend):
     An append writes the records, flushes and fsyncs under the journal lock; if any of that fails, the file
     is truncated back to its size before the append (still under the lock) and :class:`JournalWriteError`
     is raised. Reading is Optuna's own. With ``creator_attrs``, each record creating a trial to run now
-    carries those user attrs itself (merged over a template's), in the same line.
+    carries those system attrs itself (merged over a template's), in the same line.
     """
 
     def __init__(
@@ -252,7 +252,7 @@ class SafeJournalFileBackend(JournalFileBackend):
         if log.get("op_code") != CREATE_TRIAL or log.get("state", _RUNNING) != _RUNNING:
             return log
         assert self._creator_attrs is not None
-        return {**log, "user_attrs": {**(log.get("user_attrs") or {}), **self._creator_attrs()}}
+        return {**log, "system_attrs": {**(log.get("system_attrs") or {}), **self._creator_attrs()}}
 
 
 #: Optuna's TrialState.RUNNING as stored in a journal record

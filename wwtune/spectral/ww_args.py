@@ -160,6 +160,11 @@ def ww_fit(fit: Any) -> tuple[str, bool]:
 
 
 def _unknown(name: str, call: str) -> WeightWatcherOptionError:
+    if name in WW_ARGS:  # an option of the public wwtune.analyze that this lower-level call does not take
+        return WeightWatcherOptionError(
+            f"{call}() got an unexpected keyword argument {name!r} (an option of wwtune.{call}, which takes "
+            f"it before the analysis; this call does not)"
+        )
     close = difflib.get_close_matches(name, list(WW_ARGS), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return WeightWatcherOptionError(
