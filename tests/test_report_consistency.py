@@ -70,8 +70,9 @@ def test_the_alpha_legend_and_the_layer_table_agree_on_an_on_target_layer():
                        "warning": ["over-trained"]})  # fmt: skip
     legend = [t.get_text() for t in plot_layer_alphas(df, (2.0, 2.0)).axes[0].get_legend().get_texts()]
     assert any(x.startswith("no warning, or on target") for x in legend)
-    table = _layer_table(df, (2.0, 2.0))
-    assert "on target (within 0.1 of the band)" in table and ">over-trained<" not in table
+    table = _layer_table(df, (2.0, 2.0))  # the template's table: rows of cells
+    cells = [cell["text"] for row in table["rows"] for cell in row["cells"]]
+    assert "on target (within 0.1 of the band)" in cells and "over-trained" not in cells
 
 
 def test_the_summary_box_names_the_score_rule_and_the_pick(tmp_path):
