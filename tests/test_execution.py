@@ -212,8 +212,11 @@ def test_a_script_without_a_main_guard_can_use_workers(tmp_path):
         "print('runs', flush=True)\n"
         "print(wwtune.analyze(model, workers=2).equals(wwtune.analyze(model)))\n"
     )
+    # bit-identical needs the serial run on the workers' one BLAS thread (docs/distributed-analysis.md);
+    # the environment of the test run may set any thread count, so the script's is pinned here
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["runs", "True"]
