@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,6 +29,22 @@ def _model(params: Params) -> nn.Module:
     return model
 
 
+def _hang_if_asked() -> None:
+    """With ``WWTUNE_TEST_HANG_MARK=<path>`` and ``WWTUNE_TEST_HANG_AT=<n>``, the n-th call of a task hangs
+    after its first report, once it has written <path>: a test kills the run mid-trial on that condition,
+    whatever the machine's speed (calls are counted in ``<path>.calls``, so trial subprocesses count too)."""
+    mark = os.environ.get("WWTUNE_TEST_HANG_MARK")
+    if not mark:
+        return
+    calls = Path(mark + ".calls")
+    with calls.open("a") as f:
+        f.write("call\n")
+    if len(calls.read_text().splitlines()) == int(os.environ["WWTUNE_TEST_HANG_AT"]):
+        Path(mark).write_text("hanging\n")
+        while True:
+            time.sleep(60)
+
+
 def fast(params: Params, reporter: Reporter) -> dict:
     """A few full-batch SGD steps per epoch; the loss falls by >10% for any lr in [0.05, 1]."""
     torch.set_num_threads(1)
@@ -42,6 +59,8 @@ def fast(params: Params, reporter: Reporter) -> dict:
             loss.backward()
             opt.step()
         reporter.report(epoch, model, loss.item())
+        if epoch == 1:
+            _hang_if_asked()
         if os.environ.get("WWTUNE_TEST_SLEEP"):
             time.sleep(float(os.environ["WWTUNE_TEST_SLEEP"]))
     return {"heldout": float(-loss.item()), "group_lrs": groups}
