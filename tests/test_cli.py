@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from ctrl_c import sigint_as_in_a_terminal
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
@@ -362,14 +363,20 @@ def test_a_real_ctrl_c_prints_wwtunes_line_only(project):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_in_a_terminal,  # a suite started in the background would pass SIGINT ignored
     )
     ready = project / "ready_for_ctrl_c"
-    deadline = time.monotonic() + 120
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a condition (the task is inside its trial), bounded by the deadline
-    assert ready.exists(), proc.communicate(timeout=30)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition (the task is inside its trial), bounded by the deadline
+        assert ready.exists(), "the task never got inside its trial"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no run behind
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted; completed trials are stored. Run the same command again to resume." in err
     assert "failed with value" not in err and "[W " not in err and "Traceback" not in err, err

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from ctrl_c import sigint_as_in_a_terminal
 from safetensors.torch import save_file
 from torch import nn
 
@@ -185,6 +186,7 @@ def test_ctrl_c_stops_every_worker(tmp_path):
         text=True,
         cwd=tmp_path,
         start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,  # a suite started in the background would pass SIGINT ignored
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)
