@@ -35,7 +35,8 @@ import torch  # noqa: E402
 from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: E402
 
 from wwtune.cli import compose  # noqa: E402
-from wwtune.config import load_task, make_score  # noqa: E402
+from wwtune.config import load_task  # noqa: E402
+from wwtune.factories import make_score  # noqa: E402
 from wwtune.objective import NullReporter, Params  # noqa: E402
 from wwtune.search_space import SearchSpace  # noqa: E402
 from wwtune.trial import TrialRunner  # noqa: E402
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for every in args.report_every:
             cfg = compose(["study=quickstart", f"objective.report_every={every}", f"study.studies_dir={tmp}"])
-            score = make_score(cfg)
+            score = make_score(cfg["score"], cfg["objective"])
             ratios, shares = [], []
             for k, flat in enumerate(param_sets):
                 values, layers = space.split(flat)

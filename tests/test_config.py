@@ -21,7 +21,8 @@ def test_shipped_configs_use_the_new_names_and_warn_about_nothing(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         validate_config(cfg)
-    assert make_score(cfg).min_evals == 50 and analysis_kwargs(cfg)["min_evals"] == 1
+        assert make_score(cfg["score"], cfg["objective"]).min_evals == 50
+        assert analysis_kwargs(cfg["analysis"])["min_evals"] == 1
 
 
 def test_old_min_evals_names_still_work_with_a_deprecation_warning(tmp_path):
@@ -29,9 +30,9 @@ def test_old_min_evals_names_still_work_with_a_deprecation_warning(tmp_path):
     with pytest.warns(DeprecationWarning, match=r"score.min_evals is renamed score.min_evals_counted"):
         validate_config(cfg)
     with pytest.warns(DeprecationWarning):
-        assert make_score(cfg).min_evals == 30
+        assert make_score(cfg["score"], cfg["objective"]).min_evals == 30
     with pytest.warns(DeprecationWarning, match=r"overrides analysis.min_evals_analysed=1"):
-        assert analysis_kwargs(cfg)["min_evals"] == 4
+        assert analysis_kwargs(cfg["analysis"])["min_evals"] == 4
     run = quickstart(
         tmp_path, "+score.min_evals=30", "study.n_trials=1", "objective.budget=2", "study.report=false"
     )

@@ -99,7 +99,8 @@ def test_bad_settings_are_named(kwargs, needle):
 # ------------------------------------------------------------------------------------------ the defaults
 def test_the_shipped_defaults_separate_the_value_from_the_pick():
     cfg = compose([])  # the quickstart study, as a new user runs it
-    score, pick = make_score(cfg), make_pick(cfg)
+    score = make_score(cfg["score"], cfg["objective"])
+    pick = make_pick(cfg["pick"], score)
     assert (score.kind, score.weight) == ("fit_band", 0.5)  # both terms on comparable scales
     assert (pick.kind, pick.group, pick.guard, pick.limit) == ("loss_group", 0.1, "below", None)
     assert compose(["score=fit_band"])["score"]["weight"] == 5.0  # the named option stays
@@ -113,7 +114,8 @@ def test_the_library_defaults_are_the_cli_defaults():
     import wwtune
     from wwtune.score import named_score
 
-    cli = make_score(compose([]))
+    cfg = compose([])
+    cli = make_score(cfg["score"], cfg["objective"])
     lib = named_score()
     assert (
         (lib.kind, lib.weight, lib.band) == (cli.kind, cli.weight, cli.band) == ("fit_band", 0.5, (2.0, 2.0))
@@ -172,7 +174,9 @@ def test_a_study_stored_before_pick_rules_keeps_its_value_pick():
 def test_best_params_summary_and_study_attr_name_the_pick(tmp_path):
     cfg = compose([f"study.studies_dir={tmp_path}", "pick.group=1"])
     study = _study(cfg)
-    path = write_best_params(study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg))
+    path = write_best_params(
+        study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg["score"], cfg["objective"])
+    )
     doc = yaml.safe_load(path.read_text())
     assert doc["trial"] == 2 and doc["pick"].startswith("pick.kind=loss_group") and doc["pick_reason"]
     assert study.user_attrs[STUDY_PICK]["number"] == 2
@@ -193,8 +197,8 @@ def test_a_stored_study_reported_with_another_pick_uses_it():
     from wwtune.outcome import use_pick
 
     study = _study({"pick": {"kind": "loss_group", "group": 1.0, "guard": "below"}, "score": {}})
-    use_pick(study, {"pick": {"kind": "train_loss"}})
+    use_pick(study, {"kind": "train_loss"})
     assert picked_trial(study)[0].number == 1 and study.user_attrs[STUDY_PICK]["number"] == 1
     old = _study({"score": {}})  # stored before pick rules: keeps its value pick under the new defaults
-    use_pick(old, {"pick": {"kind": "loss_group", "group": 0.1, "guard": "below"}})
+    use_pick(old, {"kind": "loss_group", "group": 0.1, "guard": "below"})
     assert picked_trial(old)[0].number == 0

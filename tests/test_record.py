@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from wwtune import ranking, record
 from wwtune.cli import compose
-from wwtune.config import make_score
+from wwtune.factories import make_score
 from wwtune.outcome import summary_text, write_best_params
 from wwtune.report import render_report
 from wwtune.search_space import SearchSpace
@@ -45,7 +45,9 @@ def test_report_summary_and_best_params_name_the_same_best_feasible_trial(tmp_pa
     assert ranking.best_trial(study).number == 2
     cfg = compose(["study=quickstart", f"study.studies_dir={tmp_path}", "study.name=s"])
     assert "Returned trial #2 (the pick): score 0.2" in summary_text(study, cfg)
-    path = write_best_params(study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg))
+    path = write_best_params(
+        study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg["score"], cfg["objective"])
+    )
     assert yaml.safe_load(path.read_text())["trial"] == 2
     page = render_report(study)
     assert "Best parameters (trial #2)" in page and "#0</td>" not in page.split('id="params"')[0]
@@ -113,10 +115,13 @@ def test_atomic_write_leaves_only_the_finished_file(tmp_path):
 
 
 def test_studies_dir_is_resolved_once():
-    assert record.studies_dir({"study": {"name": "a"}}) == "studies"
-    cfg = {"study": {"name": "a", "studies_dir": "/x"}}
-    assert record.report_path(cfg) == record.study_folder(cfg) / "report.html"
-    assert str(record.best_params_path(cfg)) == "/x/a/best_params.yaml"
+    assert record.studies_dir({"name": "a"}) == "studies"
+    study = {"name": "a", "studies_dir": "/x"}
+    assert record.report_path(study) == record.study_folder(study) / "report.html"
+    assert str(record.best_params_path(study)) == "/x/a/best_params.yaml"
+    # the 0.1 form (the whole config) still finds the folder, with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match=r"pass the config's study section \(config.study\)"):
+        assert str(record.best_params_path({"study": study})) == "/x/a/best_params.yaml"
     assert record.spectra_path("/x/a", 3).as_posix() == "/x/a/spectra/trial3.npz"
     with pytest.raises(ValueError, match="plain folder name"):
         record.study_dir("/x", "../up")

@@ -9,7 +9,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from wwtune.cli import compose
-from wwtune.config import make_score
+from wwtune.factories import make_score
 from wwtune.outcome import write_best_params
 from wwtune.record import STUDY_BAND, STUDY_CONFIG
 from wwtune.report import render_report
@@ -78,7 +78,9 @@ def test_the_alpha_legend_and_the_layer_table_agree_on_an_on_target_layer():
 def test_the_summary_box_names_the_score_rule_and_the_pick(tmp_path):
     cfg = compose([f"study.studies_dir={tmp_path}"])
     study = study_with([-1.79, -1.5, -1.2, -1.0], config=cfg)
-    write_best_params(study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg))
+    write_best_params(
+        study, SearchSpace.from_config(cfg["search_space"]), cfg, make_score(cfg["score"], cfg["objective"])
+    )
     page = render_report(study)
     assert "0 = on target" not in page  # the old box explained a band distance beside a score of −1.79
     assert "score = log10(final training loss) + 0.5 x B" in page

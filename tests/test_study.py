@@ -349,7 +349,7 @@ def test_each_trial_keeps_its_final_spectra_and_the_report_draws_the_best_ones(p
     folder = project / "studies" / "tiny" / "spectra"
     assert sorted(p.name for p in folder.iterdir()) == ["trial0.npz", "trial1.npz"]
     best = best_trial(study)
-    table = best_trial_spectra(study, c)
+    table = best_trial_spectra(study, c["study"])
     stored = best.user_attrs["wwtune.layers"]
     assert list(table["name"]) == stored["name"]
     assert np.allclose(table["alpha"].to_numpy(float), np.array(stored["alpha"], float), equal_nan=True)

@@ -334,6 +334,11 @@ def test_counted_backward_flops_match_torchs_flop_counter(kind):
     assert ef.backward_flops == {"total": 2 * full, "spent": full + partial}
     assert ef.saved_share == pytest.approx(1 - (full + partial) / (2 * full))
     assert 0 < partial < full
+    if kind == "mlp":  # remove(): the counting hooks come off, the frozen layers stay frozen
+        ef.remove()
+        model(x).sum().backward()
+        assert ef.backward_flops == {"total": 2 * full, "spent": full + partial}
+        assert not model[0].weight.requires_grad and model[4].weight.requires_grad
 
 
 def test_state_is_json_safe():

@@ -91,7 +91,7 @@ def _quiet_optuna(progress_bar: bool) -> None:
         source.addFilter(_DropNanFailures())
 
 
-def _write_report(study: Any, cfg: dict[str, Any]) -> None:
+def _write_report(study: Any, cfg: Any) -> None:  # cfg: the run's StudyConfig
     # lazy: the run's modules (torch, optuna, matplotlib) cost seconds that --help, --cfg and a refused
     # override need not pay (docs/architecture.md, "imports")
     from wwtune.pick import picked_trial
@@ -101,9 +101,10 @@ def _write_report(study: Any, cfg: dict[str, Any]) -> None:
 
     picked, _ = picked_trial(study)  # the ESD plots show the returned trial (the pick rule's)
     spectra = None
-    if picked is not None and spectra_path(study_folder(cfg), picked.number).exists():
-        spectra = read_trial_spectra(spectra_path(study_folder(cfg), picked.number))
-    path = write_report(study, report_path(cfg), spectra=spectra)
+    folder = study_folder(cfg.study)
+    if picked is not None and spectra_path(folder, picked.number).exists():
+        spectra = read_trial_spectra(spectra_path(folder, picked.number))
+    path = write_report(study, report_path(cfg.study), spectra=spectra)
     print(f"Report: {path}")
 
 
@@ -112,8 +113,9 @@ def _run(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     # lazy: only the CLI run needs these
-    from wwtune.config import ConfigError, load_config, make_score, normalize_config
+    from wwtune.config import ConfigError, load_config, normalize_config
     from wwtune.diskio import WriteError
+    from wwtune.factories import make_score
     from wwtune.outcome import summary_text
     from wwtune.postgres import StorageConnectionError
     from wwtune.report.artifacts import attach_layer_figure
@@ -141,14 +143,15 @@ def _run(cfg: DictConfig) -> None:
     _quiet_optuna(shows_progress_bar(progress_bar, worker_id))
     try:
         plain = load_config(plain)  # the one parse of the run's config
-        score = make_score(plain)  # the run's one Score, handed to the study, the advisor and the summary
+        # the run's one Score, handed to the study, the advisor and the summary
+        score = make_score(plain.score, plain.objective)
         if mode == "optimize":
             study = run_study(plain, progress_bar=progress_bar, score=score, draw_trial=attach_layer_figure)
         else:
             study = open_existing_study(plain)
             from wwtune.outcome import use_pick  # lazy, as summary_text above
 
-            use_pick(study, plain)  # pick=... on a stored study's report / advice: that rule, stored
+            use_pick(study, plain.pick)  # pick=... on a stored study's report / advice: that rule, stored
         if mode == "advise":
             from wwtune.advice import format_advice, run_advice  # lazy, as in _write_report
 
@@ -186,7 +189,7 @@ def _run(cfg: DictConfig) -> None:
         calibration = calibration_text(study)
         if calibration:
             print(calibration)
-    if mode == "report" or plain["study"].get("report", True):
+    if mode == "report" or plain.study.report:
         try:
             _write_report(study, plain)
         except WriteError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 
 from hydra.utils import get_object
 
+from wwtune.deprecation import section_of
 from wwtune.factories import make_score
 from wwtune.pick import PickRule
 from wwtune.schema import (
@@ -116,7 +117,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     """
     if isinstance(cfg, StudyConfig):
         return
-    cfg = normalize_config(cfg)
+    _check(normalize_config(cfg))
+
+
+def _check(cfg: Mapping[str, Any]) -> None:
+    """:func:`validate_config`'s checks on a normalised config."""
     check_section("", cfg)
     for section in ("study", "objective", "score", "sanity"):
         check_section(section, cfg[section])
@@ -137,11 +142,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     unknown_keys("analysis", analysis, analysis_keys())
     _check_types("analysis", analysis, _analysis_params())
     try:
-        score = make_score(cfg)
+        score = make_score(cfg["score"], cfg["objective"])
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"score: {exc}") from None
     try:
-        make_pick(cfg)
+        make_pick(cfg.get("pick"), score)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"pick: {exc}") from None
     try:
@@ -165,7 +170,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             "score.kind=heldout needs objective.heldout {name, direction}, but the objective has none."
         )
-    if score.uses_train_loss and not loss_comparable(cfg):
+    if score.uses_train_loss and not loss_comparable(cfg["objective"]):
         raise ConfigError(
             f"score.kind={score.kind} ranks trials by their training loss, but this task declares its loss "
             "not comparable across trials (objective.loss_comparable=false or @task(loss_comparable=False));"
@@ -199,43 +204,44 @@ def load_config(raw: Mapping[str, Any]) -> StudyConfig:
     if isinstance(raw, StudyConfig):
         return raw
     cfg = normalize_config(raw)
-    validate_config(cfg)
+    _check(cfg)
     return StudyConfig(cfg)
 
 
-def analysis_kwargs(cfg: Mapping[str, Any], score: Score | None = None) -> dict[str, Any]:
+def analysis_kwargs(analysis: Mapping[str, Any] | None, score: Score | None = None) -> dict[str, Any]:
     """The ``analysis`` section as :func:`wwtune.analyze` keyword arguments. With ``score``, a missing
     ``min_evals_analysed`` defaults to ``min(8, score.min_evals)`` (a layer the score counts is analysed)."""
-    analysis = dict(normalize_config(cfg).get("analysis") or {})
+    section = section_of(analysis or {}, "analysis") or {}
+    analysis = dict(normalize_config({"analysis": section})["analysis"])  # deprecated names, with a warning
     out = {ANALYZE_ARGS.get(k, k): v for k, v in analysis.items()}
     if score is not None:
         out.setdefault("min_evals", min(8, score.min_evals))
     return out
 
 
-def analysis_options(cfg: Mapping[str, Any], score: Score | None = None) -> AnalysisOptions:
+def analysis_options(analysis: Mapping[str, Any] | None, score: Score | None = None) -> AnalysisOptions:
     """:func:`analysis_kwargs` as the validated :class:`~wwtune.spectral.analyze.AnalysisOptions`."""
-    return AnalysisOptions.of(**analysis_kwargs(cfg, score))
+    return AnalysisOptions.of(**analysis_kwargs(analysis, score))
 
 
-def make_pick(cfg: Mapping[str, Any]) -> PickRule:
+def make_pick(pick: Mapping[str, Any] | None, score: Score) -> PickRule:
     """The run's :class:`~wwtune.pick.PickRule` from the ``pick`` section (absent: the schema's defaults),
-    with the score's band and layer rule."""
-    score = make_score(cfg)
-    node = {**defaults("pick"), **dict(cfg.get("pick") or {})}
+    with the band and layer rule of the run's ``score``."""
+    node = {**defaults("pick"), **dict(pick or {})}
     return PickRule.from_config({**node, "min_evals_counted": score.min_evals}, band=score.band)
 
 
-def loss_comparable(cfg: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
+def loss_comparable(objective: Mapping[str, Any], task_fn: Callable[..., Any] | None = None) -> bool:
     """Whether the task's reported training loss can be compared across trials (the training-loss pick
     and the fit scores need it): ``objective.loss_comparable`` when set, else the task's
     ``@task(loss_comparable=...)`` declaration, else True."""
-    value = cfg["objective"].get("loss_comparable")
+    objective = section_of(objective, "objective")
+    value = objective.get("loss_comparable")
     if value is not None:
         return bool(value)
     if task_fn is None:
         try:
-            task_fn = load_task(cfg["objective"]["task"])
+            task_fn = load_task(objective["task"])
         except ConfigError:
             return True
     return bool(getattr(task_fn, "loss_comparable", True))

@@ -1,7 +1,9 @@
 """The study's parts built from its parsed config, side by side: storage, sampler, pruner and score.
 
-Each takes the :class:`~wwtune.schema.StudyConfig` (:func:`wwtune.config.load_config`) and reads its own
-sections; a bad value becomes a :class:`~wwtune.exceptions.ConfigError` naming the section.
+Each takes its own sections of the :class:`~wwtune.schema.StudyConfig` (:func:`wwtune.config.load_config`):
+``make_storage(config.storage, config.study)``, ``make_sampler(config.sampler, space, seed=...)``,
+``make_pruner(config.pruner)``, ``make_score(config.score, config.objective)``; a bad value becomes a
+:class:`~wwtune.exceptions.ConfigError` naming the section.
 :func:`wwtune.study.run_study` opens a study with them.
 """
 
@@ -18,10 +20,10 @@ from optuna.storages import BaseStorage
 
 from wwtune import storage as storages
 from wwtune.bridge import HAS_SET_CONSTRAINT
+from wwtune.deprecation import section_of
 from wwtune.exceptions import ConfigError, StorageError
 from wwtune.ranking import constraints
 from wwtune.resume import resumed_seed
-from wwtune.schema import normalize_config
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace, SearchSpaceError
 from wwtune.study_folder import studies_dir
@@ -34,33 +36,42 @@ SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes"}
 
 
 def make_storage(
-    config: Mapping[str, Any], creator_attrs: Callable[[], Mapping[str, Any]] | None = None
+    storage: Mapping[str, Any],
+    study: Mapping[str, Any],
+    creator_attrs: Callable[[], Mapping[str, Any]] | None = None,
 ) -> BaseStorage:
-    """The Optuna storage of the study ``config`` names (its ``storage`` section, ``study.name`` and
-    ``study.studies_dir``; :func:`wwtune.storage.make_storage` builds it, ``creator_attrs`` included)."""
+    """The Optuna storage the ``storage`` section describes, for the study the ``study`` section names
+    (``name``, ``studies_dir``): :func:`wwtune.storage.make_storage`, ``creator_attrs`` included."""
     try:
         return storages.make_storage(
-            config["storage"], str(config["study"]["name"]), studies_dir(config), creator_attrs=creator_attrs
+            storage, str(study["name"]), studies_dir(study), creator_attrs=creator_attrs
         )
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def make_sampler(
-    config: Mapping[str, Any], space: SearchSpace, worker_id: int | None = None, n_existing: int = 0
+    sampler: Mapping[str, Any],
+    space: SearchSpace,
+    *,
+    seed: int,
+    constrained: bool = True,
+    worker_id: int | None = None,
+    n_existing: int = 0,
 ) -> optuna.samplers.BaseSampler:
-    """The ``sampler`` section built for one worker: each worker samples with its own seed (worker 0 / no
-    id: the study seed itself), and a run that finds ``n_existing`` trials in its study with a resumed seed
-    (it must not replay the first run's start-up trials)."""
-    node = dict(config["sampler"])
+    """The ``sampler`` section built for one worker of a study seeded ``seed`` (``study.seed``): each
+    worker samples with its own seed (worker 0 / no id: the study seed itself), and a run that finds
+    ``n_existing`` trials in its study with a resumed seed (it must not replay the first run's start-up
+    trials). ``constrained`` (``sanity.on_violation=infeasible``): trials breaking a sanity rule reach the
+    sampler as infeasible."""
+    node = dict(sampler)
     if node.get("seed") is not None:
         try:
             node["seed"] = worker_seed(node["seed"], worker_id)
         except ValueError as exc:
             raise ConfigError(f"sampler.seed: {exc}") from None
-    extra: dict[str, Any] = {"seed": worker_seed(config["study"]["seed"], worker_id)}
-    infeasible = config["sanity"].get("on_violation", "infeasible") == "infeasible"
-    if infeasible and not HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
+    extra: dict[str, Any] = {"seed": worker_seed(seed, worker_id)}
+    if constrained and not HAS_SET_CONSTRAINT:  # Optuna < 5: constraints reach the sampler this way
         extra["constraints_func"] = constraints
     target = str(node["_target_"]).rsplit(".", 1)[-1]
     if target == "GridSampler":
@@ -81,18 +92,22 @@ def make_sampler(
     return build("sampler", node, **extra)
 
 
-def make_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+def make_pruner(pruner: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """The ``pruner`` section built."""
-    return build("pruner", config["pruner"])
+    return build("pruner", pruner)
 
 
-def make_score(config: Mapping[str, Any]) -> Score:
-    """The run's :class:`~wwtune.score.Score`, from the ``score`` section (and the held-out direction); a
-    score config without a band takes the task's (``objective.alpha_band``)."""
-    heldout = config["objective"].get("heldout") or {}
-    node = dict(normalize_config(config)["score"])
+def make_score(score: Mapping[str, Any], objective: Mapping[str, Any] | None = None) -> Score:
+    """The run's :class:`~wwtune.score.Score` from the ``score`` section; the ``objective`` section gives
+    the held-out direction and, to a score section without a band, the task's band (``alpha_band``)."""
+    if objective is None and isinstance(score.get("objective"), Mapping):
+        objective = score["objective"]  # the 0.1 form: a whole config (section_of warns)
+    score = section_of(score, "score")
+    objective = objective or {}
+    heldout = objective.get("heldout") or {}
+    node = dict(score)
     if node.get("band") is None:
-        node["band"] = config["objective"].get("alpha_band")
+        node["band"] = objective.get("alpha_band")
     return Score.from_config(node, heldout_direction=heldout.get("direction", "maximize"))
 
 

@@ -17,7 +17,8 @@ import yaml
 from optuna.trial import TrialState
 
 from wwtune.calibrate import format_calibration, rank_selectors
-from wwtune.config import make_score
+from wwtune.deprecation import section_of
+from wwtune.factories import make_score
 from wwtune.pick import STUDY_PICK, picked_trial
 from wwtune.ranking import constraints, earlier_rule_trials, ranked_trials
 from wwtune.record import (
@@ -76,14 +77,15 @@ def store_trust(study: optuna.Study, heldout_direction: str | None) -> dict[str,
     return report
 
 
-def use_pick(study: optuna.Study, cfg: Mapping[str, Any]) -> None:
+def use_pick(study: optuna.Study, pick: Mapping[str, Any] | None) -> None:
     """A stored study reported or advised with another pick rule (``pick=...`` on the command line): the
     new rule replaces the stored one (it changes no trial), and the study's pick is stored again. A study
     stored before pick rules existed (no ``pick`` in its config) keeps its old pick (the best value)."""
+    pick = section_of(pick, "pick") if pick is not None else None
     stored = study.user_attrs.get(STUDY_CONFIG)
-    if not isinstance(stored, Mapping) or "pick" not in stored or cfg.get("pick") in (None, stored["pick"]):
+    if not isinstance(stored, Mapping) or "pick" not in stored or pick in (None, stored["pick"]):
         return
-    study.set_user_attr(STUDY_CONFIG, json_safe({**stored, "pick": dict(cfg["pick"])}))
+    study.set_user_attr(STUDY_CONFIG, json_safe({**stored, "pick": dict(pick)}))
     _, pick = picked_trial(study)
     study.set_user_attr(STUDY_PICK, pick.as_attr())
 
@@ -127,7 +129,7 @@ def write_best_params(
         "seed": int(cfg["study"]["seed"]) + best.number,
     }
     # written whole, then renamed: workers finishing together never interleave
-    return atomic_write_text(best_params_path(cfg), yaml.safe_dump(doc, sort_keys=False))
+    return atomic_write_text(best_params_path(cfg["study"]), yaml.safe_dump(doc, sort_keys=False))
 
 
 def _fmt(value: Any) -> str:
@@ -154,14 +156,14 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | Non
 
     ``score`` is the run's :class:`~wwtune.score.Score` (built from ``cfg`` when not given).
     """
-    score = score or make_score(cfg)
+    score = score or make_score(cfg["score"], cfg["objective"])
     trials = study.get_trials(deepcopy=False)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     name = study.study_name
     lines = [
         f"Study {name!r}: {len(trials)} trials — {len(by_state[TrialState.COMPLETE])} complete, "
         f"{len(by_state[TrialState.PRUNED])} pruned, {len(by_state[TrialState.FAIL])} failed "
-        f"[{describe(cfg['storage'], name, studies_dir(cfg))}]",
+        f"[{describe(cfg['storage'], name, studies_dir(cfg['study']))}]",
         f"Objective: {score.describe()}",
     ]
     infeasible = [t for t in by_state[TrialState.COMPLETE] if max(constraints(t), default=0.0) > 0]
@@ -205,7 +207,7 @@ def summary_text(study: optuna.Study, cfg: Mapping[str, Any], score: Score | Non
         calibration = calibration_text(study)
         if calibration:
             lines.append(calibration)
-    path = best_params_path(cfg)
+    path = best_params_path(cfg["study"])
     if best is not None and path.exists():
         lines.append(f"Best parameters: {path}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from wwtune.deprecation import section_of
 from wwtune.record import (
     CONSTRAINT,
     SCORE_RULE,
@@ -173,9 +174,10 @@ def pareto_pick(losses: Sequence[float], bands: Sequence[float], fit_quantile: f
     return int(min(front, key=lambda i: (rank_of[i], loss[i], i)))
 
 
-def best_trial_spectra(study: optuna.Study, cfg: Mapping[str, Any]) -> pd.DataFrame | None:
-    """The stored spectra of the study's :func:`best_trial` (for the report's ESD plots), or None."""
+def best_trial_spectra(study: optuna.Study, study_section: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The stored spectra of the study's :func:`best_trial` (for the report's ESD plots), or None;
+    ``study_section`` is the config's ``study`` section (it names the study's folder)."""
     best = best_trial(study)
     if best is None:
         return None
-    return read_trial_spectra(spectra_path(study_folder(cfg), best.number))
+    return read_trial_spectra(spectra_path(study_folder(section_of(study_section, "study")), best.number))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "REQUIRED",
     "SCHEMA",
     "ConfigError",
+    "Section",
     "Key",
     "StudyConfig",
     "analysis_keys",
@@ -324,18 +325,73 @@ def check_section(section: str, node: Mapping[str, Any]) -> None:
             key.check(prefix + name, value)
 
 
+class Section(Mapping[str, Any]):
+    """One section of a :class:`StudyConfig`, read-only and typed by :data:`SCHEMA`: each key the schema
+    declares for the section is an attribute (``config.study.n_trials``; its declared default when the
+    config leaves it out), a declared sub-section is a :class:`Section` too (``config.objective.heldout``),
+    and an undeclared attribute fails naming the section's keys. As a mapping it holds exactly the
+    config's keys (``dict(config.sampler)`` is the node Hydra instantiates)."""
+
+    __slots__ = ("_path", "_values")
+
+    def __init__(self, path: str, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        declared = SCHEMA.get(self._path, {})
+        if key in self._values:
+            value = self._values[key]
+        elif key in declared:
+            value = None if declared[key].default is REQUIRED else declared[key].default
+        else:
+            known = sorted(set(declared) | set(self._values))
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise AttributeError(f"config section {self._path!r} has no key {key!r}{hint}; it has: {known}.")
+        return _typed(f"{self._path}.{key}", value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"config section {self._path!r} is read-only; compose another config instead.")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Section, (self._path, self._values))
+
+    def __repr__(self) -> str:
+        return f"Section({self._path!r}, {self._values!r})"
+
+
+def _typed(path: str, value: Any) -> Any:
+    """A mapping-valued key as a :class:`Section` (declared or not: ``sampler``, ``storage``...)."""
+    return Section(path, value) if isinstance(value, Mapping) else value
+
+
 class StudyConfig(dict):  # type: ignore[type-arg]
     """A composed study config, normalised and validated once: what :func:`wwtune.config.load_config`
-    returns. It is the plain config (a ``dict``: code reading ``cfg["study"]["name"]`` keeps working) with
-    one attribute per root key of :data:`SCHEMA` (``config.study``, ``config.storage``, ``config.score``,
-    ...: that section, or its default when absent). :func:`normalize_config` and
-    :func:`wwtune.config.validate_config` return at once on it: a run parses its config one time."""
+    returns, and what every later step takes. Each root key of :data:`SCHEMA` is an attribute:
+    ``config.study``, ``config.storage``, ``config.score``... are read-only :class:`Section` objects typed
+    by the schema (``config.study.n_trials``, ``config.sanity.on_violation``), which the factories of
+    :mod:`wwtune.factories` take one each (``make_storage(config.storage, config.study)``). It is a
+    ``dict`` of the plain config too (``cfg["study"]["name"]`` keeps working, and it serialises as it
+    always did). :func:`normalize_config` and :func:`wwtune.config.validate_config` return at once on it:
+    a run parses its config one time."""
 
 
 def _root_key(name: str) -> property:
     key = SCHEMA[""][name]
     default = None if key.default is REQUIRED else key.default
-    return property(lambda self: self.get(name, default), doc=key.doc)
+    return property(lambda self: _typed(name, self.get(name, default)), doc=key.doc)
 
 
 for _name in SCHEMA[""]:

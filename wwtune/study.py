@@ -159,22 +159,25 @@ def open_study(
     died), check a resumed study's config and store the study's attrs."""
     config = load_config(cfg)  # normalised and validated once (a StudyConfig is taken as it is)
     try:
-        worker_id = resolve_worker_id(config.get("worker_id"))
+        worker_id = resolve_worker_id(config.worker_id)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    study_cfg = config.study
-    name = str(study_cfg["name"])
-    score = score or make_score(config)
-    space = SearchSpace.from_config(config.get("search_space"))
-    task_fn = load_task(config.objective["task"])
-    sampler = make_sampler(config, space, worker_id)  # a bad sampler fails before the storage is made
-    pruner = make_pruner(config)
+    name = str(config.study.name)
+    score = score or make_score(config.score, config.objective)
+    space = SearchSpace.from_config(config.search_space)
+    task_fn = load_task(config.objective.task)
+    seeding = {"seed": config.study.seed, "constrained": config.sanity.on_violation == "infeasible"}
+    # a bad sampler fails before the storage is made
+    sampler = make_sampler(config.sampler, space, worker_id=worker_id, **seeding)
+    pruner = make_pruner(config.pruner)
     # each trial's creation record names its worker, so a trial is never left without one (a full disk
     # between creating a trial and its first attrs) and waited on as another worker's
-    storage = make_storage(config, creator_attrs=lambda: {WORKER: process_identity(worker_id)})
+    storage = make_storage(
+        config.storage, config.study, creator_attrs=lambda: {WORKER: process_identity(worker_id)}
+    )
     n_existing = stored_trial_count(storage, name)
     if n_existing:  # a resumed run must not replay the first run's seed sequence (same start-up trials)
-        sampler = make_sampler(config, space, worker_id, n_existing)
+        sampler = make_sampler(config.sampler, space, worker_id=worker_id, n_existing=n_existing, **seeding)
     study = _open_or_create(storage, name, sampler, pruner, score.directions)
     stored = [d.name.lower() for d in study.directions]
     if stored != score.directions:
@@ -182,7 +185,7 @@ def open_study(
             f"Study {name!r} in storage has directions {stored} but score "
             f"{score.kind!r} needs {score.directions}; use another study.name."
         )
-    _name_metric(study, score, config.objective.get("heldout"))
+    _name_metric(study, score, config.objective.heldout)
     stale = fail_stale_trials(study)
     if stale:
         _logger.warning("Marked %d trial(s) of an interrupted run as failed.", stale)
@@ -202,14 +205,14 @@ def open_study(
             "storage=journal on one machine or storage=postgres across machines."
         )
     _store_study_attrs(study, config, score, space, task_fn)
-    threads = study_cfg.get("torch_threads")
+    threads = config.study.torch_threads
     if threads:
         torch.set_num_threads(int(threads))
     # study.n_trials is study-wide: every worker stops once the study holds that many counted trials
     cap = StudyTrialCap(
-        int(study_cfg["n_trials"]),
+        int(config.study.n_trials),
         reap=reap_dead_workers,
-        timeout_s=study_cfg.get("timeout"),
+        timeout_s=config.study.timeout,
         log_progress=not shows_progress_bar(progress_bar, worker_id),
     )
     return OpenStudy(study, config, score, space, task_fn, worker_id, cap, progress_bar)
@@ -228,7 +231,7 @@ def _store_study_attrs(
             _strip_n_trials(previous),
             _strip_n_trials(plain),
             distribution_clash(space.dimensions, study.get_trials(deepcopy=False)),
-            bool(config.study.get("allow_config_change")),
+            bool(config.study.allow_config_change),
         )
     earlier = record_score_rule(study, previous, score_rule(plain))
     if earlier:  # study.allow_config_change=true under another score: its values are not comparable
@@ -240,15 +243,15 @@ def _store_study_attrs(
             len(earlier),
         )
         study.sampler = CurrentRuleSampler(study.sampler)
-    heldout = config.objective.get("heldout")
-    write_study_attrs(study, plain, score.band, heldout, score.kind, loss_comparable(config, task_fn))
+    comparable = loss_comparable(config.objective, task_fn)
+    write_study_attrs(study, plain, score.band, config.objective.heldout, score.kind, comparable)
 
 
 def optimise(run: OpenStudy, draw_trial: DrawTrial | None = None) -> None:
     """Run the study's missing trials (:class:`~wwtune.trial.TrialRunner`) up to its study-wide cap."""
     study, config, score, worker_id, cap = run.study, run.config, run.score, run.worker_id, run.cap
     name = study.study_name
-    if config.study.get("artifacts") and draw_trial is None:
+    if config.study.artifacts and draw_trial is None:
         _logger.warning(
             "study.artifacts=true but no figure drawing was passed (draw_trial): no figures are attached; "
             "pass draw_trial=wwtune.report.artifacts.attach_layer_figure, as the CLI does."
@@ -258,7 +261,7 @@ def optimise(run: OpenStudy, draw_trial: DrawTrial | None = None) -> None:
     _logger.info(
         "Study %r (%s): %d of %d trials done; %s.",
         name,
-        describe(config.storage, name, studies_dir(config)),
+        describe(config.storage, name, studies_dir(config.study)),
         done,
         n_total,
         score.describe(),
@@ -285,7 +288,7 @@ def optimise(run: OpenStudy, draw_trial: DrawTrial | None = None) -> None:
         study.optimize(
             runner,
             n_trials=remaining if worker_id is None else None,
-            timeout=config.study.get("timeout"),
+            timeout=config.study.timeout,
             catch=(Exception,),
             callbacks=[cap],
             show_progress_bar=shows_progress_bar(run.progress_bar, worker_id),
@@ -300,7 +303,7 @@ def optimise(run: OpenStudy, draw_trial: DrawTrial | None = None) -> None:
 def finish(run: OpenStudy) -> optuna.Study:
     """After the trials: ``best_params.yaml`` and the trust report (when the task has a held-out metric)."""
     write_best_params(run.study, run.space, run.config, run.score)
-    heldout = run.config.objective.get("heldout")
+    heldout = run.config.objective.heldout
     store_trust(run.study, heldout.get("direction") if heldout else None)
     return run.study
 
@@ -349,13 +352,14 @@ def _strip_n_trials(cfg: Any) -> Any:
 
 def open_existing_study(cfg: Mapping[str, Any]) -> optuna.Study:
     """The stored study the config names (``mode=advise`` / ``mode=report``); ConfigError if there is none."""
-    name, folder = str(cfg["study"]["name"]), studies_dir(cfg)
+    config = load_config(cfg)
+    name, folder = str(config.study.name), studies_dir(config.study)
     try:
-        return optuna.load_study(study_name=name, storage=make_storage(cfg))
+        return optuna.load_study(study_name=name, storage=make_storage(config.storage, config.study))
     except KeyError:
         raise ConfigError(
-            f"No study named {name!r} in {describe(cfg['storage'], name, folder)}; run it first "
-            f"(python -m wwtune study=... study.name={name}), then mode={cfg.get('mode')}."
+            f"No study named {name!r} in {describe(config.storage, name, folder)}; run it first "
+            f"(python -m wwtune study=... study.name={name}), then mode={config.mode}."
         ) from None
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wwtune.deprecation import section_of
 from wwtune.diskio import atomic_write, json_safe
 
 __all__ = [
@@ -36,9 +37,9 @@ __all__ = [
 SPECTRA_DIR = "spectra"
 
 
-def studies_dir(cfg: Mapping[str, Any]) -> str:
-    """``study.studies_dir`` of a composed config (default ``studies``): the one place it is resolved."""
-    return str((cfg.get("study") or {}).get("studies_dir", "studies"))
+def studies_dir(study: Mapping[str, Any]) -> str:
+    """``studies_dir`` of a ``study`` section (default ``studies``): the one place it is resolved."""
+    return str(section_of(study, "study").get("studies_dir") or "studies")
 
 
 #: a study name: one plain folder name (no path separator, no space, not hidden, no leading '-')
@@ -60,17 +61,20 @@ def study_dir(studies_dir: str | os.PathLike[str], study_name: str) -> Path:
     return Path(studies_dir) / study_name
 
 
-def study_folder(cfg: Mapping[str, Any]) -> Path:
-    """The folder of the study a composed config names."""
-    return study_dir(studies_dir(cfg), str(cfg["study"]["name"]))
+def study_folder(study: Mapping[str, Any]) -> Path:
+    """The folder of the study a ``study`` section names (``<studies_dir>/<name>``)."""
+    study = section_of(study, "study")
+    return study_dir(studies_dir(study), str(study["name"]))
 
 
-def report_path(cfg: Mapping[str, Any]) -> Path:
-    return study_folder(cfg) / "report.html"
+def report_path(study: Mapping[str, Any]) -> Path:
+    """``report.html`` in the folder of the study a ``study`` section names."""
+    return study_folder(section_of(study, "study")) / "report.html"
 
 
-def best_params_path(cfg: Mapping[str, Any]) -> Path:
-    return study_folder(cfg) / "best_params.yaml"
+def best_params_path(study: Mapping[str, Any]) -> Path:
+    """``best_params.yaml`` in the folder of the study a ``study`` section names."""
+    return study_folder(section_of(study, "study")) / "best_params.yaml"
 
 
 def spectra_path(folder: str | os.PathLike[str], trial_number: int) -> Path:

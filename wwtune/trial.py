@@ -26,7 +26,7 @@ from wwtune.bridge import (
     loss_violation,
     norm_violation,
 )
-from wwtune.config import analysis_options
+from wwtune.config import analysis_options, load_config
 from wwtune.deadline import TrialTimeout, check_alarm, trial_alarm
 from wwtune.diskio import WriteError
 from wwtune.exceptions import Pruned, TrainingDiverged, TrialFailed
@@ -73,7 +73,7 @@ class TrialRunner:
     """The Optuna objective: one training run per trial.
 
     Args:
-        cfg: the composed (validated) config.
+        cfg: the run's :class:`~wwtune.schema.StudyConfig` (a composed config is parsed here).
         task_fn: the task ``train(params, reporter)``.
         space: the search space.
         score: the run's one :class:`~wwtune.score.Score` (the study's objective).
@@ -94,32 +94,32 @@ class TrialRunner:
         cap: StudyTrialCap | None = None,
         draw_trial: DrawTrial | None = None,
     ) -> None:
-        self.cfg, self.task_fn, self.space, self.score = cfg, task_fn, space, score
+        config = load_config(cfg)  # a StudyConfig (run_study's) is taken as it is
+        self.cfg, self.task_fn, self.space, self.score = config, task_fn, space, score
         self.worker_id, self.cap = worker_id, cap
-        obj = cfg["objective"]
-        self.budget = int(obj["budget"])
-        self.report_every = int(obj.get("report_every", 1))
-        self.data_fraction = float(obj.get("data_fraction", 1.0))
-        self.fixed = dict(obj.get("fixed") or {})
-        self.seed = int(cfg["study"]["seed"])
-        self.trial_timeout = cfg["study"].get("trial_timeout")
-        timeout = cfg["study"].get("timeout")
-        self.study_deadline = None if timeout is None else time.monotonic() + float(timeout)
-        self.folder = study_folder(cfg)
-        artifacts = bool(cfg["study"].get("artifacts", False)) and draw_trial is not None
+        obj, study, sanity = config.objective, config.study, config.sanity
+        self.budget = int(obj.budget)
+        self.report_every = int(obj.report_every)
+        self.data_fraction = float(obj.data_fraction)
+        self.fixed = dict(obj.fixed or {})
+        self.seed = int(study.seed)
+        self.trial_timeout = study.trial_timeout
+        self.study_timeout = study.timeout
+        self.study_deadline = None if study.timeout is None else time.monotonic() + float(study.timeout)
+        self.folder = study_folder(study)
+        artifacts = bool(study.artifacts) and draw_trial is not None
         self.artifacts_dir = self.folder / "artifacts" if artifacts else None
         self.draw_trial = draw_trial
-        self.spectra_dir = self.folder / SPECTRA_DIR if cfg["study"].get("spectra", True) else None
-        sanity = cfg["sanity"]
-        self.min_loss_drop = sanity.get("min_loss_drop")
-        self.on_violation = sanity.get("on_violation", "infeasible")
-        self.norm_growth = sanity.get("norm_growth")
-        self.penalty = sanity.get("penalty")
-        self.check_weights = bool(sanity.get("check_weights", True))
-        self.analysis = analysis_options(cfg, score)
+        self.spectra_dir = self.folder / SPECTRA_DIR if study.spectra else None
+        self.min_loss_drop = sanity.min_loss_drop
+        self.on_violation = sanity.on_violation
+        self.norm_growth = sanity.norm_growth
+        self.penalty = sanity.penalty
+        self.check_weights = bool(sanity.check_weights)
+        self.analysis = analysis_options(config.analysis, score)
         # the α score is stored even when the study optimises something else (for the trust report)
         self.alpha_score = score.alpha_score()
-        self.score_rule = score_rule(cfg)  # stored with each trial: the rule its value was computed by
+        self.score_rule = score_rule(config)  # stored with each trial: the rule its value was computed by
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         if self.cap is not None and not self.cap.admits(trial.study, trial.number):
@@ -225,7 +225,7 @@ class TrialRunner:
                 self.trial_timeout, f"ran longer than study.trial_timeout={self.trial_timeout:g} s; stopped"
             )
         if left is not None:
-            message = f"study.timeout={self.cfg['study']['timeout']:g} s was reached during the trial"
+            message = f"study.timeout={self.study_timeout:g} s was reached during the trial"
             return trial_alarm(left, message, study_wide=True)
         return trial_alarm(None, "")
 

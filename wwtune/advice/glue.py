@@ -292,14 +292,14 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
     task_fn = load_task(objective["task"])
     retraining.check_task(task_fn)
     space = SearchSpace.from_config(cfg.get("search_space"))
-    score = score or make_score(cfg)
+    score = score or make_score(cfg["score"], objective)
     if score.kind == "heldout":
         raise ValueError(
             "mode=advise needs an α score (score.kind band_distance, mean_alpha, …), not heldout."
         )
     # the fit scores (train_loss, fit_band, pareto): the retraining runs are compared by their α score
     score = score.alpha_score()
-    analysis = analysis_options(cfg)
+    analysis = analysis_options(cfg.get("analysis"))
     rule = DecisionRule(
         **{k: float(opts[k]) for k in ("data_threshold", "spread_threshold", "z", "min_effect")}
     )
@@ -320,6 +320,6 @@ def run_advice(cfg: Mapping[str, Any], *, study: Any = None, score: Score | None
         crossfit={k: opts[k] for k in CROSSFIT_DEFAULTS},
         seed=int(cfg["study"].get("seed", 0)),
     )
-    paths = save_advice(advice, study_folder(cfg), study=study)
+    paths = save_advice(advice, study_folder(cfg["study"]), study=study)
     logger.info("advice saved to %s and %s", paths["json"], paths["png"])
     return advice

@@ -131,6 +131,17 @@ def ks_distance(x: np.ndarray, alpha: np.ndarray, cand: np.ndarray) -> np.ndarra
     return out
 
 
+def _mle_alphas(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log x`` and the continuous MLE exponent α = 1 + k / Σ_{j≥i} log(x_j / x_i) with every point x_i
+    of sorted positive ``x`` as xmin (k = n − i points in the tail), all at once; α is inf or nan where
+    the tail is constant."""
+    L = np.log(x)
+    k = x.size - np.arange(x.size, dtype=np.float64)
+    tail = np.cumsum(L[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return L, 1.0 + k / (tail - k * L)
+
+
 def _best_candidate(L: np.ndarray, a: np.ndarray) -> tuple[int, float]:
     """First index of minimal exact D among candidates 0..n-2 (α ≤ 1 ⇒ D = 1), without the O(n²) sweep."""
     n = L.size
@@ -225,11 +236,7 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
         return _too_few(x)
     if n < SMALL_SPECTRUM:
         return _fit_small(x)
-    L = np.log(x)
-    k = n - np.arange(n, dtype=np.float64)
-    tail = np.cumsum(L[::-1])[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = 1.0 + k / (tail - k * L)
+    L, a = _mle_alphas(x)
     a[-1] = np.nan  # the last point is never a candidate
     i, d = _best_candidate(L, a)
     ai = float(a[i])
@@ -276,11 +283,7 @@ def fit_power_law_xmin_range(evals: np.ndarray, low: float, high: float) -> Powe
     n = x.size
     if n < 2:
         return _too_few(x)
-    L = np.log(x)
-    k = n - np.arange(n, dtype=np.float64)
-    tail = np.cumsum(L[::-1])[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = 1.0 + k / (tail - k * L)
+    L, a = _mle_alphas(x)
     cand = np.flatnonzero((x[:-1] >= low) & (x[:-1] <= high))
     cand = cand[np.isfinite(a[cand]) & (a[cand] > 1.0)]
     if not cand.size:

@@ -15,12 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from wwtune.training.layers import check_choice, check_int, check_layer_types, layer_alphas, selected_layers
+from wwtune.training.layers import (
+    HookedLayers,
+    check_choice,
+    check_int,
+    check_layer_types,
+    layer_alphas,
+    selected_layers,
+)
 
 __all__ = ["EarlyFreezing"]
 
 
-class EarlyFreezing:
+class EarlyFreezing(HookedLayers):
     """Freezes layers (``requires_grad_(False)``, grads dropped) once their α is stable; counts compute saved.
 
     Call :meth:`step` once per epoch (or every k optimizer steps); ``budget`` is the number of
@@ -162,12 +169,6 @@ class EarlyFreezing:
                 p.grad = None
         self._first_trainable = self._first_trainable_index()
         return newly
-
-    def remove(self) -> None:
-        """Remove the FLOP-counting hooks (frozen layers stay frozen)."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
 
     def state(self) -> dict[str, Any]:
         """What was done, JSON-safe: settings, the freeze step of each layer, the compute saved, α history."""

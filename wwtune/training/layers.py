@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from wwtune.spectral.powerlaw import fit_hill, fit_power_law
 
 __all__ = [
     "ESTIMATORS",
+    "HookedLayers",
     "LAYER_TYPES",
     "Candidate",
     "candidates",
@@ -122,3 +124,17 @@ def layer_alphas(
         ok = result is not None and result.status == "success" and math.isfinite(result.alpha)
         out[spec.name] = float(result.alpha) if ok else float("nan")
     return {n: out.get(n, float("nan")) for n in names}
+
+
+class HookedLayers:
+    """Base of the training helpers that put hooks on a model or an optimizer (``self._hooks``, the handles
+    torch returns): :meth:`remove` takes them all off."""
+
+    _hooks: list[Any]
+
+    def remove(self) -> None:
+        """Take off every hook this object registered (what it already changed stays: a frozen layer stays
+        frozen, a learning rate set by a step stays set)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from wwtune.training.layers import check_choice, check_int, check_layer_types, layer_alphas, selected_layers
+from wwtune.training.layers import (
+    HookedLayers,
+    check_choice,
+    check_int,
+    check_layer_types,
+    layer_alphas,
+    selected_layers,
+)
 
 __all__ = ["MAPS", "TempBalance", "balance_factors", "param_groups_per_layer"]
 
@@ -112,7 +119,7 @@ def param_groups_per_layer(
     return out
 
 
-class TempBalance:
+class TempBalance(HookedLayers):
     """Sets each layer's learning-rate factor from its α; composes with any torch LR scheduler.
 
     Call :meth:`step` once per epoch (or every k optimizer steps): it computes each balanced layer's α and
@@ -248,12 +255,6 @@ class TempBalance:
         for group, lr in self._saved:
             group["lr"] = lr  # the exact value the scheduler set, not lr × f / f
         self._saved = []
-
-    def remove(self) -> None:
-        """Detach from the optimizer (factors no longer applied)."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
 
     def state(self) -> dict[str, Any]:
         """What was done, JSON-safe: settings, balanced layers, and each step's α and factors."""
