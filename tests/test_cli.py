@@ -144,6 +144,21 @@ def test_a_run_refused_after_hydra_starts_leaves_no_run_folder(project, override
     assert [p.name for p in (project / "studies" / "tiny" / "hydra").iterdir()] == ["earlier"]
 
 
+def test_an_integer_trial_timeout_stops_a_hung_trial_with_one_line(project):
+    """Issue 24.8: ``study.trial_timeout=3`` (an int, as typed) once printed a 25-line Hydra traceback; the
+    hung trial fails with its reason stored and the run ends normally."""
+    run = wwtune(
+        "study=tiny",
+        "objective.task=study_tasks:hang",
+        "study.n_trials=1",
+        "study.trial_timeout=3",
+        cwd=project,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr and "Error executing job" not in run.stderr, run.stderr
+    assert "Failed #0: timed out: ran longer than study.trial_timeout=3 s; stopped" in run.stdout
+
+
 def test_misspelled_key_in_a_user_yaml_is_named(project):
     (project / "conf" / "study" / "typo.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /objective: tiny\n  - override /search_space: tiny\n"

@@ -96,7 +96,7 @@ INFEASIBLE_REASON = "wwtune.infeasible_reason"
 #: ``[c]`` with c > 0 for a trial kept as infeasible (sanity.on_violation=infeasible); also stored as
 #: Optuna's own ``constraints`` system attr (:data:`OPTUNA_CONSTRAINTS`, what optuna-dashboard shows)
 CONSTRAINT, OPTUNA_CONSTRAINTS = "wwtune.constraint", "constraints"
-#: the loss-drop rule's short-run form, when it applied (:func:`wwtune.bridge.short_run_note`)
+#: the loss-drop rule's short-run form, when it applied (:func:`wwtune.sanity_rules.short_run_note`)
 LOSS_RULE = "wwtune.loss_rule"
 #: each layer's final α as a flat float attr ``wwtune.alpha.<layer>`` (:meth:`TrialWriter.alphas`)
 ALPHA_PREFIX = "wwtune.alpha."

@@ -19,13 +19,7 @@ from typing import Any
 
 import optuna
 
-from wwtune.bridge import (
-    HAS_SET_CONSTRAINT,
-    StudyReporter,
-    TrialBridge,
-    loss_violation,
-    norm_violation,
-)
+from wwtune.bridge import HAS_SET_CONSTRAINT, StudyReporter, TrialBridge
 from wwtune.config import analysis_options, load_config
 from wwtune.deadline import TrialTimeout, check_alarm, trial_alarm
 from wwtune.diskio import WriteError
@@ -41,6 +35,7 @@ from wwtune.record import (
     write_trial_spectra,
 )
 from wwtune.resume import score_rule
+from wwtune.sanity_rules import loss_violation, norm_violation
 from wwtune.score import Score
 from wwtune.search_space import SearchSpace
 from wwtune.workers import INTERRUPTED, OVER_CAP, StudyTrialCap
