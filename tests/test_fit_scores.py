@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from wwtune.cli import compose
-from wwtune.config import make_score as _score
 from wwtune.config import validate_config
 from wwtune.exceptions import ConfigError
+from wwtune.factories import make_score
 from wwtune.outcome import summary_text
 from wwtune.ranking import best_trial, pareto_front, pareto_pick
 from wwtune.score import Score
@@ -30,6 +30,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 LAYERS = pd.DataFrame(
     {"name": ["a", "b"], "alpha": [2.5, 1.5], "num_evals": [64, 64], "status": ["success", "success"]}
 )
+
+
+def _score(cfg):
+    """The run's score of a composed config, from its sections."""
+    return make_score(cfg["score"], cfg["objective"])
 
 
 def cfg(*overrides):

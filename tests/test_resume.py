@@ -161,7 +161,7 @@ def test_a_study_continued_under_another_score_rule_ranks_only_the_new_rules_tri
     picked = picked_trial(study)[0]  # issue 21: best_params.yaml names the pick, among the new rule's trials
     assert picked.number >= 3
     assert (
-        yaml.safe_load(best_params_path(study.user_attrs["wwtune.config"]).read_text())["trial"]
+        yaml.safe_load(best_params_path(study.user_attrs["wwtune.config"]["study"]).read_text())["trial"]
         == picked.number
     )
     text = summary_text(study, cfg("study.n_trials=6", "study.allow_config_change=true"))
