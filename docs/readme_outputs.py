@@ -248,13 +248,19 @@ def run_block(block: Block, code: str, workdir: Path, timeout: float, shell_vars
             env=environment(workdir),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return Ran(block, code, -1, clean(out) + f"\n[timed out after {timeout:.0f} s]")
-    return Ran(block, code, proc.returncode, clean(proc.stdout))
+        return Ran(block, code, -1, clean(_text(exc.stdout)) + f"\n[timed out after {timeout:.0f} s]")
+    return Ran(block, code, proc.returncode, clean(_text(proc.stdout)))
+
+
+def _text(output: bytes | str | None) -> str:
+    """A block's output as text, its carriage returns kept: text mode would turn the "\r" before each
+    progress frame into a line break, and :func:`clean` could no longer tell a redrawn line from a new one."""
+    if isinstance(output, bytes):
+        return output.decode("utf-8", errors="replace")
+    return output or ""
 
 
 _PROGRESS = re.compile(r"\d+%\|.*\|")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 
 import pandas as pd
 import pytest
@@ -93,10 +94,52 @@ def test_help_prints_each_default_once(main, capsys) -> None:  # noqa: ANN001
     assert "(default: 8)" in " ".join(out.split())  # defaults that were not in the text are still shown
 
 
+class WatchedStream(io.StringIO):
+    """A stream that says when what was written to it so far holds a given text (no clock in the test)."""
+
+    tty = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            n = super().write(text)
+            self.changed.notify_all()
+        return n
+
+    def wait_for(self, text: str) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: text in self.getvalue(), timeout=30)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_what_follows_a_progress_line_starts_on_a_line_of_its_own(tty: bool) -> None:
+    """A progress line drawn after its delay (a slow step, a busy machine) used to stay on the stream
+    unended: tqdm clears only frames it drew from ``update()``, and the ticker draws with ``refresh()``, so
+    the table printed next ran on after "… 1 s" in a log file (the README test then lost its header)."""
+    from wwtune.cli_common import Progress
+
+    stream = WatchedStream()
+    stream.tty = tty
+    with Progress("a vs b", stream, enabled=True, delay=0.05, line_every=0.01, verb="comparing") as progress:
+        assert stream.wait_for("comparing a vs b …"), "no frame"
+        progress.update(2, 39, "fc1")
+        assert stream.wait_for("2/39 layers (fc1)"), "no bar frame"
+    stream.write("layer  shape\n")
+    last = stream.getvalue().rsplit("\n", 2)[-2]  # the line the table's header is on
+    assert last.rsplit("\r", 1)[-1].replace("\x1b[K", "") == "layer  shape"
+    if not tty:  # a log file keeps the last frame as a line of its own
+        assert stream.getvalue().endswith("s\nlayer  shape\n")
+
+
 def test_readme_runner_drops_the_tqdm_progress() -> None:
     import importlib.util
     import sys
-    import threading
     from pathlib import Path
 
     from wwtune.cli_common import Progress
@@ -107,22 +150,7 @@ def test_readme_runner_drops_the_tqdm_progress() -> None:
     sys.modules[spec.name] = readme
     spec.loader.exec_module(readme)
 
-    class Stream(io.StringIO):  # says when what was written so far holds a given text
-        def __init__(self) -> None:
-            super().__init__()
-            self.changed = threading.Condition()
-
-        def write(self, text: str) -> int:
-            with self.changed:
-                n = super().write(text)
-                self.changed.notify_all()
-            return n
-
-        def wait_for(self, text: str) -> bool:
-            with self.changed:
-                return self.changed.wait_for(lambda: text in self.getvalue(), timeout=30)
-
-    stream = Stream()
+    stream = WatchedStream()
     with Progress("model.pt", stream, enabled=True, delay=0.0, line_every=0.01) as progress:
         assert stream.wait_for("analyzing model.pt …"), "no heartbeat frame"
         progress.update(1, 2, "fc1")

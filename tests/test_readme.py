@@ -110,6 +110,13 @@ def test_shell_variables_carry_over_to_later_blocks(tmp_path):
     assert results[1].output == "5y\n" and results[1].as_pasted
 
 
+def test_a_progress_frame_between_two_lines_adds_no_line(tmp_path):
+    """The block's output keeps its carriage returns: read in text mode, the "\r" before a progress frame
+    became a line break, and the frame, once dropped, left an empty line the page does not show."""
+    blocks = parse("```bash\nprintf 'a\\n\\rcomparing x vs y … 1 s\\nb\\n'\n```\n```text\na\nb\n```\n")
+    assert readme.run_all(blocks, tmp_path, full=False, timeout=30)[0].output == "a\nb\n"
+
+
 def test_a_page_that_breaks_a_convention_is_named_with_its_line():
     with pytest.raises(readme.ReadmeError, match=r"docs/new\.md line 3: code block language '\(none\)'"):
         readme.parse("# A page\n\n```\nls\n```\n", "docs/new.md")

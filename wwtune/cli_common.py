@@ -307,6 +307,7 @@ class Progress:
         self._bar: tqdm | None = None
         self._redirect: Any = None
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._drawn = False  # a frame is on the stream (tqdm's close clears only the frames update() drew)
         self.start = 0.0
 
     def __enter__(self) -> Progress:
@@ -339,13 +340,13 @@ class Progress:
             label = f" ({name})".replace("{", "{{").replace("}", "}}") if name else ""
             bar.bar_format = _BAR_KNOWN.replace("{name}", label)
         if self._tty and self.elapsed >= self.delay:
-            bar.refresh()
+            self._draw(bar)
 
     def _run(self) -> None:
         if self._stop.wait(self.delay):
             return
         while self._bar is not None:
-            self._bar.refresh()
+            self._draw(self._bar)
             if self._stop.wait(1.0 if self._tty else self.line_every):
                 return
 
@@ -357,6 +358,13 @@ class Progress:
             self._redirect.__exit__(None, None, None)
         if self._bar is not None:
             self._bar.close()
+            if self._drawn:  # end the last frame, so what is printed next starts on a line of its own
+                self.stream.write("\r\x1b[K" if self._tty else "\n")
+                self.stream.flush()
+
+    def _draw(self, bar: tqdm) -> None:
+        bar.refresh()
+        self._drawn = True
 
     @property
     def elapsed(self) -> float:
