@@ -119,14 +119,19 @@ def pid_alive(pid: int) -> bool:
     return _proc_state(pid) not in ("Z", "X")
 
 
-def _proc_state(pid: int) -> str | None:
-    """The state letter of process ``pid`` (``/proc/<pid>/stat`` field 3), or None where unreadable."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` from field 3 (the state) on, or None where unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
-    fields = stat[stat.rfind(")") + 2 :].split()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (``/proc/<pid>/stat`` field 3), or None where unreadable."""
+    fields = _stat_fields(pid)
     return fields[0] if fields else None
 
 
@@ -136,12 +141,9 @@ RUN_TOKEN = uuid.uuid4().hex
 
 def _start_ticks(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _stat_fields(pid)
+    if fields is None:
         return None
-    # the command name (field 2) is in parentheses and may hold spaces: split after its closing one
-    fields = stat[stat.rfind(")") + 2 :].split()
     try:
         return int(fields[19])
     except (IndexError, ValueError):

@@ -41,8 +41,19 @@ class _Stepper(TrainerCallback):
     def __init__(self, every_steps: int | None) -> None:
         self.every_steps = _check_every(every_steps)
 
-    def step_helper(self) -> None:
+    def helper(self) -> TempBalance | EarlyFreezing | None:
+        """The training helper this callback built (None before training starts)."""
         raise NotImplementedError
+
+    def step_helper(self) -> None:
+        helper = self.helper()
+        if helper is not None:
+            helper.step()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        helper = self.helper()
+        if helper is not None:
+            helper.remove()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.every_steps is not None and state.global_step % self.every_steps == 0:
@@ -75,13 +86,8 @@ class TempBalanceCallback(_Stepper):
             self.balance.remove()
         self.balance = TempBalance(model, optimizer, **self.kwargs)
 
-    def step_helper(self) -> None:
-        if self.balance is not None:
-            self.balance.step()
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.balance is not None:
-            self.balance.remove()
+    def helper(self) -> TempBalance | None:
+        return self.balance
 
 
 class EarlyFreezingCallback(_Stepper):
@@ -109,10 +115,5 @@ class EarlyFreezingCallback(_Stepper):
                 budget = max(1, math.ceil(float(state.num_train_epochs or args.num_train_epochs)))
         self.freezing = EarlyFreezing(kwargs["model"], budget=int(budget), **self.kwargs)
 
-    def step_helper(self) -> None:
-        if self.freezing is not None:
-            self.freezing.step()
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.freezing is not None:
-            self.freezing.remove()
+    def helper(self) -> EarlyFreezing | None:
+        return self.freezing

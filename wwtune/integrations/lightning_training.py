@@ -25,7 +25,26 @@ from wwtune.training import EarlyFreezing, TempBalance
 __all__ = ["EarlyFreezingCallback", "TempBalanceCallback"]
 
 
-class TempBalanceCallback(pl.Callback):
+class _Stepped(pl.Callback):
+    """Steps the training helper a subclass built at fit start (:meth:`helper`) at each train-epoch end,
+    and takes its hooks off at fit end."""
+
+    def helper(self) -> TempBalance | EarlyFreezing | None:
+        """The training helper this callback built (None before fit starts)."""
+        raise NotImplementedError
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        helper = self.helper()
+        if helper is not None:
+            helper.step()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        helper = self.helper()
+        if helper is not None:
+            helper.remove()
+
+
+class TempBalanceCallback(_Stepped):
     """Builds a :class:`wwtune.TempBalance` on the module and its (first) optimizer at fit start and steps
     it at each train-epoch end; the object is ``self.balance`` (its ``history`` holds the factors).
 
@@ -44,16 +63,11 @@ class TempBalanceCallback(pl.Callback):
             self.balance.remove()
         self.balance = TempBalance(pl_module, trainer.optimizers[self.optimizer_index], **self.kwargs)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.balance is not None:
-            self.balance.step()
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.balance is not None:
-            self.balance.remove()
+    def helper(self) -> TempBalance | None:
+        return self.balance
 
 
-class EarlyFreezingCallback(pl.Callback):
+class EarlyFreezingCallback(_Stepped):
     """Builds a :class:`wwtune.EarlyFreezing` at fit start and steps it at each train-epoch end; the object
     is ``self.freezing`` (``frozen``: the epoch each layer froze; ``saved_share``: backward FLOPs saved).
 
@@ -75,10 +89,5 @@ class EarlyFreezingCallback(pl.Callback):
             )
         self.freezing = EarlyFreezing(pl_module, budget=int(budget), **self.kwargs)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.freezing is not None:
-            self.freezing.step()
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.freezing is not None:
-            self.freezing.remove()
+    def helper(self) -> EarlyFreezing | None:
+        return self.freezing
