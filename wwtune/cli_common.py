@@ -307,7 +307,7 @@ class Progress:
         self._bar: tqdm | None = None
         self._redirect: Any = None
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._drawn = False  # a frame is on the stream (tqdm's close clears only the frames update() drew)
+        self._drawn = False  # a frame is on the stream (cleared on exit, so nothing runs on after it)
         self.start = 0.0
 
     def __enter__(self) -> Progress:
@@ -357,10 +357,9 @@ class Progress:
         if self._redirect is not None:
             self._redirect.__exit__(None, None, None)
         if self._bar is not None:
+            if self._drawn:  # tqdm's close clears only frames it drew from update(); the ticker's too
+                self._bar.clear()
             self._bar.close()
-            if self._drawn:  # end the last frame, so what is printed next starts on a line of its own
-                self.stream.write("\r\x1b[K" if self._tty else "\n")
-                self.stream.flush()
 
     def _draw(self, bar: tqdm) -> None:
         bar.refresh()
