@@ -48,10 +48,9 @@ class TrainOnly(lightning.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
-def fit(callback, module=None, epochs=3):
-    lightning.seed_everything(0, verbose=False)
-    module = module or TrainOnly()
-    trainer = lightning.Trainer(
+def quiet_trainer(callback, epochs):
+    """A CPU Trainer with ``callback`` and nothing else: no logger, checkpoints, progress bar or summary."""
+    return lightning.Trainer(
         max_epochs=epochs,
         callbacks=[callback],
         accelerator="cpu",
@@ -60,6 +59,12 @@ def fit(callback, module=None, epochs=3):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+
+
+def fit(callback, module=None, epochs=3):
+    lightning.seed_everything(0, verbose=False)
+    module = module or TrainOnly()
+    trainer = quiet_trainer(callback, epochs)
     trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(*teacher()), batch_size=64))
     return module
 
@@ -125,15 +130,7 @@ class StepLogged(TrainOnly):
 def fit_batches(callback, module, epochs=3):
     """fit() on 500 samples in batches of 64 (the last batch has 52): a mean differs from the last batch."""
     lightning.seed_everything(0, verbose=False)
-    trainer = lightning.Trainer(
-        max_epochs=epochs,
-        callbacks=[callback],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(callback, epochs)
     x, y = teacher(500)
     trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=64))
     return trainer
